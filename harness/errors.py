@@ -1,0 +1,85 @@
+"""Typed errors. Each carries its data and its exit code; the CLI maps them in one place."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from harness.gates.models import GateResult
+
+
+class ExitCode:
+    OK = 0
+    FAILED = 1  # a gate failed / a patch was rejected by policy
+    USAGE = 2  # bad arguments, bad input, I/O error, or a gate that could not run
+    REGRESSION = 3  # a change caused a regression and was reverted
+    PROVIDER = 4  # the model provider failed (auth, budget, exhausted retries)
+    INTERRUPTED = 130
+
+
+class HarnessError(Exception):
+    """Base class. `str(err)` is the one-line message shown to the user."""
+
+    exit_code: int = ExitCode.USAGE
+
+    def __init__(self, message: str, **data: Any) -> None:
+        super().__init__(message)
+        self.data = data
+
+
+class UsageError(HarnessError):
+    exit_code = ExitCode.USAGE
+
+
+class PolicyError(HarnessError):
+    exit_code = ExitCode.USAGE
+
+
+class StepsError(HarnessError):
+    exit_code = ExitCode.USAGE
+
+
+class GitError(HarnessError):
+    exit_code = ExitCode.USAGE
+
+
+class GateError(HarnessError):
+    """A gate could not run (tool missing, crash, timeout, unparsable output)."""
+
+    exit_code = ExitCode.USAGE
+
+    def __init__(self, message: str, result: GateResult | None = None) -> None:
+        super().__init__(message)
+        self.result = result
+
+
+class PatchError(HarnessError):
+    """The patch text itself is unusable (cannot be parsed or located)."""
+
+    exit_code = ExitCode.FAILED
+
+
+class PatchRejected(HarnessError):
+    """The patch parsed but violates the policy. `violations` are guard Violation models."""
+
+    exit_code = ExitCode.FAILED
+
+    def __init__(self, message: str, violations: list[Any]) -> None:
+        super().__init__(message)
+        self.violations = violations
+
+
+class RegressionError(HarnessError):
+    exit_code = ExitCode.REGRESSION
+
+    def __init__(self, message: str, regressions: list[Any]) -> None:
+        super().__init__(message)
+        self.regressions = regressions
+
+
+class ProviderError(HarnessError):
+    exit_code = ExitCode.PROVIDER
+
+
+class BudgetExceeded(ProviderError):
+    """Cost or call budget exhausted. Never retried."""

@@ -1,0 +1,107 @@
+"""Typed gate results: what every gate returns and what `compare` reads."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from enum import StrEnum
+
+from pydantic import BaseModel, Field
+
+
+class GateStatus(StrEnum):
+    PASSED = "passed"
+    FAILED = "failed"
+    ERROR = "error"  # the gate could not run: never a pass
+
+
+_NUM = re.compile(r"\b\d+\b")
+_WS = re.compile(r"\s+")
+
+
+def fingerprint(gate: str, path: str, code: str, message: str, context: str = "") -> str:
+    """Stable across line shifts: path + code + normalized message/context, no line number."""
+    norm_msg = _WS.sub(" ", _NUM.sub("N", message)).strip()
+    norm_ctx = _WS.sub(" ", context).strip()
+    raw = "\x1f".join((gate, path.replace("\\", "/"), code, norm_msg, norm_ctx))
+    return hashlib.sha256(raw.encode("utf-8")).hexdigest()[:16]
+
+
+class Finding(BaseModel):
+    gate: str
+    code: str = Field(description="rule id: E501, arg-type, B101, a secret type, ...")
+    path: str = Field(description="repo-relative, forward slashes")
+    line: int | None = None
+    message: str
+    severity: str | None = None
+    confidence: str | None = None
+    fingerprint: str = Field(description="identity that survives line shifts")
+    fix: dict[str, object] | None = Field(None, description="tool's own fix suggestion, if any")
+
+
+class TestCase(BaseModel):
+    __test__ = False  # not a pytest class
+
+    id: str = Field(description="pytest node id, e.g. tests/test_x.py::test_y")
+    outcome: str = Field(description="passed | failed | error | skipped")
+    message: str | None = None
+    seconds: float = 0.0
+
+
+class Coverage(BaseModel):
+    percent: float
+    per_file: dict[str, float] = Field(default_factory=dict)
+    covered_lines: int = 0
+    num_statements: int = 0
+
+
+class Contract(BaseModel):
+    name: str
+    kept: bool
+    details: str | None = None
+
+
+class GateResult(BaseModel):
+    gate: str
+    status: GateStatus
+    seconds: float = 0.0
+    reason: str | None = Field(None, description="why the gate failed or could not run")
+    tool: str = Field(description="the tool that actually ran (gitleaks vs detect-secrets)")
+    tool_version: str | None = None
+    command: list[str] = Field(default_factory=list)
+    exit_code: int | None = None
+    findings: list[Finding] = Field(default_factory=list)
+    tests: list[TestCase] = Field(default_factory=list)
+    coverage: Coverage | None = None
+    contracts: list[Contract] = Field(default_factory=list)
+    cached: bool = False
+
+    def counts(self) -> dict[str, int]:
+        """Test outcome counts (pytest gate)."""
+        out = {"passed": 0, "failed": 0, "errors": 0, "skipped": 0}
+        key = {"passed": "passed", "failed": "failed", "error": "errors", "skipped": "skipped"}
+        for t in self.tests:
+            out[key.get(t.outcome, "errors")] += 1
+        return out
+
+
+class GateRun(BaseModel):
+    """All gates of one snapshot of the target."""
+
+    tree: str = Field(description="git tree hash of the snapshot (working tree as it is)")
+    results: dict[str, GateResult]
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return all(r.status == GateStatus.PASSED for r in self.results.values())
+
+
+class Regression(BaseModel):
+    gate: str
+    rule: str = Field(
+        description="new_finding | test_broken | coverage_drop | contract_broken | gate_error"
+    )
+    subject: str = Field(description="the finding fingerprint/message, test id, or contract")
+    message: str
+    flaky: bool = False

@@ -1,0 +1,128 @@
+"""Git operations (gitpython). Every mutation happens inside a context manager that restores."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+
+import git
+
+from harness.errors import GitError
+
+
+def open_repo(path: str | Path) -> git.Repo:
+    try:
+        repo = git.Repo(Path(path), search_parent_directories=False)
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError) as exc:
+        raise GitError(f"not a git repository: {path}") from exc
+    if repo.bare:
+        raise GitError(f"bare repository not supported: {path}")
+    return repo
+
+
+def head(repo: git.Repo) -> str:
+    try:
+        return repo.head.commit.hexsha
+    except ValueError as exc:
+        raise GitError(f"repository has no commits: {repo.working_tree_dir}") from exc
+
+
+def is_dirty(repo: git.Repo) -> bool:
+    return repo.is_dirty(untracked_files=True)
+
+
+def tree_hash(repo: git.Repo) -> str:
+    """Hash of the working tree as it is (tracked edits and untracked, non-ignored files).
+
+    Uses a throw-away index so the user's index is never touched.
+    """
+    if not is_dirty(repo):
+        return str(repo.head.commit.tree.hexsha)
+    with tempfile.TemporaryDirectory(prefix="harness-idx-") as tmp:
+        env = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
+        g = repo.git
+        try:
+            g.read_tree("HEAD", env=env)
+            g.add("-A", env=env)
+            return str(g.write_tree(env=env)).strip()
+        except git.GitCommandError as exc:
+            raise GitError(f"cannot hash working tree: {exc.stderr.strip()}") from exc
+
+
+def _reset_to(repo: git.Repo, sha: str) -> None:
+    repo.git.reset("--hard", sha)
+    repo.git.clean("-fd")
+
+
+@contextmanager
+def restore_on_failure(repo: git.Repo) -> Iterator[str]:
+    """Require a clean tree; if the body raises, put HEAD, index and tree back exactly."""
+    if is_dirty(repo):
+        raise GitError(f"working tree has uncommitted changes: {repo.working_tree_dir}")
+    start = head(repo)
+    try:
+        yield start
+    except BaseException:
+        _reset_to(repo, start)
+        raise
+
+
+def commit_all(repo: git.Repo, message: str, trailers: Mapping[str, str] | None = None) -> str:
+    """Stage everything and commit. Returns the new sha."""
+    body = message.rstrip() + "\n"
+    if trailers:
+        body += "\n" + "".join(f"{k}: {v}\n" for k, v in trailers.items())
+    repo.git.add("-A")
+    repo.git.commit("--no-verify", "--allow-empty", "-m", body)
+    return head(repo)
+
+
+def revert_commits(repo: git.Repo, shas: list[str], message: str | None = None) -> str:
+    """Revert the given commits (newest first) as one commit; restores the tree on conflict."""
+    with restore_on_failure(repo):
+        for sha in shas:
+            repo.git.revert("--no-commit", sha)
+        msg = message or "harness: revert " + ", ".join(s[:10] for s in shas)
+        repo.git.commit("--no-verify", "-m", msg)
+        return head(repo)
+
+
+@contextmanager
+def worktree(repo: git.Repo, branch: str, base: str) -> Iterator[Path]:
+    """A separate worktree on a new branch; the user's checkout and index are never touched.
+
+    The branch survives; the worktree directory is removed on exit.
+    """
+    if branch in [h.name for h in repo.heads]:
+        raise GitError(f"branch already exists: {branch}")
+    tmp = Path(tempfile.mkdtemp(prefix="harness-wt-"))
+    path = tmp / "work"
+    try:
+        repo.git.worktree("add", "-b", branch, str(path), base)
+    except git.GitCommandError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise GitError(f"cannot create worktree: {exc.stderr.strip()}") from exc
+    try:
+        yield path
+    finally:
+        try:
+            repo.git.worktree("remove", "--force", str(path))
+        except git.GitCommandError:
+            shutil.rmtree(path, ignore_errors=True)
+            repo.git.worktree("prune")
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def pinned_git_env() -> dict[str, str]:
+    """Deterministic identity for commits the harness makes when the user has none."""
+    env = {
+        "GIT_AUTHOR_NAME": os.environ.get("GIT_AUTHOR_NAME", "harness"),
+        "GIT_AUTHOR_EMAIL": os.environ.get("GIT_AUTHOR_EMAIL", "harness@localhost"),
+        "GIT_COMMITTER_NAME": os.environ.get("GIT_COMMITTER_NAME", "harness"),
+        "GIT_COMMITTER_EMAIL": os.environ.get("GIT_COMMITTER_EMAIL", "harness@localhost"),
+    }
+    return env

@@ -1,0 +1,151 @@
+"""Policy files (`policies/*.toml`): validated with pydantic, unknown keys are errors."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from harness.errors import PolicyError
+from harness.resources import data_dir
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class GateConfig(Strict):
+    """One gate. Fields a gate does not use are ignored by it."""
+
+    enabled: bool = True
+    paths: list[str] = Field(default_factory=list, description="paths handed to the tool")
+    args: list[str] = Field(default_factory=list, description="extra arguments")
+    config: str | None = Field(None, description="tool config file, relative to the repo")
+    timeout: float = Field(600.0, gt=0, description="seconds before the gate is an error")
+
+
+class PytestGateConfig(GateConfig):
+    cov: list[str] = Field(default_factory=list, description="--cov targets")
+    fail_under: float | None = Field(None, description="coverage goal in percent")
+
+
+class SecretsGateConfig(GateConfig):
+    tool: Literal["auto", "gitleaks", "detect-secrets"] = "auto"
+
+
+class GatesConfig(Strict):
+    python: str | None = Field(None, description="interpreter of the target env; default: ours")
+    ruff: GateConfig = Field(default_factory=GateConfig)
+    mypy: GateConfig = Field(default_factory=GateConfig)
+    pytest: PytestGateConfig = Field(default_factory=PytestGateConfig)
+    bandit: GateConfig = Field(default_factory=GateConfig)
+    imports: GateConfig = Field(default_factory=GateConfig)
+    secrets: SecretsGateConfig = Field(default_factory=SecretsGateConfig)
+
+
+class RegressionRules(Strict):
+    coverage_tolerance: float = Field(0.0, ge=0, description="allowed coverage drop, points")
+    rerun_failed: int = Field(2, ge=0, description="re-runs of a newly failing test")
+    new_findings: bool = Field(True, description="new fingerprints are regressions")
+
+
+class SuppressionRule(Strict):
+    budget: int = Field(0, ge=0, description="new suppressions allowed per patch")
+    require_justification: bool = True
+
+
+class GuardConfig(Strict):
+    max_changed_lines_per_file: int = Field(20, ge=1)
+    max_files_per_patch: int | None = Field(None, ge=1)
+    count_method: Literal["numstat", "max_side"] = "numstat"
+    lanes: list[str] = Field(default_factory=lambda: ["**"], description="globs a patch may edit")
+    forbidden: list[str] = Field(default_factory=list, description="globs no patch may edit")
+    protect_gate_config: bool = True
+    suppressions: SuppressionRule = Field(default_factory=SuppressionRule)
+    protect_tests: bool = True
+    test_globs: list[str] = Field(
+        default_factory=lambda: ["tests/**", "test_*.py", "**/test_*.py", "**/*_test.py"]
+    )
+    secrets: bool = True
+
+
+class BlockOverride(Strict):
+    lanes: list[str] | None = None
+    forbidden: list[str] | None = None
+    max_changed_lines_per_file: int | None = Field(None, ge=1)
+    max_iterations: int | None = Field(None, ge=1)
+
+
+class LoopConfig(Strict):
+    max_iterations: int = Field(3, ge=1, description="PLAN/TODO/EXECUTE rounds per block")
+    max_todo_items: int = Field(12, ge=1)
+    max_patch_attempts: int = Field(3, ge=1, description="tries per TODO item")
+    max_invalid_outputs: int = Field(2, ge=0, description="re-asks on invalid model output")
+    test_stability_runs: int = Field(3, ge=1, description="passes in a row for a new test")
+    max_read_files: int = Field(8, ge=0)
+    max_read_bytes: int = Field(60_000, ge=1000)
+    max_cost_usd: float | None = Field(None, gt=0)
+    max_calls: int | None = Field(None, ge=1)
+
+
+class Price(Strict):
+    input: float = Field(description="USD per million input tokens")
+    output: float = Field(description="USD per million output tokens")
+    cache_write: float | None = None
+    cache_read: float | None = None
+
+
+class Policy(Strict):
+    name: str = "default"
+    gates: GatesConfig = Field(default_factory=GatesConfig)
+    regression: RegressionRules = Field(default_factory=RegressionRules)
+    guard: GuardConfig = Field(default_factory=GuardConfig)
+    blocks: dict[str, BlockOverride] = Field(default_factory=dict)
+    loop: LoopConfig = Field(default_factory=LoopConfig)
+    prices: dict[str, Price] = Field(default_factory=dict)
+
+    def guard_for_block(self, block: int | None) -> GuardConfig:
+        """The guard config with the block's overrides applied."""
+        override = self.blocks.get(str(block)) if block is not None else None
+        if override is None:
+            return self.guard
+        update = {
+            k: v
+            for k, v in override.model_dump().items()
+            if v is not None and k in GuardConfig.model_fields
+        }
+        return self.guard.model_copy(update=update)
+
+
+def _format_error(err: ValidationError, source: str) -> str:
+    first = err.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"])
+    if first["type"] == "extra_forbidden":
+        return f"{source}: unknown key '{loc}'"
+    return f"{source}: {loc}: {first['msg']}"
+
+
+def parse_policy(text: str, source: str = "<policy>") -> Policy:
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise PolicyError(f"{source}: not valid TOML: {exc}") from exc
+    try:
+        return Policy.model_validate(raw)
+    except ValidationError as exc:
+        raise PolicyError(_format_error(exc, source)) from exc
+
+
+def default_policy_path() -> Path:
+    return data_dir("policies") / "default.toml"
+
+
+def load_policy(path: str | Path | None = None) -> Policy:
+    p = Path(path) if path else default_policy_path()
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise PolicyError(f"cannot read policy {p}: {exc.strerror or exc}") from exc
+    return parse_policy(text, str(p))
