@@ -1,0 +1,56 @@
+"""What the model must return in each phase. Model output is untrusted: validated here."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Plan(_Out):
+    """submit_plan: the approach for one STEPS block."""
+
+    summary: str = Field(description="one paragraph: what will be done in this block and why")
+    steps: list[str] = Field(default_factory=list, description="ordered approach, short lines")
+    cannot_do: list[str] = Field(
+        default_factory=list, description="goals of the block this model will not work on, and why"
+    )
+
+
+class TodoItem(_Out):
+    id: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,40}$", description="short unique id, e.g. T1")
+    title: str = Field(min_length=1, max_length=200)
+    files: list[str] = Field(default_factory=list, description="repo-relative files to change")
+    gate: str | None = Field(None, description="gate this item improves: ruff, mypy, pytest, ...")
+
+
+class TodoList(_Out):
+    """submit_todos: the concrete items for this block (may be empty: nothing left to do)."""
+
+    items: list[TodoItem] = Field(default_factory=list, max_length=50)
+
+
+class PatchProposal(_Out):
+    """propose_patch: one unified diff for one TODO item, or give up on the item."""
+
+    item_id: str
+    action: Literal["patch", "skip"] = "patch"
+    diff: str = Field("", description="unified diff (git style, a/ b/ prefixes)")
+    explanation: str = Field("", max_length=2000)
+
+
+class ReadFiles(_Out):
+    """read_files: ask to see more files before proposing a patch."""
+
+    paths: list[str] = Field(min_length=1, max_length=8)
+
+
+PHASE_TOOLS: dict[str, list[tuple[str, type[_Out]]]] = {
+    "plan": [("submit_plan", Plan)],
+    "todo": [("submit_todos", TodoList)],
+    "execute": [("propose_patch", PatchProposal), ("read_files", ReadFiles)],
+}
