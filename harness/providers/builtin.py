@@ -1,0 +1,178 @@
+"""Offline, deterministic provider: patches built from the tools' own safe fix suggestions.
+
+It works only on what a rule can fix safely (ruff's `safe` fixes), splits each file's fixes
+so a patch stays within the per-file limit, and says plainly which goals it cannot work on.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+from typing import Any
+
+from harness.providers.base import ModelRequest, ModelResponse
+
+CANNOT = {
+    "pytest": "writing tests to raise coverage needs a language model; the builtin provider "
+    "only applies rule-based fixes",
+    "mypy": "mypy reports no machine-applicable fixes; typing errors need a language model",
+    "bandit": "bandit findings have no safe automatic fix; they need review by a model or a person",
+    "secrets": "a leaked secret must be rotated by a person; no automatic fix is safe",
+    "imports": "a broken import contract needs a design decision, not a rule-based fix",
+}
+
+
+def _offset(lines: list[str], row: int, col: int) -> int:
+    """ruff locations are 1-based row/column in characters."""
+    return sum(len(line) for line in lines[: row - 1]) + (col - 1)
+
+
+def _apply_edits(text: str, edits: list[tuple[int, int, str]]) -> str:
+    for start, end, content in sorted(edits, reverse=True):
+        text = text[:start] + content + text[end:]
+    return text
+
+
+def _changed_lines(old: str, new: str) -> int:
+    diff = difflib.unified_diff(old.splitlines(), new.splitlines(), lineterm="", n=0)
+    return sum(1 for line in diff if line[:1] in "+-" and not line.startswith(("+++", "---")))
+
+
+def unified_diff(path: str, old: str, new: str) -> str:
+    body = difflib.unified_diff(
+        old.splitlines(keepends=True),
+        new.splitlines(keepends=True),
+        fromfile=f"a/{path}",
+        tofile=f"b/{path}",
+    )
+    return "".join(body)
+
+
+def _safe_fix_edits(finding: dict[str, Any], lines: list[str]) -> list[tuple[int, int, str]] | None:
+    fix = finding.get("fix")
+    if not isinstance(fix, dict) or fix.get("applicability") != "safe":
+        return None
+    edits = []
+    for edit in fix.get("edits") or []:
+        loc, end = edit["location"], edit["end_location"]
+        start = _offset(lines, loc["row"], loc["column"])
+        stop = _offset(lines, end["row"], end["column"])
+        edits.append((start, stop, str(edit.get("content") or "")))
+    return edits or None
+
+
+def build_fix_patch(path: str, text: str, findings: list[dict[str, Any]], max_lines: int) -> str:
+    """Greedily take non-overlapping safe fixes, top of file first, while the file's change
+    stays within max_lines. Returns "" when nothing can be taken."""
+    lines = text.splitlines(keepends=True)
+    if not text.endswith("\n"):
+        return ""  # a diff without "\ No newline" handling would be wrong; leave such files
+    chosen: list[tuple[int, int, str]] = []
+    ordered = sorted(
+        findings, key=lambda f: ((f.get("line") or 0), str(f.get("code")), str(f.get("message")))
+    )
+    for finding in ordered:
+        edits = _safe_fix_edits(finding, lines)
+        if edits is None:
+            continue
+        overlaps = any((s < ce and cs < e) or s == cs for s, e, _ in edits for cs, ce, _c in chosen)
+        if overlaps:
+            continue
+        trial = _apply_edits(text, chosen + edits)
+        if not trial.endswith("\n") or _changed_lines(text, trial) > max_lines:
+            continue
+        chosen.extend(edits)
+    if not chosen:
+        return ""
+    return unified_diff(path, text, _apply_edits(text, chosen))
+
+
+def _in_lanes(path: str, lanes: list[str]) -> bool:
+    return any(fnmatch.fnmatch(path, glob) for glob in lanes) if lanes else True
+
+
+class BuiltinProvider:
+    name = "builtin"
+    model = "builtin-rules"
+
+    def complete(self, request: ModelRequest) -> ModelResponse:
+        ctx = request.context
+        if request.phase == "plan":
+            return self._plan(ctx)
+        if request.phase == "todo":
+            return self._todo(ctx)
+        return self._execute(ctx)
+
+    @staticmethod
+    def _fixable(ctx: dict[str, Any]) -> dict[str, list[str]]:
+        lanes = list(ctx.get("lanes") or [])
+        by_file: dict[str, list[str]] = {}
+        for f in ctx.get("findings", {}).get("ruff", []):
+            fix = f.get("fix") or {}
+            if fix.get("applicability") == "safe" and _in_lanes(f["path"], lanes):
+                by_file.setdefault(f["path"], []).append(f["code"])
+        return by_file
+
+    def _plan(self, ctx: dict[str, Any]) -> ModelResponse:
+        gates = list(ctx.get("block", {}).get("gates") or [])
+        cannot = [f"{g}: {CANNOT[g]}" for g in gates if g in CANNOT]
+        steps = []
+        if "ruff" in gates:
+            fixable = self._fixable(ctx)
+            count = sum(len(v) for v in fixable.values())
+            steps.append(
+                f"Apply ruff's safe fixes ({count} in {len(fixable)} files), one file per "
+                f"patch, at most {ctx.get('max_lines', 20)} changed lines per file."
+            )
+            unfixable = len(ctx.get("findings", {}).get("ruff", [])) - count
+            if unfixable > 0:
+                cannot.append(
+                    f"ruff: {unfixable} findings have no safe automatic fix (or lie outside "
+                    "this block's lanes)"
+                )
+        summary = " ".join(steps) if steps else "Nothing in this block can be fixed by rules."
+        plan = {"summary": summary, "steps": steps, "cannot_do": cannot}
+        return ModelResponse(tool="submit_plan", input=plan, model=self.model)
+
+    def _todo(self, ctx: dict[str, Any]) -> ModelResponse:
+        items: list[dict[str, Any]] = []
+        gates = list(ctx.get("block", {}).get("gates") or [])
+        if "ruff" in gates:
+            max_items = int(ctx.get("max_items", 12))
+            for i, (path, codes) in enumerate(sorted(self._fixable(ctx).items()), start=1):
+                if len(items) >= max_items:
+                    break
+                shown = ", ".join(sorted(set(codes)))[:150]
+                items.append(
+                    {
+                        "id": f"R{i}",
+                        "title": f"Apply ruff safe fixes in {path} ({shown})",
+                        "files": [path],
+                        "gate": "ruff",
+                    }
+                )
+        return ModelResponse(tool="submit_todos", input={"items": items}, model=self.model)
+
+    def _execute(self, ctx: dict[str, Any]) -> ModelResponse:
+        item = ctx["item"]
+        # Halve the budget on each retry, so a guard that counts differently still gets a
+        # patch it accepts.
+        budget = max(1, int(ctx.get("max_lines", 20)) >> int(ctx.get("attempt", 0)))
+        findings = [f for f in ctx.get("findings", []) if f.get("gate") == "ruff"]
+        for path in item.get("files", []):
+            text = ctx.get("files", {}).get(path)
+            if text is None:
+                continue
+            mine = [f for f in findings if f.get("path") == path]
+            diff = build_fix_patch(path, text, mine, budget)
+            if diff:
+                proposal = {
+                    "item_id": item["id"],
+                    "action": "patch",
+                    "diff": diff,
+                    "explanation": "ruff safe fixes: "
+                    + ", ".join(sorted({str(f["code"]) for f in mine})),
+                }
+                return ModelResponse(tool="propose_patch", input=proposal, model=self.model)
+        skip = {"item_id": item["id"], "action": "skip", "explanation": "no safe fix applies"}
+        return ModelResponse(tool="propose_patch", input=skip, model=self.model)

@@ -1,0 +1,130 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from harness.providers.base import ModelRequest
+from harness.providers.builtin import BuiltinProvider, build_fix_patch
+from tests.conftest import git
+
+MESSY = "".join(f"import mod{i}\n" for i in range(30)) + "\n\ndef f():\n    return 1\n"
+
+
+def ruff_findings(repo: Path, path: str) -> list[dict[str, object]]:
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ruff",
+            "check",
+            "--no-cache",
+            "--isolated",
+            "--select",
+            "F401",
+            "--output-format",
+            "json",
+            path,
+        ],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout
+    rows = json.loads(out)
+    return [
+        {
+            "gate": "ruff",
+            "code": r["code"],
+            "path": path,
+            "line": r["location"]["row"],
+            "message": r["message"],
+            "fix": r["fix"],
+        }
+        for r in rows
+    ]
+
+
+def numstat(repo: Path) -> tuple[int, int]:
+    added, removed, _ = git(repo, "diff", "--numstat").split("\t")
+    return int(added), int(removed)
+
+
+def test_patch_respects_limit_and_applies(make_repo) -> None:
+    repo = make_repo({"pkg/m.py": MESSY})
+    findings = ruff_findings(repo, "pkg/m.py")
+    assert len(findings) == 30
+    diff = build_fix_patch("pkg/m.py", MESSY, findings, max_lines=20)
+    subprocess.run(["git", "apply", "-"], cwd=repo, input=diff, text=True, check=True)
+    added, removed = numstat(repo)
+    assert added + removed <= 20
+    assert len(ruff_findings(repo, "pkg/m.py")) == 30 - (added + removed)
+
+
+def test_repeated_patches_finish_the_file(make_repo) -> None:
+    repo = make_repo({"pkg/m.py": MESSY})
+    for _ in range(3):
+        text = (repo / "pkg/m.py").read_text()
+        diff = build_fix_patch("pkg/m.py", text, ruff_findings(repo, "pkg/m.py"), 20)
+        if not diff:
+            break
+        subprocess.run(["git", "apply", "-"], cwd=repo, input=diff, text=True, check=True)
+    assert ruff_findings(repo, "pkg/m.py") == []
+
+
+def test_unsafe_or_missing_fixes_are_not_used() -> None:
+    finding = {
+        "gate": "ruff",
+        "code": "X1",
+        "path": "a.py",
+        "line": 1,
+        "message": "m",
+        "fix": {
+            "applicability": "unsafe",
+            "edits": [
+                {
+                    "content": "",
+                    "location": {"row": 1, "column": 1},
+                    "end_location": {"row": 2, "column": 1},
+                }
+            ],
+        },
+    }
+    assert build_fix_patch("a.py", "x = 1\n", [finding], 20) == ""
+    assert build_fix_patch("a.py", "x = 1\n", [{**finding, "fix": None}], 20) == ""
+
+
+def test_plan_names_what_it_cannot_do() -> None:
+    req = ModelRequest(
+        phase="plan",
+        system="",
+        messages=[],
+        tools=[],
+        context={"block": {"gates": ["pytest", "mypy"]}, "findings": {}},
+    )
+    resp = BuiltinProvider().complete(req)
+    assert resp.tool == "submit_plan"
+    assert resp.input is not None
+    cannot = " ".join(resp.input["cannot_do"])
+    assert "pytest" in cannot and "mypy" in cannot
+
+
+def test_todo_respects_lanes(make_repo) -> None:
+    repo = make_repo({"pkg/m.py": MESSY})
+    findings = ruff_findings(repo, "pkg/m.py")
+    ctx = {"block": {"gates": ["ruff"]}, "findings": {"ruff": findings}}
+    provider = BuiltinProvider()
+    inside = provider.complete(
+        ModelRequest(
+            phase="todo", system="", messages=[], tools=[], context={**ctx, "lanes": ["pkg/**"]}
+        )
+    )
+    outside = provider.complete(
+        ModelRequest(
+            phase="todo", system="", messages=[], tools=[], context={**ctx, "lanes": ["tests/**"]}
+        )
+    )
+    assert inside.input is not None and outside.input is not None
+    assert [i["files"] for i in inside.input["items"]] == [["pkg/m.py"]]
+    assert outside.input["items"] == []
