@@ -71,13 +71,22 @@ def restore_on_failure(repo: git.Repo) -> Iterator[str]:
         raise
 
 
+def _identity(repo: git.Repo) -> dict[str, str]:
+    """Commit as the user when git knows who they are; otherwise as `harness`."""
+    reader = repo.config_reader()
+    env = {}
+    if not (os.environ.get("GIT_AUTHOR_EMAIL") or reader.get_value("user", "email", "")):
+        env.update(pinned_git_env())
+    return env
+
+
 def commit_all(repo: git.Repo, message: str, trailers: Mapping[str, str] | None = None) -> str:
     """Stage everything and commit. Returns the new sha."""
     body = message.rstrip() + "\n"
     if trailers:
         body += "\n" + "".join(f"{k}: {v}\n" for k, v in trailers.items())
     repo.git.add("-A")
-    repo.git.commit("--no-verify", "--allow-empty", "-m", body)
+    repo.git.commit("--no-verify", "--allow-empty", "-m", body, env=_identity(repo))
     return head(repo)
 
 
@@ -87,8 +96,22 @@ def revert_commits(repo: git.Repo, shas: list[str], message: str | None = None) 
         for sha in shas:
             repo.git.revert("--no-commit", sha)
         msg = message or "harness: revert " + ", ".join(s[:10] for s in shas)
-        repo.git.commit("--no-verify", "-m", msg)
+        repo.git.commit("--no-verify", "-m", msg, env=_identity(repo))
         return head(repo)
+
+
+@contextmanager
+def checked_out(repo: git.Repo, sha: str) -> Iterator[None]:
+    """Detach HEAD at `sha` for a look (e.g. to run gates), then go back to where we were."""
+    if is_dirty(repo):
+        raise GitError(f"working tree has uncommitted changes: {repo.working_tree_dir}")
+    back = repo.active_branch.name if not repo.head.is_detached else head(repo)
+    repo.git.checkout("--detach", sha)
+    try:
+        yield
+    finally:
+        _reset_to(repo, "HEAD")
+        repo.git.checkout(back)
 
 
 @contextmanager
