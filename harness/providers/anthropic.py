@@ -1,0 +1,278 @@
+"""Claude through the official SDK: structured output by tool use, tenacity retries, budgets.
+
+The SDK's own retries are off so that one place decides what is retried (429, 529, 5xx,
+timeouts, connection errors), how long to wait (`retry-after` first, else exponential backoff
+with full jitter), and that budget errors never are.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import anthropic
+from anthropic.types import (
+    Message as ApiMessage,
+)
+from anthropic.types import (
+    MessageParam,
+    TextBlockParam,
+    ToolChoiceParam,
+    ToolParam,
+)
+from anthropic.types.assistant_message_param import AssistantMessageParam
+from anthropic.types.user_message_param import UserMessageParam
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_random_exponential,
+)
+
+from harness.errors import BudgetExceeded, ProviderError
+from harness.policy import Price
+from harness.providers.base import ModelRequest, ModelResponse, Usage
+
+# 408 is the server saying the request timed out: a timeout, so retried like one.
+_RETRY_STATUS = frozenset({408, 429})
+# Anthropic's published multipliers for 5-minute cache writes and cache reads, used only when
+# the policy gives the base prices and leaves the cache prices out.
+_CACHE_WRITE_FACTOR = 1.25
+_CACHE_READ_FACTOR = 0.10
+
+
+def _retryable(exc: BaseException) -> bool:
+    if isinstance(exc, anthropic.APIStatusError):
+        return exc.status_code in _RETRY_STATUS or exc.status_code >= 500
+    # APITimeoutError is a subclass of APIConnectionError.
+    return isinstance(exc, anthropic.APIConnectionError)
+
+
+def parse_retry_after(headers: Mapping[str, str], now: datetime | None = None) -> float | None:
+    """Seconds to wait from `retry-after-ms`, or `retry-after` as seconds or an HTTP date."""
+    millis = headers.get("retry-after-ms")
+    if millis is not None:
+        try:
+            return max(0.0, float(millis) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, anthropic.APIStatusError):
+        kind = exc.type or "error"
+        detail = exc.api_message or str(exc).splitlines()[0]
+        return f"HTTP {exc.status_code} {kind}: {detail}"
+    if isinstance(exc, anthropic.APITimeoutError):
+        return "request timed out"
+    if isinstance(exc, anthropic.APIConnectionError):
+        cause = exc.__cause__
+        return f"connection error: {cause or exc.message}".splitlines()[0]
+    return (str(exc).splitlines() or [type(exc).__name__])[0]
+
+
+def cost_usd(usage: Usage, price: Price) -> float:
+    cache_write = (
+        price.cache_write if price.cache_write is not None else price.input * _CACHE_WRITE_FACTOR
+    )
+    cache_read = (
+        price.cache_read if price.cache_read is not None else price.input * _CACHE_READ_FACTOR
+    )
+    total = (
+        usage.input_tokens * price.input
+        + usage.output_tokens * price.output
+        + usage.cache_creation_input_tokens * cache_write
+        + usage.cache_read_input_tokens * cache_read
+    )
+    return total / 1_000_000
+
+
+class AnthropicProvider:
+    name = "anthropic"
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        prices: Mapping[str, Price],
+        max_cost_usd: float | None = None,
+        max_calls: int | None = None,
+        max_retries: int = 6,
+        timeout: float = 120.0,
+        max_tokens: int = 4096,
+        retry_wait_min: float = 1.0,
+        retry_wait_max: float = 60.0,
+        retry_after_max: float = 300.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        price = prices.get(model)
+        if price is None:
+            raise ProviderError(f"no price for model {model} in policy [prices]", model=model)
+        self.model = model
+        self.price = price
+        self.max_cost_usd = max_cost_usd
+        self.max_calls = max_calls
+        self.max_retries = max_retries
+        self.max_tokens = max_tokens
+        self.retry_wait_min = retry_wait_min
+        self.retry_wait_max = retry_wait_max
+        self.retry_after_max = retry_after_max
+        self._sleep = sleep
+        self.totals = Usage()
+        self.calls = 0  # billed calls: every response the API returned
+        self.attempts = 0  # HTTP attempts, including ones that failed and were retried
+        # The key goes straight into the client and is never kept or shown by this object.
+        self._client = anthropic.Anthropic(
+            api_key=api_key, base_url=base_url, timeout=timeout, max_retries=0
+        )
+
+    def __repr__(self) -> str:
+        return f"AnthropicProvider(model={self.model!r}, calls={self.calls})"
+
+    def complete(self, request: ModelRequest) -> ModelResponse:
+        self._check_budget()
+        params = self.build_params(request)
+        retrying = Retrying(
+            stop=stop_after_attempt(self.max_retries + 1),
+            wait=self._wait,
+            retry=retry_if_exception(_retryable),
+            sleep=self._sleep,
+            reraise=True,
+        )
+        try:
+            message = retrying(self._create, params)
+        except anthropic.AnthropicError as exc:
+            attempts = retrying.statistics.get("attempt_number", 1)
+            if _retryable(exc):
+                raise ProviderError(
+                    f"anthropic: {_one_line(exc)} (gave up after {attempts} attempts)"
+                ) from exc
+            raise ProviderError(f"anthropic: {_one_line(exc)}") from exc
+        return self._account(message)
+
+    def _check_budget(self) -> None:
+        if self.max_calls is not None and self.calls >= self.max_calls:
+            raise BudgetExceeded(
+                f"call budget exhausted: {self.calls} of {self.max_calls} model calls used",
+                calls=self.calls,
+            )
+        if self.max_cost_usd is not None and self.totals.cost_usd >= self.max_cost_usd:
+            raise BudgetExceeded(
+                f"cost budget exhausted: ${self.totals.cost_usd:.4f} of "
+                f"${self.max_cost_usd:.2f} spent",
+                cost_usd=self.totals.cost_usd,
+            )
+
+    def _wait(self, state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, anthropic.APIStatusError):
+            after = parse_retry_after(exc.response.headers)
+            if after is not None:
+                return min(after, self.retry_after_max)
+        backoff = wait_random_exponential(multiplier=self.retry_wait_min, max=self.retry_wait_max)
+        return float(backoff(state))
+
+    def _create(self, params: dict[str, Any]) -> ApiMessage:
+        self.attempts += 1
+        message: ApiMessage = self._client.messages.create(**params)
+        return message
+
+    def build_params(self, request: ModelRequest) -> dict[str, Any]:
+        """The messages.create arguments: the stable prefix (tools, then system) is cached."""
+        tools: list[ToolParam] = [
+            {"name": t.name, "description": t.description, "input_schema": t.input_schema}
+            for t in request.tools
+        ]
+        if tools:
+            tools[-1]["cache_control"] = {"type": "ephemeral"}
+        messages: list[MessageParam] = []
+        for m in request.messages:
+            if m.role == "user":
+                messages.append(UserMessageParam(role="user", content=m.content))
+            else:
+                messages.append(AssistantMessageParam(role="assistant", content=m.content))
+        params: dict[str, Any] = {
+            "model": self.model,
+            "max_tokens": self.max_tokens,
+            "messages": messages,
+        }
+        if request.system:
+            system: list[TextBlockParam] = [
+                {"type": "text", "text": request.system, "cache_control": {"type": "ephemeral"}}
+            ]
+            params["system"] = system
+        if tools:
+            params["tools"] = tools
+            choice: ToolChoiceParam
+            if request.tool_choice is None:
+                choice = {"type": "any"}
+            elif request.tool_choice in {t.name for t in request.tools}:
+                choice = {"type": "tool", "name": request.tool_choice}
+            else:
+                raise ProviderError(
+                    f"tool_choice '{request.tool_choice}' is not among the request's tools"
+                )
+            params["tool_choice"] = choice
+        elif request.tool_choice is not None:
+            raise ProviderError(f"tool_choice '{request.tool_choice}' given but no tools offered")
+        return params
+
+    def _account(self, message: ApiMessage) -> ModelResponse:
+        u = message.usage
+        usage = Usage(
+            input_tokens=u.input_tokens,
+            output_tokens=u.output_tokens,
+            cache_creation_input_tokens=u.cache_creation_input_tokens or 0,
+            cache_read_input_tokens=u.cache_read_input_tokens or 0,
+        )
+        usage.cost_usd = cost_usd(usage, self.price)
+        # Counted before the content is looked at: a billed reply that later fails validation
+        # still spends budget.
+        self.calls += 1
+        self.totals = Usage(
+            input_tokens=self.totals.input_tokens + usage.input_tokens,
+            output_tokens=self.totals.output_tokens + usage.output_tokens,
+            cache_creation_input_tokens=self.totals.cache_creation_input_tokens
+            + usage.cache_creation_input_tokens,
+            cache_read_input_tokens=self.totals.cache_read_input_tokens
+            + usage.cache_read_input_tokens,
+            cost_usd=self.totals.cost_usd + usage.cost_usd,
+        )
+        tool: str | None = None
+        tool_input: dict[str, Any] | None = None
+        texts: list[str] = []
+        for block in message.content:
+            if block.type == "tool_use" and tool is None:
+                tool = block.name
+                raw = block.input
+                tool_input = dict(raw) if isinstance(raw, dict) else {"_raw": raw}
+            elif block.type == "text":
+                texts.append(block.text)
+        return ModelResponse(
+            tool=tool,
+            input=tool_input,
+            text="\n".join(texts),
+            usage=usage,
+            model=message.model,
+            stop_reason=message.stop_reason,
+        )
