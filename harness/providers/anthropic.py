@@ -105,6 +105,10 @@ def cost_usd(usage: Usage, price: Price) -> float:
     return total / 1_000_000
 
 
+def add_usage(a: Usage, b: Usage) -> Usage:
+    return Usage(**{k: getattr(a, k) + getattr(b, k) for k in Usage.model_fields})
+
+
 class AnthropicProvider:
     name = "anthropic"
 
@@ -249,15 +253,7 @@ class AnthropicProvider:
         # Counted before the content is looked at: a billed reply that later fails validation
         # still spends budget.
         self.calls += 1
-        self.totals = Usage(
-            input_tokens=self.totals.input_tokens + usage.input_tokens,
-            output_tokens=self.totals.output_tokens + usage.output_tokens,
-            cache_creation_input_tokens=self.totals.cache_creation_input_tokens
-            + usage.cache_creation_input_tokens,
-            cache_read_input_tokens=self.totals.cache_read_input_tokens
-            + usage.cache_read_input_tokens,
-            cost_usd=self.totals.cost_usd + usage.cost_usd,
-        )
+        self.totals = add_usage(self.totals, usage)
         tool: str | None = None
         tool_input: dict[str, Any] | None = None
         texts: list[str] = []
