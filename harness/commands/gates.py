@@ -1,0 +1,98 @@
+"""`harness gates`: run the configured gates on a repository and report.
+
+Exit 0 all gates ran and passed; 1 a gate failed; 2 a gate could not run or bad arguments.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from harness import ui
+from harness.errors import ExitCode, GateError, UsageError
+from harness.gates.models import GateResult, GateRun, GateStatus
+from harness.gates.runner import run_gates
+from harness.gates.summary import coverage_display, seed_summary
+from harness.gitutil import open_repo
+from harness.policy import load_policy
+
+_STYLE = {GateStatus.PASSED: "green", GateStatus.FAILED: "red", GateStatus.ERROR: "magenta"}
+
+
+def _numbers(r: GateResult) -> str:
+    if r.status == GateStatus.ERROR and not (r.tests or r.findings):
+        return r.reason or "error"
+    if r.gate == "pytest":
+        c = r.counts()
+        text = ", ".join(f"{c[k]} {k}" for k in ("passed", "failed", "errors", "skipped"))
+        if r.coverage is not None:
+            text += f"; coverage {coverage_display(r.coverage.percent)}"
+        return text
+    if r.gate == "imports":
+        kept = sum(1 for c in r.contracts if c.kept)
+        return f"{kept} kept, {len(r.contracts) - kept} broken"
+    text = f"{len(r.findings)} finding(s)"
+    if r.findings:
+        top = ", ".join(f"{code} {n}" for code, n in _top_codes(r))
+        text += f" ({top})"
+    return text
+
+
+def _top_codes(r: GateResult, n: int = 4) -> list[tuple[str, int]]:
+    counts: dict[str, int] = {}
+    for f in r.findings:
+        counts[f.code] = counts.get(f.code, 0) + 1
+    return sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:n]
+
+
+def _table(run: GateRun) -> Table:
+    table = Table(title=f"gates @ tree {run.tree[:12]}", title_justify="left")
+    table.add_column("gate")
+    table.add_column("status")
+    table.add_column("key numbers", overflow="fold")
+    table.add_column("seconds", justify="right")
+    for r in run.results.values():
+        status = f"[{_STYLE[r.status]}]{r.status.value}[/]" + (" (cached)" if r.cached else "")
+        table.add_row(r.gate, status, _numbers(r), f"{r.seconds:.1f}")
+    return table
+
+
+def _progress(r: GateResult) -> None:
+    extra = " (cached)" if r.cached else ""
+    ui.err.print(f"  {r.gate}: {r.status.value}{extra} in {r.seconds:.1f}s")
+
+
+def command(
+    repo: Path = typer.Option(..., "--repo", help="Target git repository."),
+    policy: Path | None = typer.Option(None, "--policy", help="Policy TOML (default: shipped)."),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON object (seed keys)."),
+    only: str | None = typer.Option(None, "--only", help="Comma-separated gates, e.g. ruff,mypy."),
+    python: str | None = typer.Option(None, "--python", help="Interpreter of the target's env."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Ignore and do not consult the cache."),
+) -> None:
+    """Run the quality gates (ruff, mypy, pytest+coverage, bandit, import-linter, secrets)."""
+    pol = load_policy(policy)
+    if python is not None:
+        if not Path(python).is_file():
+            raise UsageError(f"--python: no such interpreter: {python}")
+        pol = pol.model_copy(update={"gates": pol.gates.model_copy(update={"python": python})})
+    names = [n.strip() for n in only.split(",") if n.strip()] if only is not None else None
+    open_repo(repo)
+    ui.err.print(f"harness gates: {repo}")
+    run = run_gates(repo, pol, only=names, use_cache=not no_cache, on_result=_progress)
+    if not run.results:
+        raise UsageError("no gate to run: all gates are disabled in the policy")
+    if json_out:
+        summary: dict[str, Any] = seed_summary(run)
+        ui.print_json(summary)
+    else:
+        ui.out.print(_table(run))
+    errored = [r for r in run.results.values() if r.status == GateStatus.ERROR]
+    if errored:
+        first = errored[0]
+        raise GateError(f"gate {first.gate} could not run: {first.reason}", result=first)
+    if any(r.status == GateStatus.FAILED for r in run.results.values()):
+        raise typer.Exit(ExitCode.FAILED)

@@ -1,0 +1,61 @@
+"""The Gate plug-in point, the registry of real gates, and a gate for a plain shell command."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from harness.gates import bandit, imports, mypy, pytest, ruff, secrets
+from harness.gates.common import GateContext, error, run_tool
+from harness.gates.models import GateResult, GateStatus
+
+__all__ = ["GATES", "CommandGate", "Gate", "GateContext"]
+
+
+class Gate(Protocol):
+    name: str
+
+    def run(self, ctx: GateContext) -> GateResult: ...
+
+    def version(self, python: str) -> str:
+        """Version(s) of the tool in the target env; part of the result-cache key."""
+        ...
+
+
+# Order is the display order; `harness gates` and the summary follow it.
+GATES: dict[str, Gate] = {
+    "ruff": ruff.GATE,
+    "mypy": mypy.GATE,
+    "pytest": pytest.GATE,
+    "bandit": bandit.GATE,
+    "imports": imports.GATE,
+    "secrets": secrets.GATE,
+}
+
+
+class CommandGate:
+    """A STEPS command that maps onto no gate: run by `sh -c` in the repo, judged by exit code."""
+
+    def __init__(self, name: str, command: str) -> None:
+        self.name = name
+        self.command = command
+
+    def version(self, python: str) -> str:
+        return "sh"
+
+    def run(self, ctx: GateContext) -> GateResult:
+        proc = run_tool(["/bin/sh", "-c", self.command], ctx)
+        if proc.timed_out:
+            return error(self.name, "sh", f"timed out after {ctx.cfg.timeout:g}s", proc)
+        if proc.missing or proc.returncode in (126, 127):
+            why = f"command could not be started (exit {proc.returncode}): {proc.tail}"
+            return error(self.name, "sh", why, proc)
+        ok = proc.returncode == 0
+        return GateResult(
+            gate=self.name,
+            status=GateStatus.PASSED if ok else GateStatus.FAILED,
+            reason=None if ok else f"exit {proc.returncode}: {proc.tail}",
+            tool="sh",
+            seconds=proc.seconds,
+            command=list(proc.argv),
+            exit_code=proc.returncode,
+        )

@@ -1,0 +1,165 @@
+"""What every gate shares: its context, how it runs a tool, and how it turns failure into ERROR.
+
+Gate modules import from here (not from `base`), so `base` can build the registry from them
+without an import cycle.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness.gates.models import GateResult, GateStatus
+from harness.policy import GateConfig
+from harness.proc import ProcResult, run
+
+# Gates must leave no file behind in the target: no bytecode, no colour codes in parsed output.
+BASE_ENV: dict[str, str] = {
+    "PYTHONDONTWRITEBYTECODE": "1",
+    "NO_COLOR": "1",
+    "PYTHONIOENCODING": "utf-8",
+}
+
+VERSION_TIMEOUT = 60.0
+
+
+@dataclass(frozen=True)
+class GateContext:
+    """Where and how a gate runs: the target repo, its interpreter and the gate's config."""
+
+    repo: Path
+    python: str = field(default_factory=lambda: sys.executable)
+    cfg: GateConfig = field(default_factory=GateConfig)
+    # Persistent per-tool caches (mypy's); None means a throw-away temp dir per run.
+    cache_dir: Path | None = None
+
+
+def error(gate: str, tool: str, reason: str, proc: ProcResult | None = None) -> GateResult:
+    """A gate that could not run. Never a pass."""
+    return GateResult(
+        gate=gate,
+        status=GateStatus.ERROR,
+        reason=one_line(reason),
+        tool=tool,
+        seconds=proc.seconds if proc else 0.0,
+        command=list(proc.argv) if proc else [],
+        exit_code=proc.returncode if proc else None,
+    )
+
+
+def one_line(text: str, limit: int = 400) -> str:
+    return " ".join(text.split())[:limit]
+
+
+def run_tool(
+    argv: Sequence[str],
+    ctx: GateContext,
+    *,
+    env: Mapping[str, str] | None = None,
+) -> ProcResult:
+    full_env = dict(BASE_ENV)
+    if env:
+        full_env.update(env)
+    return run(argv, ctx.repo, timeout=ctx.cfg.timeout, env=full_env)
+
+
+_NO_MODULE = re.compile(r"No module named '?([\w.]+)'?")
+
+
+def proc_failure(tool: str, proc: ProcResult, ctx: GateContext) -> str | None:
+    """The reason a tool run is unusable regardless of its output, or None."""
+    if proc.missing:
+        return f"{tool}: executable not found: {proc.argv[0]}"
+    if proc.timed_out:
+        return f"{tool} timed out after {ctx.cfg.timeout:g}s"
+    m = _NO_MODULE.search(proc.stderr)
+    if m and proc.returncode != 0 and len(proc.stderr) < 2000:
+        return f"{tool} is not installed for {ctx.python} (No module named {m.group(1)})"
+    return None
+
+
+def config_path(ctx: GateContext) -> Path | None:
+    """The configured tool config file, resolved inside the repo (None when not configured)."""
+    if not ctx.cfg.config:
+        return None
+    return ctx.repo / ctx.cfg.config
+
+
+def rel_path(repo: Path, name: str) -> str:
+    """Repo-relative, forward slashes; a path outside the repo is kept as given."""
+    p = Path(name)
+    if p.is_absolute():
+        for root in (repo, repo.resolve()):
+            try:
+                return p.relative_to(root).as_posix()
+            except ValueError:
+                continue
+        try:
+            return p.resolve().relative_to(repo.resolve()).as_posix()
+        except ValueError:
+            return p.as_posix()
+    posix = p.as_posix()
+    return posix[2:] if posix.startswith("./") else posix
+
+
+class SourceLines:
+    """Reads source lines once per file, for fingerprint context."""
+
+    def __init__(self, repo: Path) -> None:
+        self.repo = repo
+        self._files: dict[str, list[str]] = {}
+
+    def line(self, path: str, lineno: int | None) -> str:
+        if lineno is None or lineno < 1:
+            return ""
+        if path not in self._files:
+            try:
+                text = (self.repo / path).read_text(encoding="utf-8", errors="replace")
+            except OSError:
+                text = ""
+            self._files[path] = text.splitlines()
+        lines = self._files[path]
+        return lines[lineno - 1].strip() if lineno <= len(lines) else ""
+
+
+_VERSION_SCRIPT = """
+import importlib.metadata as m, json, sys
+out = {}
+for name in sys.argv[1:]:
+    try:
+        out[name] = m.version(name)
+    except m.PackageNotFoundError:
+        out[name] = None
+print(json.dumps(out))
+"""
+
+
+def dist_versions(python: str, dists: Sequence[str]) -> str:
+    """'ruff 0.6.1' style versions of distributions in the target interpreter's env.
+
+    Part of the result-cache key: 'unknown' when the interpreter does not answer (then the
+    gate itself will error, and errors are never cached).
+    """
+    proc = run(
+        [python, "-c", _VERSION_SCRIPT, *dists], Path.cwd(), timeout=VERSION_TIMEOUT, env=BASE_ENV
+    )
+    try:
+        data = json.loads(proc.stdout.strip().splitlines()[-1])
+    except (json.JSONDecodeError, IndexError):
+        return "unknown"
+    if not isinstance(data, dict):
+        return "unknown"
+    return " ".join(f"{d} {data.get(d) or 'missing'}" for d in dists)
+
+
+def env_bin(python: str, name: str) -> str:
+    """A console script that lives next to the interpreter (its venv's bin/), else `name`."""
+    candidate = Path(python).parent / name
+    if candidate.is_file() and os.access(candidate, os.X_OK):
+        return str(candidate)
+    return name

@@ -1,0 +1,183 @@
+"""Before/after verdict: the list of regressions a change caused.
+
+Rules (policy `[regression]`):
+- test_broken: a test that passed before fails or errors after. Newly failing tests are re-run
+  `rerun_failed` times; one that passes on any re-run is returned with `flaky=True`.
+- coverage_drop: total coverage fell by more than `coverage_tolerance` points.
+- new_finding: a ruff/mypy/bandit/secrets fingerprint occurs more often after than before
+  (a multiset: two identical findings before and three after is one new finding).
+- contract_broken: an import contract kept before is broken after.
+- gate_error: a gate that ran (passed or failed) before cannot run after.
+
+Flaky tests are reported, never silently forgiven, but they do not demonstrate that the change
+broke anything, so they do not count for revert purposes: use `blocking()` to get the
+regressions that do.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from harness.gates.models import Finding, GateResult, GateRun, GateStatus, Regression
+from harness.gates.runner import run_tests
+from harness.policy import Policy, RegressionRules
+
+Rerun = Callable[[list[str]], dict[str, str]]
+
+_BAD = ("failed", "error")
+
+
+def compare(
+    before: GateRun,
+    after: GateRun,
+    rules: RegressionRules,
+    *,
+    rerun: Rerun | None = None,
+) -> list[Regression]:
+    out: list[Regression] = []
+    for name, b in before.results.items():
+        a = after.results.get(name)
+        if a is None:
+            continue  # not asked about after: nothing to compare
+        if a.status == GateStatus.ERROR:
+            if b.status != GateStatus.ERROR:
+                out.append(
+                    Regression(
+                        gate=name,
+                        rule="gate_error",
+                        subject=name,
+                        message=f"{name} {b.status.value} before but could not run after: "
+                        f"{a.reason or 'error'}",
+                    )
+                )
+            continue
+        if b.status == GateStatus.ERROR:
+            continue  # no baseline to compare against
+        out += _tests(b, a, rules, rerun)
+        out += _coverage(b, a, rules)
+        if rules.new_findings:
+            out += _findings(b, a)
+        out += _contracts(b, a)
+    return out
+
+
+def blocking(regressions: Sequence[Regression]) -> list[Regression]:
+    """The regressions that justify a revert (everything but flaky tests)."""
+    return [r for r in regressions if not r.flaky]
+
+
+def _tests(
+    b: GateResult, a: GateResult, rules: RegressionRules, rerun: Rerun | None
+) -> list[Regression]:
+    passed_before = {t.id for t in b.tests if t.outcome == "passed"}
+    after_by_id = {t.id: t for t in a.tests}
+    broken = [
+        tid
+        for tid in sorted(passed_before)
+        if tid in after_by_id and after_by_id[tid].outcome in _BAD
+    ]
+    flaky: set[str] = set()
+    pending = list(broken)
+    if rerun is not None:
+        for _ in range(rules.rerun_failed):
+            if not pending:
+                break
+            outcomes = rerun(list(pending))
+            now_passing = {tid for tid in pending if outcomes.get(tid) == "passed"}
+            flaky |= now_passing
+            pending = [tid for tid in pending if tid not in now_passing]
+    out = []
+    for tid in broken:
+        t = after_by_id[tid]
+        is_flaky = tid in flaky
+        detail = f": {t.message}" if t.message else ""
+        out.append(
+            Regression(
+                gate=a.gate,
+                rule="test_broken",
+                subject=tid,
+                message=(
+                    f"{tid} passed before, {t.outcome} after, then passed on a re-run (flaky)"
+                    if is_flaky
+                    else f"{tid} passed before, {t.outcome} after{detail}"
+                ),
+                flaky=is_flaky,
+            )
+        )
+    return out
+
+
+def _coverage(b: GateResult, a: GateResult, rules: RegressionRules) -> list[Regression]:
+    if b.coverage is None:
+        return []
+    if a.coverage is None:
+        return [
+            Regression(
+                gate=a.gate,
+                rule="coverage_drop",
+                subject="coverage",
+                message=f"coverage was {b.coverage.percent:.2f}% before and is not measured after",
+            )
+        ]
+    drop = b.coverage.percent - a.coverage.percent
+    # The epsilon absorbs float noise in coverage's own percentages, not real drops.
+    if drop > rules.coverage_tolerance + 1e-9:
+        return [
+            Regression(
+                gate=a.gate,
+                rule="coverage_drop",
+                subject="coverage",
+                message=f"coverage fell {b.coverage.percent:.2f}% -> {a.coverage.percent:.2f}% "
+                f"(-{drop:.2f} points, tolerance {rules.coverage_tolerance:g})",
+            )
+        ]
+    return []
+
+
+def _findings(b: GateResult, a: GateResult) -> list[Regression]:
+    before = Counter(f.fingerprint for f in b.findings)
+    by_fp: dict[str, list[Finding]] = {}
+    for f in a.findings:
+        by_fp.setdefault(f.fingerprint, []).append(f)
+    out = []
+    for fp, found in by_fp.items():
+        extra = len(found) - before.get(fp, 0)
+        if extra <= 0:
+            continue
+        # Which of identical findings is "the new one" is unknowable; report the last ones.
+        for f in found[-extra:]:
+            where = f"{f.path}:{f.line if f.line is not None else '?'}"
+            out.append(
+                Regression(
+                    gate=a.gate,
+                    rule="new_finding",
+                    subject=fp,
+                    message=f"{where}: {f.code} {f.message}",
+                )
+            )
+    return out
+
+
+def _contracts(b: GateResult, a: GateResult) -> list[Regression]:
+    kept_before = {c.name for c in b.contracts if c.kept}
+    return [
+        Regression(
+            gate=a.gate,
+            rule="contract_broken",
+            subject=c.name,
+            message=f"import contract '{c.name}' was kept before and is broken after",
+        )
+        for c in a.contracts
+        if not c.kept and c.name in kept_before
+    ]
+
+
+def make_rerunner(repo: Path, policy: Policy) -> Rerun:
+    """A `rerun` for compare(): runs just the given tests in `repo` with the policy's pytest."""
+
+    def rerun(test_ids: list[str]) -> dict[str, str]:
+        return run_tests(repo, policy, test_ids)
+
+    return rerun

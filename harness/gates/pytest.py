@@ -1,0 +1,222 @@
+"""pytest + coverage: outcomes per test id from JUnit XML, coverage from coverage's JSON report.
+
+pytest exit codes: 0 passed, 1 some tests failed, 2 interrupted (collection errors), 3 internal
+error, 4 usage error, 5 nothing collected. Only 0 and 1 are a run whose outcome we can judge.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import xml.etree.ElementTree as ET  # nosec B405
+from pathlib import Path
+
+from harness.gates.common import (
+    GateContext,
+    dist_versions,
+    error,
+    one_line,
+    proc_failure,
+    rel_path,
+    run_tool,
+)
+from harness.gates.models import Coverage, GateResult, GateStatus, TestCase
+from harness.policy import GateConfig, PytestGateConfig
+
+NAME = "pytest"
+
+_EXIT_REASONS = {
+    2: "test run interrupted",
+    3: "pytest internal error",
+    4: "pytest usage error",
+    5: "no tests were collected",
+}
+
+
+def pytest_config(cfg: GateConfig) -> PytestGateConfig:
+    if isinstance(cfg, PytestGateConfig):
+        return cfg
+    return PytestGateConfig.model_validate(cfg.model_dump())
+
+
+def base_argv(python: str, junit: Path) -> list[str]:
+    # xunit1 keeps the `file` attribute, which makes JUnit names map back to node ids exactly.
+    return [
+        python,
+        "-m",
+        "pytest",
+        "-p",
+        "no:cacheprovider",
+        f"--junitxml={junit}",
+        "-o",
+        "junit_family=xunit1",
+    ]
+
+
+def tool_env(tmp: Path) -> dict[str, str]:
+    # Coverage data goes to the temp dir, never into the target's tree.
+    return {"COVERAGE_FILE": str(tmp / ".coverage")}
+
+
+class PytestGate:
+    name = NAME
+
+    def version(self, python: str) -> str:
+        return dist_versions(python, ["pytest", "pytest-cov", "coverage"])
+
+    def run(self, ctx: GateContext) -> GateResult:
+        cfg = pytest_config(ctx.cfg)
+        with tempfile.TemporaryDirectory(prefix="harness-pytest-") as tmp_name:
+            tmp = Path(tmp_name)
+            junit, cov_json = tmp / "junit.xml", tmp / "coverage.json"
+            argv = base_argv(ctx.python, junit)
+            if cfg.cov:
+                argv += [f"--cov={target}" for target in cfg.cov]
+                argv += [f"--cov-report=json:{cov_json}"]
+                if cfg.config and (ctx.repo / cfg.config).is_file():
+                    argv += [f"--cov-config={cfg.config}"]
+            argv += [*cfg.args, *cfg.paths]
+            proc = run_tool(argv, ctx, env=tool_env(tmp))
+            why = proc_failure(NAME, proc, ctx)
+            if why is not None:
+                return error(NAME, NAME, why, proc)
+            tests: list[TestCase] = []
+            junit_problem: str | None = None
+            if junit.is_file():
+                try:
+                    tests = parse_junit(junit.read_text(encoding="utf-8"), ctx.repo)
+                except ValueError as exc:
+                    junit_problem = f"unparsable JUnit XML: {exc}"
+            else:
+                junit_problem = "pytest wrote no JUnit XML report"
+            coverage: Coverage | None = None
+            cov_problem: str | None = None
+            if cfg.cov:
+                if cov_json.is_file():
+                    try:
+                        coverage = parse_coverage(cov_json.read_text(encoding="utf-8"), ctx.repo)
+                    except ValueError as exc:
+                        cov_problem = f"unparsable coverage JSON: {exc}"
+                else:
+                    cov_problem = "no coverage JSON report was written (is pytest-cov installed?)"
+
+        result = GateResult(
+            gate=NAME,
+            status=GateStatus.PASSED,
+            tool=NAME,
+            seconds=proc.seconds,
+            command=list(proc.argv),
+            exit_code=proc.returncode,
+            tests=tests,
+            coverage=coverage,
+        )
+        errors = [t for t in tests if t.outcome == "error"]
+        if proc.returncode not in (0, 1):
+            what = _EXIT_REASONS.get(proc.returncode, f"pytest exited {proc.returncode}")
+            if errors:
+                what += f": {errors[0].id}: {errors[0].message or 'error'}"
+            else:
+                what += f": {proc.tail}"
+            return _as_error(result, what)
+        if junit_problem or cov_problem:
+            return _as_error(result, str(junit_problem or cov_problem))
+        counts = result.counts()
+        if proc.returncode == 1 or counts["failed"] or counts["errors"]:
+            if not (counts["failed"] or counts["errors"]):
+                return _as_error(result, f"pytest exited 1 but no test failed: {proc.tail}")
+            result.status = GateStatus.FAILED
+            result.reason = f"{counts['failed']} failed, {counts['errors']} error(s)"
+        if (
+            coverage is not None
+            and cfg.fail_under is not None
+            and coverage.percent < cfg.fail_under
+        ):
+            below = f"coverage {coverage.percent:.2f}% is below {cfg.fail_under:g}%"
+            result.status = GateStatus.FAILED
+            result.reason = f"{result.reason}; {below}" if result.reason else below
+        return result
+
+
+def _as_error(result: GateResult, reason: str) -> GateResult:
+    result.status = GateStatus.ERROR
+    result.reason = one_line(reason)
+    return result
+
+
+_SEVERITY = {"passed": 0, "skipped": 1, "failed": 2, "error": 3}
+
+
+def parse_junit(text: str, repo: Path) -> list[TestCase]:
+    """JUnit XML (xunit1) -> TestCases keyed by pytest node id, one per id (worst outcome)."""
+    # Only reports our own pytest subprocess wrote into a private temp dir are parsed.
+    try:
+        root = ET.fromstring(text)  # noqa: S314  # nosec B314
+    except ET.ParseError as exc:
+        raise ValueError(str(exc)) from exc
+    if root.tag not in ("testsuites", "testsuite"):
+        raise ValueError(f"root element is <{root.tag}>")
+    by_id: dict[str, TestCase] = {}
+    for case in root.iter("testcase"):
+        test_id = node_id(case, repo)
+        outcome, message = "passed", None
+        for child in case:
+            if child.tag == "failure":
+                outcome, message = "failed", child.get("message")
+            elif child.tag == "error":
+                outcome, message = "error", child.get("message")
+            elif child.tag == "skipped" and outcome == "passed":
+                outcome, message = "skipped", child.get("message")
+        tc = TestCase(
+            id=test_id,
+            outcome=outcome,
+            message=one_line(message, 300) if message else None,
+            seconds=float(case.get("time") or 0.0),
+        )
+        # A test that fails and then errors in teardown appears twice: keep the worse.
+        prev = by_id.get(test_id)
+        if prev is None or _SEVERITY[tc.outcome] > _SEVERITY[prev.outcome]:
+            by_id[test_id] = tc
+    return list(by_id.values())
+
+
+def node_id(case: ET.Element, repo: Path) -> str:
+    """Invert pytest's JUnit name mangling: classname 'pkg.test_m.TestA' + name -> node id."""
+    classname = case.get("classname") or ""
+    name = case.get("name") or ""
+    file = case.get("file")
+    if file:
+        file = rel_path(repo, file)
+        module = file[: -len(".py")].replace("/", ".") if file.endswith(".py") else None
+        if module is not None and (classname == module or classname.startswith(module + ".")):
+            classes = classname[len(module) + 1 :].split(".") if classname != module else []
+            return "::".join([file, *[c for c in classes if c], name])
+    # No usable `file` (collection errors, other JUnit families): find the module on disk.
+    dotted = f"{classname}.{name}" if classname else name
+    parts = dotted.split(".")
+    for i in range(len(parts), 0, -1):
+        candidate = "/".join(parts[:i]) + ".py"
+        if (repo / candidate).is_file():
+            return "::".join([candidate, *parts[i:]])
+    return dotted
+
+
+def parse_coverage(text: str, repo: Path) -> Coverage:
+    try:
+        data = json.loads(text)
+        totals = data["totals"]
+        files = data.get("files", {})
+        per_file = {
+            rel_path(repo, path): float(info["summary"]["percent_covered"])
+            for path, info in files.items()
+        }
+        return Coverage(
+            percent=float(totals["percent_covered"]),
+            per_file=per_file,
+            covered_lines=int(totals.get("covered_lines", 0)),
+            num_statements=int(totals.get("num_statements", 0)),
+        )
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ValueError(f"{type(exc).__name__}: {exc}") from exc
+
+
+GATE = PytestGate()

@@ -1,0 +1,95 @@
+"""ruff: `ruff check --output-format json`, one Finding per diagnostic with ruff's own fix."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from harness.gates.common import (
+    GateContext,
+    SourceLines,
+    config_path,
+    dist_versions,
+    error,
+    proc_failure,
+    rel_path,
+    run_tool,
+)
+from harness.gates.models import Finding, GateResult, GateStatus, fingerprint
+
+NAME = "ruff"
+
+
+class RuffGate:
+    name = NAME
+
+    def version(self, python: str) -> str:
+        return dist_versions(python, ["ruff"])
+
+    def run(self, ctx: GateContext) -> GateResult:
+        argv = [ctx.python, "-m", "ruff", "check", "--output-format", "json", "--no-cache"]
+        argv += ["--exit-zero"]  # the findings decide the status; exit 2 still means ruff failed
+        cfg_file = config_path(ctx)
+        if cfg_file is not None:
+            if not cfg_file.is_file():
+                return error(NAME, NAME, f"ruff config not found: {ctx.cfg.config}")
+            argv += ["--config", str(cfg_file)]
+        argv += [*ctx.cfg.args, *(ctx.cfg.paths or ["."])]
+        proc = run_tool(argv, ctx)
+        why = proc_failure(NAME, proc, ctx)
+        if why is None and proc.returncode != 0:
+            why = f"ruff exited {proc.returncode}: {proc.tail}"
+        if why is not None:
+            return error(NAME, NAME, why, proc)
+        try:
+            findings = parse(proc.stdout, ctx)
+        except ValueError as exc:
+            return error(NAME, NAME, f"unparsable ruff output: {exc}", proc)
+        return GateResult(
+            gate=NAME,
+            status=GateStatus.FAILED if findings else GateStatus.PASSED,
+            reason=f"{len(findings)} ruff finding(s)" if findings else None,
+            tool=NAME,
+            seconds=proc.seconds,
+            command=list(proc.argv),
+            exit_code=proc.returncode,
+            findings=findings,
+        )
+
+
+def parse(stdout: str, ctx: GateContext) -> list[Finding]:
+    """ruff's JSON list -> Findings. Raises ValueError on anything that is not that list."""
+    try:
+        data = json.loads(stdout)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"not JSON ({exc.msg}): {stdout.strip()[:120]!r}") from exc
+    if not isinstance(data, list):
+        raise ValueError("expected a JSON list of diagnostics")
+    source = SourceLines(ctx.repo)
+    out: list[Finding] = []
+    for item in data:
+        if not isinstance(item, dict) or "filename" not in item or "message" not in item:
+            raise ValueError(f"unexpected diagnostic: {str(item)[:120]}")
+        path = rel_path(ctx.repo, str(item["filename"]))
+        # Syntax errors carry no rule code in older ruff (null) and "invalid-syntax" in newer.
+        code = str(item.get("code") or "invalid-syntax")
+        loc: dict[str, Any] = item.get("location") or {}
+        line = loc.get("row") if isinstance(loc.get("row"), int) else None
+        message = str(item["message"])
+        fix = item.get("fix")
+        out.append(
+            Finding(
+                gate=NAME,
+                code=code,
+                path=path,
+                line=line,
+                message=message,
+                severity=item.get("severity") if isinstance(item.get("severity"), str) else None,
+                fingerprint=fingerprint(NAME, path, code, message, source.line(path, line)),
+                fix=fix if isinstance(fix, dict) else None,
+            )
+        )
+    return out
+
+
+GATE = RuffGate()

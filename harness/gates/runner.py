@@ -1,0 +1,236 @@
+"""Run the enabled gates concurrently, with a result cache keyed by what decides the result.
+
+Cache key: (tree hash of the working tree as it is, the gate's config, the tool's version, the
+interpreter). Only PASSED/FAILED results are cached: an ERROR (timeout, crash) may be transient.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from pathlib import Path
+
+from harness.errors import GateError, UsageError
+from harness.gates import pytest as pytest_gate
+from harness.gates.base import GATES, Gate
+from harness.gates.common import GateContext, proc_failure, run_tool
+from harness.gates.models import GateResult, GateRun, GateStatus
+from harness.gitutil import open_repo, tree_hash
+from harness.policy import GateConfig, Policy
+
+CACHE_ENV = "HARNESS_CACHE_DIR"
+# Bump when the shape or meaning of cached results changes.
+CACHE_SCHEMA = 1
+
+
+def interpreter(policy: Policy) -> str:
+    return policy.gates.python or sys.executable
+
+
+def gate_config(policy: Policy, name: str) -> GateConfig:
+    cfg = getattr(policy.gates, name, None)
+    if not isinstance(cfg, GateConfig):
+        raise UsageError(f"unknown gate '{name}' (known: {', '.join(GATES)})")
+    return cfg
+
+
+def selected_gates(policy: Policy, only: Sequence[str] | None) -> list[str]:
+    """Gates to run: the enabled ones, or exactly those named (enabled or not)."""
+    if only is None:
+        return [name for name in GATES if gate_config(policy, name).enabled]
+    unknown = [n for n in only if n not in GATES]
+    if unknown:
+        raise UsageError(f"unknown gate '{unknown[0]}' (known: {', '.join(GATES)})")
+    return [name for name in GATES if name in only]
+
+
+def cache_root(repo: Path) -> Path:
+    env = os.environ.get(CACHE_ENV)
+    if env:
+        return Path(env)
+    git_repo = open_repo(repo)
+    common = Path(git_repo.common_dir)
+    if not common.is_absolute():
+        common = repo / common
+    return common / "harness" / "gate-cache"
+
+
+def _cache_key(gate: str, tree: str, cfg: GateConfig, version: str, python: str) -> str:
+    raw = json.dumps(
+        {
+            "schema": CACHE_SCHEMA,
+            "gate": gate,
+            "tree": tree,
+            "config": cfg.model_dump(mode="json"),
+            "version": version,
+            "python": str(Path(python).absolute()),  # not resolve(): a venv's python is a symlink
+        },
+        sort_keys=True,
+    )
+    return hashlib.sha256(raw.encode("utf-8")).hexdigest()
+
+
+def _cache_load(path: Path) -> GateResult | None:
+    try:
+        result = GateResult.model_validate_json(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    result.cached = True
+    return result
+
+
+def _cache_store(path: Path, result: GateResult) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(result.model_dump_json())
+        Path(tmp).replace(path)
+    except OSError:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def _run_one(gate: Gate, ctx: GateContext, tree: str, cache: Path | None) -> GateResult:
+    start = time.monotonic()
+    try:
+        version = gate.version(ctx.python)
+        path = None
+        if cache is not None:
+            path = cache / f"{_cache_key(gate.name, tree, ctx.cfg, version, ctx.python)}.json"
+            hit = _cache_load(path)
+            if hit is not None:
+                return hit
+        result = gate.run(ctx)
+        result.tool_version = version
+        if path is not None and result.status != GateStatus.ERROR:
+            _cache_store(path, result)
+        return result
+    except Exception as exc:  # a bug in one gate must not take the others down
+        return GateResult(
+            gate=gate.name,
+            status=GateStatus.ERROR,
+            reason=f"gate crashed: {type(exc).__name__}: {exc}",
+            tool=gate.name,
+            seconds=time.monotonic() - start,
+        )
+
+
+def run_gates(
+    repo: Path,
+    policy: Policy,
+    *,
+    only: Sequence[str] | None = None,
+    use_cache: bool = True,
+    on_result: Callable[[GateResult], None] | None = None,
+) -> GateRun:
+    """Run the selected gates concurrently on the working tree of `repo` as it is."""
+    repo = Path(repo).resolve()
+    git_repo = open_repo(repo)
+    names = selected_gates(policy, only)
+    tree = tree_hash(git_repo)
+    root = cache_root(repo)
+    python = interpreter(policy)
+    start = time.monotonic()
+    results: dict[str, GateResult] = {}
+    if names:
+        with ThreadPoolExecutor(max_workers=len(names), thread_name_prefix="gate") as pool:
+            futures = {
+                pool.submit(
+                    _run_one,
+                    GATES[name],
+                    GateContext(
+                        repo=repo, python=python, cfg=gate_config(policy, name), cache_dir=root
+                    ),
+                    tree,
+                    root if use_cache else None,
+                ): name
+                for name in names
+            }
+            for fut in as_completed(futures):
+                result = fut.result()
+                results[futures[fut]] = result
+                if on_result is not None:
+                    on_result(result)
+    ordered = {name: results[name] for name in names}
+    return GateRun(tree=tree, results=ordered, seconds=time.monotonic() - start)
+
+
+_NETBLOCK_PLUGIN = '''
+"""Loaded by the harness with -p: any socket connect (other than AF_UNIX) raises."""
+import socket
+
+
+class NetworkBlocked(RuntimeError):
+    pass
+
+
+def _blocked(self, address, *args, **kwargs):
+    if getattr(socket, "AF_UNIX", None) is not None and self.family == socket.AF_UNIX:
+        return _real_connect(self, address, *args, **kwargs)
+    raise NetworkBlocked("network access blocked by harness: connect to %r" % (address,))
+
+
+def _blocked_ex(self, address, *args, **kwargs):
+    if getattr(socket, "AF_UNIX", None) is not None and self.family == socket.AF_UNIX:
+        return _real_connect_ex(self, address, *args, **kwargs)
+    raise NetworkBlocked("network access blocked by harness: connect to %r" % (address,))
+
+
+_real_connect = socket.socket.connect
+_real_connect_ex = socket.socket.connect_ex
+socket.socket.connect = _blocked
+socket.socket.connect_ex = _blocked_ex
+'''
+
+NETBLOCK_MODULE = "harness_netblock"
+
+
+def run_tests(
+    repo: Path,
+    policy: Policy,
+    test_ids: Sequence[str],
+    *,
+    block_network: bool = False,
+) -> dict[str, str]:
+    """Run exactly these tests; test id -> passed | failed | error | skipped.
+
+    A requested id pytest did not report (it no longer exists, or the run broke) is "error".
+    Raises GateError when pytest itself cannot run.
+    """
+    if not test_ids:
+        return {}
+    repo = Path(repo).resolve()
+    cfg = pytest_gate.pytest_config(policy.gates.pytest)
+    ctx = GateContext(repo=repo, python=interpreter(policy), cfg=cfg)
+    with tempfile.TemporaryDirectory(prefix="harness-rerun-") as tmp_name:
+        tmp = Path(tmp_name)
+        junit = tmp / "junit.xml"
+        env = pytest_gate.tool_env(tmp)
+        argv = pytest_gate.base_argv(ctx.python, junit)
+        if block_network:
+            (tmp / f"{NETBLOCK_MODULE}.py").write_text(_NETBLOCK_PLUGIN, encoding="utf-8")
+            old = os.environ.get("PYTHONPATH")
+            env["PYTHONPATH"] = str(tmp) + (os.pathsep + old if old else "")
+            argv += ["-p", NETBLOCK_MODULE]
+        # The target's own args (markers, -q) apply; its coverage goals do not.
+        argv += [*cfg.args, "--", *test_ids]
+        proc = run_tool(argv, ctx, env=env)
+        why = proc_failure("pytest", proc, ctx)
+        if why is not None:
+            raise GateError(why)
+        text = junit.read_text(encoding="utf-8") if junit.is_file() else None
+    outcomes: dict[str, str] = {}
+    if text is not None:
+        try:
+            outcomes = {t.id: t.outcome for t in pytest_gate.parse_junit(text, repo)}
+        except ValueError as exc:
+            raise GateError(f"unparsable JUnit XML from re-run: {exc}") from exc
+    elif proc.returncode not in (2, 4, 5):
+        raise GateError(f"pytest wrote no JUnit XML report: {proc.tail}")
+    return {tid: outcomes.get(tid, "error") for tid in test_ids}
