@@ -1,0 +1,778 @@
+"""STEPS scripts: markdown the user wrote for a model, parsed into blocks, gates and guardrails.
+
+The user's own script arrives mis-decoded (UTF-8 read as cp1252), so the text is repaired with
+ftfy before anything else. Whatever the parser cannot place is kept in `unplaced`, never dropped.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import ftfy
+from pydantic import BaseModel, Field
+
+from harness.errors import StepsError
+from harness.policy import Policy
+
+GateName = Literal["ruff", "mypy", "pytest", "bandit", "imports", "secrets"]
+GuardrailKind = Literal[
+    "max_lines_per_file",
+    "no_network_tests",
+    "utc",
+    "lane_separation",
+    "security_clean",
+    "progress_log",
+    "other",
+]
+Metric = Literal["coverage", "tests_failed", "ruff", "mypy", "bandit", "imports", "secrets"]
+
+
+class GateMapping(BaseModel):
+    """How one command of the script maps onto the configured gates."""
+
+    command: str = Field(description="the command as written in the script")
+    argv: list[str] = Field(description="the command split with shlex")
+    kind: Literal["gate", "command", "fixer"] = Field(
+        description="gate: a configured gate; command: run as is, judged by exit code; "
+        "fixer: rewrites code, never run as a gate"
+    )
+    gate: GateName | None = Field(None, description="the configured gate it maps onto")
+    paths: list[str] = Field(default_factory=list, description="paths the command checks")
+    config: str | None = Field(None, description="tool config file named by the command")
+    cov: list[str] = Field(default_factory=list, description="pytest --cov targets")
+    fail_under: float | None = Field(None, description="pytest --cov-fail-under")
+
+
+class Target(BaseModel):
+    """A measurable goal: `metric op value`, e.g. coverage >= 60 or ruff <= 0."""
+
+    metric: Metric
+    op: Literal[">=", "<="]
+    value: float
+    source: str = Field(description="the text the target was read from")
+
+
+class Block(BaseModel):
+    number: int
+    title: str
+    goals: list[str] = Field(
+        default_factory=list, description="bullets and prose; nested bullets carry their parent"
+    )
+    gate_commands: list[str] = Field(default_factory=list, description="commands, in order")
+    gates: list[GateMapping] = Field(default_factory=list, description="one per gate command")
+    targets: list[Target] = Field(default_factory=list)
+    final: bool = Field(False, description="the script's final gates")
+
+
+class Guardrail(BaseModel):
+    text: str
+    kind: GuardrailKind
+    value: int | str | None = Field(None, description="20 for '<=20 lines/file', a log path")
+    source: Literal["guardrails", "intro"] = "guardrails"
+
+
+class StepsScript(BaseModel):
+    source: str
+    title: str
+    repaired_encoding: bool = Field(description="the text was mis-decoded and repaired")
+    intro: str = ""
+    goals: list[str] = Field(default_factory=list, description="the script-wide goals section")
+    blocks: list[Block]
+    final_gates: list[str] = Field(default_factory=list, description="the final block's commands")
+    guardrails: list[Guardrail] = Field(default_factory=list)
+    output_keys: list[str] = Field(default_factory=list, description="top-level output JSON keys")
+    output_subkeys: dict[str, list[str]] = Field(
+        default_factory=dict, description="keys of nested objects, e.g. pytest: passed, failed"
+    )
+    output_template: str = ""
+    progress_log: str | None = None
+    unplaced: list[str] = Field(
+        default_factory=list, description="text the parser could not place, verbatim"
+    )
+
+    def block(self, number: int) -> Block:
+        for b in self.blocks:
+            if b.number == number:
+                return b
+        raise StepsError(f"{self.source}: no block {number}")
+
+    def max_lines_per_file(self) -> int | None:
+        for g in self.guardrails:
+            if g.kind == "max_lines_per_file" and isinstance(g.value, int):
+                return g.value
+        return None
+
+
+# --- encoding ---------------------------------------------------------------------------
+
+# Only the encoding repairs: a clean script's quotes, widths and ligatures stay as written.
+_FTFY = ftfy.TextFixerConfig(
+    unescape_html=False,
+    remove_terminal_escapes=False,
+    fix_latin_ligatures=False,
+    fix_character_width=False,
+    uncurl_quotes=False,
+    fix_line_breaks=False,
+    remove_control_chars=False,
+    normalization=None,
+    explain=False,
+)
+
+
+def repair_text(text: str) -> tuple[str, bool]:
+    """(repaired text, whether anything was repaired)."""
+    fixed = ftfy.fix_text(text, _FTFY)
+    return fixed, fixed != text
+
+
+def load_steps(path: str | Path) -> StepsScript:
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except OSError as exc:
+        raise StepsError(f"cannot read STEPS script {p}: {exc.strerror or exc}") from exc
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        # A script saved by a cp1252 editor is legible as cp1252; anything else is not text.
+        try:
+            text = raw.decode("cp1252")
+        except UnicodeDecodeError as exc:
+            raise StepsError(f"cannot read STEPS script {p}: not UTF-8 or cp1252 text") from exc
+    return parse_steps(text, str(p))
+
+
+# --- markdown elements --------------------------------------------------------------------
+
+_HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
+_FENCE = re.compile(r"^\s*(`{3,}|~{3,})\s*([\w+-]*)")
+_BULLET = re.compile(r"^(\s*)(?:[-*+]|\d+[.)])\s+(.*)$")
+_RULE = re.compile(r"^\s*([-*_])(?:\s*\1){2,}\s*$")
+_BLOCK_HEAD = re.compile(
+    r"^(?:block|step)\s*#?\s*(\d+)\b\s*[\u2014\u2013:.\-]*\s*(.*)$", re.IGNORECASE
+)
+_EMPHASIS = re.compile(r"(\*\*|__|\*)(.+?)\1")
+
+_SHELL_LANGS = {"", "bash", "sh", "shell", "console", "zsh", "shell-session"}
+
+
+@dataclass
+class _Elem:
+    kind: Literal["heading", "bullet", "para", "quote", "fence"]
+    text: str
+    line: int
+    indent: int = 0
+    lang: str = ""
+    code: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Section:
+    level: int
+    heading: str | None
+    line: int
+    lines: list[tuple[int, str]] = field(default_factory=list)
+
+
+def _plain(text: str) -> str:
+    """Markdown emphasis removed, for matching labels and titles."""
+    return _EMPHASIS.sub(r"\2", text).strip()
+
+
+def _split_sections(lines: list[str], start: int) -> list[_Section]:
+    sections = [_Section(0, None, start + 1)]
+    fence: str | None = None
+    for i in range(start, len(lines)):
+        line = lines[i]
+        if fence is None:
+            if m := _FENCE.match(line):
+                fence = m.group(1)
+            elif h := _HEADING.match(line):
+                sections.append(_Section(len(h.group(1)), h.group(2), i + 1))
+                continue
+        elif line.strip().startswith(fence) and not line.strip().strip(fence[0]):
+            fence = None
+        sections[-1].lines.append((i + 1, line))
+    return sections
+
+
+def _elements(lines: list[tuple[int, str]]) -> list[_Elem]:
+    out: list[_Elem] = []
+    i = 0
+    prev_blank = True
+    while i < len(lines):
+        num, line = lines[i]
+        if not line.strip() or _RULE.match(line):
+            prev_blank = True
+            i += 1
+            continue
+        if m := _FENCE.match(line):
+            marker, code = m.group(1), []
+            i += 1
+            while i < len(lines):
+                closing = lines[i][1].strip()
+                if closing.startswith(marker[0] * len(marker)) and not closing.strip(marker[0]):
+                    break
+                code.append(lines[i][1])
+                i += 1
+            out.append(_Elem("fence", "", num, lang=m.group(2).lower(), code=code))
+            i += 1
+            prev_blank = True
+            continue
+        if m := _BULLET.match(line):
+            indent = len(m.group(1).expandtabs(4))
+            out.append(_Elem("bullet", m.group(2).strip(), num, indent=indent))
+        elif line.lstrip().startswith(">"):
+            text = line.lstrip()[1:].strip()
+            if out and out[-1].kind == "quote" and not prev_blank:
+                out[-1].text += " " + text
+            else:
+                out.append(_Elem("quote", text, num))
+        elif out and out[-1].kind in ("para", "bullet") and not prev_blank:
+            out[-1].text += " " + line.strip()  # a wrapped line continues its paragraph/bullet
+        else:
+            out.append(_Elem("para", line.strip(), num))
+        prev_blank = False
+        i += 1
+    return out
+
+
+def _section_text(sec: _Section) -> str:
+    body_lines = [line for _, line in sec.lines]
+    while body_lines and (not body_lines[-1].strip() or _RULE.match(body_lines[-1])):
+        body_lines.pop()  # a trailing `---` separates sections; it is not content
+    body = "\n".join(body_lines).strip()
+    head = f"{'#' * sec.level} {sec.heading}" if sec.heading is not None else ""
+    return "\n".join(part for part in (head, body) if part)
+
+
+def _flatten_bullets(elems: list[_Elem]) -> list[str]:
+    """Leaf bullets with their parents' text in front; a parent alone adds nothing new."""
+    out: list[str] = []
+    stack: list[tuple[int, str]] = []
+    for idx, e in enumerate(elems):
+        while stack and stack[-1][0] >= e.indent:
+            stack.pop()
+        nxt = elems[idx + 1] if idx + 1 < len(elems) else None
+        if nxt is not None and nxt.indent > e.indent:
+            stack.append((e.indent, e.text))
+            continue
+        text = e.text
+        for _, parent in reversed(stack):
+            sep = " " if parent.rstrip().endswith(":") else ": "
+            text = parent.rstrip() + sep + text
+        out.append(text)
+    return out
+
+
+def _prose(elems: list[_Elem]) -> list[str]:
+    """Bullets (flattened) and paragraphs in document order."""
+    out: list[str] = []
+    run: list[_Elem] = []
+    for e in [*elems, None]:
+        if e is not None and e.kind == "bullet":
+            run.append(e)
+            continue
+        if run:
+            out.extend(_flatten_bullets(run))
+            run = []
+        if e is not None and e.kind in ("para", "quote"):
+            out.append(e.text)
+    return out
+
+
+# --- commands -----------------------------------------------------------------------------
+
+_CMD_LABEL = re.compile(r"^(?:gates?|run|commands?|checks?)\s*:?$", re.IGNORECASE)
+_OUTPUT_LABEL = re.compile(r"^output(?:\s+json)?\s*:?$", re.IGNORECASE)
+_INLINE_CMD = re.compile(r"\b(?:run|gate|snapshot|check|command)\s*:\s*`([^`]+)`", re.IGNORECASE)
+_LEADING_CMD_LABEL = re.compile(r"^(?:run|gate|command)\s*:", re.IGNORECASE)
+
+
+def _split_and(line: str) -> list[str]:
+    """`a && b` -> [a, b], respecting quotes; `;` separates too."""
+    parts: list[str] = []
+    buf: list[str] = []
+    quote: str | None = None
+    i = 0
+    while i < len(line):
+        ch = line[i]
+        if quote:
+            if ch == "\\" and quote == '"' and i + 1 < len(line):
+                buf.append(line[i : i + 2])
+                i += 2
+                continue
+            if ch == quote:
+                quote = None
+        elif ch in "'\"":
+            quote = ch
+        elif line.startswith("&&", i) or ch == ";":
+            parts.append("".join(buf))
+            buf = []
+            i += 2 if ch == "&" else 1
+            continue
+        buf.append(ch)
+        i += 1
+    parts.append("".join(buf))
+    return [p.strip() for p in parts if p.strip()]
+
+
+def _fence_commands(code: list[str]) -> list[str]:
+    cmds: list[str] = []
+    pending = ""
+    for raw in code:
+        line = raw.strip()
+        if not pending and (not line or line.startswith("#")):
+            continue
+        if line.startswith("$ "):
+            line = line[2:]
+        if line.endswith("\\"):
+            pending += line[:-1].rstrip() + " "
+            continue
+        cmds.extend(_split_and(pending + line))
+        pending = ""
+    if pending.strip():
+        cmds.extend(_split_and(pending))
+    return cmds
+
+
+def _opt(argv: list[str], i: int, names: tuple[str, ...]) -> tuple[str | None, int]:
+    """(value, tokens consumed) for `--name=value` / `--name value` at argv[i], else (None, 0)."""
+    tok = argv[i]
+    for name in names:
+        if tok.startswith(name + "=") and name.startswith("--"):
+            return tok[len(name) + 1 :], 1
+        if tok == name and i + 1 < len(argv):
+            return argv[i + 1], 2
+    return None, 0
+
+
+def _strip_path(p: str) -> str:
+    return p.rstrip("/") or p
+
+
+def map_command(cmd: str) -> GateMapping:
+    """Map one script command onto a configured gate, a plain command, or a fixer."""
+    try:
+        argv = shlex.split(cmd)
+    except ValueError as exc:
+        raise StepsError(f"cannot parse command {cmd!r}: {exc}") from exc
+    if not argv:
+        raise StepsError("empty command")
+    words = list(argv)
+    while words and re.match(r"^[A-Za-z_][A-Za-z0-9_]*=", words[0]):
+        words.pop(0)  # leading VAR=value assignments
+    if len(words) >= 3 and Path(words[0]).name.startswith("python") and words[1] == "-m":
+        words = words[2:]
+    if not words:
+        return GateMapping(command=cmd, argv=argv, kind="command")
+    tool, rest = Path(words[0]).name, words[1:]
+
+    def mapping(**kw: object) -> GateMapping:
+        return GateMapping.model_validate({"command": cmd, "argv": argv, **kw})
+
+    if tool == "ruff":
+        sub = rest[0] if rest and not rest[0].startswith("-") else "check"
+        args = rest[1:] if rest and rest[0] == sub else rest
+        if sub == "format":
+            checking = "--check" in args or "--diff" in args
+            return mapping(kind="command" if checking else "fixer")
+        if sub != "check":
+            return mapping(kind="command")
+        paths, config, i = [], None, 0
+        fixing = any(a in ("--fix", "--unsafe-fixes", "--fix-only") for a in args)
+        while i < len(args):
+            value, used = _opt(args, i, ("--config",))
+            if used:
+                config, i = value, i + used
+                continue
+            if not args[i].startswith("-"):
+                paths.append(_strip_path(args[i]))
+            i += 1
+        return mapping(kind="fixer" if fixing else "gate", gate="ruff", paths=paths, config=config)
+
+    if tool == "mypy":
+        paths, config, i = [], None, 0
+        while i < len(rest):
+            value, used = _opt(rest, i, ("--config-file",))
+            if used:
+                config, i = value, i + used
+                continue
+            pkg, used = _opt(rest, i, ("-p", "--package", "-m", "--module"))
+            if used and pkg:
+                paths.append(pkg.replace(".", "/"))
+                i += used
+                continue
+            if not rest[i].startswith("-"):
+                paths.append(_strip_path(rest[i]))
+            i += 1
+        return mapping(kind="gate", gate="mypy", paths=paths, config=config)
+
+    if tool in ("pytest", "py.test"):
+        paths, cov, config, fail_under, i = [], [], None, None, 0
+        while i < len(rest):
+            value, used = _opt(rest, i, ("--cov",))
+            if used and value is not None:
+                cov.append(_strip_path(value))
+                i += used
+                continue
+            if rest[i] == "--cov":
+                i += 1  # bare --cov: the whole project, nothing to record
+                continue
+            value, used = _opt(rest, i, ("--cov-config",))
+            if used:
+                config, i = value, i + used
+                continue
+            value, used = _opt(rest, i, ("--cov-fail-under",))
+            if used and value is not None:
+                try:
+                    fail_under = float(value)
+                except ValueError as exc:
+                    raise StepsError(f"{cmd!r}: --cov-fail-under is not a number") from exc
+                i += used
+                continue
+            if not rest[i].startswith("-"):
+                paths.append(_strip_path(rest[i]))
+            i += 1
+        return mapping(
+            kind="gate", gate="pytest", paths=paths, cov=cov, config=config, fail_under=fail_under
+        )
+
+    if tool == "bandit":
+        paths, config, i = [], None, 0
+        while i < len(rest):
+            value, used = _opt(rest, i, ("-c", "--configfile"))
+            if used:
+                config, i = value, i + used
+                continue
+            value, used = _opt(rest, i, ("-r", "--recursive"))
+            if used and value is not None:
+                paths.append(_strip_path(value))
+                i += used
+                continue
+            value, used = _opt(rest, i, ("-f", "--format", "-o", "--output", "-x", "--exclude"))
+            if used:
+                i += used
+                continue
+            if not rest[i].startswith("-"):
+                paths.append(_strip_path(rest[i]))
+            i += 1
+        return mapping(kind="gate", gate="bandit", paths=paths, config=config)
+
+    if tool in ("lint-imports", "import-linter"):
+        config = None
+        for i in range(len(rest)):
+            value, used = _opt(rest, i, ("--config",))
+            if used:
+                config = value
+        return mapping(kind="gate", gate="imports", config=config)
+
+    if tool == "gitleaks" or (tool == "detect-secrets" and rest[:1] == ["scan"]):
+        return mapping(kind="gate", gate="secrets")
+
+    return mapping(kind="command")
+
+
+# --- targets ------------------------------------------------------------------------------
+
+_METRIC_WORDS: list[tuple[Metric, re.Pattern[str]]] = [
+    ("coverage", re.compile(r"\bcoverage\b|--cov\b", re.IGNORECASE)),
+    ("ruff", re.compile(r"\bruff\b", re.IGNORECASE)),
+    ("mypy", re.compile(r"\bmypy\b", re.IGNORECASE)),
+    ("bandit", re.compile(r"\bbandit\b", re.IGNORECASE)),
+]
+_AT_LEAST = re.compile(r"(?:≥|>=|\bto\b|\bat least\b)\s*(\d+(?:\.\d+)?)\s*%")
+_ZERO = re.compile(r"(?:\bto\b|=|\bor\b|\btarget\b:?)\s*0\b(?!\s*%)|\bgreen\b", re.IGNORECASE)
+
+
+def _targets(block: Block) -> list[Target]:
+    found: list[Target] = []
+    title_metrics = [m for m, rx in _METRIC_WORDS if rx.search(block.title)]
+    for text in [block.title, *block.goals]:
+        metrics = [m for m, rx in _METRIC_WORDS if rx.search(text)] or title_metrics
+        if "coverage" in metrics and (m := _AT_LEAST.search(text)):
+            found.append(Target(metric="coverage", op=">=", value=float(m.group(1)), source=text))
+        for metric in metrics:
+            if metric != "coverage" and _ZERO.search(text):
+                found.append(Target(metric=metric, op="<=", value=0, source=text))
+    for g in block.gates:
+        if g.kind != "gate" or g.gate is None:
+            continue
+        if g.gate == "pytest":
+            found.append(Target(metric="tests_failed", op="<=", value=0, source=g.command))
+            if g.fail_under is not None:
+                found.append(
+                    Target(metric="coverage", op=">=", value=g.fail_under, source=g.command)
+                )
+        else:
+            # The command passes only when the tool reports nothing.
+            found.append(Target(metric=g.gate, op="<=", value=0, source=g.command))
+    unique: dict[tuple[str, str, float], Target] = {}
+    for t in found:
+        unique.setdefault((t.metric, t.op, t.value), t)
+    return list(unique.values())
+
+
+# --- guardrails ---------------------------------------------------------------------------
+
+_MAX_LINES = re.compile(
+    r"(?:≤|<=|=<|\bat most\b|\bmax(?:imum)?\.?|\bno more than\b|\bup to\b)\s*(\d+)\s*"
+    r"(?:changed\s+)?lines?\s*(?:/|\bper\b|\ba\b|\beach\b)\s*file",
+    re.IGNORECASE,
+)
+_LOG_PATH = re.compile(
+    r"\b(?:append|log|record|write)\w*\b[^`]*`([^`\s]+\.(?:md|txt|log|jsonl?))`", re.IGNORECASE
+)
+_KINDS: list[tuple[GuardrailKind, re.Pattern[str]]] = [
+    ("no_network_tests", re.compile(r"\bnetwork\b|nondeterministic|non-deterministic|flaky", re.I)),
+    ("utc", re.compile(r"\butc\b|time\s*zone", re.IGNORECASE)),
+    ("lane_separation", re.compile(r"\blanes?\b", re.IGNORECASE)),
+    ("security_clean", re.compile(r"\bsecurity\b|\bbandit\b|\bgitleaks\b|\bsecrets?\b", re.I)),
+]
+
+
+def classify_guardrail(text: str, source: Literal["guardrails", "intro"]) -> Guardrail:
+    if m := _MAX_LINES.search(text):
+        return Guardrail(text=text, kind="max_lines_per_file", value=int(m.group(1)), source=source)
+    if m := _LOG_PATH.search(text):
+        return Guardrail(text=text, kind="progress_log", value=m.group(1), source=source)
+    for kind, rx in _KINDS:
+        if rx.search(text):
+            return Guardrail(text=text, kind=kind, source=source)
+    return Guardrail(text=text, kind="other", source=source)
+
+
+def _intro_guardrails(intro: str) -> list[Guardrail]:
+    out: list[Guardrail] = []
+    if m := _MAX_LINES.search(intro):
+        out.append(classify_guardrail(m.group(0), "intro"))
+    if m := _LOG_PATH.search(intro):
+        out.append(classify_guardrail(m.group(0), "intro"))
+    return out
+
+
+# --- output JSON --------------------------------------------------------------------------
+
+
+def _output_keys(template: str) -> tuple[list[str], dict[str, list[str]]]:
+    """Keys of a JSON-like template whose values are placeholders (`<bool>`, X), by depth."""
+    top: list[str] = []
+    nested: dict[str, list[str]] = {}
+    depth = 0
+    parents: list[str | None] = []
+    last_key: str | None = None
+    for m in re.finditer(r'"((?:[^"\\]|\\.)*)"\s*(:)?|[{}]', template):
+        tok = m.group(0)
+        if tok == "{":
+            depth += 1
+            parents.append(last_key if depth > 1 else None)
+        elif tok == "}":
+            depth -= 1
+            if parents:
+                parents.pop()
+        elif m.group(2):
+            key = m.group(1)
+            last_key = key
+            if depth == 1:
+                top.append(key)
+            elif depth > 1 and parents and parents[-1] is not None:
+                nested.setdefault(parents[-1], []).append(key)
+    return top, nested
+
+
+# --- the parser ---------------------------------------------------------------------------
+
+
+class _Builder:
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.unplaced: list[str] = []
+        self.output_template = ""
+
+    def block(self, number: int, title: str, elems: list[_Elem], final: bool) -> Block:
+        commands: list[str] = []
+        goals_elems: list[_Elem] = []
+        label: Literal["cmd", "output"] | None = None
+        for e in elems:
+            if e.kind == "fence":
+                if label == "output" or (label is None and e.lang == "json"):
+                    self.output_template = "\n".join(e.code).strip()
+                elif label == "cmd" or e.lang in _SHELL_LANGS:
+                    commands.extend(self._checked(_fence_commands(e.code), e.line))
+                else:
+                    self.unplaced.append(
+                        f"BLOCK {number}: code block ({e.lang}) at line {e.line}:\n"
+                        + "\n".join(e.code)
+                    )
+                label = None
+                continue
+            plain = _plain(e.text)
+            if e.kind in ("para", "heading") and _CMD_LABEL.match(plain):
+                label = "cmd"
+                continue
+            if e.kind in ("para", "heading") and _OUTPUT_LABEL.match(plain):
+                label = "output"
+                continue
+            label = None
+            if m := _INLINE_CMD.search(e.text):
+                commands.extend(self._checked(_split_and(m.group(1)), e.line))
+                if _LEADING_CMD_LABEL.match(plain):
+                    continue  # "Run: `cmd`" is the command, not a goal
+            goals_elems.append(e)
+        goals = _prose(goals_elems)
+        b = Block(number=number, title=title, goals=goals, gate_commands=commands, final=final)
+        b.gates = [map_command(c) for c in commands]
+        b.targets = _targets(b)
+        return b
+
+    def _checked(self, cmds: list[str], line: int) -> list[str]:
+        for c in cmds:
+            try:
+                shlex.split(c)
+            except ValueError as exc:
+                raise StepsError(
+                    f"{self.source}:{line}: cannot parse command {c!r}: {exc}"
+                ) from exc
+        return cmds
+
+
+def _front_matter(lines: list[str]) -> int:
+    """Index of the first line after a `---` YAML front matter, or 0."""
+    if lines and lines[0].strip() == "---":
+        for i in range(1, len(lines)):
+            if lines[i].strip() in ("---", "..."):
+                return i + 1
+    return 0
+
+
+def parse_steps(text: str, source: str = "<steps>") -> StepsScript:
+    fixed, repaired = repair_text(text)
+    lines = fixed.lstrip("\ufeff").replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    start = _front_matter(lines)
+    builder = _Builder(source)
+    if start:
+        builder.unplaced.append("\n".join(lines[:start]).strip())
+
+    title: str | None = None
+    intro_parts: list[str] = []
+    goals: list[str] = []
+    blocks: list[Block] = []
+    guardrails: list[Guardrail] = []
+    # Block sections with their subsections folded in: (heading level, number, title, elems).
+    pending: list[tuple[int, int | None, str, list[_Elem]]] = []
+
+    for sec in _split_sections(lines, start):
+        elems = _elements(sec.lines)
+        heading = _plain(sec.heading) if sec.heading is not None else None
+        if heading is None:
+            intro_parts.extend(_prose(elems))
+            _unplace_fences(builder, elems, "preamble")
+            continue
+        block_m = _BLOCK_HEAD.match(heading)
+        final = re.search(r"\bfinal\s+gates?\b", heading, re.IGNORECASE) is not None
+        if block_m or final:
+            number = int(block_m.group(1)) if block_m else None
+            name = block_m.group(2).strip() if block_m else heading
+            pending.append((sec.level, number, name or heading, elems))
+            continue
+        if pending and sec.level > pending[-1][0]:
+            # A subsection (e.g. `### Gate`) belongs to the block above it.
+            pending[-1][3].append(_Elem("heading", heading, sec.line))
+            pending[-1][3].extend(elems)
+            continue
+        if title is None and sec.level == 1:
+            title = heading
+            intro_parts.extend(_prose(elems))
+            _unplace_fences(builder, elems, heading)
+            continue
+        if re.search(r"guardrails?|constraints|\brules\b", heading, re.IGNORECASE):
+            guardrails.extend(classify_guardrail(t, "guardrails") for t in _prose(elems))
+            _unplace_fences(builder, elems, heading)
+            continue
+        if re.search(r"\bgoals?\b|\bobjectives?\b", heading, re.IGNORECASE):
+            goals.extend(_prose(elems))
+            _unplace_fences(builder, elems, heading)
+            continue
+        if _OUTPUT_LABEL.match(heading):
+            fences = [e for e in elems if e.kind == "fence"]
+            if fences:
+                builder.output_template = "\n".join(fences[0].code).strip()
+                continue
+        builder.unplaced.append(_section_text(sec))
+
+    numbers_seen: set[int] = set()
+    next_number = max((n for _, n, _, _ in pending if n is not None), default=0) + 1
+    for _, number, name, elems in pending:
+        is_final = re.search(r"\bfinal\s+gates?\b", name, re.IGNORECASE) is not None
+        if number is None:
+            number, next_number = next_number, next_number + 1
+        if number in numbers_seen:
+            raise StepsError(f"{source}: block {number} appears twice")
+        numbers_seen.add(number)
+        blocks.append(builder.block(number, name, elems, is_final))
+
+    if not blocks:
+        raise StepsError(f"{source}: no blocks found (expected headings like '## BLOCK 1 — title')")
+
+    intro = "\n\n".join(intro_parts)
+    kinds = {g.kind for g in guardrails}
+    guardrails.extend(g for g in _intro_guardrails(intro) if g.kind not in kinds)
+    progress_log = next(
+        (str(g.value) for g in guardrails if g.kind == "progress_log" and g.value), None
+    )
+    final_gates = [c for b in blocks if b.final for c in b.gate_commands]
+    keys, subkeys = _output_keys(builder.output_template)
+    return StepsScript(
+        source=source,
+        title=title or Path(source).stem,
+        repaired_encoding=repaired,
+        intro=intro,
+        goals=goals,
+        blocks=blocks,
+        final_gates=final_gates,
+        guardrails=guardrails,
+        output_keys=keys,
+        output_subkeys=subkeys,
+        output_template=builder.output_template,
+        progress_log=progress_log,
+        unplaced=[u for u in builder.unplaced if u.strip()],
+    )
+
+
+def _unplace_fences(builder: _Builder, elems: list[_Elem], where: str) -> None:
+    for e in elems:
+        if e.kind == "fence":
+            builder.unplaced.append(f"{where}: code block at line {e.line}:\n" + "\n".join(e.code))
+
+
+# --- policy -------------------------------------------------------------------------------
+
+
+def apply_to_policy(script: StepsScript, policy: Policy) -> Policy:
+    """A copy of `policy` with the script's guardrails and gate commands applied.
+
+    Later commands win, so the final gates (the script's definition of done) have the last word.
+    """
+    new = policy.model_copy(deep=True)
+    limit = script.max_lines_per_file()
+    if limit is not None:
+        # Both the policy and the script state a maximum; both must hold.
+        new.guard.max_changed_lines_per_file = min(new.guard.max_changed_lines_per_file, limit)
+    for block in script.blocks:
+        for m in block.gates:
+            if m.kind != "gate" or m.gate is None:
+                continue
+            gate = getattr(new.gates, m.gate)
+            if m.paths:
+                gate.paths = list(m.paths)
+            if m.config:
+                gate.config = m.config
+            if m.cov:
+                gate.cov = list(m.cov)
+            if m.fail_under is not None:
+                gate.fail_under = m.fail_under
+    return new

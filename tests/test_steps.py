@@ -1,0 +1,272 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from harness.cli import app
+from harness.errors import StepsError
+from harness.policy import GuardConfig, Policy, load_policy
+from harness.steps import (
+    StepsScript,
+    apply_to_policy,
+    load_steps,
+    map_command,
+    parse_steps,
+    repair_text,
+)
+
+SEED = Path(__file__).resolve().parent.parent / "harness" / "example" / "STEPS_4b.md"
+PYTEST_CMD = (
+    "pytest --cov=lukhas --cov-config=.coveragerc --cov-report=term-missing:skip-covered "
+    "--cov-fail-under=60 -q"
+)
+
+
+@pytest.fixture(scope="module")
+def seed() -> StepsScript:
+    return load_steps(SEED)
+
+
+@pytest.fixture(scope="module")
+def clean_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    fixed, repaired = repair_text(SEED.read_text(encoding="utf-8"))
+    assert repaired
+    path = tmp_path_factory.mktemp("clean") / "STEPS_4b.md"
+    path.write_text(fixed, encoding="utf-8")
+    return path
+
+
+def test_seed_arrives_mis_decoded_and_is_repaired(seed: StepsScript) -> None:
+    raw = SEED.read_text(encoding="utf-8")
+    assert "â€”" in raw and "â‰¤" in raw
+    assert seed.repaired_encoding
+    assert seed.title.startswith("STEPS_4b — Claude Execution Script")
+    dump = json.dumps(seed.model_dump(mode="json"), ensure_ascii=False)
+    for garbage in ("â€", "â‰", "âœ", "ðŸ"):
+        assert garbage not in dump
+
+
+def test_clean_utf8_parses_to_the_same_script(seed: StepsScript, clean_path: Path) -> None:
+    clean = load_steps(clean_path)
+    assert not clean.repaired_encoding
+    assert clean.model_dump(exclude={"source", "repaired_encoding"}) == seed.model_dump(
+        exclude={"source", "repaired_encoding"}
+    )
+
+
+def test_blocks_and_their_gate_commands(seed: StepsScript) -> None:
+    assert [b.number for b in seed.blocks] == [1, 2, 3, 4, 5]
+    assert seed.block(1).title == "Coverage Expansion (to ≥60%)"
+    assert seed.block(1).gate_commands == [PYTEST_CMD]
+    assert seed.block(2).gate_commands == ["ruff check lukhas --statistics"]
+    assert seed.block(3).gate_commands == ["mypy lukhas"]
+    assert seed.block(4).gate_commands == ["bandit -r lukhas -c bandit.yaml"]
+    final = [
+        "ruff check --fix lukhas",
+        "ruff format lukhas",
+        "ruff check lukhas",
+        "mypy lukhas",
+        PYTEST_CMD,
+        "lint-imports --config=linter.ini",
+        "bandit -r lukhas -c bandit.yaml",
+        "gitleaks detect --no-banner --redact",
+    ]
+    assert seed.block(5).gate_commands == final
+    assert seed.block(5).final and not seed.block(4).final
+    assert seed.final_gates == final
+    with pytest.raises(StepsError, match="no block 9"):
+        seed.block(9)
+
+
+def test_goals_flatten_nested_bullets_and_skip_run_lines(seed: StepsScript) -> None:
+    goals1 = seed.block(1).goals
+    assert len(goals1) == 4
+    assert goals1[1].startswith("Add targeted tests in: `lukhas/core/memory_system.py`")
+    assert "Fix: Any Optional arithmetic or attribute risks." in seed.block(3).goals
+    assert not any(g.startswith("Run:") for b in seed.blocks for g in b.goals)
+    assert len(seed.goals) == 6  # the "Phase 4b Goals" section
+
+
+def test_targets(seed: StepsScript) -> None:
+    def targets(n: int) -> set[tuple[str, str, float]]:
+        return {(t.metric, t.op, t.value) for t in seed.block(n).targets}
+
+    assert ("coverage", ">=", 60) in targets(1)
+    assert ("ruff", "<=", 0) in targets(2)
+    assert ("mypy", "<=", 0) in targets(3)
+    assert ("bandit", "<=", 0) in targets(4)
+    assert {("ruff", "<=", 0), ("coverage", ">=", 60), ("imports", "<=", 0)} <= targets(5)
+
+
+def test_guardrails_output_and_progress_log(seed: StepsScript) -> None:
+    kinds = {g.kind: g for g in seed.guardrails}
+    assert set(kinds) == {
+        "max_lines_per_file",
+        "no_network_tests",
+        "utc",
+        "lane_separation",
+        "security_clean",
+        "progress_log",
+    }
+    assert kinds["max_lines_per_file"].value == 20
+    assert seed.max_lines_per_file() == 20
+    assert seed.progress_log == "docs/audits/CLAUDE_PROGRESS.md"
+    assert seed.output_keys == [
+        "ruff_stable_ok",
+        "mypy_ok",
+        "pytest",
+        "coverage_stable",
+        "lane_guard_ok",
+        "bandit_ok",
+        "gitleaks_ok",
+    ]
+    assert seed.output_subkeys == {"pytest": ["passed", "failed", "errors", "skipped"]}
+    assert seed.output_template.startswith('{ "ruff_stable_ok"')
+
+
+def test_unplaced_lists_what_was_not_understood(seed: StepsScript) -> None:
+    heads = [u.splitlines()[0] for u in seed.unplaced]
+    assert heads == [
+        "---",
+        "## STEPS_4 Completion Summary",
+        "# STEPS_5 — Placeholder (Not Started)",
+        "## Artifacts & Execution Scripts",
+    ]
+    summary = seed.unplaced[1]
+    assert "PERF401: 6 (manual list comprehensions)" in summary
+    assert not summary.rstrip().endswith("---")
+
+
+def test_minimal_script_subsections_and_intro_guardrails() -> None:
+    text = (
+        "# Cleanup\n\nKeep diffs small (at most 8 lines per file) and log to `notes/log.md`.\n\n"
+        "## Step 1: Lint\n\n- Make ruff green.\n\n### Gate\n\n```\n"
+        "ruff check src \\\n  --config ruff.toml\n```\n\n"
+        "## Final Gates\n\n```bash\n# comment\n$ mypy src; python -m pytest -x tests\n```\n"
+        "```python\nprint('not a command')\n```\n"
+    )
+    script = parse_steps(text, "mini.md")
+    assert not script.repaired_encoding
+    assert [b.number for b in script.blocks] == [1, 2]
+    assert script.block(1).gate_commands == ["ruff check src --config ruff.toml"]
+    assert script.block(1).gates[0].config == "ruff.toml"
+    assert script.final_gates == ["mypy src", "python -m pytest -x tests"]
+    assert script.block(2).gates[1].gate == "pytest"
+    assert script.max_lines_per_file() == 8
+    assert script.progress_log == "notes/log.md"
+    assert all(g.source == "intro" for g in script.guardrails)
+    assert any("print('not a command')" in u for u in script.unplaced)
+
+
+@pytest.mark.parametrize(
+    ("cmd", "kind", "gate", "fields"),
+    [
+        (
+            PYTEST_CMD,
+            "gate",
+            "pytest",
+            {"cov": ["lukhas"], "config": ".coveragerc", "fail_under": 60.0, "paths": []},
+        ),
+        ("pytest tests/unit --cov lukhas/", "gate", "pytest", {"paths": ["tests/unit"]}),
+        ("ruff check lukhas", "gate", "ruff", {"paths": ["lukhas"]}),
+        ("ruff check --fix lukhas", "fixer", "ruff", {}),
+        ("ruff check lukhas --unsafe-fixes --fix", "fixer", "ruff", {}),
+        ("ruff format lukhas", "fixer", None, {}),
+        ("ruff format --check lukhas", "command", None, {}),
+        ("mypy lukhas", "gate", "mypy", {"paths": ["lukhas"]}),
+        ("mypy -p lukhas.core --config-file mypy.ini", "gate", "mypy", {"paths": ["lukhas/core"]}),
+        (
+            "bandit -r lukhas -c bandit.yaml -f json",
+            "gate",
+            "bandit",
+            {"paths": ["lukhas"], "config": "bandit.yaml"},
+        ),
+        ("lint-imports --config=linter.ini", "gate", "imports", {"config": "linter.ini"}),
+        ("gitleaks detect --no-banner --redact", "gate", "secrets", {}),
+        ("detect-secrets scan", "gate", "secrets", {}),
+        ("PYTHONHASHSEED=0 python3 -m mypy src", "gate", "mypy", {"paths": ["src"]}),
+        ("make check", "command", None, {}),
+        (".venv/bin/ruff check 'my dir'", "gate", "ruff", {"paths": ["my dir"]}),
+    ],
+)
+def test_map_command(cmd: str, kind: str, gate: str | None, fields: dict[str, object]) -> None:
+    m = map_command(cmd)
+    assert (m.kind, m.gate) == (kind, gate)
+    for name, value in fields.items():
+        assert getattr(m, name) == value
+
+
+@pytest.mark.parametrize(
+    ("cmd", "message"),
+    [
+        ("ruff check 'unterminated", "cannot parse command"),
+        ("   ", "empty command"),
+        ("pytest --cov-fail-under=sixty", "not a number"),
+    ],
+)
+def test_map_command_errors(cmd: str, message: str) -> None:
+    with pytest.raises(StepsError, match=message):
+        map_command(cmd)
+
+
+def test_apply_to_policy(seed: StepsScript) -> None:
+    base = Policy(guard=GuardConfig(max_changed_lines_per_file=100))
+    applied = apply_to_policy(seed, base)
+    assert applied.guard.max_changed_lines_per_file == 20
+    assert base.guard.max_changed_lines_per_file == 100  # a copy, the input is untouched
+    assert applied.gates.pytest.cov == ["lukhas"]
+    assert applied.gates.pytest.fail_under == 60
+    assert applied.gates.pytest.config == ".coveragerc"
+    assert applied.gates.ruff.paths == ["lukhas"]
+    assert applied.gates.bandit.config == "bandit.yaml"
+    assert applied.gates.imports.config == "linter.ini"
+    stricter = apply_to_policy(seed, Policy(guard=GuardConfig(max_changed_lines_per_file=5)))
+    assert stricter.guard.max_changed_lines_per_file == 5
+    default = load_policy()
+    assert apply_to_policy(seed, default) == default  # the default policy is the seed's
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("# Title\n\nJust prose.\n", "no blocks found"),
+        ("## BLOCK 1 — a\n\n## BLOCK 1 — b\n", "block 1 appears twice"),
+        ("## BLOCK 1 — a\n\nRun:\n```\nruff check 'x\n```\n", r"x\.md:4: cannot parse command"),
+    ],
+)
+def test_parse_errors(text: str, message: str) -> None:
+    with pytest.raises(StepsError, match=message):
+        parse_steps(text, "x.md")
+
+
+def test_load_errors(tmp_path: Path) -> None:
+    with pytest.raises(StepsError, match="cannot read STEPS script"):
+        load_steps(tmp_path / "missing.md")
+    binary = tmp_path / "bin.md"
+    binary.write_bytes(b"\x81\x8d\x8f\x90\x9d" * 4)
+    with pytest.raises(StepsError, match="not UTF-8 or cp1252"):
+        load_steps(binary)
+    cp = tmp_path / "cp.md"
+    cp.write_bytes(
+        "## BLOCK 1 \u2014 Lint \u226420\n\nRun: `ruff check .`\n".encode("cp1252", "replace")
+    )
+    assert load_steps(cp).block(1).gate_commands == ["ruff check ."]
+
+
+def test_cli_tree_and_json() -> None:
+    runner = CliRunner()
+    res = runner.invoke(app, ["steps", str(SEED)], env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.output
+    assert "BLOCK 5 Final Gates" in res.output
+    assert "fixer: never run as a gate" in res.output
+    assert "max_lines_per_file = 20" in res.output
+    assert "STEPS_4 Completion Summary" in res.output
+    assert "repaired" in res.output
+    res = runner.invoke(app, ["steps", "--json", str(SEED)])
+    assert res.exit_code == 0
+    data = json.loads(res.output)
+    assert data["progress_log"] == "docs/audits/CLAUDE_PROGRESS.md"
+    assert len(data["blocks"]) == 5
