@@ -1,0 +1,249 @@
+"""check_patch: parse, repair, apply in memory, count, and judge. Never touches the repo."""
+
+from __future__ import annotations
+
+import hashlib
+import stat
+from pathlib import Path
+
+from harness.errors import GitError, PatchError
+from harness.guard.locate import apply_hunks
+from harness.guard.models import FileStat, Verdict, Violation
+from harness.guard.parse import FilePatch, parse_patch
+from harness.guard.rules import FileChange, evaluate, path_problem
+from harness.guard.textdiff import edits, render_hunks, split_lines
+from harness.policy import GuardConfig
+
+_REGULAR = "100644"
+_ALLOWED_MODES = (None, "100644", "100755")
+
+
+def sha256(data: bytes | None) -> str | None:
+    return None if data is None else hashlib.sha256(data).hexdigest()
+
+
+class _Tree:
+    """The repository as the patch sees it: disk, overlaid with earlier sections of the patch."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.overlay: dict[str, str | None] = {}
+        self.original: dict[str, bytes | None] = {}
+        self.modes: dict[str, int] = {}
+        self.renames: dict[str, str] = {}  # new path -> old path
+
+    def _disk(self, path: str) -> bytes | None:
+        if path in self.original:
+            return self.original[path]
+        full = self.root / path
+        # A symlink anywhere on the way could point outside the repository.
+        cur = self.root
+        for part in path.split("/"):
+            cur = cur / part
+            if cur.is_symlink():
+                raise _PathRefused(
+                    f"{path}: {cur.relative_to(self.root)} is a symlink; "
+                    "patches may not touch symlinks"
+                )
+        try:
+            st = full.stat()
+        except FileNotFoundError:
+            data = None
+        else:
+            if not stat.S_ISREG(st.st_mode):
+                raise _PathRefused(f"{path} is not a regular file")
+            self.modes[path] = st.st_mode
+            data = full.read_bytes()
+        self.original[path] = data
+        return data
+
+    def read(self, path: str) -> str | None:
+        if path in self.overlay:
+            return self.overlay[path]
+        data = self._disk(path)
+        if data is None:
+            return None
+        if b"\x00" in data:
+            raise _PathRefused(f"{path} is a binary file; patches may only change text files")
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise _PathRefused(f"{path} is not UTF-8 text; patches may only change text") from exc
+
+
+class _PathRefused(Exception):
+    pass
+
+
+def _mode_problem(fp: FilePatch) -> str | None:
+    for mode in (fp.old_mode, fp.new_mode):
+        if mode == "120000":
+            return f"{fp.path}: symlinks may not be created or changed by a patch"
+        if mode == "160000":
+            return f"{fp.path}: submodules may not be changed by a patch"
+        if mode not in _ALLOWED_MODES:
+            return f"{fp.path}: unsupported file mode {mode}"
+    if fp.old_path and fp.new_path and fp.old_mode and fp.new_mode and fp.old_mode != fp.new_mode:
+        return f"{fp.path}: changes the file mode {fp.old_mode} -> {fp.new_mode}; leave modes alone"
+    if fp.old_path is None and fp.new_mode not in (None, _REGULAR):
+        return f"{fp.path}: new files must be regular non-executable files (mode 100644)"
+    return None
+
+
+def _apply_file(fp: FilePatch, tree: _Tree, repairs: list[str]) -> None:
+    """Compute the file's new text into tree.overlay; raises PatchError/_PathRefused."""
+    if fp.binary:
+        raise _PathRefused(f"{fp.path}: binary patches are not accepted")
+    if fp.copy:
+        raise PatchError(f"{fp.path}: copy patches are not supported; add the file as new")
+    problem = _mode_problem(fp)
+    if problem:
+        raise _PathRefused(problem)
+    if fp.old_path is None:
+        assert fp.new_path is not None  # the parser never yields /dev/null on both sides
+        if tree.read(fp.new_path) is not None:
+            raise PatchError(
+                f"{fp.new_path} already exists; send a diff against its current content "
+                "instead of '--- /dev/null'"
+            )
+        text = ""
+        if fp.hunks:
+            if any(g != "+" for h in fp.hunks for g in h.tags):
+                raise PatchError(f"{fp.new_path} is a new file, so its hunks may only add lines")
+            text, _ = apply_hunks("", fp.hunks, fp.new_path)
+        tree.overlay[fp.new_path] = text
+        return
+    old = tree.read(fp.old_path)
+    if old is None:
+        raise PatchError(
+            f"{fp.old_path} does not exist; to create it use '--- /dev/null' and "
+            f"'+++ b/{fp.old_path}'"
+        )
+    new, placed = apply_hunks(old, fp.hunks, fp.path) if fp.hunks else (old, [])
+    repairs.extend(placed)
+    if fp.new_path is None:
+        if new:
+            left = len(split_lines(new))
+            raise PatchError(
+                f"{fp.old_path}: the deletion leaves {left} line(s); a deleted file's diff "
+                "must remove every line"
+            )
+        tree.overlay[fp.old_path] = None
+        return
+    if fp.new_path != fp.old_path:
+        if tree.read(fp.new_path) is not None:
+            raise PatchError(f"cannot rename {fp.old_path} to {fp.new_path}: it exists")
+        tree.overlay[fp.old_path] = None
+    tree.overlay[fp.new_path] = new
+
+
+def _change(
+    old_path: str | None, new_path: str | None, old: str | None, new: str | None
+) -> FileChange:
+    a = split_lines(old or "")
+    b = split_lines(new or "")
+    fc = FileChange(old_path, new_path, old, new)
+    for e in edits(a, b):
+        if e.tag == "change":
+            fc.removed_lines.extend((i + 1, a[i].rstrip("\r\n")) for i in range(e.a0, e.a1))
+            fc.added_lines.extend((j + 1, b[j].rstrip("\r\n")) for j in range(e.b0, e.b1))
+    fc.added, fc.removed = len(fc.added_lines), len(fc.removed_lines)
+    return fc
+
+
+def _render(fc: FileChange, mode: str) -> str:
+    old_name, new_name = fc.old_path or fc.new_path, fc.new_path or fc.old_path
+    head = [f"diff --git a/{old_name} b/{new_name}\n"]
+    if fc.old_path is None:
+        head.append(f"new file mode {_REGULAR}\n")
+    elif fc.new_path is None:
+        head.append(f"deleted file mode {mode}\n")
+    elif fc.old_path != fc.new_path:
+        head.extend((f"rename from {fc.old_path}\n", f"rename to {fc.new_path}\n"))
+    hunks = render_hunks(split_lines(fc.old_text or ""), split_lines(fc.new_text or ""))
+    if hunks:
+        head.append(f"--- {'a/' + fc.old_path if fc.old_path else '/dev/null'}\n")
+        head.append(f"+++ {'b/' + fc.new_path if fc.new_path else '/dev/null'}\n")
+    return "".join(head + hunks)
+
+
+def _changes(tree: _Tree) -> list[FileChange]:
+    """One FileChange per touched path, pairing a rename's source and target."""
+    out: list[FileChange] = []
+    renamed_from = tree.renames
+    used: set[str] = set()
+    for path, new in tree.overlay.items():
+        if path in used:
+            continue
+        data = tree.original.get(path)
+        old = data.decode("utf-8") if data is not None else None
+        src = renamed_from.get(path)
+        if src is not None and new is not None:
+            used.add(src)
+            src_data = tree.original.get(src)
+            out.append(_change(src, path, src_data.decode("utf-8") if src_data else "", new))
+            continue
+        if path in renamed_from.values() and new is None:
+            continue
+        if old == new:
+            continue
+        old_p = path if old is not None else None
+        out.append(_change(old_p, path if new is not None else None, old, new))
+    return out
+
+
+def check_patch(text: str, repo: Path, cfg: GuardConfig) -> Verdict:
+    """Judge a model's diff against the repository's working tree and the policy."""
+    root = Path(repo).resolve()
+    if not (root / ".git").exists():
+        raise GitError(f"not a git repository: {repo}")
+    try:
+        parsed = parse_patch(text)
+    except PatchError as exc:
+        return Verdict(accepted=False, violations=[Violation(rule="parse", message=str(exc))])
+    repairs = list(parsed.repairs)
+    violations: list[Violation] = []
+    tree = _Tree(root)
+    for fp in parsed.files:
+        bad = [p for p in (fp.old_path, fp.new_path) if p is not None and path_problem(p)]
+        if bad:
+            msg = str(path_problem(bad[0]))
+            violations.append(Violation(rule="paths", path=bad[0], message=msg))
+            continue
+        try:
+            _apply_file(fp, tree, repairs)
+        except _PathRefused as exc:
+            violations.append(Violation(rule="paths", path=fp.path, message=str(exc)))
+        except PatchError as exc:
+            violations.append(Violation(rule="locate", path=fp.path, message=str(exc)))
+        else:
+            if fp.old_path and fp.new_path and fp.old_path != fp.new_path:
+                tree.renames[fp.new_path] = fp.old_path
+    changes = _changes(tree)
+    if not changes and not violations:
+        violations.append(Violation(rule="parse", message="the patch changes nothing"))
+    violations.extend(evaluate(changes, cfg))
+    stats = [FileStat(path=fc.path, added=fc.added, removed=fc.removed) for fc in changes]
+    diff = "".join(
+        _render(fc, f"{tree.modes.get(fc.old_path or '', 0o100644) & 0o777 | 0o100000:o}")
+        for fc in changes
+    )
+    contents: dict[str, bytes | None] = {}
+    base: dict[str, str | None] = {}
+    for fc in changes:
+        for p in fc.paths:
+            base[p] = sha256(tree.original.get(p))
+        if fc.old_path and fc.old_path != fc.new_path:
+            contents[fc.old_path] = None
+        if fc.new_path:
+            contents[fc.new_path] = (fc.new_text or "").encode("utf-8")
+    return Verdict(
+        accepted=not violations,
+        repaired=bool(repairs),
+        repairs=repairs,
+        files=stats,
+        violations=violations,
+        diff=diff,
+        contents=contents,
+        base=base,
+    )

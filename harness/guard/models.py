@@ -1,0 +1,52 @@
+"""What the guard returns: a verdict with per-file counts and actionable violations."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+
+class FileStat(BaseModel):
+    """Changed lines of one file, counted like `git diff --numstat` on the applied change."""
+
+    path: str = Field(description="repo-relative path after the patch (forward slashes)")
+    added: int = Field(ge=0)
+    removed: int = Field(ge=0)
+
+
+class Violation(BaseModel):
+    """One reason a patch is refused; the message tells the model what to change."""
+
+    rule: str = Field(description="rule name: parse, locate, size, paths, gate_config, ...")
+    path: str | None = Field(None, description="file the violation is about, if any")
+    line: int | None = Field(None, description="1-based line in the new (or old) file")
+    message: str
+
+
+class Verdict(BaseModel):
+    """The guard's decision about one patch. Never a partial result: all files or none."""
+
+    accepted: bool
+    repaired: bool = Field(False, description="the patch needed a safe repair to apply")
+    repairs: list[str] = Field(default_factory=list, description="what was repaired, one line each")
+    files: list[FileStat] = Field(default_factory=list)
+    violations: list[Violation] = Field(default_factory=list)
+    diff: str = Field("", description="the canonical diff that would be applied")
+    contents: dict[str, bytes | None] = Field(
+        default_factory=dict,
+        exclude=True,
+        description="new file contents by path; None deletes the file",
+    )
+    base: dict[str, str | None] = Field(
+        default_factory=dict,
+        exclude=True,
+        description="sha256 of each touched file as checked (None: did not exist)",
+    )
+
+    def summary(self) -> str:
+        """One line: what the verdict says."""
+        if self.accepted:
+            changed = ", ".join(f"{f.path} +{f.added}/-{f.removed}" for f in self.files)
+            return f"accepted: {changed}" if changed else "accepted"
+        first = self.violations[0] if self.violations else None
+        more = f" (+{len(self.violations) - 1} more)" if len(self.violations) > 1 else ""
+        return f"rejected: [{first.rule}] {first.message}{more}" if first else "rejected"

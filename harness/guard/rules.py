@@ -1,0 +1,481 @@
+"""The guard's policy rules. Each takes the computed changes and returns violations.
+
+Rules see the change that would really be applied (after repair), as added/removed lines
+of a minimal diff, plus the whole old and new text of each file.
+"""
+
+from __future__ import annotations
+
+import ast
+import configparser
+import re
+import tomllib
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import PurePosixPath
+from typing import Any
+
+from harness.guard.globs import match_any
+from harness.guard.models import Violation
+from harness.policy import GuardConfig
+
+
+@dataclass
+class FileChange:
+    old_path: str | None
+    new_path: str | None
+    old_text: str | None
+    new_text: str | None
+    added: int = 0
+    removed: int = 0
+    added_lines: list[tuple[int, str]] = field(default_factory=list)  # (new line no, text)
+    removed_lines: list[tuple[int, str]] = field(default_factory=list)  # (old line no, text)
+
+    @property
+    def path(self) -> str:
+        return self.new_path or self.old_path or "?"
+
+    @property
+    def paths(self) -> list[str]:
+        return [p for p in dict.fromkeys((self.old_path, self.new_path)) if p]
+
+    @property
+    def first_line(self) -> int | None:
+        if self.added_lines:
+            return self.added_lines[0][0]
+        return self.removed_lines[0][0] if self.removed_lines else None
+
+
+Rule = Callable[[list[FileChange], GuardConfig], list[Violation]]
+
+
+def changed(cfg: GuardConfig, fc: FileChange) -> int:
+    if cfg.count_method == "max_side":
+        return max(fc.added, fc.removed)
+    return fc.added + fc.removed
+
+
+# --- size -----------------------------------------------------------------------------------
+
+
+def rule_size(changes: list[FileChange], cfg: GuardConfig) -> list[Violation]:
+    out: list[Violation] = []
+    limit = cfg.max_changed_lines_per_file
+    for fc in changes:
+        n = changed(cfg, fc)
+        if n > limit:
+            how = "added + removed" if cfg.count_method == "numstat" else "max(added, removed)"
+            out.append(
+                Violation(
+                    rule="size",
+                    path=fc.path,
+                    line=fc.first_line,
+                    message=f"{fc.path}: {n} changed lines ({how}: +{fc.added} -{fc.removed}), "
+                    f"the limit is {limit} per file; make a smaller change and do the rest "
+                    "in a later patch",
+                )
+            )
+    touched = [fc for fc in changes if fc.added or fc.removed or fc.old_path != fc.new_path]
+    if cfg.max_files_per_patch is not None and len(touched) > cfg.max_files_per_patch:
+        out.append(
+            Violation(
+                rule="size",
+                message=f"the patch changes {len(touched)} files, the limit is "
+                f"{cfg.max_files_per_patch}; split it into smaller patches",
+            )
+        )
+    return out
+
+
+# --- paths ----------------------------------------------------------------------------------
+
+
+def path_problem(path: str) -> str | None:
+    """Why a patch path is unacceptable on its own, or None."""
+    if not path or "\x00" in path:
+        return "empty or invalid path"
+    if path.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", path):
+        return f"{path!r} is absolute; use a path relative to the repository root"
+    if "\\" in path:
+        return f"{path!r} contains a backslash; use forward slashes"
+    parts = path.split("/")
+    if any(p in ("", ".", "..") for p in parts):
+        return f"{path!r} is not a normalised relative path (no '.', '..' or '//')"
+    if parts[0] == ".git" or any(p == ".git" for p in parts):
+        return f"{path!r} is inside .git/, which a patch may never touch"
+    return None
+
+
+def rule_lanes(changes: list[FileChange], cfg: GuardConfig) -> list[Violation]:
+    out: list[Violation] = []
+    for fc in changes:
+        for p in fc.paths:
+            if match_any(p, cfg.forbidden):
+                out.append(
+                    Violation(
+                        rule="paths",
+                        path=p,
+                        message=f"{p} matches a forbidden path ({', '.join(cfg.forbidden)}); "
+                        "leave it unchanged",
+                    )
+                )
+            elif not match_any(p, cfg.lanes):
+                out.append(
+                    Violation(
+                        rule="paths",
+                        path=p,
+                        message=f"{p} is outside this block's lanes ({', '.join(cfg.lanes)}); "
+                        "only edit files there",
+                    )
+                )
+    return out
+
+
+# --- protected gate configuration -----------------------------------------------------------
+
+GATE_CONFIG_FILES = frozenset(
+    {
+        "ruff.toml",
+        ".ruff.toml",
+        "mypy.ini",
+        ".mypy.ini",
+        ".coveragerc",
+        "pytest.ini",
+        "bandit.yaml",
+        "bandit.yml",
+        ".bandit",
+        "linter.ini",
+        ".importlinter",
+        ".gitleaks.toml",
+        ".gitleaksignore",
+        ".secrets.baseline",
+        ".pre-commit-config.yaml",
+        ".flake8",
+    }
+)
+GATE_CONFIG_GLOBS = (".github/workflows/**", ".gitlab-ci.yml")
+TOML_TOOLS = ("ruff", "mypy", "coverage", "pytest", "bandit", "importlinter", "gitleaks")
+INI_SECTIONS = re.compile(
+    r"^(mypy|tool:pytest|pytest|coverage:.*|flake8|bandit|importlinter.*|ruff.*|pylint.*)"
+    r"([-:].*)?$"
+)
+
+
+def _toml_tools(text: str | None) -> dict[str, Any] | None:
+    if text is None:
+        return {}
+    try:
+        tool = tomllib.loads(text).get("tool", {})
+    except tomllib.TOMLDecodeError:
+        return None
+    return {k: tool.get(k) for k in TOML_TOOLS} if isinstance(tool, dict) else {}
+
+
+def _ini_sections(text: str | None) -> dict[str, dict[str, str]] | None:
+    if text is None:
+        return {}
+    parser = configparser.ConfigParser(interpolation=None, strict=False)
+    try:
+        parser.read_string(text)
+    except configparser.Error:
+        return None
+    return {s: dict(parser[s]) for s in parser.sections() if INI_SECTIONS.match(s)}
+
+
+def _table_line(text: str | None, tool: str) -> int | None:
+    for i, line in enumerate((text or "").splitlines(), 1):
+        if re.match(rf"^\s*\[+\s*tool\.{tool}\b", line) or re.match(rf"^\s*tool\.{tool}\b", line):
+            return i
+    return None
+
+
+def gate_config_problem(fc: FileChange) -> tuple[str, int | None] | None:
+    """(what is protected, line) when the change touches gate configuration."""
+    for p in fc.paths:
+        name = PurePosixPath(p).name
+        if name in GATE_CONFIG_FILES or match_any(p, GATE_CONFIG_GLOBS):
+            return f"{p} configures a quality gate", fc.first_line
+    name = PurePosixPath(fc.path).name
+    if name == "pyproject.toml":
+        old, new = _toml_tools(fc.old_text), _toml_tools(fc.new_text)
+        if new is None:
+            return f"{fc.path} would not be valid TOML, which breaks the gates", fc.first_line
+        if old is None:
+            return None
+        for tool in TOML_TOOLS:
+            if old.get(tool) != new.get(tool):
+                where = _table_line(fc.new_text, tool) or _table_line(fc.old_text, tool)
+                return f"[tool.{tool}] in {fc.path} is gate configuration", where
+    if name in ("setup.cfg", "tox.ini"):
+        old_s, new_s = _ini_sections(fc.old_text), _ini_sections(fc.new_text)
+        if old_s is None or new_s is None:
+            return f"{fc.path} would not parse, which breaks the gates", fc.first_line
+        for sec in sorted(set(old_s) | set(new_s)):
+            if old_s.get(sec) != new_s.get(sec):
+                return f"[{sec}] in {fc.path} is gate configuration", fc.first_line
+    return None
+
+
+def rule_gate_config(changes: list[FileChange], cfg: GuardConfig) -> list[Violation]:
+    if not cfg.protect_gate_config:
+        return []
+    out: list[Violation] = []
+    for fc in changes:
+        problem = gate_config_problem(fc)
+        if problem:
+            what, line = problem
+            out.append(
+                Violation(
+                    rule="gate_config",
+                    path=fc.path,
+                    line=line,
+                    message=f"{what} and may not be changed by a patch; fix the code so the "
+                    "gate passes as configured",
+                )
+            )
+    return out
+
+
+# --- suppressions ---------------------------------------------------------------------------
+
+SUPPRESSIONS: dict[str, re.Pattern[str]] = {
+    "# noqa": re.compile(
+        r"#\s*(?:(?:ruff|flake8)\s*:\s*)?noqa\b(?::\s*[A-Z]+[0-9]+(?:[,\s]+[A-Z]+[0-9]+)*)?", re.I
+    ),
+    "# type: ignore": re.compile(r"#\s*type:\s*ignore\b(?:\[[^\]]*\])?"),
+    "# mypy: ignore-errors": re.compile(r"#\s*mypy:\s*ignore-errors\b"),
+    "# nosec": re.compile(r"#\s*nosec\b(?:\s+[A-Z][0-9]+(?:\s*,\s*[A-Z][0-9]+)*)?"),
+    "# pragma: no cover": re.compile(r"#\s*pragma:\s*no\s*cover\b", re.I),
+    "# pylint: disable": re.compile(r"#\s*pylint:\s*disable\b(?:=[\w,-]+)?"),
+    "gitleaks:allow": re.compile(r"gitleaks:allow\b"),
+    "pragma: allowlist secret": re.compile(r"pragma:\s*allowlist\s+secret\b"),
+}
+_DOC_SUFFIXES = (".md", ".rst", ".txt")
+
+
+def _suppressions(text: str) -> Iterator[tuple[str, re.Match[str]]]:
+    if "#" not in text and "allow" not in text:
+        return
+    for kind, pat in SUPPRESSIONS.items():
+        for m in pat.finditer(text):
+            yield kind, m
+
+
+def _justified(text: str, m: re.Match[str]) -> bool:
+    rest = text[m.end() :]
+    return len(re.findall(r"[A-Za-z]{2,}", rest)) >= 3
+
+
+def rule_suppressions(changes: list[FileChange], cfg: GuardConfig) -> list[Violation]:
+    budget = cfg.suppressions.budget
+    new: list[tuple[FileChange, int, str, bool]] = []
+    for fc in changes:
+        if fc.path.endswith(_DOC_SUFFIXES):
+            continue
+        gone = Counter(kind for _, text in fc.removed_lines for kind, _m in _suppressions(text))
+        for line_no, text in fc.added_lines:
+            for kind, m in _suppressions(text):
+                if gone[kind] > 0:
+                    gone[kind] -= 1  # the suppression was already there; the line moved
+                    continue
+                new.append((fc, line_no, kind, _justified(text, m)))
+    out: list[Violation] = []
+    for index, (fc, line_no, kind, justified) in enumerate(new):
+        if index >= budget:
+            extra = f" (the budget is {budget} per patch)" if budget else ""
+            msg = (
+                f"{fc.path}:{line_no}: adds '{kind}'{extra}; "
+                "fix the finding instead of suppressing it"
+            )
+        elif cfg.suppressions.require_justification and not justified:
+            msg = (
+                f"{fc.path}:{line_no}: '{kind}' needs a justification after it on the same line, "
+                "e.g. '# noqa: S603  # argv is a constant list'"
+            )
+        else:
+            continue
+        out.append(Violation(rule="suppression", path=fc.path, line=line_no, message=msg))
+    return out
+
+
+# --- tests are not weakened -----------------------------------------------------------------
+
+SKIPS = re.compile(
+    r"pytest\.mark\.(?:skip|skipif|xfail)\b|pytest\.(?:skip|xfail|importorskip)\s*\("
+    r"|unittest\.(?:skip|skipIf|skipUnless|expectedFailure)\b"
+    r"|@(?:skip|skipIf|skipUnless|expectedFailure)\b|\bSkipTest\b|\.skipTest\s*\("
+)
+_ASSERT_LINE = re.compile(r"^\s*(?:assert\b|self\.assert\w*\s*\(|pytest\.raises\s*\()")
+
+
+def _test_functions(text: str) -> dict[str, int] | None:
+    """Test function name -> number of asserts in it; None when the text does not parse."""
+    try:
+        tree = ast.parse(text)
+    except (SyntaxError, ValueError):
+        return None
+    out: dict[str, int] = {}
+
+    def asserts(fn: ast.AST) -> int:
+        n = 0
+        for node in ast.walk(fn):
+            if isinstance(node, ast.Assert) or (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and (node.func.attr.startswith("assert") or node.func.attr in ("raises", "warns"))
+            ):
+                n += 1
+        return n
+
+    def visit(body: Iterable[ast.stmt], prefix: str) -> None:
+        for node in body:
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name.startswith(
+                "test"
+            ):
+                out[prefix + node.name] = asserts(node)
+            elif isinstance(node, ast.ClassDef) and node.name.startswith("Test"):
+                visit(node.body, f"{prefix}{node.name}::")
+
+    visit(tree.body, "")
+    return out
+
+
+def _is_test(path: str | None, cfg: GuardConfig) -> bool:
+    return bool(path) and str(path).endswith(".py") and match_any(str(path), cfg.test_globs)
+
+
+def rule_tests(changes: list[FileChange], cfg: GuardConfig) -> list[Violation]:
+    if not cfg.protect_tests:
+        return []
+    out: list[Violation] = []
+
+    def v(fc: FileChange, line: int | None, msg: str) -> None:
+        out.append(Violation(rule="tests", path=fc.path, line=line, message=msg))
+
+    for fc in changes:
+        old_is_test = _is_test(fc.old_path, cfg)
+        if old_is_test and fc.new_path is None:
+            v(fc, None, f"deletes test file {fc.old_path}; tests may not be removed")
+            continue
+        if old_is_test and fc.new_path != fc.old_path:
+            v(fc, None, f"renames test file {fc.old_path} to {fc.new_path}; keep test files")
+        if not (old_is_test or _is_test(fc.new_path, cfg)):
+            continue
+        removed_skips = sum(len(SKIPS.findall(t)) for _, t in fc.removed_lines)
+        for line_no, text in fc.added_lines:
+            for m in SKIPS.finditer(text):
+                if removed_skips > 0:
+                    removed_skips -= 1
+                    continue
+                v(
+                    fc,
+                    line_no,
+                    f"{fc.path}:{line_no}: adds '{m.group(0).strip('(@ ')}'; tests may not "
+                    "be skipped or marked xfail — fix the code or the test instead",
+                )
+        if fc.old_text is None or fc.new_text is None:
+            continue
+        old_fns = _test_functions(fc.old_text) if old_is_test else {}
+        new_fns = _test_functions(fc.new_text)
+        if old_fns is None or new_fns is None:
+            lost = sum(1 for _, t in fc.removed_lines if _ASSERT_LINE.match(t)) - sum(
+                1 for _, t in fc.added_lines if _ASSERT_LINE.match(t)
+            )
+            if lost > 0:
+                v(fc, fc.first_line, f"{fc.path}: removes {lost} assert(s) from tests")
+            continue
+        for name, count in old_fns.items():
+            if name not in new_fns:
+                v(
+                    fc,
+                    fc.first_line,
+                    f"{fc.path}: removes or renames test {name}; existing tests must stay",
+                )
+            elif new_fns[name] < count:
+                v(
+                    fc,
+                    fc.first_line,
+                    f"{fc.path}: test {name} loses {count - new_fns[name]} assert(s); "
+                    "existing assertions must stay",
+                )
+    return out
+
+
+# --- secrets --------------------------------------------------------------------------------
+
+_SKIP_SECRET_TYPES = frozenset({"Public IP (ipv4)"})  # an address is not a credential
+
+
+@lru_cache(maxsize=1)
+def _secret_plugins() -> tuple[Any, ...]:
+    from detect_secrets.core.plugins.util import get_mapping_from_secret_type_to_class
+
+    mapping: dict[str, Any] = dict(get_mapping_from_secret_type_to_class())
+    return tuple(cls() for name, cls in mapping.items() if name not in _SKIP_SECRET_TYPES)
+
+
+def _secret_ok(secret: str, line: str, plugin: Any) -> bool:
+    """detect-secrets' own false-positive heuristics."""
+    from detect_secrets.filters import heuristic as h
+
+    return bool(
+        h.is_sequential_string(secret)
+        or h.is_potential_uuid(secret)
+        or h.is_likely_id_string(secret, line, plugin)
+        or h.is_templated_secret(secret)
+        or h.is_prefixed_with_dollar_sign(secret)
+        or h.is_not_alphanumeric_string(secret)
+    )
+
+
+def find_secret(path: str, line: str) -> str | None:
+    from detect_secrets.filters import heuristic as h
+
+    if h.is_indirect_reference(line):
+        return None
+    for plugin in _secret_plugins():
+        for found in plugin.analyze_line(filename=path, line=line, line_number=0):
+            value = found.secret_value or ""
+            if value and _secret_ok(value, line, plugin):
+                continue
+            return str(found.type)
+    return None
+
+
+def rule_secrets(changes: list[FileChange], cfg: GuardConfig) -> list[Violation]:
+    if not cfg.secrets:
+        return []
+    out: list[Violation] = []
+    for fc in changes:
+        for line_no, text in fc.added_lines:
+            kind = find_secret(fc.path, text)
+            if kind:
+                out.append(
+                    Violation(
+                        rule="secrets",
+                        path=fc.path,
+                        line=line_no,
+                        message=f"{fc.path}:{line_no}: added line looks like a secret ({kind}); "
+                        "never commit credentials — read them from the environment",
+                    )
+                )
+    return out
+
+
+RULES: dict[str, Rule] = {
+    "size": rule_size,
+    "paths": rule_lanes,
+    "gate_config": rule_gate_config,
+    "suppression": rule_suppressions,
+    "tests": rule_tests,
+    "secrets": rule_secrets,
+}
+
+
+def evaluate(changes: list[FileChange], cfg: GuardConfig) -> list[Violation]:
+    out: list[Violation] = []
+    for rule in RULES.values():
+        out.extend(rule(changes, cfg))
+    return out

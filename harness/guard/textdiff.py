@@ -1,0 +1,215 @@
+"""Minimal line diffs: counts that match `git diff --numstat`, and the canonical patch text.
+
+git compares whole lines including their line ending, so a changed final newline or a
+CRLF/LF switch counts as one removed and one added line; we compare the same way.
+Counts come from the length of a shortest edit script (Myers), which is what git reports
+for ordinary files.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+# Past this many trace cells, rendering falls back to difflib; counts stay exact.
+_TRACE_CELLS = 4_000_000
+
+
+@dataclass(frozen=True)
+class Edit:
+    """One run of the edit script: old[a0:a1] becomes new[b0:b1] ("equal" or "change")."""
+
+    tag: str
+    a0: int
+    a1: int
+    b0: int
+    b1: int
+
+
+def split_lines(text: str) -> list[str]:
+    """Lines with their endings kept; only '\\n' separates lines, as in git."""
+    if not text:
+        return []
+    parts = text.split("\n")
+    lines = [p + "\n" for p in parts[:-1]]
+    if parts[-1]:
+        lines.append(parts[-1])
+    return lines
+
+
+def _intern(a: Sequence[str], b: Sequence[str]) -> tuple[list[int], list[int]]:
+    ids: dict[str, int] = {}
+    return [ids.setdefault(x, len(ids)) for x in a], [ids.setdefault(x, len(ids)) for x in b]
+
+
+def _trim(a: Sequence[int], b: Sequence[int]) -> tuple[int, int]:
+    """Length of the common prefix and of the common suffix (not overlapping)."""
+    n, m = len(a), len(b)
+    pre = 0
+    while pre < n and pre < m and a[pre] == b[pre]:
+        pre += 1
+    suf = 0
+    while suf < n - pre and suf < m - pre and a[n - 1 - suf] == b[m - 1 - suf]:
+        suf += 1
+    return pre, suf
+
+
+def _myers(a: Sequence[int], b: Sequence[int], keep_trace: bool) -> tuple[int, list[list[int]]]:
+    """Shortest edit distance D, and the V arrays per step when `keep_trace`."""
+    n, m = len(a), len(b)
+    maxd = n + m
+    offset = maxd + 1
+    v = [0] * (2 * maxd + 3)
+    trace: list[list[int]] = []
+    for d in range(maxd + 1):
+        if keep_trace:
+            trace.append(v[:])
+        for k in range(-d, d + 1, 2):
+            if k == -d or (k != d and v[offset + k - 1] < v[offset + k + 1]):
+                x = v[offset + k + 1]
+            else:
+                x = v[offset + k - 1] + 1
+            y = x - k
+            while x < n and y < m and a[x] == b[y]:
+                x += 1
+                y += 1
+            v[offset + k] = x
+            if x >= n and y >= m:
+                return d, trace
+    return maxd, trace
+
+
+def count_changes(old: Sequence[str], new: Sequence[str]) -> tuple[int, int]:
+    """(added, removed) of a minimal line diff: what `git diff --numstat` prints."""
+    a, b = _intern(old, new)
+    pre, suf = _trim(a, b)
+    a, b = a[pre : len(a) - suf], b[pre : len(b) - suf]
+    if not a or not b:
+        return len(b), len(a)
+    d, _ = _myers(a, b, keep_trace=False)
+    # D = added + removed and added - removed = len(b) - len(a).
+    added = (d + len(b) - len(a)) // 2
+    return added, d - added
+
+
+def edits(old: Sequence[str], new: Sequence[str]) -> list[Edit]:
+    """A minimal edit script as runs of equal / changed lines."""
+    a, b = _intern(old, new)
+    pre, suf = _trim(a, b)
+    ma, mb = a[pre : len(a) - suf], b[pre : len(b) - suf]
+    pairs: list[tuple[int, int]] = []  # matched (i, j) in the middle part
+    if ma and mb:
+        d, _ = _myers(ma, mb, keep_trace=False)
+        if d * (len(ma) + len(mb)) <= _TRACE_CELLS:
+            pairs = _pairs_from_trace(ma, mb, _myers(ma, mb, keep_trace=True)[1])
+        else:
+            pairs = _pairs_greedy(ma, mb)
+    out: list[Edit] = []
+    ia, ib = 0, 0
+    if pre:
+        out.append(Edit("equal", 0, pre, 0, pre))
+    ia = ib = pre
+    for i, j in pairs:
+        i, j = i + pre, j + pre
+        if i > ia or j > ib:
+            out.append(Edit("change", ia, i, ib, j))
+        if out and out[-1].tag == "equal" and out[-1].a1 == i:
+            last = out.pop()
+            out.append(Edit("equal", last.a0, i + 1, last.b0, j + 1))
+        else:
+            out.append(Edit("equal", i, i + 1, j, j + 1))
+        ia, ib = i + 1, j + 1
+    ea, eb = len(a) - suf, len(b) - suf
+    if ea > ia or eb > ib:
+        out.append(Edit("change", ia, ea, ib, eb))
+    if suf:
+        if out and out[-1].tag == "equal" and out[-1].a1 == ea:
+            last = out.pop()
+            out.append(Edit("equal", last.a0, len(a), last.b0, len(b)))
+        else:
+            out.append(Edit("equal", ea, len(a), eb, len(b)))
+    return out
+
+
+def _pairs_from_trace(
+    a: Sequence[int], b: Sequence[int], trace: list[list[int]]
+) -> list[tuple[int, int]]:
+    n, m = len(a), len(b)
+    offset = n + m + 1
+    x, y = n, m
+    pairs: list[tuple[int, int]] = []
+    for d in range(len(trace) - 1, -1, -1):
+        v = trace[d]
+        k = x - y
+        down = k == -d or (k != d and v[offset + k - 1] < v[offset + k + 1])
+        prev_k = k + 1 if down else k - 1
+        prev_x = v[offset + prev_k] if d > 0 else 0
+        prev_y = prev_x - prev_k if d > 0 else 0
+        while x > prev_x and y > prev_y:
+            x -= 1
+            y -= 1
+            pairs.append((x, y))
+        if d > 0:
+            x, y = prev_x, prev_y
+    pairs.reverse()
+    return pairs
+
+
+def _pairs_greedy(a: Sequence[int], b: Sequence[int]) -> list[tuple[int, int]]:
+    """Fallback for huge edits (rendering only): difflib's matching blocks."""
+    import difflib
+
+    sm = difflib.SequenceMatcher(None, a, b, autojunk=False)
+    return [(blk.a + t, blk.b + t) for blk in sm.get_matching_blocks() for t in range(blk.size)]
+
+
+def _groups(script: list[Edit], context: int) -> Iterator[list[Edit]]:
+    """Group changes that are within 2*context lines of each other, like `diff -U`."""
+    changes = [e for e in script if e.tag == "change"]
+    if not changes:
+        return
+    group: list[Edit] = [changes[0]]
+    for e in changes[1:]:
+        if e.a0 - group[-1].a1 <= 2 * context:
+            group.append(e)
+        else:
+            yield group
+            group = [e]
+    yield group
+
+
+def _range(start: int, length: int) -> str:
+    if length == 1:
+        return str(start)
+    return f"{start},{length}"
+
+
+def render_hunks(old: Sequence[str], new: Sequence[str], context: int = 3) -> list[str]:
+    """Unified-diff hunk lines (each ending in '\\n') for old -> new."""
+    out: list[str] = []
+    for group in _groups(edits(old, new), context):
+        a0 = max(0, group[0].a0 - context)
+        b0 = max(0, group[0].b0 - context)
+        a1 = min(len(old), group[-1].a1 + context)
+        b1 = min(len(new), group[-1].b1 + context)
+        sa = a0 + 1 if a1 > a0 else a0
+        sb = b0 + 1 if b1 > b0 else b0
+        out.append(f"@@ -{_range(sa, a1 - a0)} +{_range(sb, b1 - b0)} @@\n")
+        ia = a0
+        for e in group:
+            for line in old[ia : e.a0]:
+                out.append(_body(" ", line))
+            for line in old[e.a0 : e.a1]:
+                out.append(_body("-", line))
+            for line in new[e.b0 : e.b1]:
+                out.append(_body("+", line))
+            ia = e.a1
+        for line in old[ia:a1]:
+            out.append(_body(" ", line))
+    return out
+
+
+def _body(tag: str, line: str) -> str:
+    if line.endswith("\n"):
+        return tag + line
+    return tag + line + "\n\\ No newline at end of file\n"
