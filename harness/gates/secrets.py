@@ -164,7 +164,9 @@ def _detect_secrets(ctx: GateContext) -> GateResult:
         except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
             return error(NAME, tool, f"unreadable detect-secrets baseline {ctx.cfg.config}: {exc}")
     try:
-        files = _files_to_scan(ctx)
+        # The baseline holds hashes that look like secrets; detect-secrets skips it too.
+        skip = rel_path(ctx.repo, ctx.cfg.config) if ctx.cfg.config else None
+        files = [f for f in _files_to_scan(ctx) if f != skip]
     except git.GitCommandError as exc:
         return error(NAME, tool, f"cannot list files: {one_line(str(exc.stderr))}")
     except GitError as exc:

@@ -1,0 +1,115 @@
+"""The ruff gate runs real ruff on small repos and keeps ruff's own fix suggestions."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from harness.gates.base import GATES
+from harness.gates.common import GateContext
+from harness.gates.models import GateStatus
+from harness.policy import GateConfig
+
+from .conftest import git
+
+SRC = "import os\nimport sys\n\n\ndef f():\n    return sys.argv\n"
+
+
+def _ctx(repo: Path, python: str = sys.executable, **cfg: object) -> GateContext:
+    return GateContext(repo=repo, python=python, cfg=GateConfig.model_validate(cfg))
+
+
+def _garbage_python(tmp: Path) -> str:
+    script = tmp / "garbage-python"
+    script.write_text("#!/bin/sh\necho 'this is not json at all'\n")
+    script.chmod(0o755)
+    return str(script)
+
+
+def test_findings_carry_ruffs_fix_and_match_ruff_itself(make_repo: Callable[..., Path]) -> None:
+    repo = make_repo({"pkg/__init__.py": "", "pkg/mod.py": SRC})
+    result = GATES["ruff"].run(_ctx(repo, paths=["pkg"]))
+
+    assert result.status == GateStatus.FAILED
+    assert result.tool == "ruff"
+    [finding] = result.findings
+    assert (finding.code, finding.path, finding.line) == ("F401", "pkg/mod.py", 1)
+    assert "`os` imported but unused" in finding.message
+    # Exactly ruff's own suggestion: applicability and edits with row/column as ruff gives them.
+    by_hand = json.loads(
+        subprocess.run(
+            [sys.executable, "-m", "ruff", "check", "--output-format", "json", "--no-cache", "pkg"],
+            cwd=repo,
+            capture_output=True,
+            text=True,
+        ).stdout
+    )
+    assert finding.fix == by_hand[0]["fix"]
+    assert finding.fix is not None and finding.fix["applicability"] == "safe"
+    edits = finding.fix["edits"]
+    assert isinstance(edits, list)
+    assert edits[0]["location"] == {"row": 1, "column": 1}
+
+
+def test_fingerprints_survive_line_shifts(make_repo: Callable[..., Path]) -> None:
+    repo = make_repo({"pkg/__init__.py": "", "pkg/mod.py": SRC})
+    before = GATES["ruff"].run(_ctx(repo, paths=["pkg"]))
+    (repo / "pkg/mod.py").write_text('"""Doc."""\n\n# shifted\n' + SRC)
+    after = GATES["ruff"].run(_ctx(repo, paths=["pkg"]))
+
+    assert [f.line for f in before.findings] == [1]
+    assert [f.line for f in after.findings] == [4]
+    assert [f.fingerprint for f in before.findings] == [f.fingerprint for f in after.findings]
+
+
+def test_uses_the_targets_own_config_and_passes_when_clean(make_repo: Callable[..., Path]) -> None:
+    repo = make_repo(
+        {
+            "pyproject.toml": '[tool.ruff.lint]\nselect = ["E711"]\n',
+            "mod.py": SRC + "\n\ndef g(a):\n    return a == None\n",
+        }
+    )
+    result = GATES["ruff"].run(_ctx(repo))
+    assert [f.code for f in result.findings] == ["E711"]  # F401 not selected by the target
+
+    (repo / "mod.py").write_text(SRC)
+    assert GATES["ruff"].run(_ctx(repo)).status == GateStatus.PASSED
+
+
+def test_leaves_no_cache_in_the_target(make_repo: Callable[..., Path]) -> None:
+    repo = make_repo({"mod.py": SRC})
+    GATES["ruff"].run(_ctx(repo))
+    assert git(repo, "status", "--porcelain", "--ignored") == ""
+
+
+def test_unparsable_output_is_an_error(make_repo: Callable[..., Path], tmp_path: Path) -> None:
+    repo = make_repo({"mod.py": SRC})
+    result = GATES["ruff"].run(_ctx(repo, python=_garbage_python(tmp_path)))
+    assert result.status == GateStatus.ERROR
+    assert result.reason is not None and "unparsable ruff output" in result.reason
+
+
+def test_missing_config_and_missing_tool_are_errors(
+    make_repo: Callable[..., Path], tmp_path: Path
+) -> None:
+    repo = make_repo({"mod.py": SRC})
+    result = GATES["ruff"].run(_ctx(repo, config="ruff-custom.toml"))
+    assert result.status == GateStatus.ERROR
+    assert result.reason == "ruff config not found: ruff-custom.toml"
+
+    base = getattr(sys, "_base_executable", sys.executable)
+    subprocess.run([base, "-m", "venv", "--without-pip", str(tmp_path / "bare")], check=True)
+    bare = str(tmp_path / "bare" / "bin" / "python")
+    result = GATES["ruff"].run(_ctx(repo, python=bare))
+    assert result.status == GateStatus.ERROR
+    assert result.reason is not None and "ruff is not installed" in result.reason
+
+
+def test_a_bad_ruff_config_is_an_error_not_a_pass(make_repo: Callable[..., Path]) -> None:
+    repo = make_repo({"pyproject.toml": "[tool.ruff]\nno_such_option = 1\n", "mod.py": "x = 1\n"})
+    result = GATES["ruff"].run(_ctx(repo))
+    assert result.status == GateStatus.ERROR
+    assert result.exit_code == 2

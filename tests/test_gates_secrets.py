@@ -1,0 +1,129 @@
+"""The secrets gate: detect-secrets here (gitleaks is not installed); the result says which ran."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from harness.gates import secrets as secrets_gate
+from harness.gates.base import GATES
+from harness.gates.common import GateContext
+from harness.gates.models import GateStatus
+from harness.policy import SecretsGateConfig
+from harness.proc import run
+
+from .conftest import git
+
+AWS = 'aws_key = "AKIAIOSFODNN7EXAMPLE"\n'
+KEYWORD = 'password = "correct-horse-battery-staple-9x"\n'
+
+
+def _ctx(repo: Path, python: str = sys.executable, **cfg: object) -> GateContext:
+    return GateContext(repo=repo, python=python, cfg=SecretsGateConfig.model_validate(cfg))
+
+
+@pytest.fixture(autouse=True)
+def _no_gitleaks() -> None:
+    if shutil.which("gitleaks"):
+        pytest.skip("these tests pin the detect-secrets fallback; gitleaks is on PATH")
+
+
+def test_tracked_and_untracked_files_are_scanned(make_repo: Callable[..., Path]) -> None:
+    repo = make_repo({"app/settings.py": "DEBUG = True\n" + AWS, ".gitignore": "local/\n"})
+    (repo / "app/new.py").write_text(KEYWORD)  # untracked, not ignored: part of the tree
+    (repo / "local").mkdir()
+    (repo / "local/ignored.py").write_text(KEYWORD)  # ignored: not part of the tree
+    result = GATES["secrets"].run(_ctx(repo))
+
+    assert result.status == GateStatus.FAILED
+    assert result.tool == "detect-secrets"
+    got = sorted((f.path, f.code, f.line) for f in result.findings)
+    assert got == [("app/new.py", "Secret Keyword", 1), ("app/settings.py", "AWS Access Key", 2)]
+    assert all("AKIA" not in f.message and "horse" not in f.message for f in result.findings)
+    assert git(repo, "status", "--porcelain") == "?? app/new.py\n"
+
+
+def test_fingerprint_is_the_hashed_secret_not_the_line(make_repo: Callable[..., Path]) -> None:
+    repo = make_repo({"app/settings.py": AWS})
+    before = GATES["secrets"].run(_ctx(repo))
+    (repo / "app/settings.py").write_text("# moved down\n\n" + AWS)
+    after = GATES["secrets"].run(_ctx(repo))
+    assert [f.line for f in before.findings] == [1]
+    assert [f.line for f in after.findings] == [3]
+    assert [f.fingerprint for f in before.findings] == [f.fingerprint for f in after.findings]
+
+
+def test_clean_tree_passes_and_baseline_accepts_known_secrets(
+    make_repo: Callable[..., Path],
+) -> None:
+    repo = make_repo({"app/settings.py": "DEBUG = True\n"})
+    assert GATES["secrets"].run(_ctx(repo)).status == GateStatus.PASSED
+
+    (repo / "app/settings.py").write_text(AWS)
+    assert GATES["secrets"].run(_ctx(repo)).status == GateStatus.FAILED
+    # A baseline written by detect-secrets itself accepts the secrets it lists.
+    real = run([sys.executable, "-m", "detect_secrets", "scan", "app/settings.py"], repo)
+    (repo / ".secrets.baseline").write_text(real.stdout)
+    accepted = GATES["secrets"].run(_ctx(repo, config=".secrets.baseline"))
+    assert accepted.status == GateStatus.PASSED, accepted.findings
+
+
+def test_errors_never_pass(make_repo: Callable[..., Path], tmp_path: Path) -> None:
+    repo = make_repo({"app/settings.py": AWS})
+    forced = GATES["secrets"].run(_ctx(repo, tool="gitleaks"))
+    assert forced.status == GateStatus.ERROR
+    assert forced.tool == "gitleaks"
+    assert forced.reason == "gitleaks is not on PATH"
+
+    garbage = tmp_path / "garbage-python"
+    garbage.write_text("#!/bin/sh\necho 'no secrets here, promise'\n")
+    garbage.chmod(0o755)
+    result = GATES["secrets"].run(_ctx(repo, python=str(garbage)))
+    assert result.status == GateStatus.ERROR
+    assert result.reason is not None and "unparsable detect-secrets output" in result.reason
+
+    missing = GATES["secrets"].run(_ctx(repo, config=".secrets.baseline"))
+    assert missing.status == GateStatus.ERROR
+    assert missing.reason == "detect-secrets baseline not found: .secrets.baseline"
+
+
+def test_gitleaks_report_parsing(tmp_path: Path) -> None:
+    # The shape of gitleaks' JSON report (redacted), as `gitleaks detect --report-format json`
+    # writes it; gitleaks itself is not installed here, so its parser is checked on its own.
+    leak = {
+        "Description": "AWS Access Key",
+        "StartLine": 3,
+        "EndLine": 3,
+        "StartColumn": 12,
+        "EndColumn": 31,
+        "Match": "aws_key = REDACTED",
+        "Secret": "REDACTED",
+        "File": "app/settings.py",
+        "SymlinkFile": "",
+        "Commit": "0123456789abcdef0123456789abcdef01234567",
+        "Entropy": 3.6,
+        "Author": "A",
+        "Email": "a@example.invalid",
+        "Date": "2026-01-01T00:00:00Z",
+        "Message": "add settings",
+        "Tags": [],
+        "RuleID": "aws-access-token",
+        "Fingerprint": "0123456789abcdef:app/settings.py:aws-access-token:3",
+    }
+    [f] = secrets_gate.parse_gitleaks(json.dumps([leak]), tmp_path)
+    assert (f.path, f.code, f.line, f.message) == (
+        "app/settings.py",
+        "aws-access-token",
+        3,
+        "AWS Access Key",
+    )
+    [moved] = secrets_gate.parse_gitleaks(json.dumps([{**leak, "StartLine": 9}]), tmp_path)
+    assert moved.fingerprint == f.fingerprint
+    assert secrets_gate.parse_gitleaks("", tmp_path) == []
+    with pytest.raises(ValueError, match="expected a JSON list"):
+        secrets_gate.parse_gitleaks('{"leaks": 1}', tmp_path)
