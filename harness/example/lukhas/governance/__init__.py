@@ -1,0 +1,1 @@
+"""Governance: the consent ledger and its exports."""

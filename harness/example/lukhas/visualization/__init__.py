@@ -1,0 +1,1 @@
+"""Visualization helpers (graph export). Optional at runtime."""
