@@ -101,6 +101,10 @@ def test_every_gate_has_the_intended_shape(repo: Path) -> None:
     assert imports.returncode == 0, imports.tail
     assert "2 kept, 0 broken" in imports.stdout
 
+    secrets = tool(repo, PY, "-m", "detect_secrets", "scan")
+    assert secrets.returncode == 0, secrets.tail
+    assert json.loads(secrets.stdout)["results"] == {}
+
 
 def test_safe_fixes_keep_tests_and_contracts(repo: Path) -> None:
     before = len(ruff_findings(repo))
