@@ -486,18 +486,29 @@ _METRIC_WORDS: list[tuple[Metric, re.Pattern[str]]] = [
     ("bandit", re.compile(r"\bbandit\b", re.IGNORECASE)),
 ]
 _AT_LEAST = re.compile(r"(?:≥|>=|\bto\b|\bat least\b)\s*(\d+(?:\.\d+)?)\s*%")
-_ZERO = re.compile(r"(?:\bto\b|=|\bor\b|\btarget\b:?)\s*0\b(?!\s*%)|\bgreen\b", re.IGNORECASE)
+# A count goal ("ruff to 0", "target = 0"); numbers with a unit are limits of another kind.
+_AT_MOST = re.compile(
+    r"(?:\bto\b|=|≤|<=|\bor\b|\btarget\b:?)\s*(\d+)\b(?!\s*%|\.\d|\s*(?:lines?|files?|days?|hours?|minutes?|seconds?)\b)",
+    re.IGNORECASE,
+)
+_GREEN = re.compile(r"\bgreen\b", re.IGNORECASE)
 
 
 def _targets(block: Block) -> list[Target]:
     found: list[Target] = []
     title_metrics = [m for m, rx in _METRIC_WORDS if rx.search(block.title)]
     for text in [block.title, *block.goals]:
-        metrics = [m for m, rx in _METRIC_WORDS if rx.search(text)] or title_metrics
-        if "coverage" in metrics and (m := _AT_LEAST.search(text)):
+        plain = _plain(text)
+        metrics = [m for m, rx in _METRIC_WORDS if rx.search(plain)] or title_metrics
+        if "coverage" in metrics and (m := _AT_LEAST.search(plain)):
             found.append(Target(metric="coverage", op=">=", value=float(m.group(1)), source=text))
+        count = _AT_MOST.search(plain)
         for metric in metrics:
-            if metric != "coverage" and _ZERO.search(text):
+            if metric == "coverage":
+                continue
+            if count:
+                found.append(Target(metric=metric, op="<=", value=int(count.group(1)), source=text))
+            elif _GREEN.search(plain):
                 found.append(Target(metric=metric, op="<=", value=0, source=text))
     for g in block.gates:
         if g.kind != "gate" or g.gate is None:

@@ -101,6 +101,15 @@ def test_targets(seed: StepsScript) -> None:
     assert {("ruff", "<=", 0), ("coverage", ">=", 60), ("imports", "<=", 0)} <= targets(5)
 
 
+def test_count_targets_from_goal_text() -> None:
+    text = (
+        "## Block 1 — Lint\n\n- Bring **ruff** to **25** findings.\n"
+        "- Keep mypy diffs to 20 lines.\n- Coverage to 70% or better.\n"
+    )
+    targets = {(t.metric, t.op, t.value) for t in parse_steps(text).block(1).targets}
+    assert targets == {("ruff", "<=", 25), ("coverage", ">=", 70)}
+
+
 def test_guardrails_output_and_progress_log(seed: StepsScript) -> None:
     kinds = {g.kind: g for g in seed.guardrails}
     assert set(kinds) == {
