@@ -45,6 +45,9 @@ class GateMapping(BaseModel):
     config: str | None = Field(None, description="tool config file named by the command")
     cov: list[str] = Field(default_factory=list, description="pytest --cov targets")
     fail_under: float | None = Field(None, description="pytest --cov-fail-under")
+    shell: bool = Field(
+        False, description="uses pipes or redirects: mapped on the part before them"
+    )
 
 
 class Target(BaseModel):
@@ -289,7 +292,7 @@ def _prose(elems: list[_Elem]) -> list[str]:
 
 _CMD_LABEL = re.compile(r"^(?:gates?|run|commands?|checks?)\s*:?$", re.IGNORECASE)
 _OUTPUT_LABEL = re.compile(r"^output(?:\s+json)?\s*:?$", re.IGNORECASE)
-_INLINE_CMD = re.compile(r"\b(?:run|gate|snapshot|check|command)\s*:\s*`([^`]+)`", re.IGNORECASE)
+_INLINE_CMD = re.compile(r"\b(?:run|gate|snapshot|command)\s*:\s*`([^`]+)`", re.IGNORECASE)
 _LEADING_CMD_LABEL = re.compile(r"^(?:run|gate|command)\s*:", re.IGNORECASE)
 
 
@@ -351,6 +354,9 @@ def _opt(argv: list[str], i: int, names: tuple[str, ...]) -> tuple[str | None, i
     return None, 0
 
 
+_SHELL_OP = re.compile(r"^(?:\||&|\d*>|<|&>)")
+
+
 def _strip_path(p: str) -> str:
     return p.rstrip("/") or p
 
@@ -363,17 +369,19 @@ def map_command(cmd: str) -> GateMapping:
         raise StepsError(f"cannot parse command {cmd!r}: {exc}") from exc
     if not argv:
         raise StepsError("empty command")
-    words = list(argv)
+    shell_at = next((i for i, tok in enumerate(argv) if _SHELL_OP.match(tok)), None)
+    words = list(argv[:shell_at])
     while words and re.match(r"^[A-Za-z_][A-Za-z0-9_]*=", words[0]):
         words.pop(0)  # leading VAR=value assignments
     if len(words) >= 3 and Path(words[0]).name.startswith("python") and words[1] == "-m":
         words = words[2:]
     if not words:
-        return GateMapping(command=cmd, argv=argv, kind="command")
+        return GateMapping(command=cmd, argv=argv, kind="command", shell=shell_at is not None)
     tool, rest = Path(words[0]).name, words[1:]
 
     def mapping(**kw: object) -> GateMapping:
-        return GateMapping.model_validate({"command": cmd, "argv": argv, **kw})
+        data = {"command": cmd, "argv": argv, "shell": shell_at is not None, **kw}
+        return GateMapping.model_validate(data)
 
     if tool == "ruff":
         sub = rest[0] if rest and not rest[0].startswith("-") else "check"

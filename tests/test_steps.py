@@ -197,7 +197,9 @@ def test_minimal_script_subsections_and_intro_guardrails() -> None:
         ("gitleaks detect --no-banner --redact", "gate", "secrets", {}),
         ("detect-secrets scan", "gate", "secrets", {}),
         ("PYTHONHASHSEED=0 python3 -m mypy src", "gate", "mypy", {"paths": ["src"]}),
-        ("make check", "command", None, {}),
+        ("make check", "command", None, {"shell": False}),
+        ("pytest -q tests 2>&1 | tee log", "gate", "pytest", {"shell": True, "paths": ["tests"]}),
+        ("ruff check src >out.txt", "gate", "ruff", {"shell": True, "paths": ["src"]}),
         (".venv/bin/ruff check 'my dir'", "gate", "ruff", {"paths": ["my dir"]}),
     ],
 )

@@ -14,6 +14,8 @@ from harness.steps import GateMapping, StepsScript, load_steps
 
 def _mapping_label(m: GateMapping) -> str:
     cmd = f"[bold]{escape(m.command)}[/bold]"
+    if m.shell:
+        cmd += " [dim](pipes/redirects not part of the gate)[/dim]"
     if m.kind == "fixer":
         return f"{cmd}  [yellow]fixer: never run as a gate[/yellow]"
     if m.kind == "command" or m.gate is None:
