@@ -618,8 +618,8 @@ class _Builder:
         label: Literal["cmd", "output"] | None = None
         for e in elems:
             if e.kind == "fence":
-                if label == "output" or (label is None and e.lang == "json"):
-                    self.output_template = "\n".join(e.code).strip()
+                if label == "output":
+                    self.set_output("\n".join(e.code).strip(), e.line)
                 elif label == "cmd" or e.lang in _SHELL_LANGS:
                     commands.extend(self._checked(_fence_commands(e.code), e.line))
                 else:
@@ -647,6 +647,12 @@ class _Builder:
         b.gates = [map_command(c) for c in commands]
         b.targets = _targets(b)
         return b
+
+    def set_output(self, template: str, line: int) -> None:
+        if self.output_template:
+            self.unplaced.append(f"second output template at line {line}:\n{template}")
+        else:
+            self.output_template = template
 
     def _checked(self, cmds: list[str], line: int) -> list[str]:
         for c in cmds:
@@ -719,7 +725,11 @@ def parse_steps(text: str, source: str = "<steps>") -> StepsScript:
         if _OUTPUT_LABEL.match(heading):
             fences = [e for e in elems if e.kind == "fence"]
             if fences:
-                builder.output_template = "\n".join(fences[0].code).strip()
+                builder.set_output("\n".join(fences[0].code).strip(), fences[0].line)
+                rest = [e.text for e in elems if e.kind != "fence"]
+                if rest:
+                    builder.unplaced.append(f"{heading}: " + "\n".join(rest))
+                _unplace_fences(builder, fences[1:], heading)
                 continue
         builder.unplaced.append(_section_text(sec))
 

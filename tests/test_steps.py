@@ -156,6 +156,8 @@ def test_minimal_script_subsections_and_intro_guardrails() -> None:
         "ruff check src \\\n  --config ruff.toml\n```\n\n"
         "## Final Gates\n\n```bash\n# comment\n$ mypy src; python -m pytest -x tests\n```\n"
         "```python\nprint('not a command')\n```\n"
+        '```json\n{"unlabelled": 1}\n```\n'
+        '## Output JSON\n\nPrint this:\n\n```json\n{"ok": true, "n": {"a": 1}}\n```\n'
     )
     script = parse_steps(text, "mini.md")
     assert not script.repaired_encoding
@@ -168,6 +170,10 @@ def test_minimal_script_subsections_and_intro_guardrails() -> None:
     assert script.progress_log == "notes/log.md"
     assert all(g.source == "intro" for g in script.guardrails)
     assert any("print('not a command')" in u for u in script.unplaced)
+    assert any('"unlabelled"' in u for u in script.unplaced)
+    assert "Output JSON: Print this:" in script.unplaced
+    assert script.output_keys == ["ok", "n"]
+    assert script.output_subkeys == {"n": ["a"]}
 
 
 @pytest.mark.parametrize(
