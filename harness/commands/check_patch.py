@@ -1,0 +1,66 @@
+"""`harness check-patch`: judge a diff against a repository and policy; never modifies it.
+
+Exit 0 acceptable, 1 rejected, 2 usage or I/O error.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+from rich.markup import escape
+
+from harness import ui
+from harness.errors import ExitCode, UsageError
+from harness.guard import Verdict, check_patch
+from harness.policy import load_policy
+
+
+def read_patch(source: str) -> str:
+    """The patch text from a file, or stdin for '-'."""
+    if source == "-":
+        return sys.stdin.read()
+    try:
+        return Path(source).read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise UsageError(f"cannot read patch {source}: {exc.strerror or exc}") from exc
+
+
+def verdict_json(v: Verdict) -> dict[str, object]:
+    return {
+        "accepted": v.accepted,
+        "repaired": v.repaired,
+        "files": [f.model_dump() for f in v.files],
+        "violations": [x.model_dump() for x in v.violations],
+    }
+
+
+def print_verdict(v: Verdict) -> None:
+    mark = "[green]accepted[/green]" if v.accepted else "[red]rejected[/red]"
+    ui.out.print(f"{mark}{' (repaired)' if v.repaired else ''}")
+    for f in v.files:
+        ui.out.print(f"  {escape(f.path)}  +{f.added} -{f.removed}")
+    for r in v.repairs:
+        ui.out.print(f"  [dim]repair: {escape(r)}[/dim]")
+    for x in v.violations:
+        where = f"{x.path}:{x.line}" if x.path and x.line else (x.path or "patch")
+        ui.out.print(f"  [red]{x.rule}[/red] {escape(where)}: {escape(x.message)}")
+
+
+def command(
+    patch: str = typer.Argument(..., help="Patch file, or '-' for stdin."),
+    repo: Path = typer.Option(..., "--repo", help="Target git repository."),
+    policy: Path | None = typer.Option(None, "--policy", help="Policy TOML (default: shipped)."),
+    block: int | None = typer.Option(None, "--block", help="STEPS block whose lanes apply."),
+    json_out: bool = typer.Option(False, "--json", help="Print the verdict as JSON."),
+) -> None:
+    """Validate a diff (guard rules, repairs, per-file counts) without touching the repo."""
+    cfg = load_policy(policy).guard_for_block(block)
+    verdict = check_patch(read_patch(patch), repo, cfg)
+    if json_out:
+        ui.print_json(verdict_json(verdict))
+    else:
+        print_verdict(verdict)
+    if not verdict.accepted:
+        raise typer.Exit(ExitCode.FAILED)

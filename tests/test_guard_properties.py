@@ -1,0 +1,152 @@
+"""Property tests against real git: counts equal `git diff --numstat`; repairs never misplace."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from harness.guard import check_patch
+from harness.guard.textdiff import count_changes, split_lines
+from harness.policy import GuardConfig
+
+from .conftest import git
+
+CFG = GuardConfig(max_changed_lines_per_file=10_000, secrets=False, protect_tests=False)
+# A small alphabet makes repeated lines (and so ambiguous places) common.
+LINES = st.sampled_from(["a", "b", "c", "def f():", "    return 1", "", "x = 1", "  y"])
+SETTINGS = settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+
+
+@st.composite
+def edit_pair(draw: st.DrawFn) -> tuple[str, str]:
+    old = draw(st.lists(LINES, min_size=0, max_size=25))
+    new = list(old)
+    for _ in range(draw(st.integers(0, 6))):
+        op = draw(st.sampled_from(["ins", "del", "rep"]))
+        i = draw(st.integers(0, len(new)))
+        if op == "ins":
+            new.insert(i, draw(LINES))
+        elif new and i < len(new):
+            if op == "del":
+                del new[i]
+            else:
+                new[i] = draw(LINES)
+    old_eol = draw(st.booleans()) or not old
+    new_eol = draw(st.booleans()) or not new
+    old_t = "\n".join(old) + ("\n" if old and old_eol else "")
+    new_t = "\n".join(new) + ("\n" if new and new_eol else "")
+    return old_t, new_t
+
+
+@contextmanager
+def scratch_repo() -> Iterator[Path]:
+    with tempfile.TemporaryDirectory(prefix="guard-prop-") as tmp:
+        root = Path(tmp)
+        git(root, "init", "-q", "-b", "main")
+        yield root
+
+
+def real_diff(root: Path, old: str, new: str) -> tuple[str, tuple[int, int]]:
+    """git's diff and numstat for f.txt: old (committed) -> new; the file is left at old."""
+    f = root / "f.txt"
+    f.write_bytes(old.encode())
+    git(root, "add", "f.txt")
+    f.write_bytes(new.encode())
+    diff = git(root, "diff", "f.txt")
+    numstat = git(root, "diff", "--numstat", "f.txt")
+    f.write_bytes(old.encode())
+    counts = tuple(int(x) for x in numstat.split()[:2]) if numstat else (0, 0)
+    return diff, (counts[0], counts[1])
+
+
+@SETTINGS
+@given(edit_pair())
+def test_counts_equal_git_numstat(pair: tuple[str, str]) -> None:
+    old, new = pair
+    with scratch_repo() as root:
+        diff, (added, removed) = real_diff(root, old, new)
+        assert count_changes(split_lines(old), split_lines(new)) == (added, removed)
+        if not diff:
+            return
+        v = check_patch(diff, root, CFG)
+        assert v.accepted, v.violations
+        assert v.contents["f.txt"] == new.encode()
+        assert [(f.added, f.removed) for f in v.files] == [(added, removed)]
+
+
+HEADER = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@", re.M)
+
+
+def git_apply(root: Path, diff: str) -> bytes | None:
+    """What `git apply` (no fuzz, whitespace exact) makes of the diff, or None if it refuses."""
+    proc = subprocess.run(["git", "apply", "-"], cwd=root, input=diff.encode(), capture_output=True)
+    if proc.returncode:
+        return None
+    data = (root / "f.txt").read_bytes()
+    git(root, "checkout", "--", "f.txt")
+    return data
+
+
+@SETTINGS
+@given(edit_pair(), st.data())
+def test_scrambled_counts_repair_to_the_original(
+    pair: tuple[str, str], data: st.DataObject
+) -> None:
+    old, new = pair
+    with scratch_repo() as root:
+        diff, _ = real_diff(root, old, new)
+        if not diff:
+            return
+
+        def scramble(m: re.Match[str]) -> str:
+            a, c = m.group(1), m.group(3)
+            b, d = data.draw(st.integers(0, 40)), data.draw(st.integers(0, 40))
+            return f"@@ -{a},{b} +{c},{d} @@"
+
+        broken = HEADER.sub(scramble, diff)
+        v = check_patch(broken, root, CFG)
+        assert v.accepted, v.violations
+        assert v.contents["f.txt"] == new.encode()
+
+
+@SETTINGS
+@given(edit_pair(), st.data())
+def test_scrambled_line_numbers_repair_or_reject_never_misplace(
+    pair: tuple[str, str], data: st.DataObject
+) -> None:
+    old, new = pair
+    with scratch_repo() as root:
+        git(root, "commit", "-q", "--allow-empty", "-m", "base")
+        diff, _ = real_diff(root, old, new)
+        if not diff:
+            return
+        git(root, "commit", "-q", "-m", "old")
+
+        def scramble(m: re.Match[str]) -> str:
+            shift = data.draw(st.integers(-30, 30))
+            a = max(1, int(m.group(1)) + shift)
+            c = max(1, int(m.group(3)) + shift)
+            b = m.group(2) if m.group(2) is not None else "1"
+            d = m.group(4) if m.group(4) is not None else "1"
+            return f"@@ -{a},{b} +{c},{d} @@"
+
+        broken = HEADER.sub(scramble, diff)
+        v = check_patch(broken, root, CFG)
+        if not v.accepted:
+            assert {x.rule for x in v.violations} <= {"locate", "parse"}
+            return
+        got = v.contents.get("f.txt")
+        if got == new.encode():
+            return
+        # Only allowed when the scrambled header points exactly at another copy of the
+        # hunk's lines: then the diff, as written, means that place, and git agrees.
+        assert got == git_apply(root, broken), (broken, got)

@@ -1,0 +1,254 @@
+"""Each policy rule refuses what it should and lets ordinary edits through."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from harness.guard import Verdict, check_patch
+from harness.guard.globs import match
+from harness.policy import GuardConfig, SuppressionRule, load_policy
+
+MakeRepo = Callable[..., Path]
+CFG = GuardConfig()
+
+PYPROJECT = """[project]
+name = "demo"
+version = "1.0"
+
+[tool.ruff]
+line-length = 100
+
+[tool.ruff.lint]
+select = ["E", "F"]
+
+[tool.other]
+x = 1
+"""
+
+TESTS = """import pytest
+
+
+def test_one():
+    assert 1 == 1
+    assert 2 == 2
+
+
+class TestThing:
+    def test_two(self):
+        assert True
+"""
+
+
+def edit(path: str, old: str, new: str, ctx_before: str = "", ctx_after: str = "") -> str:
+    """A one-hunk patch replacing line `old` with `new` (header numbers left to the repair)."""
+    body = "".join(f" {c}\n" for c in ctx_before.splitlines())
+    body += "".join(f"-{o}\n" for o in old.splitlines())
+    body += "".join(f"+{n}\n" for n in new.splitlines())
+    body += "".join(f" {c}\n" for c in ctx_after.splitlines())
+    return f"--- a/{path}\n+++ b/{path}\n@@ -1 +1 @@\n{body}"
+
+
+def rules(v: Verdict) -> list[str]:
+    return [x.rule for x in v.violations]
+
+
+def test_size_limit_per_file_and_files_per_patch(make_repo: MakeRepo) -> None:
+    repo = make_repo({"a.py": "x = 0\n", "b.py": "y = 0\n"})
+    big = "--- a/a.py\n+++ b/a.py\n@@ -1 +1,21 @@\n x = 0\n" + "".join(
+        f"+v{i} = {i}\n" for i in range(20)
+    )
+    assert check_patch(big, repo, CFG).accepted  # exactly 20 lines
+    v = check_patch(big + "+v99 = 1\n", repo, CFG)
+    assert rules(v) == ["size"] and "21 changed lines" in v.violations[0].message
+    v = check_patch(big, repo, GuardConfig(count_method="max_side", max_changed_lines_per_file=19))
+    assert rules(v) == ["size"] and "max(added, removed)" in v.violations[0].message
+    two = edit("a.py", "x = 0", "x = 1") + edit("b.py", "y = 0", "y = 1")
+    assert rules(check_patch(two, repo, GuardConfig(max_files_per_patch=1))) == ["size"]
+
+
+def test_paths_lanes_forbidden_and_escapes(make_repo: MakeRepo) -> None:
+    repo = make_repo({"lukhas/a.py": "x = 0\n", "tests/t.py": "y = 0\n", "docs/n.md": "n\n"})
+    policy = load_policy()
+    block1 = policy.guard_for_block(1)
+    v = check_patch(edit("lukhas/a.py", "x = 0", "x = 1"), repo, block1)
+    assert (
+        rules(v) == ["paths"] and "outside this block's lanes (tests/**)" in v.violations[0].message
+    )
+    cfg = GuardConfig(forbidden=["docs/**"])
+    assert rules(check_patch(edit("docs/n.md", "n", "m"), repo, cfg)) == ["paths"]
+    for bad in ("../x.py", "/etc/passwd", ".git/config", "a/../../x", "sub//x.py"):
+        v = check_patch(f"--- /dev/null\n+++ {bad}\n@@ -0,0 +1 @@\n+x\n", repo, CFG)
+        assert not v.accepted and rules(v) == ["paths"], bad
+
+
+def test_symlinks_binary_and_modes_are_refused(make_repo: MakeRepo) -> None:
+    repo = make_repo({"real.py": "x = 0\n", "bin.dat": "a\x00b\n"})
+    (repo / "link.py").symlink_to("real.py")
+    v = check_patch(edit("link.py", "x = 0", "x = 1"), repo, CFG)
+    assert rules(v) == ["paths"] and "symlink" in v.violations[0].message
+    v = check_patch(edit("bin.dat", "a\x00b", "c"), repo, CFG)
+    assert rules(v) == ["paths"] and "binary" in v.violations[0].message
+    mode = "diff --git a/real.py b/real.py\nold mode 100644\nnew mode 100755\n"
+    assert rules(check_patch(mode, repo, CFG)) == ["paths"]
+    lnk = "diff --git a/l b/l\nnew file mode 120000\n--- /dev/null\n+++ b/l\n@@ -0,0 +1 @@\n+/etc\n"
+    assert rules(check_patch(lnk, repo, CFG)) == ["paths"]
+    binp = (
+        "diff --git a/x.png b/x.png\nnew file mode 100644\n"
+        "Binary files /dev/null and b/x.png differ\n"
+    )
+    assert rules(check_patch(binp, repo, CFG)) == ["paths"]
+
+
+def test_gate_config_is_protected_but_other_pyproject_tables_are_not(make_repo: MakeRepo) -> None:
+    repo = make_repo(
+        {
+            "pyproject.toml": PYPROJECT,
+            "ruff.toml": "x = 1\n",
+            "setup.cfg": "[mypy]\nstrict = True\n\n[metadata]\nname = d\n",
+        }
+    )
+    v = check_patch(
+        edit("pyproject.toml", "line-length = 100", "line-length = 200", "[tool.ruff]"), repo, CFG
+    )
+    assert rules(v) == ["gate_config"] and "[tool.ruff]" in v.violations[0].message
+    assert v.violations[0].line == 5
+    v = check_patch(
+        edit("pyproject.toml", 'version = "1.0"', 'version = "1.1"', 'name = "demo"'), repo, CFG
+    )
+    assert v.accepted, v.violations
+    v = check_patch(edit("pyproject.toml", "x = 1", "x = 2", "[tool.other]"), repo, CFG)
+    assert v.accepted
+    # A dotted key elsewhere that reaches into [tool.ruff] is still caught.
+    v = check_patch(
+        edit(
+            "pyproject.toml",
+            "x = 1",
+            'x = 1\n[tool.ruff.lint.per-file-ignores]\n"*" = ["E"]',
+            "[tool.other]",
+        ),
+        repo,
+        CFG,
+    )
+    assert rules(v) == ["gate_config"]
+    assert rules(check_patch(edit("ruff.toml", "x = 1", "x = 2"), repo, CFG)) == ["gate_config"]
+    assert rules(
+        check_patch(edit("setup.cfg", "strict = True", "strict = False", "[mypy]"), repo, CFG)
+    ) == ["gate_config"]
+    assert check_patch(edit("setup.cfg", "name = d", "name = e", "[metadata]"), repo, CFG).accepted
+    new_wf = "--- /dev/null\n+++ b/.github/workflows/ci.yml\n@@ -0,0 +1 @@\n+on: push\n"
+    assert "gate_config" in rules(check_patch(new_wf, repo, CFG))
+    assert check_patch(
+        edit("ruff.toml", "x = 1", "x = 2"), repo, GuardConfig(protect_gate_config=False)
+    ).accepted
+
+
+def test_new_suppressions_are_refused_moved_ones_are_not(make_repo: MakeRepo) -> None:
+    repo = make_repo({"m.py": "import os  # noqa: F401\nx = 1\n"})
+    for sup in (
+        "# noqa",
+        "# noqa: E501",
+        "# type: ignore[arg-type]",
+        "# nosec B101",
+        "# pragma: no cover",
+        "# pylint: disable=foo",
+        "# gitleaks:allow",
+    ):
+        v = check_patch(
+            edit("m.py", "x = 1", f"x = 2  {sup}", "import os  # noqa: F401"), repo, CFG
+        )
+        assert rules(v) == ["suppression"], sup
+        assert v.violations[0].line == 2
+    moved = edit("m.py", "import os  # noqa: F401\nx = 1", "import os as o  # noqa: F401\nx = 1")
+    assert check_patch(moved, repo, CFG).accepted
+    budget = GuardConfig(suppressions=SuppressionRule(budget=1, require_justification=True))
+    bare = edit(
+        "m.py", "x = 1", "x = f()  # type: ignore[no-untyped-call]", "import os  # noqa: F401"
+    )
+    v = check_patch(bare, repo, budget)
+    assert rules(v) == ["suppression"] and "justification" in v.violations[0].message
+    why = edit(
+        "m.py",
+        "x = 1",
+        "x = f()  # type: ignore[no-untyped-call]  # vendored lib has no stubs",
+        "import os  # noqa: F401",
+    )
+    assert check_patch(why, repo, budget).accepted
+
+
+def test_tests_may_not_be_weakened(make_repo: MakeRepo) -> None:
+    repo = make_repo({"tests/test_x.py": TESTS, "lib.py": "x = 1\n"})
+    cfg = CFG
+    v = check_patch(
+        edit("tests/test_x.py", "def test_one():", "@pytest.mark.skip\ndef test_one():", "\n"),
+        repo,
+        cfg,
+    )
+    assert "tests" in rules(v)
+    v = check_patch(
+        edit("tests/test_x.py", "    assert 2 == 2", "    pass", "    assert 1 == 1"), repo, cfg
+    )
+    assert rules(v) == ["tests"] and "loses 1 assert" in v.violations[0].message
+    v = check_patch(
+        edit(
+            "tests/test_x.py",
+            "    def test_two(self):",
+            "    def check_two(self):",
+            "class TestThing:",
+        ),
+        repo,
+        cfg,
+    )
+    assert rules(v) == ["tests"] and "TestThing::test_two" in v.violations[0].message
+    v = check_patch(
+        edit(
+            "tests/test_x.py",
+            "    assert 1 == 1",
+            "    pytest.skip('later')\n    assert 1 == 1",
+            "def test_one():",
+        ),
+        repo,
+        cfg,
+    )
+    assert rules(v) == ["tests"]
+    delete = (
+        "diff --git a/tests/test_x.py b/tests/test_x.py\ndeleted file mode 100644\n"
+        "--- a/tests/test_x.py\n+++ /dev/null\n@@ -1,11 +0,0 @@\n"
+    ) + "".join(f"-{ln}\n" for ln in TESTS.splitlines())
+    v = check_patch(delete, repo, cfg)
+    assert rules(v) == ["tests"] and "deletes test file" in v.violations[0].message
+    more = edit(
+        "tests/test_x.py",
+        "    assert 2 == 2",
+        "    assert 2 == 2\n    assert 3 == 3",
+        "    assert 1 == 1",
+    )
+    assert check_patch(more, repo, cfg).accepted
+    assert check_patch(
+        edit("tests/test_x.py", "    assert 2 == 2", "    pass", "    assert 1 == 1"),
+        repo,
+        GuardConfig(protect_tests=False),
+    ).accepted
+
+
+def test_secrets_in_added_lines(make_repo: MakeRepo) -> None:
+    repo = make_repo({"conf.py": "x = 1\n"})
+    v = check_patch(edit("conf.py", "x = 1", 'aws = "AKIAIOSFODNN7EXAMPL3"'), repo, CFG)
+    assert rules(v) == ["secrets"] and "AWS Access Key" in v.violations[0].message
+    assert "AKIA" not in v.violations[0].message
+    v = check_patch(edit("conf.py", "x = 1", 'password = os.environ["PASSWORD"]'), repo, CFG)
+    assert v.accepted
+    assert check_patch(
+        edit("conf.py", "x = 1", 'aws = "AKIAIOSFODNN7EXAMPL3"'), repo, GuardConfig(secrets=False)
+    ).accepted
+
+
+def test_globs() -> None:
+    assert match("tests/a/b.py", "tests/**")
+    assert match("test_x.py", "**/test_*.py")
+    assert match("a/b/test_x.py", "**/test_*.py")
+    assert not match("lukhas/sub/x.py", "lukhas/*.py")
+    assert match("lukhas/x.py", "lukhas/*.py")
+    assert match("docs/audits/CLAUDE_PROGRESS.md", "docs/audits/CLAUDE_PROGRESS.md")
+    assert match("anything/at/all", "**")
+    assert match("docs/x", "docs")
