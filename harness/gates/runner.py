@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import sys
 import tempfile
 import time
@@ -19,7 +20,7 @@ from pathlib import Path
 from harness.errors import GateError, UsageError
 from harness.gates import pytest as pytest_gate
 from harness.gates.base import GATES, Gate
-from harness.gates.common import GateContext, proc_failure, run_tool
+from harness.gates.common import GateContext, proc_failure, rel_path, run_tool
 from harness.gates.models import GateResult, GateRun, GateStatus
 from harness.gitutil import open_repo, tree_hash
 from harness.policy import GateConfig, Policy
@@ -203,9 +204,27 @@ def run_tests(
     A requested id pytest did not report (it no longer exists, or the run broke) is "error".
     Raises GateError when pytest itself cannot run.
     """
-    if not test_ids:
-        return {}
     repo = Path(repo).resolve()
+    ids = list(dict.fromkeys(test_ids))
+    outcomes: dict[str, str] = {}
+    # pytest refuses the whole run when one id does not exist: drop those and run the rest.
+    for _ in range(2):
+        if not ids:
+            break
+        got, not_found = _run_ids(repo, policy, ids, block_network)
+        outcomes.update(got)
+        if not not_found:
+            break
+        ids = [tid for tid in ids if tid not in not_found and tid not in got]
+    return {tid: outcomes.get(tid, "error") for tid in test_ids}
+
+
+_NOT_FOUND = re.compile(r"^ERROR: (?:file or directory )?not found: (.+)$", re.MULTILINE)
+
+
+def _run_ids(
+    repo: Path, policy: Policy, ids: list[str], block_network: bool
+) -> tuple[dict[str, str], set[str]]:
     cfg = pytest_gate.pytest_config(policy.gates.pytest)
     ctx = GateContext(repo=repo, python=interpreter(policy), cfg=cfg)
     with tempfile.TemporaryDirectory(prefix="harness-rerun-") as tmp_name:
@@ -219,18 +238,21 @@ def run_tests(
             env["PYTHONPATH"] = str(tmp) + (os.pathsep + old if old else "")
             argv += ["-p", NETBLOCK_MODULE]
         # The target's own args (markers, -q) apply; its coverage goals do not.
-        argv += [*cfg.args, "--", *test_ids]
+        argv += [*cfg.args, "--", *ids]
         proc = run_tool(argv, ctx, env=env)
         why = proc_failure("pytest", proc, ctx)
         if why is not None:
             raise GateError(why)
         text = junit.read_text(encoding="utf-8") if junit.is_file() else None
-    outcomes: dict[str, str] = {}
-    if text is not None:
-        try:
-            outcomes = {t.id: t.outcome for t in pytest_gate.parse_junit(text, repo)}
-        except ValueError as exc:
-            raise GateError(f"unparsable JUnit XML from re-run: {exc}") from exc
-    elif proc.returncode not in (2, 4, 5):
+    not_found = {
+        rel_path(repo, m.group(1).strip())
+        for m in _NOT_FOUND.finditer(proc.stderr + "\n" + proc.stdout)
+    }
+    if text is None:
+        if proc.returncode in (2, 4, 5):
+            return {}, not_found
         raise GateError(f"pytest wrote no JUnit XML report: {proc.tail}")
-    return {tid: outcomes.get(tid, "error") for tid in test_ids}
+    try:
+        return {t.id: t.outcome for t in pytest_gate.parse_junit(text, repo)}, not_found
+    except ValueError as exc:
+        raise GateError(f"unparsable JUnit XML from re-run: {exc}") from exc

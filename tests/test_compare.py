@@ -1,0 +1,252 @@
+"""compare() on before/after pairs from real tool runs on real git repos."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from harness.gates.compare import blocking, compare, make_rerunner
+from harness.gates.models import GateRun, GateStatus
+from harness.gates.runner import run_gates
+from harness.policy import Policy, RegressionRules, parse_policy
+
+from .conftest import git
+
+
+def _policy(enable: list[str], extra: str = "") -> Policy:
+    lines = []
+    for gate in ("ruff", "mypy", "pytest", "bandit", "imports", "secrets"):
+        lines.append(f"[gates.{gate}]\nenabled = {'true' if gate in enable else 'false'}")
+        if gate in ("ruff", "mypy", "bandit"):
+            lines.append('paths = ["pkg"]')
+        if gate == "pytest":
+            lines.append('cov = ["pkg"]')
+        if gate == "imports":
+            lines.append('config = "linter.ini"')
+    return parse_policy("\n".join(lines) + "\n" + extra)
+
+
+def _commit(repo: Path, files: dict[str, str], message: str = "change") -> None:
+    for rel, text in files.items():
+        (repo / rel).parent.mkdir(parents=True, exist_ok=True)
+        (repo / rel).write_text(text)
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", message)
+
+
+def _run(repo: Path, policy: Policy) -> GateRun:
+    return run_gates(repo, policy, use_cache=False)
+
+
+LINT_BEFORE = """\
+import os
+import sys
+
+
+def f(a):
+    print(a == None)
+    print(a == None)
+    return sys.argv
+"""
+
+# Shifted down by a docstring and a comment; `os` fixed, `json` added; one more identical E711.
+LINT_AFTER = '''\
+"""Module."""
+
+# a comment that shifts every line
+import json
+import sys
+
+
+def f(a):
+    print(a == None)
+    print(a == None)
+    print(a == None)
+    return sys.argv
+'''
+
+
+def test_moved_fixed_and_new_findings(make_repo: Callable[..., Path]) -> None:
+    ruff_cfg = '[tool.ruff.lint]\nselect = ["E", "F"]\n'
+    repo = make_repo({"pyproject.toml": ruff_cfg, "pkg/__init__.py": "", "pkg/mod.py": LINT_BEFORE})
+    policy = _policy(["ruff"])
+    before = _run(repo, policy)
+    _commit(repo, {"pkg/mod.py": LINT_AFTER})
+    after = _run(repo, policy)
+
+    # Fewer is not better here: one fixed, two new (json, third E711), moved ones ignored.
+    assert len(before.results["ruff"].findings) == 3
+    assert len(after.results["ruff"].findings) == 4
+    regs = compare(before, after, policy.regression)
+    assert sorted((r.gate, r.rule, r.message.split(": ", 1)[1]) for r in regs) == [
+        ("ruff", "new_finding", "E711 Comparison to `None` should be `cond is None`"),
+        ("ruff", "new_finding", "F401 `json` imported but unused"),
+    ]
+    e711 = next(r for r in regs if "E711" in r.message)
+    assert e711.message.startswith("pkg/mod.py:11:")  # the last of the identical three
+
+    off = RegressionRules(new_findings=False)
+    assert compare(before, after, off) == []
+
+
+def test_pure_line_shift_is_no_regression_for_ruff_mypy_bandit(
+    make_repo: Callable[..., Path],
+) -> None:
+    src = (
+        "import subprocess\n\n\ndef run(cmd: str) -> int:\n"
+        "    assert cmd\n    return subprocess.call(cmd, shell=True)\n\n\n"
+        "def bad() -> str:\n    return 1\n"
+    )
+    repo = make_repo({"pkg/__init__.py": "", "pkg/mod.py": src})
+    policy = _policy(["ruff", "mypy", "bandit"])
+    before = _run(repo, policy)
+    _commit(repo, {"pkg/mod.py": '"""Shifted."""\n\n\n' + src})
+    after = _run(repo, policy)
+    assert before.results["mypy"].status == GateStatus.FAILED
+    assert len(before.results["bandit"].findings) == 3
+    assert compare(before, after, policy.regression) == []
+
+    _commit(
+        repo,
+        {
+            "pkg/extra.py": "import pickle\n\n\ndef load(b: bytes) -> object:\n"
+            "    return pickle.loads(b)\n"
+        },
+    )
+    later = _run(repo, policy)
+    regs = compare(after, later, policy.regression)
+    assert {(r.gate, r.message.split(": ", 1)[1].split()[0]) for r in regs} == {
+        ("bandit", "B403"),
+        ("bandit", "B301"),
+    }
+
+
+LIB = "def add(a, b):\n    return a + b\n"
+TESTS = "from pkg.lib import add\n\n\ndef test_add():\n    assert add(2, 2) == 4\n"
+
+
+def test_broken_test_and_gate_error(make_repo: Callable[..., Path]) -> None:
+    repo = make_repo({"pkg/__init__.py": "", "pkg/lib.py": LIB, "tests/test_lib.py": TESTS})
+    policy = _policy(["pytest"])
+    before = _run(repo, policy)
+    assert before.results["pytest"].status == GateStatus.PASSED
+
+    _commit(repo, {"pkg/lib.py": "def add(a, b):\n    return a - b\n"})
+    after = _run(repo, policy)
+    regs = compare(before, after, policy.regression, rerun=make_rerunner(repo, policy))
+    assert [(r.rule, r.subject, r.flaky) for r in regs] == [
+        ("test_broken", "tests/test_lib.py::test_add", False)
+    ]
+    assert blocking(regs) == regs
+
+    _commit(repo, {"pkg/lib.py": "def add(a, b:\n"})
+    broken = _run(repo, policy)
+    assert broken.results["pytest"].status == GateStatus.ERROR
+    regs = compare(before, broken, policy.regression)
+    assert [(r.gate, r.rule) for r in regs] == [("pytest", "gate_error")]
+    # Already erroring before: nothing to compare against, no verdict either way.
+    assert compare(broken, broken, policy.regression) == []
+
+
+def test_flaky_test_is_reported_not_forgiven(
+    make_repo: Callable[..., Path], tmp_path: Path
+) -> None:
+    counter = tmp_path / "counter"
+    counter.write_text("0")
+    # Passes on its 1st run (before), fails on its 2nd (after), passes on the re-run.
+    flaky = (
+        "from pathlib import Path\n\n\n"
+        "def test_sometimes():\n"
+        f"    c = Path({str(counter)!r})\n"
+        "    n = int(c.read_text()) + 1\n"
+        "    c.write_text(str(n))\n"
+        "    assert n != 2\n"
+    )
+    repo = make_repo({"pkg/__init__.py": "", "tests/test_flaky.py": flaky})
+    policy = _policy(["pytest"], "[regression]\nrerun_failed = 2\n")
+    before = _run(repo, policy)
+    after = _run(repo, policy)
+    assert after.results["pytest"].status == GateStatus.FAILED
+    regs = compare(before, after, policy.regression, rerun=make_rerunner(repo, policy))
+    assert [(r.rule, r.subject, r.flaky) for r in regs] == [
+        ("test_broken", "tests/test_flaky.py::test_sometimes", True)
+    ]
+    assert "flaky" in regs[0].message
+    assert blocking(regs) == []
+    assert counter.read_text() == "3"  # one re-run was enough
+
+    # Without a way to re-run, the failure counts.
+    assert [r.flaky for r in compare(before, after, policy.regression)] == [False]
+
+
+def test_rerun_count_comes_from_the_policy(make_repo: Callable[..., Path]) -> None:
+    repo = make_repo({"pkg/__init__.py": "", "pkg/lib.py": LIB, "tests/test_lib.py": TESTS})
+    policy = _policy(["pytest"], "[regression]\nrerun_failed = 3\n")
+    before = _run(repo, policy)
+    _commit(repo, {"pkg/lib.py": "def add(a, b):\n    return 0\n"})
+    after = _run(repo, policy)
+    calls: list[list[str]] = []
+    real = make_rerunner(repo, policy)
+
+    def counting(ids: list[str]) -> dict[str, str]:
+        calls.append(ids)
+        return real(ids)
+
+    regs = compare(before, after, policy.regression, rerun=counting)
+    assert calls == [["tests/test_lib.py::test_add"]] * 3
+    assert [r.flaky for r in regs] == [False]
+
+
+def test_coverage_drop_and_tolerance(make_repo: Callable[..., Path]) -> None:
+    repo = make_repo({"pkg/__init__.py": "", "pkg/lib.py": LIB, "tests/test_lib.py": TESTS})
+    policy = _policy(["pytest"])
+    before = _run(repo, policy)
+    assert before.results["pytest"].coverage is not None
+    assert before.results["pytest"].coverage.percent == 100.0
+    _commit(repo, {"pkg/lib.py": LIB + "\n\ndef untested(x):\n    return x * 2\n"})
+    after = _run(repo, policy)
+    assert after.results["pytest"].coverage is not None
+    assert after.results["pytest"].coverage.percent == 75.0
+
+    regs = compare(before, after, RegressionRules(coverage_tolerance=0.0))
+    assert [(r.rule, r.subject) for r in regs] == [("coverage_drop", "coverage")]
+    assert "100.00% -> 75.00%" in regs[0].message
+    assert compare(before, after, RegressionRules(coverage_tolerance=25.0)) == []
+    assert compare(after, before, RegressionRules()) == []  # a rise is never a regression
+
+
+LINTER = """\
+[importlinter]
+root_package = pkg
+
+[importlinter:contract:layers]
+name = api above core
+type = layers
+layers =
+    pkg.api
+    pkg.core
+"""
+
+
+def test_newly_broken_contract_and_new_secret(make_repo: Callable[..., Path]) -> None:
+    repo = make_repo(
+        {
+            "pkg/__init__.py": "",
+            "pkg/api.py": "import pkg.core\n",
+            "pkg/core.py": "X = 1\n",
+            "linter.ini": LINTER,
+        }
+    )
+    policy = _policy(["imports", "secrets"])
+    before = _run(repo, policy)
+    assert before.ok
+    _commit(
+        repo,
+        {"pkg/core.py": "import pkg.api\n\nX = 1\n", "pkg/conf.py": 'k = "AKIAIOSFODNN7EXAMPLE"\n'},
+    )
+    after = _run(repo, policy)
+    regs = compare(before, after, policy.regression)
+    assert sorted((r.gate, r.rule, r.subject if r.rule != "new_finding" else "") for r in regs) == [
+        ("imports", "contract_broken", "api above core"),
+        ("secrets", "new_finding", ""),
+    ]

@@ -1,0 +1,169 @@
+"""run_gates: concurrency, the result cache (what re-runs and what does not), run_tests."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from harness.errors import UsageError
+from harness.gates.models import GateResult, GateStatus
+from harness.gates.runner import cache_root, run_gates, run_tests
+from harness.policy import Policy, parse_policy
+
+from .conftest import git
+
+FILES = {
+    "pkg/__init__.py": "",
+    "pkg/mod.py": "import os\n\n\ndef f(x: int) -> int:\n    return x\n",
+    "tests/test_mod.py": "from pkg.mod import f\n\n\ndef test_f():\n    assert f(1) == 1\n",
+}
+
+
+def _policy(python: str | None = None, extra: str = "") -> Policy:
+    head = f'[gates]\npython = "{python}"\n' if python else ""
+    return parse_policy(
+        head
+        + """
+[gates.ruff]
+paths = ["pkg"]
+[gates.mypy]
+enabled = false
+[gates.pytest]
+cov = ["pkg"]
+[gates.bandit]
+enabled = false
+[gates.imports]
+enabled = false
+[gates.secrets]
+enabled = false
+"""
+        + extra
+    )
+
+
+def _logging_python(tmp: Path) -> tuple[str, Path]:
+    """An interpreter that records every tool it is asked to run, then is the real one."""
+    log = tmp / "calls.log"
+    script = tmp / "logging-python"
+    script.write_text(f'#!/bin/sh\necho "$1 $2" >> "{log}"\nexec "{sys.executable}" "$@"\n')
+    script.chmod(0o755)
+    return str(script), log
+
+
+def _tool_calls(log: Path) -> list[str]:
+    if not log.exists():
+        return []
+    return [ln for ln in log.read_text().splitlines() if ln.startswith("-m ")]
+
+
+def test_unchanged_tree_reruns_nothing_and_changes_rerun(
+    make_repo: Callable[..., Path], tmp_path: Path
+) -> None:
+    repo = make_repo(FILES)
+    python, log = _logging_python(tmp_path)
+    policy = _policy(python)
+    seen: list[GateResult] = []
+
+    first = run_gates(repo, policy, on_result=seen.append)
+    assert list(first.results) == ["ruff", "pytest"]
+    assert sorted(r.gate for r in seen) == ["pytest", "ruff"]
+    assert first.results["ruff"].status == GateStatus.FAILED
+    assert first.results["pytest"].status == GateStatus.PASSED
+    assert not any(r.cached for r in first.results.values())
+    assert sorted(_tool_calls(log)) == ["-m pytest", "-m ruff"]
+
+    second = run_gates(repo, policy)
+    assert all(r.cached for r in second.results.values())
+    assert second.tree == first.tree
+    assert second.results["ruff"].findings == first.results["ruff"].findings
+    assert len(_tool_calls(log)) == 2  # nothing ran again
+
+    # A dirty tree is hashed as it is: an untracked file is a new tree.
+    (repo / "pkg/extra.py").write_text("import sys\n")
+    third = run_gates(repo, policy)
+    assert third.tree != first.tree
+    assert not any(r.cached for r in third.results.values())
+    assert len(third.results["ruff"].findings) == 2
+
+    # A different gate config is a different key, for that gate only.
+    fourth = run_gates(repo, _policy(python).model_copy(deep=True), only=["ruff"])
+    assert fourth.results["ruff"].cached
+    changed = _policy(python, "\n[regression]\nrerun_failed = 1\n")
+    changed.gates.ruff.args = ["--select", "F401"]
+    assert not run_gates(repo, changed, only=["ruff"]).results["ruff"].cached
+
+    # use_cache=False always runs.
+    assert not run_gates(repo, policy, use_cache=False).results["ruff"].cached
+    assert git(repo, "status", "--porcelain") == "?? pkg/extra.py\n"
+
+
+def test_cache_location_and_errors_are_not_cached(
+    make_repo: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = make_repo(FILES)
+    assert cache_root(repo) == repo / ".git" / "harness" / "gate-cache"
+    monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path / "cache"))
+    assert cache_root(repo) == tmp_path / "cache"
+
+    garbage = tmp_path / "garbage-python"
+    garbage.write_text("#!/bin/sh\necho garbage\n")
+    garbage.chmod(0o755)
+    policy = _policy(str(garbage))
+    first = run_gates(repo, policy, only=["ruff"])
+    assert first.results["ruff"].status == GateStatus.ERROR
+    again = run_gates(repo, policy, only=["ruff"])
+    assert again.results["ruff"].status == GateStatus.ERROR
+    assert not again.results["ruff"].cached
+    assert not first.ok
+
+
+def test_only_selects_and_rejects_unknown_names(make_repo: Callable[..., Path]) -> None:
+    repo = make_repo(FILES)
+    run = run_gates(repo, _policy(), only=["mypy"])  # disabled in the policy, but asked for
+    assert list(run.results) == ["mypy"]
+    assert run.results["mypy"].status == GateStatus.PASSED
+    with pytest.raises(UsageError, match="unknown gate 'lint'"):
+        run_gates(repo, _policy(), only=["lint"])
+
+
+def test_run_tests_reports_each_requested_id(make_repo: Callable[..., Path]) -> None:
+    repo = make_repo(
+        {
+            "tests/test_a.py": (
+                "def test_ok():\n    pass\n\n\ndef test_bad():\n    assert False\n\n\n"
+                "def test_other():\n    pass\n"
+            ),
+        }
+    )
+    outcomes = run_tests(
+        repo,
+        _policy(),
+        ["tests/test_a.py::test_ok", "tests/test_a.py::test_bad", "tests/test_a.py::test_gone"],
+    )
+    assert outcomes == {
+        "tests/test_a.py::test_ok": "passed",
+        "tests/test_a.py::test_bad": "failed",
+        "tests/test_a.py::test_gone": "error",
+    }
+    assert run_tests(repo, _policy(), ["tests/test_a.py::test_other"]) == {
+        "tests/test_a.py::test_other": "passed"
+    }
+    assert git(repo, "status", "--porcelain", "--ignored") == ""
+
+
+def test_run_tests_can_block_the_network(make_repo: Callable[..., Path]) -> None:
+    net_test = (
+        "import socket\n\n\n"
+        "def test_connects():\n"
+        "    try:\n"
+        "        socket.create_connection(('127.0.0.1', 9), timeout=1).close()\n"
+        "    except OSError:\n"
+        "        pass  # refused is fine: the attempt was allowed\n"
+    )
+    repo = make_repo({"tests/test_net.py": net_test})
+    tid = "tests/test_net.py::test_connects"
+    assert run_tests(repo, _policy(), [tid]) == {tid: "passed"}
+    assert run_tests(repo, _policy(), [tid], block_network=True) == {tid: "failed"}

@@ -1,0 +1,87 @@
+"""`harness gates` through the real CLI entry point: output, JSON and exit codes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+POLICY = """
+[gates.ruff]
+paths = ["pkg"]
+[gates.mypy]
+paths = ["pkg"]
+[gates.pytest]
+enabled = false
+[gates.bandit]
+enabled = false
+[gates.imports]
+enabled = false
+[gates.secrets]
+enabled = false
+"""
+
+
+def _harness(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "harness", "gates", *args], capture_output=True, text=True
+    )
+
+
+def _setup(make_repo: Callable[..., Path], tmp_path: Path, src: str) -> tuple[Path, Path]:
+    repo = make_repo({"pkg/__init__.py": "", "pkg/mod.py": src})
+    policy = tmp_path / "policy.toml"
+    policy.write_text(POLICY)
+    return repo, policy
+
+
+def test_all_passed_exits_0_and_prints_a_table(
+    make_repo: Callable[..., Path], tmp_path: Path
+) -> None:
+    repo, policy = _setup(make_repo, tmp_path, "X: int = 1\n")
+    proc = _harness("--repo", str(repo), "--policy", str(policy))
+    assert proc.returncode == 0, proc.stderr
+    assert "ruff" in proc.stdout and "mypy" in proc.stdout and "passed" in proc.stdout
+    assert "ruff: passed" in proc.stderr  # live progress goes to stderr
+
+    again = _harness("--repo", str(repo), "--policy", str(policy), "--json")
+    assert again.returncode == 0
+    data = json.loads(again.stdout)
+    assert data["ruff_stable_ok"] is True and data["mypy_ok"] is True
+    assert data["gates"]["ruff"]["cached"] is True
+
+
+def test_failed_gate_exits_1_with_json(make_repo: Callable[..., Path], tmp_path: Path) -> None:
+    repo, policy = _setup(make_repo, tmp_path, "import os\n")
+    proc = _harness("--repo", str(repo), "--policy", str(policy), "--json", "--only", "ruff")
+    assert proc.returncode == 1, proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["ruff_stable_ok"] is False
+    assert data["mypy_ok"] is None
+    assert data["gates"]["ruff"]["findings"] == 1
+
+
+def test_gate_error_and_bad_arguments_exit_2(
+    make_repo: Callable[..., Path], tmp_path: Path
+) -> None:
+    repo, policy = _setup(make_repo, tmp_path, "X = 1\n")
+    garbage = tmp_path / "garbage-python"
+    garbage.write_text("#!/bin/sh\necho nonsense\n")
+    garbage.chmod(0o755)
+    proc = _harness("--repo", str(repo), "--policy", str(policy), "--python", str(garbage))
+    assert proc.returncode == 2
+    assert "harness: error: gate ruff could not run: unparsable ruff output" in proc.stderr
+
+    unknown = _harness("--repo", str(repo), "--policy", str(policy), "--only", "lint")
+    assert unknown.returncode == 2
+    assert "unknown gate 'lint'" in unknown.stderr
+
+    not_git = _harness("--repo", str(tmp_path), "--policy", str(policy))
+    assert not_git.returncode == 2
+    assert "not a git repository" in not_git.stderr
+
+    bad_policy = tmp_path / "bad.toml"
+    bad_policy.write_text("[gates.ruff]\nspeed = 3\n")
+    assert _harness("--repo", str(repo), "--policy", str(bad_policy)).returncode == 2
