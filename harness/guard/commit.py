@@ -37,6 +37,31 @@ def _write_atomic(full: Path, data: bytes) -> None:
         raise
 
 
+def write_contents(root: Path, verdict: Verdict) -> None:
+    """Write an accepted verdict's files into the working tree (no commit).
+
+    The caller holds `gitutil.restore_on_failure`, so a failure part-way is rolled back.
+    """
+    if not verdict.accepted:
+        raise PatchRejected(verdict.summary(), verdict.violations)
+    if not verdict.contents:
+        raise PatchError("the verdict carries no file contents (was it loaded from JSON?)")
+    for path in verdict.contents:
+        problem = path_problem(path)
+        if problem:
+            raise PatchError(problem)
+    for path, expected in verdict.base.items():
+        if _current(root, path) != expected:
+            raise PatchError(f"{path} changed since the patch was checked; check it again")
+    for path, data in verdict.contents.items():
+        full = root / path
+        if data is None:
+            if full.exists():
+                full.unlink()
+        else:
+            _write_atomic(full, data)
+
+
 def apply_verdict(
     repo: Path, verdict: Verdict, message: str, trailers: dict[str, str] | None = None
 ) -> str:
@@ -47,23 +72,8 @@ def apply_verdict(
     """
     if not verdict.accepted:
         raise PatchRejected(verdict.summary(), verdict.violations)
-    if not verdict.contents:
-        raise PatchError("the verdict carries no file contents (was it loaded from JSON?)")
     root = Path(repo).resolve()
-    for path in verdict.contents:
-        problem = path_problem(path)
-        if problem:
-            raise PatchError(problem)
     repository = gitutil.open_repo(root)
     with gitutil.restore_on_failure(repository):
-        for path, expected in verdict.base.items():
-            if _current(root, path) != expected:
-                raise PatchError(f"{path} changed since the patch was checked; check it again")
-        for path, data in verdict.contents.items():
-            full = root / path
-            if data is None:
-                if full.exists():
-                    full.unlink()
-            else:
-                _write_atomic(full, data)
+        write_contents(root, verdict)
         return gitutil.commit_all(repository, message, trailers)

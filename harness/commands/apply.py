@@ -1,0 +1,128 @@
+"""`harness apply`: guard a diff, apply it, run the gates before and after, keep it or revert.
+
+Exit 0 kept, 1 rejected by policy, 2 usage or I/O error (or a dirty tree), 3 regression
+(HEAD and working tree restored exactly).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.markup import escape
+
+from harness import gitutil, ui
+from harness.commands.check_patch import print_verdict, read_patch, verdict_json
+from harness.errors import ExitCode, GitError, RegressionError
+from harness.gates.compare import blocking, compare, make_rerunner
+from harness.gates.models import GateResult, GateRun, Regression
+from harness.gates.runner import run_gates
+from harness.guard import check_patch
+from harness.guard.commit import write_contents
+from harness.policy import load_policy
+
+
+def _numbers(r: GateResult | None) -> str:
+    if r is None:
+        return "not run"
+    parts = [r.status.value]
+    if r.gate == "pytest":
+        c = r.counts()
+        parts.append(f"{c['passed']} passed/{c['failed'] + c['errors']} failing")
+        if r.coverage is not None:
+            parts.append(f"coverage {r.coverage.percent:.2f}%")
+    elif r.gate == "imports":
+        parts.append(f"{sum(1 for c in r.contracts if not c.kept)} broken contracts")
+    else:
+        parts.append(f"{len(r.findings)} findings")
+    return ", ".join(parts)
+
+
+def gate_deltas(before: GateRun, after: GateRun) -> dict[str, str]:
+    """One trailer per gate: 'before -> after'."""
+    out: dict[str, str] = {}
+    for name in dict.fromkeys([*before.results, *after.results]):
+        b, a = _numbers(before.results.get(name)), _numbers(after.results.get(name))
+        out[f"Gate-{name}"] = b if a == b else f"{b} -> {a}"
+    return out
+
+
+def _progress(r: GateResult) -> None:
+    extra = " (cached)" if r.cached else ""
+    ui.err.print(f"  {r.gate}: {r.status.value}{extra} in {r.seconds:.1f}s")
+
+
+def _regression_json(r: Regression) -> dict[str, object]:
+    return r.model_dump()
+
+
+def command(
+    patch: str = typer.Argument(..., help="Patch file, or '-' for stdin."),
+    repo: Path = typer.Option(..., "--repo", help="Target git repository (clean tree)."),
+    policy: Path | None = typer.Option(None, "--policy", help="Policy TOML (default: shipped)."),
+    block: int | None = typer.Option(None, "--block", help="STEPS block whose lanes apply."),
+    message: str = typer.Option("harness: apply patch", "--message", "-m", help="Commit subject."),
+    json_out: bool = typer.Option(False, "--json", help="Print the outcome as JSON."),
+) -> None:
+    """Apply a guarded diff as one commit, kept only if the gates show no regression."""
+    pol = load_policy(policy)
+    text = read_patch(patch)
+    root = Path(repo).resolve()
+    repository = gitutil.open_repo(root)
+    if gitutil.is_dirty(repository):
+        raise GitError(f"working tree has uncommitted changes; commit or stash them: {root}")
+    verdict = check_patch(text, root, pol.guard_for_block(block))
+    result: dict[str, object] = verdict_json(verdict)
+    if not verdict.accepted:
+        if json_out:
+            ui.print_json(result | {"kept": False, "commit": None, "regressions": []})
+        else:
+            print_verdict(verdict)
+        raise typer.Exit(ExitCode.FAILED)
+    ui.err.print("gates before:")
+    before = run_gates(root, pol, use_cache=True, on_result=_progress)
+    regressions: list[Regression] = []
+    with gitutil.restore_on_failure(repository) as start:
+        write_contents(root, verdict)
+        ui.err.print("gates after:")
+        after = run_gates(root, pol, use_cache=True, on_result=_progress)
+        regressions = compare(before, after, pol.regression, rerun=make_rerunner(root, pol))
+        deltas = gate_deltas(before, after)
+        bad = blocking(regressions)
+        if bad:
+            out = result | {
+                "kept": False,
+                "commit": None,
+                "regressions": [_regression_json(r) for r in regressions],
+                "gates": deltas,
+            }
+            if json_out:
+                ui.print_json(out)
+            else:
+                print_verdict(verdict)
+                for r in regressions:
+                    flaky = " (flaky)" if r.flaky else ""
+                    ui.out.print(
+                        f"  [red]regression[/red] {r.gate}/{r.rule}{flaky}: {escape(r.message)}"
+                    )
+            raise RegressionError(
+                f"{len(bad)} regression(s); the patch was reverted to {start[:12]}", bad
+            )
+        files = ", ".join(f"{f.path} +{f.added}/-{f.removed}" for f in verdict.files)
+        body = f"{message}\n\n{files}\n"
+        if verdict.repairs:
+            body += "\nRepaired: " + "; ".join(verdict.repairs) + "\n"
+        sha = gitutil.commit_all(repository, body, deltas)
+    out = result | {
+        "kept": True,
+        "commit": sha,
+        "regressions": [_regression_json(r) for r in regressions],
+        "gates": deltas,
+    }
+    if json_out:
+        ui.print_json(out)
+    else:
+        print_verdict(verdict)
+        for k, v in deltas.items():
+            ui.out.print(f"  {k}: {escape(v)}")
+        ui.out.print(f"kept as {sha[:12]}")

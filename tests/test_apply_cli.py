@@ -1,0 +1,163 @@
+"""`harness apply` end to end: real gates (ruff + pytest) before and after, keep or revert."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from harness.errors import GitError, PatchError, PatchRejected
+from harness.guard import apply_verdict, check_patch
+from harness.policy import GuardConfig
+
+from .conftest import git
+
+MakeRepo = Callable[..., Path]
+pytestmark = pytest.mark.slow
+
+POLICY = """
+name = "apply-test"
+[gates.ruff]
+paths = ["pkg"]
+[gates.mypy]
+enabled = false
+[gates.pytest]
+args = ["-q", "-p", "no:cacheprovider"]
+[gates.bandit]
+enabled = false
+[gates.imports]
+enabled = false
+[gates.secrets]
+enabled = false
+"""
+FILES = {
+    "pkg/__init__.py": "",
+    "pkg/calc.py": "import os\n\n\ndef add(a, b):\n    return a + b\n",
+    "tests/test_calc.py": (
+        "from pkg.calc import add\n\n\ndef test_add():\n    assert add(1, 2) == 3\n"
+    ),
+    ".gitignore": "__pycache__/\n.coverage\n",
+}
+FIX = "--- a/pkg/calc.py\n+++ b/pkg/calc.py\n@@ -1,4 +1,2 @@\n-import os\n-\n \n def add(a, b):\n"
+BREAK = (
+    "--- a/pkg/calc.py\n+++ b/pkg/calc.py\n@@ -4,2 +4,2 @@\n"
+    " def add(a, b):\n-    return a + b\n+    return a - b\n"
+)
+
+
+def run(repo: Path, policy: Path, patch: str, *extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "harness",
+            "apply",
+            "--repo",
+            str(repo),
+            "--policy",
+            str(policy),
+            *extra,
+            "-",
+        ],
+        input=patch,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+@pytest.fixture
+def setup(make_repo: MakeRepo, tmp_path: Path) -> tuple[Path, Path]:
+    repo = make_repo(FILES)
+    policy = tmp_path / "policy.toml"
+    policy.write_text(POLICY)
+    return repo, policy
+
+
+def test_improvement_is_kept_with_gate_deltas(setup: tuple[Path, Path]) -> None:
+    repo, policy = setup
+    head = git(repo, "rev-parse", "HEAD").strip()
+    proc = run(repo, policy, FIX, "--json")
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    out = json.loads(proc.stdout)
+    assert out["kept"] is True and out["files"] == [
+        {"path": "pkg/calc.py", "added": 0, "removed": 2}
+    ]
+    assert git(repo, "rev-parse", "HEAD~1").strip() == head
+    msg = git(repo, "log", "-1", "--format=%B")
+    assert "Gate-ruff: failed, 1 findings -> passed, 0 findings" in msg
+    assert "Gate-pytest: passed, 1 passed/0 failing" in msg
+    assert git(repo, "status", "--porcelain", "--untracked-files=all") == ""
+    assert git(repo, "show", "--stat", "--format=", "HEAD").count("|") == 1
+
+
+def test_regression_restores_head_and_tree_exactly(setup: tuple[Path, Path]) -> None:
+    repo, policy = setup
+    head = git(repo, "rev-parse", "HEAD").strip()
+    proc = run(repo, policy, BREAK)
+    assert proc.returncode == 3, proc.stderr + proc.stdout
+    assert "test_broken" in proc.stdout and "reverted" in proc.stderr
+    assert git(repo, "rev-parse", "HEAD").strip() == head
+    assert git(repo, "status", "--porcelain", "--untracked-files=all") == ""
+    assert (repo / "pkg/calc.py").read_text() == FILES["pkg/calc.py"]
+
+
+def test_dirty_tree_is_refused_and_left_alone(setup: tuple[Path, Path]) -> None:
+    repo, policy = setup
+    (repo / "pkg/calc.py").write_text("dirty\n")
+    (repo / "scratch.txt").write_text("mine\n")
+    proc = run(repo, policy, FIX)
+    assert proc.returncode == 2 and "uncommitted changes" in proc.stderr
+    assert (repo / "pkg/calc.py").read_text() == "dirty\n"
+    assert (repo / "scratch.txt").read_text() == "mine\n"
+
+
+def test_rejected_patch_exits_1_without_running_gates(setup: tuple[Path, Path]) -> None:
+    repo, policy = setup
+    head = git(repo, "rev-parse", "HEAD").strip()
+    patch = FIX.replace("-import os\n", "-import os  # noqa\n")
+    proc = run(repo, policy, patch, "--json")
+    assert proc.returncode == 1
+    assert json.loads(proc.stdout)["violations"][0]["rule"] == "locate"
+    assert git(repo, "rev-parse", "HEAD").strip() == head
+
+
+def test_apply_verdict_api(make_repo: MakeRepo) -> None:
+    repo = make_repo({"a.py": "x = 1\n", "b.py": "y = 1\n"})
+    cfg = GuardConfig()
+    patch = (
+        "--- a/a.py\n+++ b/a.py\n@@ -1 +1 @@\n-x = 1\n+x = 2\n"
+        "--- a/b.py\n+++ /dev/null\n@@ -1 +0,0 @@\n-y = 1\n"
+    )
+    v = check_patch(patch, repo, cfg)
+    assert v.accepted, v.violations
+    sha = apply_verdict(repo, v, "change", {"Harness-Item": "T1"})
+    assert git(repo, "rev-parse", "HEAD").strip() == sha
+    assert git(repo, "log", "-1", "--format=%B").strip().endswith("Harness-Item: T1")
+    assert git(repo, "show", "--numstat", "--format=", "HEAD").split() == [
+        "1",
+        "1",
+        "a.py",
+        "0",
+        "1",
+        "b.py",
+    ]
+    # The same verdict again: the tree moved on, so it is refused and nothing changes.
+    with pytest.raises(PatchError):
+        apply_verdict(repo, v, "again")
+    assert git(repo, "rev-parse", "HEAD").strip() == sha
+    bad = check_patch("--- a/a.py\n+++ b/a.py\n@@ -1 +1 @@\n-x = 2\n+x = 3  # noqa\n", repo, cfg)
+    with pytest.raises(PatchRejected) as exc:
+        apply_verdict(repo, bad, "no")
+    assert exc.value.violations[0].rule == "suppression"
+    (repo / "a.py").write_text("dirty\n")
+    good = check_patch("--- /dev/null\n+++ b/c.py\n@@ -0,0 +1 @@\n+z\n", repo, cfg)
+    assert good.accepted
+    with pytest.raises(GitError):
+        apply_verdict(repo, good, "dirty")
+    assert not (repo / "c.py").exists()
+    assert (repo / "a.py").read_text() == "dirty\n"
