@@ -15,10 +15,10 @@ from detect_secrets.settings import default_settings
 REDACTED = "[REDACTED]"
 _KEY_ENV = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "OPENAI_API_KEY", "HARNESS_API_KEY")
 _KEY_SHAPES = re.compile(r"sk-ant-[A-Za-z0-9_\-]{8,}|sk-[A-Za-z0-9]{32,}")
-# Entropy detectors flag short hex runs ("7E") in ordinary code; only long ones are treated as
-# secrets, so diffs stay readable while real tokens are still caught.
+# The entropy detectors, applied to arbitrary strings rather than to quoted literals in source
+# files, flag commit shas, run ids and paths; the record would be unreadable. Only detectors
+# that recognise a secret by its shape or its keyword are used here.
 _ENTROPY_TYPES = {"Hex High Entropy String", "Base64 High Entropy String"}
-_MIN_ENTROPY_LEN = 20
 
 
 def _known_values() -> list[str]:
@@ -31,9 +31,7 @@ def _flagged(line: str) -> tuple[str, ...]:
     with default_settings():
         for secret in scan_line(line):
             value = secret.secret_value
-            if not value or len(value) < 8:
-                continue
-            if secret.type in _ENTROPY_TYPES and len(value) < _MIN_ENTROPY_LEN:
+            if not value or len(value) < 8 or secret.type in _ENTROPY_TYPES:
                 continue
             found.append(value)
     return tuple(found)

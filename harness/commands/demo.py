@@ -1,0 +1,54 @@
+"""`harness demo`: the seed's STEPS script on a bundled messy project, offline."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+import git
+import typer
+
+from harness import ui
+from harness.commands.run import execute, show
+from harness.gitutil import pinned_git_env
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "example"
+
+
+def make_example_repo(dest: Path) -> Path:
+    """Copy the example project into `dest` and commit it as a fresh repository."""
+    shutil.copytree(EXAMPLE, dest, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    repo = git.Repo.init(dest, initial_branch="main")
+    repo.git.add("-A")
+    repo.git.commit("-m", "example project (messy on purpose)", env=pinned_git_env())
+    return dest
+
+
+def command(
+    directory: Path | None = typer.Option(
+        None, "--dir", help="Where to create the example repository (default: a new temp dir)."
+    ),
+    blocks: str | None = typer.Option(None, "--blocks", help="Only these blocks, e.g. 2,5."),
+    json_: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+) -> None:
+    """Copy the bundled example project into a new git repository and run the seed's STEPS
+    script on it with the offline builtin provider. Prints the summary, the run record and the
+    branch to review. Needs no API key and no network."""
+    root = directory or Path(tempfile.mkdtemp(prefix="harness-demo-"))
+    repo = make_example_repo(root / "example")
+    ui.err.print(f"example repository: {repo}", markup=False)
+    summary = execute(
+        repo / "STEPS_4b.md",
+        repo,
+        policy_file=None,
+        provider_name="builtin",
+        model=None,
+        script=None,
+        blocks=blocks,
+        runs_dir=root / "runs",
+    )
+    if json_:
+        ui.print_json(summary.model_dump(mode="json"))
+    else:
+        show(summary)

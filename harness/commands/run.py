@@ -1,0 +1,139 @@
+"""`harness run STEPS --repo PATH`: the main job."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from harness import ui
+from harness.errors import UsageError
+from harness.loop import Loop, RunOptions, RunSummary
+from harness.policy import default_policy_path, parse_policy
+from harness.providers.registry import make_provider
+from harness.steps import apply_to_policy, load_steps
+
+
+def parse_blocks(text: str | None) -> list[int] | None:
+    if not text:
+        return None
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise UsageError(f"--blocks takes numbers separated by commas, got {text!r}") from None
+
+
+def execute(
+    steps_file: Path,
+    repo: Path,
+    *,
+    policy_file: Path | None,
+    provider_name: str | None,
+    model: str | None,
+    script: Path | None,
+    blocks: str | None,
+    runs_dir: Path,
+    quiet: bool = False,
+) -> RunSummary:
+    steps = load_steps(steps_file)
+    policy_path = policy_file or default_policy_path()
+    try:
+        policy_text = policy_path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot read policy {policy_path}: {exc.strerror or exc}") from exc
+    policy = apply_to_policy(steps, parse_policy(policy_text, str(policy_path)))
+    wanted = parse_blocks(blocks)
+    known = {b.number for b in steps.blocks}
+    if wanted and not set(wanted) <= known:
+        missing = sorted(set(wanted) - known)
+        raise UsageError(f"--blocks: no block {missing} in {steps_file} (has {sorted(known)})")
+    provider = make_provider(provider_name, model=model, policy=policy, script=script)
+    loop = Loop(
+        RunOptions(
+            steps=steps,
+            steps_text=steps_file.read_text(encoding="utf-8", errors="replace"),
+            repo=repo,
+            policy=policy,
+            policy_text=policy_text,
+            policy_path=policy_file,
+            provider=provider,
+            runs_dir=runs_dir,
+            blocks=wanted,
+            progress=(lambda _m: None) if quiet else (lambda m: ui.err.print(m, markup=False)),
+        )
+    )
+    return loop.run()
+
+
+def show(summary: RunSummary) -> None:
+    ui.out.print(f"\n[bold]Run {summary.run_id}[/] ({summary.provider}: {summary.model})")
+    for b in summary.blocks:
+        ui.out.print(
+            f"  block {b.number} {b.title}: [bold]{b.status}[/] — {len(b.commits)} kept, "
+            f"{len(b.reverted)} reverted, {b.rejected} rejected"
+        )
+        for c in b.cannot_do:
+            ui.out.print(f"      not attempted: {c}", markup=False)
+    ui.print_json({k: v for k, v in summary.summary.items() if k != "gates"})
+    ui.out.print(f"record:  {summary.run_dir}", markup=False)
+    ui.out.print(f"branch:  {summary.branch}", markup=False)
+    ui.out.print(
+        f"review:  git -C {summary.repo} log --stat {summary.base_commit[:10]}..{summary.branch}\n"
+        f"merge:   git -C {summary.repo} merge --ff-only {summary.branch}",
+        markup=False,
+    )
+
+
+def command(
+    steps: Path = typer.Argument(..., help="STEPS markdown script (mis-decoded text is repaired)."),
+    repo: Path = typer.Option(
+        Path(),
+        "--repo",
+        help="Target git repository (never modified: "
+        "work happens in a separate worktree on a new branch).",
+    ),
+    policy: Path | None = typer.Option(None, "--policy", help="Policy TOML (default: T4 policy)."),
+    provider: str | None = typer.Option(
+        None,
+        "--provider",
+        help="anthropic | builtin | scripted. Default: anthropic when "
+        "ANTHROPIC_API_KEY is set, else builtin.",
+    ),
+    model: str | None = typer.Option(
+        None, "--model", help="Model name (env HARNESS_MODEL; default claude-sonnet-4-5)."
+    ),
+    script: Path | None = typer.Option(
+        None, "--script", help="Responses file for --provider scripted."
+    ),
+    blocks: str | None = typer.Option(None, "--blocks", help="Only these blocks, e.g. 1,3."),
+    runs_dir: Path = typer.Option(
+        Path("runs"),
+        "--runs-dir",
+        help="Where runs are recorded.",
+        envvar="HARNESS_RUNS_DIR",
+    ),
+    json_: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
+) -> None:
+    """Drive a model through a STEPS script: PLAN -> TODO -> EXECUTE per block, guarded patches,
+    gates after each block, reverts of exactly the commits that regressed.
+
+    Exit codes: 0 every block met its goal; 1 the run finished but some goals are unmet;
+    2 usage or I/O error, or a gate that could not run; 4 model provider failure (auth, budget,
+    retries exhausted); 130 interrupted. The record in RUNS_DIR/<run-id> is complete in every case.
+    """
+    summary = execute(
+        steps,
+        repo,
+        policy_file=policy,
+        provider_name=provider,
+        model=model,
+        script=script,
+        blocks=blocks,
+        runs_dir=runs_dir,
+        quiet=False,
+    )
+    if json_:
+        ui.print_json(summary.model_dump(mode="json"))
+    else:
+        show(summary)
+    raise typer.Exit(0 if summary.goals_met else 1)

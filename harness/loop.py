@@ -1,0 +1,692 @@
+"""The agent loop: for each STEPS block, PLAN -> TODO -> EXECUTE, then gates, then revert.
+
+Read `Loop.run` top to bottom: it is the whole product. Everything the model says is validated
+(`ask`), every patch goes through the guard (`execute_item`), every block is judged by the real
+gates against its own starting point (`run_block`), and only the commits that caused a
+regression are reverted (`revert_culprits`). Every step is an event in the run record.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, ValidationError
+
+from harness import __version__, prompts
+from harness.errors import GitError, HarnessError, PatchError, PatchRejected, ProviderError
+from harness.gates.compare import compare, make_rerunner
+from harness.gates.models import Finding, GateResult, GateRun, GateStatus, Regression
+from harness.gates.runner import run_gates, run_tests
+from harness.gates.summary import seed_summary
+from harness.gitutil import (
+    checked_out,
+    commit_all,
+    head,
+    open_repo,
+    restore_on_failure,
+    revert_commits,
+    worktree,
+)
+from harness.guard import Verdict, apply_verdict, check_patch
+from harness.policy import GuardConfig, Policy
+from harness.providers.base import Message, ModelRequest, Phase, Provider, ToolSpec
+from harness.record import Manifest, Recorder, new_run_id, utcnow
+from harness.schemas import PHASE_TOOLS, PatchProposal, Plan, ReadFiles, TodoItem, TodoList
+from harness.steps import Block, StepsScript, map_command
+
+Progress = Callable[[str], None]
+
+BlockStatus = Literal["goal_met", "nothing_left", "iteration_limit", "model_error", "gate_error"]
+GOAL_GATES = ("ruff", "mypy", "pytest", "bandit", "imports", "secrets")
+_TITLE_GATES = {
+    "coverage": ["pytest"],
+    "ruff": ["ruff"],
+    "mypy": ["mypy"],
+    "security": ["bandit", "secrets"],
+    "bandit": ["bandit"],
+    "gitleaks": ["secrets"],
+}
+
+
+class InvalidOutput(HarnessError):
+    """The model kept answering with output that does not validate."""
+
+
+class BlockOutcome(BaseModel):
+    number: int
+    title: str
+    gates: list[str]
+    status: BlockStatus
+    iterations: int = 0
+    commits: list[str] = Field(default_factory=list, description="kept patch commits")
+    reverted: list[str] = Field(
+        default_factory=list, description="commits reverted for regressions"
+    )
+    rejected: int = Field(0, description="patches refused by the guard or by checks")
+    cannot_do: list[str] = Field(default_factory=list)
+    regressions: list[Regression] = Field(default_factory=list)
+    before: dict[str, Any] = Field(default_factory=dict)
+    after: dict[str, Any] = Field(default_factory=dict)
+
+
+class RunSummary(BaseModel):
+    run_id: str
+    run_dir: str
+    repo: str
+    branch: str
+    base_commit: str
+    head_commit: str
+    provider: str
+    model: str
+    blocks: list[BlockOutcome]
+    summary: dict[str, Any] = Field(description="the STEPS script's output JSON keys")
+    cost_usd: float = 0.0
+    goals_met: bool = False
+
+
+@dataclass
+class RunOptions:
+    steps: StepsScript
+    steps_text: str
+    repo: Path
+    policy: Policy
+    policy_text: str
+    policy_path: Path | None
+    provider: Provider
+    runs_dir: Path
+    blocks: list[int] | None = None
+    progress: Progress = field(default=lambda _msg: None)
+
+
+def block_gates(block: Block) -> list[str]:
+    """The gates that judge a block: from its gate commands, else from its title."""
+    gates: list[str] = []
+    for cmd in block.gate_commands:
+        gate = map_command(cmd).gate
+        if gate in GOAL_GATES and gate not in gates:
+            gates.append(gate)
+    if not gates:
+        title = block.title.lower()
+        for word, names in _TITLE_GATES.items():
+            gates += [g for g in names if word in title and g not in gates]
+    return gates
+
+
+def goal_met(gates: list[str], run: GateRun) -> bool:
+    return bool(gates) and all(
+        g in run.results and run.results[g].status == GateStatus.PASSED for g in gates
+    )
+
+
+def numbered(text: str) -> str:
+    return "".join(f"{i:5d} | {line}" for i, line in enumerate(text.splitlines(True), 1))
+
+
+def finding_line(f: Finding) -> str:
+    return f"{f.path}:{f.line or '-'} {f.code} {f.message}"
+
+
+class Loop:
+    def __init__(self, opts: RunOptions) -> None:
+        self.opts = opts
+        self.policy = opts.policy
+        self.provider = opts.provider
+        self.say = opts.progress
+        self.run_id = new_run_id()
+        self.branch = f"harness/{self.run_id}"
+        self.rec = Recorder(opts.runs_dir, self.run_id)
+        self.wt = Path()
+        self.current: GateRun | None = None
+
+    # ------------------------------------------------------------------ the run
+    def run(self) -> RunSummary:
+        user_repo = open_repo(self.opts.repo)
+        base = head(user_repo)
+        blocks = [
+            b
+            for b in self.opts.steps.blocks
+            if not self.opts.blocks or b.number in self.opts.blocks
+        ]
+        manifest = self._manifest(base, [b.number for b in blocks])
+        self.rec.write_json("manifest.json", manifest.model_dump())
+        self.rec.event("run_started", **manifest.model_dump())
+        self.say(f"run {self.run_id}: provider {self.provider.name} ({self.provider.model})")
+        outcomes: list[BlockOutcome] = []
+        exit_code = 2
+        try:
+            with worktree(user_repo, self.branch, base) as wt:
+                self.wt = wt
+                for block in blocks:
+                    outcomes.append(self.run_block(block))
+                final = self.gates("final")
+                summary = self.summarize(base, outcomes, final)
+            exit_code = 0 if summary.goals_met else 1
+            return summary
+        except HarnessError as exc:
+            exit_code = exc.exit_code
+            self.rec.event("run_error", error=str(exc), type=type(exc).__name__)
+            raise
+        finally:
+            manifest.finished, manifest.exit_code = utcnow(), exit_code
+            if self.current is not None:
+                manifest.tool_versions = {
+                    k: r.tool_version or "" for k, r in self.current.results.items()
+                }
+            self.rec.write_json("manifest.json", manifest.model_dump())
+            self.rec.event("run_finished", exit_code=exit_code)
+            self.rec.close()
+
+    def run_block(self, block: Block) -> BlockOutcome:
+        gates = block_gates(block)
+        guard = self.policy.guard_for_block(block.number)
+        override = self.policy.blocks.get(str(block.number))
+        max_iter = (override and override.max_iterations) or self.policy.loop.max_iterations
+        self.say(f"block {block.number}: {block.title} (gates: {', '.join(gates) or 'none'})")
+        self.rec.event("block_started", block=block.number, title=block.title, gates=gates)
+        start = self.gates(f"block {block.number} start")
+        start_sha = head(open_repo(self.wt))
+        out = BlockOutcome(
+            number=block.number,
+            title=block.title,
+            gates=gates,
+            status="iteration_limit",
+            before=seed_summary(start),
+        )
+        for iteration in range(1, max_iter + 1):
+            out.iterations = iteration
+            if goal_met(gates, self.latest()):
+                out.status = "goal_met"
+                break
+            try:
+                plan = self.plan(block, gates, guard)
+                out.cannot_do = plan.cannot_do
+                todos = self.todos(block, gates, guard, plan)
+            except InvalidOutput as exc:
+                self.say(f"  model output invalid: {exc}")
+                out.status = "model_error"
+                break
+            if not todos.items:
+                out.status = "nothing_left"
+                break
+            landed = 0
+            for item in todos.items[: self.policy.loop.max_todo_items]:
+                sha, rejected = self.execute_item(block, gates, guard, item)
+                out.rejected += rejected
+                if sha:
+                    out.commits.append(sha)
+                    landed += 1
+            after = self.gates(f"block {block.number} iteration {iteration}")
+            regressions = self.regressions(start, after)
+            if regressions:
+                out.reverted += self.revert_culprits(start, start_sha, out.commits)
+                out.commits = [c for c in out.commits if c not in out.reverted]
+            if not landed:
+                out.status = "nothing_left"
+                break
+        final = self.gates(f"block {block.number} end")
+        out.regressions = self.regressions(start, final, include_flaky=True)
+        if goal_met(gates, final):
+            out.status = "goal_met"
+        elif any(final.results[g].status == GateStatus.ERROR for g in gates if g in final.results):
+            out.status = "gate_error"
+        out.after = seed_summary(final)
+        self.append_progress(block, out)
+        self.rec.event("block_outcome", **out.model_dump())
+        self.say(
+            f"block {block.number}: {out.status}; {len(out.commits)} kept, "
+            f"{len(out.reverted)} reverted, {out.rejected} rejected"
+        )
+        return out
+
+    # ------------------------------------------------------------------ phases
+    def plan(self, block: Block, gates: list[str], guard: GuardConfig) -> Plan:
+        run = self.latest()
+        ctx = self._context(block, gates, guard, run)
+        text = prompts.render(
+            "plan",
+            block=ctx["block"],
+            findings=self.findings_text(gates, run),
+            repo_map=self.repo_map(),
+        )
+        plan = self.ask("plan", [Message(role="user", content=text)], ctx, guard)
+        if not isinstance(plan, Plan):
+            raise InvalidOutput(f"plan: expected submit_plan, got {type(plan).__name__}")
+        self.rec.event("plan", block=block.number, plan=plan.model_dump())
+        return plan
+
+    def todos(self, block: Block, gates: list[str], guard: GuardConfig, plan: Plan) -> TodoList:
+        ctx = self._context(block, gates, guard, self.latest()) | {"plan": plan.model_dump()}
+        text = prompts.render(
+            "todo",
+            block=ctx["block"],
+            plan=plan.model_dump(),
+            max_items=self.policy.loop.max_todo_items,
+        )
+        todos = self.ask("todo", [Message(role="user", content=text)], ctx, guard)
+        if not isinstance(todos, TodoList):
+            raise InvalidOutput(f"todo: expected submit_todos, got {type(todos).__name__}")
+        self.rec.event("todos", block=block.number, items=[i.model_dump() for i in todos.items])
+        self.say(f"  {len(todos.items)} todo items")
+        return todos
+
+    def execute_item(
+        self, block: Block, gates: list[str], guard: GuardConfig, item: TodoItem
+    ) -> tuple[str | None, int]:
+        """Ask for a patch until one lands or attempts run out. Returns (sha, rejections)."""
+        self.say(f"  [{item.id}] {item.title}")
+        files = {p: t for p in item.files if (t := self.read(p)) is not None}
+        messages: list[Message] = []
+        seen: set[str] = set()
+        rejected = 0
+        attempt = 0
+        reads = 0
+        while attempt < self.policy.loop.max_patch_attempts:
+            findings = self.quick_findings(list(files))
+            text = prompts.render(
+                "execute",
+                item=item.model_dump(),
+                files=[{"path": p, "text": numbered(t)} for p, t in files.items()],
+                findings=[finding_line(f) for f in findings],
+                max_lines=guard.max_changed_lines_per_file,
+                can_read=reads < self.policy.loop.max_read_files,
+            )
+            ctx = {
+                "item": item.model_dump(),
+                "files": files,
+                "findings": [f.model_dump() for f in findings],
+                "max_lines": guard.max_changed_lines_per_file,
+                "attempt": attempt,
+                "block": {"number": block.number, "gates": gates},
+            }
+            convo = [Message(role="user", content=text), *messages]
+            try:
+                answer = self.ask("execute", convo, ctx, guard)
+            except InvalidOutput as exc:
+                self.say(f"    gave up: {exc}")
+                return None, rejected
+            call = Message(role="assistant", content=json.dumps(answer.model_dump()))
+            if isinstance(answer, ReadFiles):
+                reads += len(answer.paths)
+                got = {p: t for p in answer.paths if (t := self.read(p)) is not None}
+                missing = [p for p in answer.paths if p not in got]
+                files.update(got)
+                if reads > self.policy.loop.max_read_files or not got:
+                    attempt += 1
+                note = f"Added {sorted(got)} to the files shown." + (
+                    f" Not readable: {missing}." if missing else ""
+                )
+                messages += [call, Message(role="user", content=note)]
+                continue
+            attempt += 1
+            if not isinstance(answer, PatchProposal):
+                return None, rejected
+            if answer.action == "skip":
+                self.rec.event("item_skipped", item=item.id, reason=answer.explanation)
+                return None, rejected
+            digest = hashlib.sha256(answer.diff.encode()).hexdigest()[:16]
+            if digest in seen:
+                self.rec.event("stuck", item=item.id, diff_sha=digest)
+                self.say("    same patch proposed again: stopping this item")
+                return None, rejected
+            seen.add(digest)
+            try:
+                sha = self.land(block, gates, guard, item, answer, attempt)
+            except (PatchError, PatchRejected) as exc:
+                rejected += 1
+                reasons = [str(v) for v in getattr(exc, "violations", [])] or [str(exc)]
+                self.say(f"    rejected: {reasons[0]}")
+                feedback = prompts.render("rejected", item_id=item.id, reasons=reasons)
+                messages += [call, Message(role="user", content=feedback)]
+                files = {p: t for p in files if (t := self.read(p)) is not None}
+                continue
+            self.say(f"    landed {sha[:10]}")
+            return sha, rejected
+        return None, rejected
+
+    def land(
+        self,
+        block: Block,
+        gates: list[str],
+        guard: GuardConfig,
+        item: TodoItem,
+        proposal: PatchProposal,
+        attempt: int,
+    ) -> str:
+        """Guard, apply, check, commit: all or nothing (raises PatchError/PatchRejected)."""
+        name = f"b{block.number}-{item.id}-{attempt}"
+        patch_file = self.rec.save_patch(name, proposal.diff)
+        verdict: Verdict = check_patch(proposal.diff, self.wt, guard)
+        self.rec.event(
+            "verdict",
+            block=block.number,
+            item=item.id,
+            patch=patch_file,
+            **verdict.model_dump(mode="json"),
+        )
+        if not verdict.accepted:
+            raise PatchRejected("patch rejected by the guard", verdict.violations)
+        repo = open_repo(self.wt)
+        trailers = {
+            "Harness-Run": self.run_id,
+            "Harness-Block": str(block.number),
+            "Harness-Item": item.id,
+        }
+        before = self.quick_findings([f.path for f in verdict.files])
+        with restore_on_failure(repo):
+            sha = apply_verdict(self.wt, verdict, f"harness: {item.title}", trailers)
+            self.check_landed(block, gates, verdict, before)
+        self.rec.event("applied", block=block.number, item=item.id, sha=sha, patch=patch_file)
+        return sha
+
+    def check_landed(
+        self, block: Block, gates: list[str], verdict: Verdict, before: list[Finding]
+    ) -> None:
+        """Quick checks on the changed files; raise PatchRejected to undo the commit."""
+        paths = [f.path for f in verdict.files]
+        old = {f.fingerprint for f in before}
+        new = [f for f in self.quick_findings(paths) if f.fingerprint not in old]
+        if new:
+            reasons = [f"new ruff finding: {finding_line(f)}" for f in new[:10]]
+            self.rec.event("quick_check", ok=False, reasons=reasons)
+            raise PatchRejected("patch adds lint findings", reasons)
+        if any(self._is_test(p) for p in paths) and self.policy.gates.pytest.enabled:
+            self.check_new_tests(block, gates)
+
+    def check_new_tests(self, block: Block, gates: list[str]) -> None:
+        """TestGen-LLM's filter: new tests must pass N runs in a row with the network blocked,
+        and in a coverage block they must raise coverage."""
+        base = self.latest().results.get("pytest")
+        after = run_gates(self.wt, self.policy, only=["pytest"]).results["pytest"]
+        if after.status == GateStatus.ERROR:
+            raise PatchRejected("tests do not run", [f"pytest could not run: {after.reason}"])
+        known = {t.id for t in base.tests} if base else set()
+        fresh = [t.id for t in after.tests if t.id not in known]
+        reasons = [
+            f"test {t.id} {t.outcome}" for t in after.tests if t.outcome in ("failed", "error")
+        ]
+        for _ in range(self.policy.loop.test_stability_runs if fresh else 0):
+            outcomes = run_tests(self.wt, self.policy, fresh, block_network=True)
+            reasons += [
+                f"new test {tid} is not deterministic or needs the network ({o})"
+                for tid, o in outcomes.items()
+                if o != "passed"
+            ]
+            if reasons:
+                break
+        was, now = (base.coverage if base else None), after.coverage
+        if "pytest" in gates and was and now and now.percent <= was.percent:
+            reasons.append(
+                f"coverage did not rise ({was.percent:.2f}% -> {now.percent:.2f}%): "
+                "tests that cover nothing new are not kept"
+            )
+        self.rec.event("test_filter", new_tests=fresh, ok=not reasons, reasons=reasons)
+        if reasons:
+            raise PatchRejected("new tests rejected", sorted(set(reasons)))
+        if self.current is not None:
+            self.current.results["pytest"] = after
+
+    # ------------------------------------------------------------------ regressions
+    def regressions(
+        self, start: GateRun, after: GateRun, include_flaky: bool = False
+    ) -> list[Regression]:
+        found = compare(
+            start, after, self.policy.regression, rerun=make_rerunner(self.wt, self.policy)
+        )
+        if found:
+            self.rec.event("regressions", items=[r.model_dump() for r in found])
+        return [r for r in found if include_flaky or not r.flaky]
+
+    def revert_culprits(self, start: GateRun, start_sha: str, commits: list[str]) -> list[str]:
+        """Bisect within the block for the first commit that regresses, revert it, repeat."""
+        repo = open_repo(self.wt)
+        candidates = list(commits)
+        reverted: list[str] = []
+        while candidates and self.regressions(start, self.gates("regression check")):
+            lo, hi = 0, len(candidates) - 1
+            while lo < hi:
+                mid = (lo + hi) // 2
+                with checked_out(repo, candidates[mid]):
+                    bad = bool(self.regressions(start, self.gates(f"bisect {mid}")))
+                lo, hi = (lo, mid) if bad else (mid + 1, hi)
+            culprit = candidates.pop(lo)
+            revert_commits(repo, [culprit], f"harness: revert {culprit[:10]} (regression)")
+            reverted.append(culprit)
+            self.rec.event("reverted", sha=culprit)
+            self.say(f"  reverted {culprit[:10]}: it caused a regression")
+        if candidates == [] and self.regressions(start, self.gates("regression check")):
+            raise GitError(f"regression persists after reverting every commit since {start_sha}")
+        return reverted
+
+    # ------------------------------------------------------------------ model calls
+    def ask(
+        self, phase: Phase, messages: list[Message], context: dict[str, Any], guard: GuardConfig
+    ) -> BaseModel:
+        """One validated structured answer; invalid output goes back, a bounded number of times."""
+        allowed = dict(PHASE_TOOLS[phase])
+        tools = [
+            ToolSpec(
+                name=n, description=(m.__doc__ or n).strip(), input_schema=m.model_json_schema()
+            )
+            for n, m in allowed.items()
+        ]
+        system = prompts.render(
+            "system",
+            guardrails=[g.text for g in self.opts.steps.guardrails],
+            max_lines=guard.max_changed_lines_per_file,
+            lanes=guard.lanes,
+        )
+        convo = list(messages)
+        for _ in range(self.policy.loop.max_invalid_outputs + 1):
+            request = ModelRequest(
+                phase=phase,
+                system=system,
+                messages=convo,
+                tools=tools,
+                tool_choice=next(iter(allowed)) if len(allowed) == 1 else None,
+                context=context,
+            )
+            self.rec.event("model_request", phase=phase, messages=[m.model_dump() for m in convo])
+            try:
+                response = self.provider.complete(request)
+            except ProviderError as exc:
+                self.rec.event("model_error", phase=phase, error=str(exc))
+                raise
+            self.rec.event("model_response", phase=phase, **response.model_dump())
+            try:
+                if response.tool not in allowed:
+                    raise ValueError(
+                        f"expected a call to one of {sorted(allowed)}, "
+                        f"got {response.tool or 'text'}"
+                    )
+                return allowed[response.tool].model_validate(response.input or {})
+            except (ValueError, ValidationError) as exc:
+                error = str(exc).splitlines()[0] if isinstance(exc, ValueError) else _short(exc)
+                self.rec.event("invalid_output", phase=phase, error=error)
+                convo += [
+                    Message(role="assistant", content=json.dumps(response.input) or response.text),
+                    Message(
+                        role="user",
+                        content=prompts.render("invalid", tool=str(response.tool), error=error),
+                    ),
+                ]
+        raise InvalidOutput(f"{phase}: no valid answer after {len(convo) // 2} corrections")
+
+    # ------------------------------------------------------------------ helpers
+    def gates(self, label: str) -> GateRun:
+        run = run_gates(self.wt, self.policy, on_result=lambda r: self._gate_done(label, r))
+        self.rec.event(
+            "gates",
+            label=label,
+            tree=run.tree,
+            summary=seed_summary(run),
+            results={k: v.model_dump(mode="json") for k, v in run.results.items()},
+        )
+        self.current = run
+        return run
+
+    def _gate_done(self, label: str, r: GateResult) -> None:
+        cached = " (cached)" if r.cached else ""
+        self.say(f"    gate {r.gate}: {r.status.value} in {r.seconds:.1f}s{cached} [{label}]")
+
+    def latest(self) -> GateRun:
+        return self.current if self.current is not None else self.gates("initial")
+
+    def quick_findings(self, paths: list[str]) -> list[Finding]:
+        py = [p for p in paths if p.endswith(".py") and (self.wt / p).is_file()]
+        if not py or not self.policy.gates.ruff.enabled:
+            return []
+        policy = self.policy.model_copy(deep=True)
+        policy.gates.ruff.paths = py
+        result = run_gates(self.wt, policy, only=["ruff"]).results["ruff"]
+        if result.status == GateStatus.ERROR:
+            raise PatchRejected("ruff could not run on the patched files", [result.reason or ""])
+        return result.findings
+
+    def read(self, path: str) -> str | None:
+        """A repo file's text for the model, or None if the path is not a readable repo file."""
+        target = (self.wt / path).resolve()
+        if not target.is_relative_to(self.wt.resolve()) or ".git" in Path(path).parts:
+            return None
+        if not target.is_file() or target.stat().st_size > self.policy.loop.max_read_bytes:
+            return None
+        try:
+            return target.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            return None
+
+    def repo_map(self, limit: int = 200) -> str:
+        files = open_repo(self.wt).git.ls_files().splitlines()
+        rows = []
+        for rel in files:
+            if rel.endswith(".py") or rel.endswith((".toml", ".ini", ".cfg")):
+                size = len((self.wt / rel).read_bytes().splitlines())
+                rows.append(f"{rel} ({size} lines)")
+        extra = f"\n... and {len(rows) - limit} more" if len(rows) > limit else ""
+        return "\n".join(rows[:limit]) + extra
+
+    def findings_text(self, gates: list[str], run: GateRun, per_gate: int = 40) -> str:
+        parts = []
+        for g in gates:
+            r = run.results.get(g)
+            if r is None:
+                continue
+            head_line = f"## {g}: {r.status.value}"
+            if r.reason:
+                head_line += f" ({r.reason})"
+            if r.coverage:
+                head_line += f", coverage {r.coverage.percent:.1f}%"
+                low = sorted(r.coverage.per_file.items(), key=lambda kv: kv[1])[:15]
+                parts.append(head_line + "\n" + "\n".join(f"{p}: {c:.0f}%" for p, c in low))
+                continue
+            lines = [finding_line(f) for f in r.findings[:per_gate]]
+            more = len(r.findings) - per_gate
+            parts.append(
+                "\n".join([head_line, *lines] + ([f"... {more} more"] if more > 0 else []))
+            )
+        return "\n\n".join(parts) or "(no gate findings for this block)"
+
+    def _context(
+        self, block: Block, gates: list[str], guard: GuardConfig, run: GateRun
+    ) -> dict[str, Any]:
+        return {
+            "block": {
+                "number": block.number,
+                "title": block.title,
+                "goals": block.goals,
+                "gate_commands": block.gate_commands,
+                "gates": gates,
+            },
+            "findings": {
+                g: [f.model_dump() for f in run.results[g].findings]
+                for g in gates
+                if g in run.results
+            },
+            "lanes": guard.lanes,
+            "max_lines": guard.max_changed_lines_per_file,
+            "max_items": self.policy.loop.max_todo_items,
+        }
+
+    def _is_test(self, path: str) -> bool:
+        name = Path(path).name
+        return path.startswith("tests/") or name.startswith("test_") or name.endswith("_test.py")
+
+    def append_progress(self, block: Block, out: BlockOutcome) -> None:
+        log = self.opts.steps.progress_log
+        if not log:
+            return
+        path = self.wt / log
+        path.parent.mkdir(parents=True, exist_ok=True)
+        b, a = out.before, out.after
+        entry = (
+            f"\n## {utcnow()} — harness run {self.run_id}, block {block.number}: {block.title}\n\n"
+            f"- status: {out.status}; iterations: {out.iterations}\n"
+            f"- commits kept: {len(out.commits)}; reverted: {len(out.reverted)}; "
+            f"patches rejected: {out.rejected}\n"
+            f"- before: {json.dumps(_keys(b))}\n- after: {json.dumps(_keys(a))}\n"
+        )
+        entry += "".join(f"- not attempted: {c}\n" for c in out.cannot_do)
+        repo = open_repo(self.wt)
+        with restore_on_failure(repo):
+            with path.open("a", encoding="utf-8") as fh:
+                fh.write(entry)
+            commit_all(
+                repo,
+                f"harness: progress log for block {block.number}",
+                {"Harness-Run": self.run_id, "Harness-Block": str(block.number)},
+            )
+
+    def summarize(self, base: str, outcomes: list[BlockOutcome], final: GateRun) -> RunSummary:
+        totals = getattr(self.provider, "totals", None)
+        summary = RunSummary(
+            run_id=self.run_id,
+            run_dir=str(self.rec.dir),
+            repo=str(self.opts.repo),
+            branch=self.branch,
+            base_commit=base,
+            head_commit=str(open_repo(self.opts.repo).commit(self.branch).hexsha),
+            provider=self.provider.name,
+            model=self.provider.model,
+            blocks=outcomes,
+            summary=seed_summary(final),
+            cost_usd=float(getattr(totals, "cost_usd", 0.0) or 0.0),
+            goals_met=all(o.status == "goal_met" for o in outcomes),
+        )
+        self.rec.write_json("summary.json", summary.model_dump(mode="json"))
+        return summary
+
+    def _manifest(self, base: str, blocks: list[int]) -> Manifest:
+        return Manifest(
+            run_id=self.run_id,
+            harness_version=__version__,
+            steps_path=self.opts.steps.source,
+            steps_sha256=_sha(self.opts.steps_text),
+            policy_path=str(self.opts.policy_path) if self.opts.policy_path else None,
+            policy_sha256=_sha(self.opts.policy_text),
+            prompt_sha256=prompts.prompt_hashes(),
+            repo=str(self.opts.repo.resolve()),
+            base_commit=base,
+            branch=self.branch,
+            provider=self.provider.name,
+            model=self.provider.model,
+            blocks=blocks,
+            started=utcnow(),
+        )
+
+
+def _keys(summary: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in summary.items() if k != "gates"}
+
+
+def _sha(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _short(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"]) or "input"
+    return f"{loc}: {first['msg']} ({exc.error_count()} error(s))"
