@@ -212,6 +212,20 @@ def test_5xx_retries_are_bounded(api: FakeAPI) -> None:
     assert p.calls == 0
 
 
+def test_non_json_error_body_gives_a_short_line(api: FakeAPI) -> None:
+    page = "<html>\n<body>" + "Bad gateway " * 100 + "</body>\n</html>"
+    api.push(502, page)
+    api.push(404, page)
+    p = provider(api.base_url, max_retries=1)
+    with pytest.raises(ProviderError) as info:
+        p.complete(plan_request())
+    message = str(info.value)
+    assert message.startswith("anthropic: HTTP 404 error: Error code: 404")
+    assert "\n" not in message
+    assert len(message) < 400
+    assert len(api.requests) == 2
+
+
 def test_timeout_is_retried(api: FakeAPI) -> None:
     api.push(200, message_body([tool_use("submit_plan", PLAN)]), delay=1.0)
     ok_reply(api)

@@ -39,6 +39,7 @@ from harness.providers.base import ModelRequest, ModelResponse, Usage
 
 # 408 is the server saying the request timed out: a timeout, so retried like one.
 _RETRY_STATUS = frozenset({408, 429})
+_MAX_DETAIL = 300
 # Anthropic's published multipliers for 5-minute cache writes and cache reads, used only when
 # the policy gives the base prices and leaves the cache prices out.
 _CACHE_WRITE_FACTOR = 1.25
@@ -79,7 +80,8 @@ def parse_retry_after(headers: Mapping[str, str], now: datetime | None = None) -
 def _one_line(exc: BaseException) -> str:
     if isinstance(exc, anthropic.APIStatusError):
         kind = exc.type or "error"
-        detail = exc.api_message or str(exc).splitlines()[0]
+        # A proxy in between can answer with a whole HTML page; keep the message one short line.
+        detail = " ".join((exc.api_message or str(exc)).split())[:_MAX_DETAIL]
         return f"HTTP {exc.status_code} {kind}: {detail}"
     if isinstance(exc, anthropic.APITimeoutError):
         return "request timed out"
