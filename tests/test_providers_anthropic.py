@@ -24,8 +24,10 @@ PLAN = {"summary": "fix ruff findings", "steps": ["F401 in a.py"], "cannot_do": 
 
 
 @pytest.fixture(autouse=True)
-def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+def _no_proxy(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> None:
     # A proxy from the environment would send 127.0.0.1 traffic elsewhere.
+    if request.node.get_closest_marker("live"):
+        return
     for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
         monkeypatch.delenv(var, raising=False)
 
@@ -324,3 +326,17 @@ def test_key_is_not_shown(api: FakeAPI) -> None:
     p = provider(api.base_url)
     assert KEY not in repr(p)
     assert KEY not in str(vars(p).get("api_key", ""))
+
+
+@pytest.mark.live
+def test_live_api_returns_a_tool_call() -> None:
+    """Opt-in (`--live` with ANTHROPIC_API_KEY): the real API, the cheapest priced model."""
+    import os
+
+    p = AnthropicProvider(
+        os.environ.get("HARNESS_MODEL", "claude-haiku-4-5"), prices=PRICES, max_calls=1
+    )
+    resp = p.complete(plan_request(tool_choice="submit_plan"))
+    assert resp.tool == "submit_plan"
+    assert resp.usage.input_tokens > 0
+    assert p.totals.cost_usd > 0
