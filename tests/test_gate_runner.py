@@ -167,3 +167,31 @@ def test_run_tests_can_block_the_network(make_repo: Callable[..., Path]) -> None
     tid = "tests/test_net.py::test_connects"
     assert run_tests(repo, _policy(), [tid]) == {tid: "passed"}
     assert run_tests(repo, _policy(), [tid], block_network=True) == {tid: "failed"}
+
+
+def test_all_six_gates_concurrently_leave_the_tree_untouched(
+    make_repo: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path / "cache"))
+    linter = (
+        "[importlinter]\nroot_package = pkg\n\n[importlinter:contract:one]\nname = tests apart\n"
+        "type = forbidden\nsource_modules =\n    pkg.mod\nforbidden_modules =\n    pkg.other\n"
+    )
+    repo = make_repo({**FILES, "pkg/other.py": "Y = 2\n", ".importlinter": linter})
+    policy = parse_policy(
+        '[gates.ruff]\npaths = ["pkg"]\n[gates.mypy]\npaths = ["pkg"]\n'
+        '[gates.pytest]\ncov = ["pkg"]\n[gates.bandit]\npaths = ["pkg"]\n'
+    )
+    run = run_gates(repo, policy)
+    assert list(run.results) == ["ruff", "mypy", "pytest", "bandit", "imports", "secrets"]
+    statuses = {name: r.status for name, r in run.results.items()}
+    assert statuses == {
+        "ruff": GateStatus.FAILED,  # unused `os`
+        "mypy": GateStatus.PASSED,
+        "pytest": GateStatus.PASSED,
+        "bandit": GateStatus.PASSED,
+        "imports": GateStatus.PASSED,
+        "secrets": GateStatus.PASSED,
+    }
+    assert git(repo, "status", "--porcelain", "--ignored") == ""
+    assert run_gates(repo, policy).tree == run.tree

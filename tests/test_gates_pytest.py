@@ -157,3 +157,33 @@ def test_timeout_and_garbage_interpreter(make_repo: Callable[..., Path], tmp_pat
     result = GATES["pytest"].run(_ctx(repo, python=str(garbage)))
     assert result.status == GateStatus.ERROR
     assert result.reason == "pytest wrote no JUnit XML report"
+
+
+def test_targets_own_fail_under_fails_a_green_run(make_repo: Callable[..., Path]) -> None:
+    repo = make_repo(
+        {
+            "pkg/__init__.py": "",
+            "pkg/lib.py": LIB,
+            "tests/test_lib.py": "from pkg.lib import add\n\n\ndef test_add():\n"
+            "    assert add(1, 2) == 3\n",
+            "pytest.ini": "[pytest]\naddopts = --cov-fail-under=90\n",
+        }
+    )
+    result = GATES["pytest"].run(_ctx(repo, cov=["pkg"]))
+    assert result.status == GateStatus.FAILED
+    assert result.reason is not None
+    assert result.reason.startswith("Required test coverage of 90% not reached.")
+    assert result.counts()["passed"] == 1
+
+
+def test_a_conftest_import_error_is_not_a_missing_pytest(make_repo: Callable[..., Path]) -> None:
+    repo = make_repo(
+        {
+            "tests/conftest.py": "import no_such_dependency_xyz\n",
+            "tests/test_a.py": "def test_a():\n    pass\n",
+        }
+    )
+    result = GATES["pytest"].run(_ctx(repo))
+    assert result.status == GateStatus.ERROR
+    assert result.reason is not None and "not installed" not in result.reason
+    assert "no_such_dependency_xyz" in result.reason

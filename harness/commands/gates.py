@@ -5,6 +5,7 @@ Exit 0 all gates ran and passed; 1 a gate failed; 2 a gate could not run or bad 
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -76,7 +77,7 @@ def command(
     """Run the quality gates (ruff, mypy, pytest+coverage, bandit, import-linter, secrets)."""
     pol = load_policy(policy)
     if python is not None:
-        if not Path(python).is_file():
+        if not Path(python).is_file() and shutil.which(python) is None:
             raise UsageError(f"--python: no such interpreter: {python}")
         pol = pol.model_copy(update={"gates": pol.gates.model_copy(update={"python": python})})
     names = [n.strip() for n in only.split(",") if n.strip()] if only is not None else None

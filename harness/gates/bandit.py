@@ -36,7 +36,7 @@ class BanditGate:
                 argv += ["-c", str(cfg_file)]
             argv += [*ctx.cfg.args, *(ctx.cfg.paths or ["."])]
             proc = run_tool(argv, ctx)
-            why = proc_failure(NAME, proc, ctx)
+            why = proc_failure(NAME, proc, ctx, "bandit")
             if why is not None:
                 return error(NAME, NAME, why, proc)
             if proc.returncode not in (0, 1):

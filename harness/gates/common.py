@@ -68,18 +68,22 @@ def run_tool(
     return run(argv, ctx.repo, timeout=ctx.cfg.timeout, env=full_env)
 
 
-_NO_MODULE = re.compile(r"No module named '?([\w.]+)'?")
+def proc_failure(
+    tool: str, proc: ProcResult, ctx: GateContext, module: str | None = None
+) -> str | None:
+    """The reason a tool run is unusable regardless of its output, or None.
 
-
-def proc_failure(tool: str, proc: ProcResult, ctx: GateContext) -> str | None:
-    """The reason a tool run is unusable regardless of its output, or None."""
+    `module` is what `python -m` was asked to run: only runpy's own complaint about *that*
+    module means the tool is missing (a target's conftest failing an import does not).
+    """
     if proc.missing:
         return f"{tool}: executable not found: {proc.argv[0]}"
     if proc.timed_out:
         return f"{tool} timed out after {ctx.cfg.timeout:g}s"
-    m = _NO_MODULE.search(proc.stderr)
-    if m and proc.returncode != 0 and len(proc.stderr) < 2000:
-        return f"{tool} is not installed for {ctx.python} (No module named {m.group(1)})"
+    if module and proc.returncode != 0:
+        pattern = rf"^\S.*: No module named {re.escape(module)}\s*$"
+        if re.search(pattern, proc.stderr, re.MULTILINE):
+            return f"{tool} is not installed for {ctx.python} (no module {module})"
     return None
 
 

@@ -64,7 +64,7 @@ class MypyGate:
             if _no_json_output(proc):
                 proc = run_tool([*base, *_TEXT_FLAGS, *tail], ctx)
                 json_mode = False
-        why = proc_failure(NAME, proc, ctx)
+        why = proc_failure(NAME, proc, ctx, "mypy")
         if why is not None:
             return error(NAME, NAME, why, proc)
         parser = parse_json if json_mode else parse_text

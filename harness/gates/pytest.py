@@ -7,6 +7,7 @@ error, 4 usage error, 5 nothing collected. Only 0 and 1 are a run whose outcome 
 from __future__ import annotations
 
 import json
+import re
 import tempfile
 import xml.etree.ElementTree as ET  # nosec B405
 from pathlib import Path
@@ -77,7 +78,7 @@ class PytestGate:
                     argv += [f"--cov-config={cfg.config}"]
             argv += [*cfg.args, *cfg.paths]
             proc = run_tool(argv, ctx, env=tool_env(tmp))
-            why = proc_failure(NAME, proc, ctx)
+            why = proc_failure(NAME, proc, ctx, "pytest")
             if why is not None:
                 return error(NAME, NAME, why, proc)
             tests: list[TestCase] = []
@@ -122,10 +123,15 @@ class PytestGate:
             return _as_error(result, str(junit_problem or cov_problem))
         counts = result.counts()
         if proc.returncode == 1 or counts["failed"] or counts["errors"]:
-            if not (counts["failed"] or counts["errors"]):
-                return _as_error(result, f"pytest exited 1 but no test failed: {proc.tail}")
             result.status = GateStatus.FAILED
-            result.reason = f"{counts['failed']} failed, {counts['errors']} error(s)"
+            if counts["failed"] or counts["errors"]:
+                result.reason = f"{counts['failed']} failed, {counts['errors']} error(s)"
+            else:
+                # The target's own --cov-fail-under (in its addopts) fails a green run.
+                goal = _COV_GOAL.search(proc.stdout)
+                if goal is None:
+                    return _as_error(result, f"pytest exited 1 but no test failed: {proc.tail}")
+                result.reason = one_line(goal.group(0))
         if (
             coverage is not None
             and cfg.fail_under is not None
@@ -142,6 +148,8 @@ def _as_error(result: GateResult, reason: str) -> GateResult:
     result.reason = one_line(reason)
     return result
 
+
+_COV_GOAL = re.compile(r"Required test coverage of [\d.]+% not reached\.[^\n]*")
 
 _SEVERITY = {"passed": 0, "skipped": 1, "failed": 2, "error": 3}
 

@@ -36,7 +36,7 @@ class RuffGate:
             argv += ["--config", str(cfg_file)]
         argv += [*ctx.cfg.args, *(ctx.cfg.paths or ["."])]
         proc = run_tool(argv, ctx)
-        why = proc_failure(NAME, proc, ctx)
+        why = proc_failure(NAME, proc, ctx, "ruff")
         if why is None and proc.returncode != 0:
             why = f"ruff exited {proc.returncode}: {proc.tail}"
         if why is not None:

@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import sys
 import tempfile
 import time
@@ -70,11 +71,17 @@ def _cache_key(gate: str, tree: str, cfg: GateConfig, version: str, python: str)
             "tree": tree,
             "config": cfg.model_dump(mode="json"),
             "version": version,
-            "python": str(Path(python).absolute()),  # not resolve(): a venv's python is a symlink
+            "python": _interpreter_id(python),
         },
         sort_keys=True,
     )
     return hashlib.sha256(raw.encode("utf-8")).hexdigest()
+
+
+def _interpreter_id(python: str) -> str:
+    """Absolute, but not resolve()d: a venv's python is a symlink to the shared base one."""
+    found = python if os.sep in python else shutil.which(python) or python
+    return str(Path(found).absolute())
 
 
 def _cache_load(path: Path) -> GateResult | None:
@@ -240,7 +247,7 @@ def _run_ids(
         # The target's own args (markers, -q) apply; its coverage goals do not.
         argv += [*cfg.args, "--", *ids]
         proc = run_tool(argv, ctx, env=env)
-        why = proc_failure("pytest", proc, ctx)
+        why = proc_failure("pytest", proc, ctx, "pytest")
         if why is not None:
             raise GateError(why)
         text = junit.read_text(encoding="utf-8") if junit.is_file() else None

@@ -180,7 +180,7 @@ def _detect_secrets(ctx: GateContext) -> GateResult:
         cmd = [ctx.python, "-m", "detect_secrets", "scan", *ctx.cfg.args, *chunk]
         proc = run_tool(cmd, ctx)
         seconds += proc.seconds
-        why = proc_failure(tool, proc, ctx)
+        why = proc_failure(tool, proc, ctx, "detect_secrets")
         if why is None and proc.returncode != 0:
             why = f"detect-secrets exited {proc.returncode}: {proc.tail}"
         if why is not None:
