@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -34,3 +35,20 @@ def test_command_gate_judges_by_exit_code(make_repo: Callable[..., Path]) -> Non
     )
     assert slow.status == GateStatus.ERROR
     assert slow.reason == "timed out after 0.3s"
+
+
+def test_version_changes_when_the_targets_env_changes(tmp_path: Path) -> None:
+    base = getattr(sys, "_base_executable", sys.executable)
+    subprocess.run([base, "-m", "venv", "--without-pip", str(tmp_path / "env")], check=True)
+    python = str(tmp_path / "env" / "bin" / "python")
+    before = GATES["mypy"].version(python)
+    assert before.startswith("mypy missing (env ")
+
+    # A new distribution (say, a stub package) changes mypy's verdict without changing mypy.
+    [site] = list((tmp_path / "env" / "lib").glob("python3*/site-packages"))
+    info = site / "types_demo-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: types-demo\nVersion: 1.0\n")
+    after = GATES["mypy"].version(python)
+    assert after.startswith("mypy missing (env ")
+    assert after != before

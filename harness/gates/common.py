@@ -7,7 +7,6 @@ without an import cycle.
 from __future__ import annotations
 
 import json
-import os
 import re
 import sys
 from collections.abc import Mapping, Sequence
@@ -132,22 +131,25 @@ class SourceLines:
 
 
 _VERSION_SCRIPT = """
-import importlib.metadata as m, json, sys
+import hashlib, importlib.metadata as m, json, sys
 out = {}
 for name in sys.argv[1:]:
     try:
         out[name] = m.version(name)
     except m.PackageNotFoundError:
         out[name] = None
+env = sorted("%s==%s" % (d.metadata["Name"], d.version) for d in m.distributions())
+out["(env)"] = hashlib.sha256("\\n".join(env).encode()).hexdigest()[:12]
 print(json.dumps(out))
 """
 
 
 def dist_versions(python: str, dists: Sequence[str]) -> str:
-    """'ruff 0.6.1' style versions of distributions in the target interpreter's env.
+    """'ruff 0.6.1 (env 3f2a...)': the tool's versions in the target interpreter's env.
 
-    Part of the result-cache key: 'unknown' when the interpreter does not answer (then the
-    gate itself will error, and errors are never cached).
+    Part of the result-cache key. The env digest covers every installed distribution, because
+    a new stub package changes mypy's verdict as surely as a new mypy does. 'unknown' when the
+    interpreter does not answer (then the gate itself errors, and errors are never cached).
     """
     proc = run(
         [python, "-c", _VERSION_SCRIPT, *dists], Path.cwd(), timeout=VERSION_TIMEOUT, env=BASE_ENV
@@ -158,12 +160,5 @@ def dist_versions(python: str, dists: Sequence[str]) -> str:
         return "unknown"
     if not isinstance(data, dict):
         return "unknown"
-    return " ".join(f"{d} {data.get(d) or 'missing'}" for d in dists)
-
-
-def env_bin(python: str, name: str) -> str:
-    """A console script that lives next to the interpreter (its venv's bin/), else `name`."""
-    candidate = Path(python).parent / name
-    if candidate.is_file() and os.access(candidate, os.X_OK):
-        return str(candidate)
-    return name
+    tools = " ".join(f"{d} {data.get(d) or 'missing'}" for d in dists)
+    return f"{tools} (env {data.get('(env)', '?')})"

@@ -33,7 +33,7 @@ from harness.proc import run
 NAME = "secrets"
 GITLEAKS = "gitleaks"
 DETECT_SECRETS = "detect-secrets"
-_CHUNK = 500  # files per detect-secrets invocation, to stay far below ARG_MAX
+_CHUNK = 2000  # files per detect-secrets invocation, to stay far below ARG_MAX
 
 
 def _choice(ctx: GateContext) -> str:
