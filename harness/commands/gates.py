@@ -72,7 +72,7 @@ def command(
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object (seed keys)."),
     only: str | None = typer.Option(None, "--only", help="Comma-separated gates, e.g. ruff,mypy."),
     python: str | None = typer.Option(None, "--python", help="Interpreter of the target's env."),
-    no_cache: bool = typer.Option(False, "--no-cache", help="Ignore and do not consult the cache."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Bypass the result cache."),
 ) -> None:
     """Run the quality gates (ruff, mypy, pytest+coverage, bandit, import-linter, secrets)."""
     pol = load_policy(policy)
