@@ -143,7 +143,8 @@ def _change(
     a = split_lines(old or "")
     b = split_lines(new or "")
     fc = FileChange(old_path, new_path, old, new)
-    for e in edits(a, b):
+    fc.script = edits(a, b)
+    for e in fc.script:
         if e.tag == "change":
             fc.removed_lines.extend((i + 1, a[i].rstrip("\r\n")) for i in range(e.a0, e.a1))
             fc.added_lines.extend((j + 1, b[j].rstrip("\r\n")) for j in range(e.b0, e.b1))
@@ -160,7 +161,8 @@ def _render(fc: FileChange, mode: str) -> str:
         head.append(f"deleted file mode {mode}\n")
     elif fc.old_path != fc.new_path:
         head.extend((f"rename from {fc.old_path}\n", f"rename to {fc.new_path}\n"))
-    hunks = render_hunks(split_lines(fc.old_text or ""), split_lines(fc.new_text or ""))
+    old, new = split_lines(fc.old_text or ""), split_lines(fc.new_text or "")
+    hunks = render_hunks(old, new, script=fc.script)
     if hunks:
         head.append(f"--- {'a/' + fc.old_path if fc.old_path else '/dev/null'}\n")
         head.append(f"+++ {'b/' + fc.new_path if fc.new_path else '/dev/null'}\n")

@@ -32,6 +32,7 @@ class FileChange:
     removed: int = 0
     added_lines: list[tuple[int, str]] = field(default_factory=list)  # (new line no, text)
     removed_lines: list[tuple[int, str]] = field(default_factory=list)  # (old line no, text)
+    script: list[Any] = field(default_factory=list, repr=False)  # textdiff edit script
 
     @property
     def path(self) -> str:

@@ -42,7 +42,7 @@ def _intern(a: Sequence[str], b: Sequence[str]) -> tuple[list[int], list[int]]:
     return [ids.setdefault(x, len(ids)) for x in a], [ids.setdefault(x, len(ids)) for x in b]
 
 
-def _trim(a: Sequence[int], b: Sequence[int]) -> tuple[int, int]:
+def _trim(a: Sequence[object], b: Sequence[object]) -> tuple[int, int]:
     """Length of the common prefix and of the common suffix (not overlapping)."""
     n, m = len(a), len(b)
     pre = 0
@@ -81,9 +81,9 @@ def _myers(a: Sequence[int], b: Sequence[int], keep_trace: bool) -> tuple[int, l
 
 def count_changes(old: Sequence[str], new: Sequence[str]) -> tuple[int, int]:
     """(added, removed) of a minimal line diff: what `git diff --numstat` prints."""
-    a, b = _intern(old, new)
-    pre, suf = _trim(a, b)
-    a, b = a[pre : len(a) - suf], b[pre : len(b) - suf]
+    # Trimming first keeps the work proportional to the changed region, not the file.
+    pre, suf = _trim(old, new)
+    a, b = _intern(old[pre : len(old) - suf], new[pre : len(new) - suf])
     if not a or not b:
         return len(b), len(a)
     d, _ = _myers(a, b, keep_trace=False)
@@ -94,9 +94,9 @@ def count_changes(old: Sequence[str], new: Sequence[str]) -> tuple[int, int]:
 
 def edits(old: Sequence[str], new: Sequence[str]) -> list[Edit]:
     """A minimal edit script as runs of equal / changed lines."""
-    a, b = _intern(old, new)
-    pre, suf = _trim(a, b)
-    ma, mb = a[pre : len(a) - suf], b[pre : len(b) - suf]
+    pre, suf = _trim(old, new)
+    ma, mb = _intern(old[pre : len(old) - suf], new[pre : len(new) - suf])
+    a, b = old, new
     pairs: list[tuple[int, int]] = []  # matched (i, j) in the middle part
     if ma and mb:
         d, _ = _myers(ma, mb, keep_trace=False)
@@ -184,10 +184,12 @@ def _range(start: int, length: int) -> str:
     return f"{start},{length}"
 
 
-def render_hunks(old: Sequence[str], new: Sequence[str], context: int = 3) -> list[str]:
+def render_hunks(
+    old: Sequence[str], new: Sequence[str], context: int = 3, script: list[Edit] | None = None
+) -> list[str]:
     """Unified-diff hunk lines (each ending in '\\n') for old -> new."""
     out: list[str] = []
-    for group in _groups(edits(old, new), context):
+    for group in _groups(edits(old, new) if script is None else script, context):
         a0 = max(0, group[0].a0 - context)
         b0 = max(0, group[0].b0 - context)
         a1 = min(len(old), group[-1].a1 + context)
