@@ -100,7 +100,8 @@ def _apply_file(fp: FilePatch, tree: _Tree, repairs: list[str]) -> None:
     if problem:
         raise _PathRefused(problem)
     if fp.old_path is None:
-        assert fp.new_path is not None  # the parser never yields /dev/null on both sides
+        if fp.new_path is None:
+            raise PatchError("a file section has /dev/null on both sides; name the file")
         if tree.read(fp.new_path) is not None:
             raise PatchError(
                 f"{fp.new_path} already exists; send a diff against its current content "
