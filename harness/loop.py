@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from harness import __version__, prompts
 from harness.errors import GitError, HarnessError, PatchError, PatchRejected, ProviderError
-from harness.gates.compare import compare, make_rerunner
+from harness.gates.compare import blocking, compare, make_rerunner, new_findings
 from harness.gates.models import Finding, GateResult, GateRun, GateStatus, Regression
 from harness.gates.runner import run_gates, run_tests
 from harness.gates.summary import seed_summary
@@ -388,8 +388,7 @@ class Loop:
     ) -> None:
         """Quick checks on the changed files; raise PatchRejected to undo the commit."""
         paths = [f.path for f in verdict.files]
-        old = {f.fingerprint for f in before}
-        new = [f for f in self.quick_findings(paths) if f.fingerprint not in old]
+        new = new_findings(before, self.quick_findings(paths))
         if new:
             reasons = [f"new ruff finding: {finding_line(f)}" for f in new[:10]]
             self.rec.event("quick_check", ok=False, reasons=reasons)
@@ -439,7 +438,7 @@ class Loop:
         )
         if found:
             self.rec.event("regressions", items=[r.model_dump() for r in found])
-        return [r for r in found if include_flaky or not r.flaky]
+        return found if include_flaky else blocking(found)
 
     def revert_culprits(self, start: GateRun, start_sha: str, commits: list[str]) -> list[str]:
         """Bisect within the block for the first commit that regresses, revert it, repeat."""
@@ -623,7 +622,7 @@ class Loop:
         path.parent.mkdir(parents=True, exist_ok=True)
         b, a = out.before, out.after
         entry = (
-            f"\n## {utcnow()} — harness run {self.run_id}, block {block.number}: {block.title}\n\n"
+            f"\n## {utcnow()}: harness block {block.number}, {block.title}\n\n"
             f"- status: {out.status}; iterations: {out.iterations}\n"
             f"- commits kept: {len(out.commits)}; reverted: {len(out.reverted)}; "
             f"patches rejected: {out.rejected}\n"
@@ -678,8 +677,20 @@ class Loop:
         )
 
 
+SEED_KEYS = (
+    "ruff_stable_ok",
+    "mypy_ok",
+    "pytest",
+    "coverage_stable",
+    "lane_guard_ok",
+    "bandit_ok",
+    "gitleaks_ok",
+)
+
+
 def _keys(summary: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in summary.items() if k != "gates"}
+    """The STEPS script's output keys only (no hashes: the secrets scan would flag them)."""
+    return {k: summary[k] for k in SEED_KEYS if k in summary}
 
 
 def _sha(text: str) -> str:

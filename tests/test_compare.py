@@ -250,3 +250,45 @@ def test_newly_broken_contract_and_new_secret(make_repo: Callable[..., Path]) ->
         ("imports", "contract_broken", "api above core"),
         ("secrets", "new_finding", ""),
     ]
+
+
+def test_finding_on_an_edited_line_is_not_new(make_repo: Callable[..., Path]) -> None:
+    # Removing `Optional` rewrites the line that carries the two UP035 findings; they are
+    # the same findings, and the partial fix must not count as a regression.
+    repo = make_repo(
+        {
+            "pkg/__init__.py": "",
+            "pkg/m.py": "from typing import Dict, List, Optional\n\n\n"
+            "def f(a: Dict[str, int]) -> List[int]:\n    return list(a.values())\n",
+        }
+    )
+    policy = _policy(["ruff"])
+    policy.gates.ruff.args = ["--select", "UP035,F401"]
+    before = _run(repo, policy)
+    assert len(before.results["ruff"].findings) == 3
+    _commit(repo, {"pkg/m.py": (repo / "pkg/m.py").read_text().replace(", Optional", "")})
+    after = _run(repo, policy)
+    assert len(after.results["ruff"].findings) == 2
+    assert compare(before, after, RegressionRules()) == []
+
+
+def test_deleting_covered_code_is_not_a_coverage_drop(make_repo: Callable[..., Path]) -> None:
+    code = "import os\nimport sys\n\n\ndef f(x):\n    if x:\n        return 1\n    return 2\n"
+    repo = make_repo(
+        {
+            "pkg/__init__.py": "",
+            "pkg/m.py": code,
+            "tests/test_m.py": "from pkg.m import f\n\n\ndef test_f():\n    assert f(1) == 1\n",
+        }
+    )
+    policy = _policy(["pytest"])
+    before = _run(repo, policy)
+    _commit(repo, {"pkg/m.py": code.replace("import os\nimport sys\n", "")})
+    shrunk = _run(repo, policy)
+    before_cov, shrunk_cov = before.results["pytest"].coverage, shrunk.results["pytest"].coverage
+    assert before_cov is not None and shrunk_cov is not None
+    assert shrunk_cov.percent < before_cov.percent
+    assert compare(before, shrunk, RegressionRules()) == []
+    _commit(repo, {"pkg/m.py": code + "\n\ndef g():\n    return 3\n"})
+    grown = _run(repo, policy)
+    assert [r.rule for r in compare(before, grown, RegressionRules())] == ["coverage_drop"]

@@ -8,7 +8,7 @@ import typer
 
 from harness import ui
 from harness.errors import UsageError
-from harness.loop import Loop, RunOptions, RunSummary
+from harness.loop import SEED_KEYS, Loop, RunOptions, RunSummary
 from harness.policy import default_policy_path, parse_policy
 from harness.providers.registry import make_provider
 from harness.steps import apply_to_policy, load_steps
@@ -74,7 +74,7 @@ def show(summary: RunSummary) -> None:
         )
         for c in b.cannot_do:
             ui.out.print(f"      not attempted: {c}", markup=False)
-    ui.print_json({k: v for k, v in summary.summary.items() if k != "gates"})
+    ui.print_json({k: summary.summary[k] for k in SEED_KEYS if k in summary.summary})
     ui.out.print(f"record:  {summary.run_dir}", markup=False)
     ui.out.print(f"branch:  {summary.branch}", markup=False)
     ui.out.print(

@@ -3,9 +3,13 @@
 Rules (policy `[regression]`):
 - test_broken: a test that passed before fails or errors after. Newly failing tests are re-run
   `rerun_failed` times; one that passes on any re-run is returned with `flaky=True`.
-- coverage_drop: total coverage fell by more than `coverage_tolerance` points.
-- new_finding: a ruff/mypy/bandit/secrets fingerprint occurs more often after than before
-  (a multiset: two identical findings before and three after is one new finding).
+- coverage_drop: total coverage fell by more than `coverage_tolerance` points AND more
+  statements/branches are uncovered than before. Deleting covered code (an unused import) lowers
+  the percentage without uncovering anything; that is not a regression.
+- new_finding: a ruff/mypy/bandit/secrets finding that is new (see `new_findings`): a multiset
+  of fingerprints (two identical findings before and three after is one new finding), where a
+  finding whose own line was edited (same file, code and message, different source line) is
+  the same finding, not a new one.
 - contract_broken: an import contract kept before is broken after.
 - gate_error: a gate that ran (passed or failed) before cannot run after.
 
@@ -20,7 +24,14 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from harness.gates.models import Finding, GateResult, GateRun, GateStatus, Regression
+from harness.gates.models import (
+    Finding,
+    GateResult,
+    GateRun,
+    GateStatus,
+    Regression,
+    fingerprint,
+)
 from harness.gates.runner import run_tests
 from harness.policy import Policy, RegressionRules
 
@@ -122,8 +133,11 @@ def _coverage(b: GateResult, a: GateResult, rules: RegressionRules) -> list[Regr
             )
         ]
     drop = b.coverage.percent - a.coverage.percent
+    # Reports without line counts (older coverage) fall back to the percentage alone.
+    counted = b.coverage.num_statements > 0 and a.coverage.num_statements > 0
+    uncovered_more = not counted or a.coverage.uncovered > b.coverage.uncovered
     # The epsilon absorbs float noise in coverage's own percentages, not real drops.
-    if drop > rules.coverage_tolerance + 1e-9:
+    if drop > rules.coverage_tolerance + 1e-9 and uncovered_more:
         return [
             Regression(
                 gate=a.gate,
@@ -136,28 +150,50 @@ def _coverage(b: GateResult, a: GateResult, rules: RegressionRules) -> list[Regr
     return []
 
 
-def _findings(b: GateResult, a: GateResult) -> list[Regression]:
-    before = Counter(f.fingerprint for f in b.findings)
-    by_fp: dict[str, list[Finding]] = {}
-    for f in a.findings:
-        by_fp.setdefault(f.fingerprint, []).append(f)
+def _loose(f: Finding) -> str:
+    return fingerprint(f.gate, f.path, f.code, f.message)
+
+
+def new_findings(before: Sequence[Finding], after: Sequence[Finding]) -> list[Finding]:
+    """Findings in `after` that are not in `before`.
+
+    First exact fingerprints are matched as a multiset. What is left on each side is then
+    matched on (path, code, normalised message) alone: that is a finding whose own source line
+    was edited (a partial fix of an import line), not a new one.
+    """
+    unmatched_after = _beyond(after, Counter(f.fingerprint for f in before))
+    gone = Counter(_loose(f) for f in _beyond(before, Counter(f.fingerprint for f in after)))
+    fresh: list[Finding] = []
+    for f in unmatched_after:
+        key = _loose(f)
+        if gone[key] > 0:
+            gone[key] -= 1
+        else:
+            fresh.append(f)
+    return fresh
+
+
+def _beyond(findings: Sequence[Finding], other: Counter[str]) -> list[Finding]:
+    """The findings whose fingerprint occurs more often here than in `other` (the last ones)."""
+    seen: Counter[str] = Counter()
     out = []
-    for fp, found in by_fp.items():
-        extra = len(found) - before.get(fp, 0)
-        if extra <= 0:
-            continue
-        # Which of identical findings is "the new one" is unknowable; report the last ones.
-        for f in found[-extra:]:
-            where = f"{f.path}:{f.line if f.line is not None else '?'}"
-            out.append(
-                Regression(
-                    gate=a.gate,
-                    rule="new_finding",
-                    subject=fp,
-                    message=f"{where}: {f.code} {f.message}",
-                )
-            )
+    for f in findings:
+        seen[f.fingerprint] += 1
+        if seen[f.fingerprint] > other[f.fingerprint]:
+            out.append(f)
     return out
+
+
+def _findings(b: GateResult, a: GateResult) -> list[Regression]:
+    return [
+        Regression(
+            gate=a.gate,
+            rule="new_finding",
+            subject=f.fingerprint,
+            message=f"{f.path}:{f.line if f.line is not None else '?'}: {f.code} {f.message}",
+        )
+        for f in new_findings(b.findings, a.findings)
+    ]
 
 
 def _contracts(b: GateResult, a: GateResult) -> list[Regression]:

@@ -53,6 +53,13 @@ class Coverage(BaseModel):
     per_file: dict[str, float] = Field(default_factory=dict)
     covered_lines: int = 0
     num_statements: int = 0
+    missing_branches: int = 0
+
+    @property
+    def uncovered(self) -> int:
+        """Statements and branches not covered: deleting covered code lowers the percent
+        without uncovering anything, so regressions are judged on this too."""
+        return self.num_statements - self.covered_lines + self.missing_branches
 
 
 class Contract(BaseModel):
