@@ -376,7 +376,8 @@ def map_command(cmd: str) -> GateMapping:
     if len(words) >= 3 and Path(words[0]).name.startswith("python") and words[1] == "-m":
         words = words[2:]
     if not words:
-        return GateMapping(command=cmd, argv=argv, kind="command", shell=shell_at is not None)
+        data = {"command": cmd, "argv": argv, "kind": "command", "shell": shell_at is not None}
+        return GateMapping.model_validate(data)
     tool, rest = Path(words[0]).name, words[1:]
 
     def mapping(**kw: object) -> GateMapping:
