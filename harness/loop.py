@@ -19,9 +19,11 @@ from pydantic import BaseModel, Field, ValidationError
 
 from harness import __version__, prompts
 from harness.errors import GitError, HarnessError, PatchError, PatchRejected, ProviderError
+from harness.gates.base import CommandGate
+from harness.gates.common import GateContext
 from harness.gates.compare import blocking, compare, make_rerunner, new_findings
 from harness.gates.models import Finding, GateResult, GateRun, GateStatus, Regression
-from harness.gates.runner import run_gates, run_tests
+from harness.gates.runner import interpreter, run_gates, run_tests
 from harness.gates.summary import seed_summary
 from harness.gitutil import (
     checked_out,
@@ -33,11 +35,11 @@ from harness.gitutil import (
     worktree,
 )
 from harness.guard import Verdict, apply_verdict, check_patch
-from harness.policy import GuardConfig, Policy
+from harness.policy import GateConfig, GuardConfig, Policy
 from harness.providers.base import Message, ModelRequest, Phase, Provider, ToolSpec
 from harness.record import Manifest, Recorder, new_run_id, utcnow
 from harness.schemas import PHASE_TOOLS, PatchProposal, Plan, ReadFiles, TodoItem, TodoList
-from harness.steps import Block, StepsScript, map_command
+from harness.steps import Block, StepsScript, apply_to_policy, map_command
 
 Progress = Callable[[str], None]
 
@@ -103,9 +105,15 @@ class RunOptions:
     progress: Progress = field(default=lambda _msg: None)
 
 
+def block_commands(block: Block) -> dict[str, str]:
+    """The block's commands that map onto no gate: run as they are, judged by exit code."""
+    cmds = [m.command for m in map(map_command, block.gate_commands) if m.kind == "command"]
+    return {f"command:{c}": c for c in cmds}
+
+
 def block_gates(block: Block) -> list[str]:
     """The gates that judge a block: from its gate commands, else from its title."""
-    gates: list[str] = []
+    gates: list[str] = list(block_commands(block))
     for cmd in block.gate_commands:
         gate = map_command(cmd).gate
         if gate in GOAL_GATES and gate not in gates:
@@ -134,7 +142,8 @@ def finding_line(f: Finding) -> str:
 class Loop:
     def __init__(self, opts: RunOptions) -> None:
         self.opts = opts
-        self.policy = opts.policy
+        # The script's gate commands and guardrails (e.g. "<=20 lines/file") refine the policy.
+        self.policy = apply_to_policy(opts.steps, opts.policy)
         self.provider = opts.provider
         self.say = opts.progress
         self.run_id = new_run_id()
@@ -142,6 +151,7 @@ class Loop:
         self.rec = Recorder(opts.runs_dir, self.run_id)
         self.wt = Path()
         self.current: GateRun | None = None
+        self.commands: dict[str, str] = {}
 
     # ------------------------------------------------------------------ the run
     def run(self) -> RunSummary:
@@ -183,6 +193,7 @@ class Loop:
 
     def run_block(self, block: Block) -> BlockOutcome:
         gates = block_gates(block)
+        self.commands = block_commands(block)
         guard = self.policy.guard_for_block(block.number)
         override = self.policy.blocks.get(str(block.number))
         max_iter = (override and override.max_iterations) or self.policy.loop.max_iterations
@@ -518,6 +529,10 @@ class Loop:
     # ------------------------------------------------------------------ helpers
     def gates(self, label: str) -> GateRun:
         run = run_gates(self.wt, self.policy, on_result=lambda r: self._gate_done(label, r))
+        for name, command in self.commands.items():
+            ctx = GateContext(repo=self.wt, python=interpreter(self.policy), cfg=GateConfig())
+            run.results[name] = CommandGate(name, command).run(ctx)
+            self._gate_done(label, run.results[name])
         self.rec.event(
             "gates",
             label=label,

@@ -219,3 +219,99 @@ def test_record_is_complete(run_loop) -> None:
     kinds = [e["kind"] for e in read_events(run_dir)]
     assert kinds[0] == "run_started" and kinds[-1] == "run_finished"
     assert {"model_request", "model_response", "verdict", "applied", "gates"} <= set(kinds)
+
+
+COVERAGE_STEPS = """# STEPS coverage
+
+## BLOCK 1 — Coverage Expansion
+
+- Add tests for `pkg/calc.py`.
+
+**Gate:**
+```bash
+pytest --cov=pkg --cov-fail-under=95 -q
+```
+
+## BLOCK 2 — Lint, and keep the marker away
+
+**Gate:**
+```bash
+ruff check pkg
+test ! -e pkg/forbidden.txt
+```
+"""
+
+COVERAGE_POLICY = POLICY.replace("max_iterations = 1", "max_iterations = 1\nmax_patch_attempts = 1")
+COVERAGE_POLICY += '\n[blocks.1]\nlanes = ["tests/**"]\n'
+
+CALC = "import os\n\n\ndef add(a, b):\n    return a + b\n\n\ndef sub(a, b):\n    return a - b\n"
+
+
+def new_test(name: str, body: str) -> str:
+    lines = body.splitlines()
+    return f"--- /dev/null\n+++ b/tests/{name}.py\n@@ -0,0 +1,{len(lines)} @@\n" + "".join(
+        f"+{line}\n" for line in lines
+    )
+
+
+NETWORK_TEST = new_test(
+    "test_net",
+    "import socket\n\n\ndef test_net():\n    s = socket.socket()\n    try:\n"
+    "        s.connect(('127.0.0.1', 1))\n    except ConnectionRefusedError:\n"
+    "        pass\n    finally:\n        s.close()\n",
+)
+USELESS_TEST = new_test(
+    "test_again", "from pkg.calc import add\n\n\ndef test_add_again():\n    assert add(1, 1) == 2\n"
+)
+GOOD_TEST = new_test(
+    "test_sub", "from pkg.calc import sub\n\n\ndef test_sub():\n    assert sub(3, 1) == 2\n"
+)
+MARKER = "--- /dev/null\n+++ b/pkg/forbidden.txt\n@@ -0,0 +1 @@\n+x\n"
+
+
+def test_new_tests_are_kept_only_if_stable_offline_and_raising_coverage(
+    make_repo: Callable[..., Path], tmp_path: Path
+) -> None:
+    files = {**FILES, "pkg/calc.py": CALC}
+    repo = make_repo(files)
+    items = [
+        {"id": i, "title": i, "files": [f"tests/{i}.py"], "gate": "pytest"}
+        for i in ("test_net", "test_again", "test_sub")
+    ]
+    responses = [
+        plan(),
+        {"phase": "todo", "tool": "submit_todos", "input": {"items": items}},
+        patch("test_net", NETWORK_TEST),
+        patch("test_again", USELESS_TEST),
+        patch("test_sub", GOOD_TEST),
+        plan(),
+        todos("R1", "M1"),
+        patch("R1", "--- a/pkg/calc.py\n+++ b/pkg/calc.py\n@@ -1,2 +1 @@\n-import os\n \n"),
+        patch("M1", MARKER),
+    ]
+    opts = RunOptions(
+        steps=parse_steps(COVERAGE_STEPS, "steps.md"),
+        steps_text=COVERAGE_STEPS,
+        repo=repo,
+        policy=parse_policy(COVERAGE_POLICY),  # the Loop applies the script's targets
+        policy_text=COVERAGE_POLICY,
+        policy_path=None,
+        provider=ScriptedProvider.from_responses(responses),
+        runs_dir=tmp_path / "runs",
+    )
+    summary = Loop(opts).run()
+    first, second = summary.blocks
+    events = read_events(Path(summary.run_dir))
+    filters = [e for e in events if e["kind"] == "test_filter"]
+    reasons = " ".join(r for e in filters for r in e["reasons"])
+    assert [e["ok"] for e in filters] == [False, False, True]
+    assert "network" in reasons and "coverage did not rise" in reasons
+    assert len(first.commits) == 1
+    assert git(repo, "ls-tree", "--name-only", summary.branch, "tests/").split() == [
+        "tests/test_calc.py",
+        "tests/test_sub.py",
+    ]
+    # Block 2 has a plain command gate; the patch that breaks it is reverted, the other stays.
+    assert second.gates == ["command:test ! -e pkg/forbidden.txt", "ruff"]
+    assert len(second.commits) == 1 and len(second.reverted) == 1, second
+    assert second.status == "goal_met"

@@ -11,7 +11,7 @@ from harness.errors import UsageError
 from harness.loop import SEED_KEYS, Loop, RunOptions, RunSummary
 from harness.policy import default_policy_path, parse_policy
 from harness.providers.registry import make_provider
-from harness.steps import apply_to_policy, load_steps
+from harness.steps import load_steps
 
 
 def parse_blocks(text: str | None) -> list[int] | None:
@@ -41,7 +41,7 @@ def execute(
         policy_text = policy_path.read_text(encoding="utf-8")
     except OSError as exc:
         raise UsageError(f"cannot read policy {policy_path}: {exc.strerror or exc}") from exc
-    policy = apply_to_policy(steps, parse_policy(policy_text, str(policy_path)))
+    policy = parse_policy(policy_text, str(policy_path))
     wanted = parse_blocks(blocks)
     known = {b.number for b in steps.blocks}
     if wanted and not set(wanted) <= known:

@@ -12,6 +12,8 @@ Rules (policy `[regression]`):
   the same finding, not a new one.
 - contract_broken: an import contract kept before is broken after.
 - gate_error: a gate that ran (passed or failed) before cannot run after.
+- command_failed: a plain command gate (a STEPS command that maps onto no gate) that passed
+  before fails after.
 
 Flaky tests are reported, never silently forgiven, but they do not demonstrate that the change
 broke anything, so they do not count for revert purposes: use `blocking()` to get the
@@ -71,6 +73,16 @@ def compare(
         if rules.new_findings:
             out += _findings(b, a)
         out += _contracts(b, a)
+        if b.tool == "sh" and b.status == GateStatus.PASSED and a.status == GateStatus.FAILED:
+            # A plain command gate has nothing finer to compare than its exit code.
+            out.append(
+                Regression(
+                    gate=name,
+                    rule="command_failed",
+                    subject=name,
+                    message=f"{name} passed before and fails after: {a.reason or ''}",
+                )
+            )
     return out
 
 
