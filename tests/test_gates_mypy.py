@@ -7,6 +7,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from harness.gates import mypy as mypy_gate
 from harness.gates.base import GATES
 from harness.gates.common import GateContext
@@ -88,3 +90,28 @@ def test_timeout_is_an_error(make_repo: Callable[..., Path], tmp_path: Path) -> 
     result = GATES["mypy"].run(ctx)
     assert result.status == GateStatus.ERROR
     assert result.reason == "mypy timed out after 0.3s"
+
+
+def test_unused_config_section_note_is_not_an_error(make_repo: Callable[..., Path]) -> None:
+    # Seen on click 8.1.7 and itsdangerous 2.1.2: warn_unused_configs prints its note as text
+    # even in JSON mode, after the JSON lines.
+    repo = make_repo(
+        {
+            "setup.cfg": "[mypy]\nwarn_unused_configs = True\n\n[mypy-nothing.x]\nstrict = True\n",
+            "pkg/__init__.py": "",
+            "pkg/mod.py": BAD,
+        }
+    )
+    result = GATES["mypy"].run(_ctx(repo, paths=["pkg"]))
+    assert result.status == GateStatus.FAILED, result.reason
+    assert sorted(f.code for f in result.findings) == ["arg-type", "return-value"]
+
+    (repo / "pkg/mod.py").write_text("X: int = 1\n")
+    assert GATES["mypy"].run(_ctx(repo, paths=["pkg"])).status == GateStatus.PASSED
+
+
+def test_text_error_line_in_json_output_is_unparsable(make_repo: Callable[..., Path]) -> None:
+    repo = make_repo({"mod.py": "X = 1\n"})
+    with pytest.raises(ValueError, match="unexpected line"):
+        mypy_gate.parse_json("mod.py:1: error: Something  [misc]\n", _ctx(repo))
+    assert mypy_gate.parse_json("setup.cfg: note: unused section(s): [mypy-x]\n", _ctx(repo)) == []

@@ -139,6 +139,11 @@ def parse_json(stdout: str, ctx: GateContext) -> list[Finding]:
             # mypy prints summaries/crash notes as text even in JSON mode.
             if raw.startswith(("Success:", "Found ")):
                 continue
+            # warn_unused_configs prints "setup.cfg: note: unused section(s): ..." as text.
+            # Only notes are skipped: a text error line still makes the output unparsable.
+            text = _TEXT_LINE.match(raw)
+            if text is not None and text["sev"] == "note":
+                continue
             raise ValueError(f"unexpected line: {raw[:160]!r}")
         try:
             item = json.loads(raw)
