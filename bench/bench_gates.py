@@ -1,0 +1,374 @@
+"""`harness gates` on a real project: its counts against the tools run by hand, and its time.
+
+    .venv/bin/python bench/bench_gates.py verify [REPO] [POLICY]
+    .venv/bin/python bench/bench_gates.py time   [REPO] [POLICY] [--rounds N]
+    .venv/bin/python bench/bench_gates.py cached [REPO] [POLICY]
+
+Defaults: /tmp/oss/click-8.1.7 with bench/policies/click.toml (made by bench/setup_oss.sh).
+
+The "by hand" commands are written here from the tools' own CLIs and their ordinary outputs
+(ruff's JSON list, mypy's text lines and "Found N errors", pytest's closing summary line,
+`coverage report`, bandit's JSON, `lint-imports`' "Contracts: N kept, M broken", `detect-secrets
+scan` of the git files), with the policy's interpreter, paths, args and config files. They do
+not reuse the gates' code, so `verify` is a cross-check rather than the gates agreeing with
+themselves. `time` runs those same commands one after another against `harness gates --no-cache`
+(concurrent), each side with cold tool caches, in alternating order, and prints the ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.policy import Policy, load_policy
+
+HERE = Path(__file__).resolve().parent
+DEFAULT_REPO = Path("/tmp/oss/click-8.1.7")
+DEFAULT_POLICY = HERE / "policies" / "click.toml"
+HARNESS = [sys.executable, "-m", "harness"]
+TIMEOUT = 1800
+# As the gates do: no bytecode written into the target, no colour in parsed output.
+HAND_ENV = {"PYTHONDONTWRITEBYTECODE": "1", "NO_COLOR": "1", "PYTHONIOENCODING": "utf-8"}
+
+
+@dataclass
+class Hand:
+    """What the tools said when run by hand: numbers to compare, and the commands run."""
+
+    numbers: dict[str, Any] = field(default_factory=dict)
+    commands: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    cpu: float = 0.0
+
+
+def children_cpu() -> float:
+    """user+sys seconds of all waited-for descendants: the work done, whatever the load."""
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
+def sh(
+    argv: list[str], repo: Path, hand: Hand, env: dict[str, str] | None = None, timed: bool = True
+) -> subprocess.CompletedProcess[str]:
+    full = {**os.environ, **HAND_ENV, **(env or {})}
+    start, cpu = time.perf_counter(), children_cpu()
+    proc = subprocess.run(
+        argv, cwd=repo, env=full, capture_output=True, text=True, timeout=TIMEOUT, check=False
+    )
+    if timed:
+        hand.seconds += time.perf_counter() - start
+        hand.cpu += children_cpu() - cpu
+    shown = " ".join(a if " " not in a else repr(a) for a in argv)
+    hand.commands.append(f"{' '.join(f'{k}={v}' for k, v in (env or {}).items())} {shown}".strip())
+    return proc
+
+
+def tool(py: str, name: str) -> list[str]:
+    """The tool as its console script in the target env (what a person types)."""
+    return [str(Path(py).parent / name)]
+
+
+def hand_ruff(py: str, repo: Path, pol: Policy, tmp: Path, hand: Hand) -> None:
+    cfg = pol.gates.ruff
+    argv = [*tool(py, "ruff"), "check", "--output-format", "json", "--no-cache"]
+    argv += ["--config", cfg.config] if cfg.config else []
+    proc = sh([*argv, *cfg.args, *(cfg.paths or ["."])], repo, hand)
+    if proc.returncode not in (0, 1):
+        raise SystemExit(f"ruff exited {proc.returncode}: {proc.stderr[-300:]}")
+    items = json.loads(proc.stdout)
+    hand.numbers["ruff"] = {
+        "findings": len(items),
+        "by_code": dict(Counter(str(i["code"] or "invalid-syntax") for i in items)),
+    }
+
+
+_MYPY_ERROR = re.compile(r"^\S.*?:\d+(?::\d+)?: error: .*?(?:  \[(?P<code>[a-z0-9-]+)\])?$")
+_MYPY_FOUND = re.compile(r"^Found (\d+) errors? in \d+ files?")
+
+
+def hand_mypy(py: str, repo: Path, pol: Policy, tmp: Path, hand: Hand) -> None:
+    cfg = pol.gates.mypy
+    argv = [*tool(py, "mypy"), "--cache-dir", str(tmp / "mypy-cache")]
+    argv += ["--config-file", cfg.config] if cfg.config else []
+    proc = sh([*argv, *cfg.args, *(cfg.paths or ["."])], repo, hand)
+    if proc.returncode not in (0, 1):
+        raise SystemExit(f"mypy exited {proc.returncode}: {proc.stdout[-300:]}{proc.stderr[-300:]}")
+    codes = [m["code"] or "misc" for m in map(_MYPY_ERROR.match, proc.stdout.splitlines()) if m]
+    found = [m for m in map(_MYPY_FOUND.match, proc.stdout.splitlines()) if m]
+    summary = int(found[0].group(1)) if found else 0
+    if summary != len(codes):
+        raise SystemExit(f"mypy: {len(codes)} error lines but its summary says {summary}")
+    hand.numbers["mypy"] = {"findings": summary, "by_code": dict(Counter(codes))}
+
+
+_PYTEST_SUMMARY = re.compile(r"^=*\s*(\d+ [a-z]+.*) in [\d.]+s")
+
+
+def hand_pytest(py: str, repo: Path, pol: Policy, tmp: Path, hand: Hand) -> None:
+    cfg = pol.gates.pytest
+    env = {"COVERAGE_FILE": str(tmp / ".coverage")}
+    # no:cacheprovider only keeps .pytest_cache out of the tree; it changes no count.
+    argv = [*tool(py, "pytest"), "-p", "no:cacheprovider"]
+    argv += [f"--cov={c}" for c in cfg.cov]
+    argv += [f"--cov-config={cfg.config}"] if cfg.config else []
+    proc = sh([*argv, *cfg.args, *cfg.paths], repo, hand, env)
+    lines = [m for m in map(_PYTEST_SUMMARY.match, proc.stdout.splitlines()) if m]
+    if not lines:
+        raise SystemExit(f"pytest printed no summary line (exit {proc.returncode})")
+    said = {
+        word: int(n)
+        for n, word in re.findall(r"(\d+) ([a-z]+(?: [a-z]+)?)", lines[-1].group(1))
+        if not word.startswith("warning")
+    }
+    said = {("errors" if k == "error" else k): v for k, v in said.items()}
+    hand.numbers["pytest"] = {"summary": lines[-1].group(0).strip("= "), "said": said}
+    if cfg.cov:
+        rc = ["--rcfile", cfg.config] if cfg.config else []
+        rep = sh([*tool(py, "coverage"), "report", "--precision=2", *rc], repo, hand, env, False)
+        total = [ln for ln in rep.stdout.splitlines() if ln.startswith("TOTAL")]
+        if not total:
+            raise SystemExit(f"coverage report has no TOTAL line: {rep.stdout[-300:]}")
+        hand.numbers["coverage"] = {"percent": float(total[0].split()[-1].rstrip("%"))}
+
+
+def hand_bandit(py: str, repo: Path, pol: Policy, tmp: Path, hand: Hand) -> None:
+    cfg = pol.gates.bandit
+    out = tmp / "bandit.json"
+    argv = [*tool(py, "bandit"), "-r", "-f", "json", "-o", str(out)]
+    argv += ["-c", cfg.config] if cfg.config else []
+    proc = sh([*argv, *cfg.args, *(cfg.paths or ["."])], repo, hand)
+    if proc.returncode not in (0, 1):
+        raise SystemExit(f"bandit exited {proc.returncode}: {proc.stderr[-300:]}")
+    data = json.loads(out.read_text(encoding="utf-8"))
+    res = data["results"]
+    hand.numbers["bandit"] = {
+        "findings": len(res),
+        "by_severity": dict(Counter(r["issue_severity"] for r in res)),
+        "by_confidence": dict(Counter(r["issue_confidence"] for r in res)),
+        "scan_errors": len(data.get("errors") or []),
+    }
+
+
+_CONTRACTS = re.compile(r"^Contracts: (\d+) kept, (\d+) broken\.", re.MULTILINE)
+
+
+def hand_imports(py: str, repo: Path, pol: Policy, tmp: Path, hand: Hand) -> None:
+    cfg = pol.gates.imports
+    argv = [*tool(py, "lint-imports"), "--no-cache"]
+    argv += ["--config", cfg.config] if cfg.config else []
+    proc = sh([*argv, *cfg.args], repo, hand)
+    m = _CONTRACTS.search(proc.stdout)
+    if m is None:
+        raise SystemExit(f"lint-imports printed no contract summary: {proc.stdout[-300:]}")
+    hand.numbers["imports"] = {"kept": int(m.group(1)), "broken": int(m.group(2))}
+
+
+def hand_secrets(py: str, repo: Path, pol: Policy, tmp: Path, hand: Hand) -> None:
+    cfg = pol.gates.secrets
+    if cfg.config or cfg.paths or cfg.tool == "gitleaks":
+        raise SystemExit("by-hand secrets scan covers detect-secrets over the whole repo only")
+    # With no file arguments detect-secrets scans what `git ls-files` lists, by itself.
+    proc = sh([*tool(py, "detect-secrets"), "scan", *cfg.args], repo, hand)
+    if proc.returncode != 0:
+        raise SystemExit(f"detect-secrets exited {proc.returncode}: {proc.stderr[-300:]}")
+    results = json.loads(proc.stdout)["results"]
+    hand.numbers["secrets"] = {"findings": sum(len(v) for v in results.values())}
+
+
+HAND: dict[str, Callable[[str, Path, Policy, Path, Hand], None]] = {
+    "ruff": hand_ruff,
+    "mypy": hand_mypy,
+    "pytest": hand_pytest,
+    "bandit": hand_bandit,
+    "imports": hand_imports,
+    "secrets": hand_secrets,
+}
+
+
+def run_by_hand(repo: Path, pol: Policy) -> Hand:
+    py = pol.gates.python or sys.executable
+    hand = Hand()
+    with tempfile.TemporaryDirectory(prefix="bench-hand-") as tmp:
+        for name, fn in HAND.items():
+            if getattr(pol.gates, name).enabled:
+                fn(py, repo, pol, Path(tmp), hand)
+    return hand
+
+
+def run_harness(
+    repo: Path, policy: Path, cache_dir: Path, *, no_cache: bool
+) -> tuple[dict[str, Any], float, float]:
+    """The gate JSON, wall seconds and CPU seconds of one `harness gates` call."""
+    argv = [*HARNESS, "gates", "--repo", str(repo), "--policy", str(policy), "--json"]
+    argv += ["--no-cache"] if no_cache else []
+    env = {**os.environ, "HARNESS_CACHE_DIR": str(cache_dir)}
+    start, cpu = time.perf_counter(), children_cpu()
+    proc = subprocess.run(
+        argv, env=env, capture_output=True, text=True, timeout=TIMEOUT, check=False
+    )
+    seconds, cpu = time.perf_counter() - start, children_cpu() - cpu
+    if proc.returncode not in (0, 1):
+        raise SystemExit(f"harness gates exited {proc.returncode}: {proc.stderr[-500:]}")
+    return json.loads(proc.stdout), seconds, cpu
+
+
+def harness_numbers(out: dict[str, Any]) -> dict[str, Any]:
+    """The gate JSON reduced to the numbers the hand run gives."""
+    g = out["gates"]
+    nums: dict[str, Any] = {}
+    for name in ("ruff", "mypy"):
+        if name in g:
+            nums[name] = {
+                "findings": g[name]["findings"],
+                "by_code": g[name]["details"].get("by_code", {}),
+            }
+    if "pytest" in g:
+        nums["pytest"] = dict(g["pytest"]["findings"])
+    if "coverage" in g:
+        nums["coverage"] = {"percent": round(g["coverage"]["findings"]["percent"], 2)}
+    if "bandit" in g:
+        d = g["bandit"]["details"]
+        nums["bandit"] = {
+            "findings": g["bandit"]["findings"],
+            "by_severity": d.get("by_severity", {}),
+            "by_confidence": d.get("by_confidence", {}),
+            "scan_errors": 0 if g["bandit"]["status"] != "error" else "error",
+        }
+    if "imports" in g:
+        d = g["imports"]["details"]
+        nums["imports"] = {"kept": len(d.get("kept", [])), "broken": len(d.get("broken", []))}
+    if "secrets" in g:
+        nums["secrets"] = {"findings": g["secrets"]["findings"]}
+    return nums
+
+
+def pytest_expected(said: dict[str, int]) -> dict[str, int]:
+    """pytest's summary words in the gate's four buckets (JUnit has no xfail/xpass outcome).
+
+    xfailed is written to JUnit as <skipped>, a non-strict xpassed as a pass; subtests are not
+    test items. Anything else unexpected is kept, so it shows up as a mismatch.
+    """
+    out = {"passed": 0, "failed": 0, "errors": 0, "skipped": 0}
+    bucket = {"passed": "passed", "failed": "failed", "errors": "errors", "skipped": "skipped"}
+    bucket |= {"xfailed": "skipped", "xpassed": "passed", "deselected": ""}
+    for word, n in said.items():
+        if word.startswith("subtests"):
+            continue
+        key = bucket.get(word, word)
+        if key:
+            out[key] = out.get(key, 0) + n
+    return out
+
+
+def verify(repo: Path, policy: Path) -> int:
+    pol = load_policy(policy)
+    with tempfile.TemporaryDirectory(prefix="bench-cache-") as cache:
+        out, gate_secs, _ = run_harness(repo, policy, Path(cache), no_cache=True)
+    errors = {n: r["reason"] for n, r in out["gates"].items() if r["status"] == "error"}
+    hand = run_by_hand(repo, pol)
+    got = harness_numbers(out)
+    want = dict(hand.numbers)
+    if "pytest" in want:
+        want["pytest"] = pytest_expected(want["pytest"]["said"])
+    print(f"repo {repo} @ tree {out['tree'][:12]}  policy {policy}")
+    print(f"harness gates {gate_secs:.1f}s; by hand, one after another, {hand.seconds:.1f}s\n")
+    print("| gate | harness gates | by hand | match |")
+    print("| --- | --- | --- | --- |")
+    bad = 0
+    order = ["ruff", "mypy", "pytest", "coverage", "bandit", "imports", "secrets"]
+    for name in [n for n in order if n in got or n in want]:
+        g, w = got.get(name), want.get(name)
+        ok = g == w
+        bad += not ok
+        shown_w = w
+        if name == "pytest":
+            shown_w = f"{hand.numbers['pytest']['summary']} -> {w}"
+        print(f"| {name} | {_short(g)} | {_short(shown_w)} | {'yes' if ok else '**NO**'} |")
+    for name, why in errors.items():
+        print(f"\ngate {name} is an ERROR: {why}")
+    print("\nby-hand commands (cwd = repo):")
+    for c in hand.commands:
+        print(f"  {c}")
+    return 1 if bad or errors else 0
+
+
+def _short(v: Any) -> str:
+    return json.dumps(v, sort_keys=True).replace("|", "\\|") if v is not None else "-"
+
+
+def timing(repo: Path, policy: Path, rounds: int) -> int:
+    pol = load_policy(policy)
+    wall: dict[str, list[float]] = {"conc": [], "seq": []}
+    cpu: dict[str, list[float]] = {"conc": [], "seq": []}
+    print(f"repo {repo}  policy {policy}  rounds {rounds}")
+    print(f"load average at start {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
+    print("round  harness gates --no-cache  one after another  ratio  (CPU s: harness / by hand)")
+    for i in range(rounds):
+        # Alternate which side goes first, so neither always gets the warmer page cache.
+        for side in ("conc", "seq") if i % 2 == 0 else ("seq", "conc"):
+            if side == "conc":
+                # A fresh HARNESS_CACHE_DIR: mypy's incremental cache starts cold, as by hand.
+                with tempfile.TemporaryDirectory(prefix="bench-cache-") as cache:
+                    _, w, c = run_harness(repo, policy, Path(cache), no_cache=True)
+            else:
+                # Only the tool runs are timed, not the by-hand extras (`coverage report`).
+                hand = run_by_hand(repo, pol)
+                w, c = hand.seconds, hand.cpu
+            wall[side].append(w)
+            cpu[side].append(c)
+        wc, ws = wall["conc"][-1], wall["seq"][-1]
+        cc, cs = cpu["conc"][-1], cpu["seq"][-1]
+        print(f"{i + 1:>5}  {wc:>23.2f}s  {ws:>16.2f}s  {wc / ws:>5.2f}  ({cc:.1f} / {cs:.1f})")
+    mc, ms = statistics.median(wall["conc"]), statistics.median(wall["seq"])
+    cc, cs = statistics.median(cpu["conc"]), statistics.median(cpu["seq"])
+    print(f"median {mc:>23.2f}s  {ms:>16.2f}s  {mc / ms:>5.2f}  ({cc:.1f} / {cs:.1f})")
+    print(f"ratio of medians: {mc / ms:.2f} (target <= 0.6)")
+    print(f"load average at end {os.getloadavg()[0]:.2f}")
+    return 0
+
+
+def cached(repo: Path, policy: Path) -> int:
+    with tempfile.TemporaryDirectory(prefix="bench-cache-") as cache:
+        first, t1, _ = run_harness(repo, policy, Path(cache), no_cache=False)
+        second, t2, _ = run_harness(repo, policy, Path(cache), no_cache=False)
+    hits = [n for n, r in second["gates"].items() if r["cached"]]
+    same = harness_numbers(first) == harness_numbers(second)
+    print(f"repo {repo} @ tree {second['tree'][:12]}")
+    print(f"first call (empty cache): {t1:.2f}s")
+    print(f"second call (unchanged tree): {t2:.2f}s; cached: {', '.join(hits)}")
+    print(f"all gates cached: {len(hits) == len(second['gates'])}; same numbers: {same}")
+    return 0 if same and len(hits) == len(second["gates"]) else 1
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("mode", choices=["verify", "time", "cached"])
+    ap.add_argument("repo", nargs="?", type=Path, default=DEFAULT_REPO)
+    ap.add_argument("policy", nargs="?", type=Path, default=DEFAULT_POLICY)
+    ap.add_argument("--rounds", type=int, default=5)
+    args = ap.parse_args()
+    repo, policy = args.repo.resolve(), args.policy.resolve()
+    if not (repo / ".git").exists():
+        raise SystemExit(f"not a git repository: {repo} (see bench/setup_oss.sh)")
+    if args.mode == "verify":
+        return verify(repo, policy)
+    if args.mode == "time":
+        return timing(repo, policy, args.rounds)
+    return cached(repo, policy)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
