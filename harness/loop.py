@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from harness import __version__, prompts
 from harness.errors import GitError, HarnessError, PatchError, PatchRejected, ProviderError
+from harness.gates import ruff as ruff_gate
 from harness.gates.base import CommandGate
 from harness.gates.common import GateContext
 from harness.gates.compare import blocking, compare, make_rerunner, new_findings
@@ -313,6 +314,7 @@ class Loop:
                 "max_lines": guard.max_changed_lines_per_file,
                 "attempt": attempt,
                 "block": {"number": block.number, "gates": gates},
+                "lint": self.lint_command(),
             }
             convo = [Message(role="user", content=text), *messages]
             try:
@@ -560,6 +562,11 @@ class Loop:
         if result.status == GateStatus.ERROR:
             raise PatchRejected("ruff could not run on the patched files", [result.reason or ""])
         return result.findings
+
+    def lint_command(self) -> dict[str, Any]:
+        """How the ruff gate lints, so an offline provider can check candidate text the same way."""
+        ctx = GateContext(repo=self.wt, python=interpreter(self.policy), cfg=self.policy.gates.ruff)
+        return {"argv": ruff_gate.check_argv(ctx), "cwd": str(self.wt)}
 
     def read(self, path: str) -> str | None:
         """A repo file's text for the model, or None if the path is not a readable repo file."""

@@ -6,7 +6,13 @@ import sys
 from pathlib import Path
 
 from harness.providers.base import ModelRequest
-from harness.providers.builtin import BuiltinProvider, build_fix_patch
+from harness.providers.builtin import (
+    BuiltinProvider,
+    _new,
+    build_checked_fix_patch,
+    build_fix_patch,
+    ruff_stdin_linter,
+)
 from tests.conftest import git
 
 MESSY = "".join(f"import mod{i}\n" for i in range(30)) + "\n\ndef f():\n    return 1\n"
@@ -128,3 +134,45 @@ def test_todo_respects_lanes(make_repo) -> None:
     assert inside.input is not None and outside.input is not None
     assert [i["files"] for i in inside.input["items"]] == [["pkg/m.py"]]
     assert outside.input["items"] == []
+
+
+TYPING = (
+    "import time\nfrom typing import Callable, List\n\n\n"
+    "def f(x: List[int], cb: Callable[[], None]) -> List[int]:\n    time.sleep(0)\n    return x\n"
+)
+LINT = [
+    sys.executable,
+    "-m",
+    "ruff",
+    "check",
+    "--isolated",
+    "--select",
+    "F,I,UP",
+    "--output-format",
+    "json",
+    "--no-cache",
+    "--exit-zero",
+]
+
+
+def test_checked_patch_follows_ruffs_fix_point(make_repo) -> None:
+    repo = make_repo({"m.py": TYPING})
+    lint = ruff_stdin_linter(LINT, str(repo))
+    before = lint("m.py", TYPING)
+    # Taken one by one, these fixes leave new findings (unsorted imports, an unused import).
+    naive = build_fix_patch("m.py", TYPING, before, 20)
+    subprocess.run(["git", "apply", "-"], cwd=repo, input=naive, text=True, check=True)
+    assert _new(before, lint("m.py", (repo / "m.py").read_text()))
+    git(repo, "checkout", "--", "m.py")
+    checked = build_checked_fix_patch("m.py", TYPING, lint, 20)
+    subprocess.run(["git", "apply", "-"], cwd=repo, input=checked, text=True, check=True)
+    assert lint("m.py", (repo / "m.py").read_text()) == []
+
+
+def test_checked_patch_respects_limit(make_repo) -> None:
+    repo = make_repo({"pkg/m.py": MESSY})
+    lint = ruff_stdin_linter(LINT, str(repo))
+    diff = build_checked_fix_patch("pkg/m.py", MESSY, lint, 7)
+    subprocess.run(["git", "apply", "-"], cwd=repo, input=diff, text=True, check=True)
+    added, removed = numstat(repo)
+    assert 0 < added + removed <= 7

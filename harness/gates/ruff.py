@@ -20,6 +20,16 @@ from harness.gates.models import Finding, GateResult, GateStatus, fingerprint
 NAME = "ruff"
 
 
+def check_argv(ctx: GateContext) -> list[str]:
+    """`ruff check` as this gate runs it, without the paths (callers add paths or stdin)."""
+    argv = [ctx.python, "-m", "ruff", "check", "--output-format", "json", "--no-cache"]
+    argv += ["--exit-zero"]  # the findings decide the status; exit 2 still means ruff failed
+    cfg_file = config_path(ctx)
+    if cfg_file is not None:
+        argv += ["--config", str(cfg_file)]
+    return [*argv, *ctx.cfg.args]
+
+
 class RuffGate:
     name = NAME
 
@@ -27,15 +37,10 @@ class RuffGate:
         return dist_versions(python, ["ruff"])
 
     def run(self, ctx: GateContext) -> GateResult:
-        argv = [ctx.python, "-m", "ruff", "check", "--output-format", "json", "--no-cache"]
-        argv += ["--exit-zero"]  # the findings decide the status; exit 2 still means ruff failed
         cfg_file = config_path(ctx)
-        if cfg_file is not None:
-            if not cfg_file.is_file():
-                return error(NAME, NAME, f"ruff config not found: {ctx.cfg.config}")
-            argv += ["--config", str(cfg_file)]
-        argv += [*ctx.cfg.args, *(ctx.cfg.paths or ["."])]
-        proc = run_tool(argv, ctx)
+        if cfg_file is not None and not cfg_file.is_file():
+            return error(NAME, NAME, f"ruff config not found: {ctx.cfg.config}")
+        proc = run_tool([*check_argv(ctx), *(ctx.cfg.paths or ["."])], ctx)
         why = proc_failure(NAME, proc, ctx, "ruff")
         if why is None and proc.returncode != 0:
             why = f"ruff exited {proc.returncode}: {proc.tail}"

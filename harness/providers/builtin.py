@@ -8,9 +8,17 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import json
+from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
+from harness.errors import ProviderError
+from harness.proc import run
 from harness.providers.base import ModelRequest, ModelResponse
+
+# (path, text) -> ruff's findings for that text, as dicts with code, message, line, fix.
+Lint = Callable[[str, str], list[dict[str, Any]]]
 
 CANNOT = {
     "pytest": "writing tests to raise coverage needs a language model; the builtin provider "
@@ -85,6 +93,93 @@ def build_fix_patch(path: str, text: str, findings: list[dict[str, Any]], max_li
     if not chosen:
         return ""
     return unified_diff(path, text, _apply_edits(text, chosen))
+
+
+def ruff_stdin_linter(argv: list[str], cwd: str) -> Lint:
+    """Lint candidate text through `ruff check ... --stdin-filename PATH -`, as the gate would."""
+
+    def lint(path: str, text: str) -> list[dict[str, Any]]:
+        proc = run([*argv, "--stdin-filename", path, "-"], cwd, stdin=text, timeout=120)
+        try:
+            if proc.returncode != 0:
+                raise ValueError(proc.tail)
+            rows = json.loads(proc.stdout)
+            return [
+                {
+                    "gate": "ruff",
+                    "path": path,
+                    "code": str(r.get("code") or "invalid-syntax"),
+                    "message": str(r["message"]),
+                    "line": r["location"]["row"],
+                    "fix": r.get("fix"),
+                }
+                for r in rows
+            ]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ProviderError(f"builtin: ruff could not lint {path}: {exc}") from exc
+
+    return lint
+
+
+def _new(before: list[dict[str, Any]], after: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Findings of `after` beyond the (code, message) multiset of `before`."""
+    budget = Counter((f["code"], f["message"]) for f in before)
+    out = []
+    for f in after:
+        key = (f["code"], f["message"])
+        if budget[key] > 0:
+            budget[key] -= 1
+        else:
+            out.append(f)
+    return out
+
+
+def _settle(lint: Lint, path: str, base: list[dict[str, Any]], text: str) -> str | None:
+    """Ruff's own fix-point: a fix may leave a new finding (removing an import un-sorts the
+    block); apply the safe fixes of what the change introduced, or give up (None)."""
+    for _ in range(3):
+        new = _new(base, lint(path, text))
+        if not new:
+            return text
+        lines = text.splitlines(keepends=True)
+        edits: list[tuple[int, int, str]] = []
+        for finding in new:
+            more = _safe_fix_edits(finding, lines)
+            if more is None:
+                return None
+            if not any(s < ce and cs < e for s, e, _ in more for cs, ce, _c in edits):
+                edits += more
+        text = _apply_edits(text, edits)
+    return None
+
+
+def build_checked_fix_patch(path: str, text: str, lint: Lint, max_lines: int) -> str:
+    """Take safe fixes one at a time, each verified by ruff to introduce no new finding (after
+    following ruff's fix-point), while the file's change stays within max_lines."""
+    if not text.endswith("\n"):
+        return ""
+    current = text
+    refused: set[tuple[str, str]] = set()
+    progress = True
+    while progress:
+        progress = False
+        found = lint(path, current)
+        lines = current.splitlines(keepends=True)
+        for finding in sorted(found, key=lambda f: (f["line"] or 0, f["code"], f["message"])):
+            key = (finding["code"], finding["message"])
+            edits = _safe_fix_edits(finding, lines)
+            if edits is None or key in refused:
+                continue
+            trial = _apply_edits(current, edits)
+            if not trial.endswith("\n") or _changed_lines(text, trial) > max_lines:
+                continue
+            settled = _settle(lint, path, found, trial)
+            if settled is None or _changed_lines(text, settled) > max_lines:
+                refused.add(key)
+                continue
+            current, progress = settled, True
+            break
+    return unified_diff(path, text, current) if current != text else ""
 
 
 def _in_lanes(path: str, lanes: list[str]) -> bool:
@@ -164,7 +259,12 @@ class BuiltinProvider:
             if text is None:
                 continue
             mine = [f for f in findings if f.get("path") == path]
-            diff = build_fix_patch(path, text, mine, budget)
+            lint = ctx.get("lint")
+            if isinstance(lint, dict):
+                linter = ruff_stdin_linter(list(lint["argv"]), str(lint["cwd"]))
+                diff = build_checked_fix_patch(path, text, linter, budget)
+            else:
+                diff = build_fix_patch(path, text, mine, budget)
             if diff:
                 proposal = {
                     "item_id": item["id"],
