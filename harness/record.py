@@ -85,3 +85,18 @@ def read_events(run_dir: Path) -> list[dict[str, Any]]:
             if line.strip():
                 events.append(json.loads(line))
     return events
+
+
+def recorded_responses(run_dir: Path) -> list[dict[str, Any]]:
+    """The model's answers, in order, as a scripted-provider script: enough to re-drive the run
+    without the model."""
+    return [
+        {
+            "phase": e["phase"],
+            "tool": e.get("tool"),
+            "input": e.get("input"),
+            "text": e.get("text", ""),
+        }
+        for e in read_events(run_dir)
+        if e["kind"] == "model_response"
+    ]

@@ -12,7 +12,7 @@ import pytest
 from harness.loop import Loop, RunOptions, RunSummary
 from harness.policy import parse_policy
 from harness.providers.scripted import ScriptedProvider
-from harness.record import read_events
+from harness.record import read_events, recorded_responses
 from harness.steps import parse_steps
 from tests.conftest import git
 
@@ -315,3 +315,27 @@ def test_new_tests_are_kept_only_if_stable_offline_and_raising_coverage(
     assert second.gates == ["command:test ! -e pkg/forbidden.txt", "ruff"]
     assert len(second.commits) == 1 and len(second.reverted) == 1, second
     assert second.status == "goal_met"
+
+
+def test_record_re_drives_the_run_without_the_model(run_loop, tmp_path: Path) -> None:
+    first, repo = run_loop(
+        [plan(), todos("T1", "T2"), patch("T1", REMOVE_OS), patch("T2", BREAK_ADD)]
+    )
+    replayed = recorded_responses(Path(first.run_dir))
+    assert [r["phase"] for r in replayed] == ["plan", "todo", "execute", "execute"]
+    opts = RunOptions(
+        steps=parse_steps(STEPS, "steps.md"),
+        steps_text=STEPS,
+        repo=repo,
+        policy=parse_policy(POLICY),
+        policy_text=POLICY,
+        policy_path=None,
+        provider=ScriptedProvider.from_responses(replayed),
+        runs_dir=tmp_path / "replay-runs",
+    )
+    second = Loop(opts).run()
+    assert second.branch != first.branch
+    # Same patches kept and reverted; only the progress log's timestamps differ.
+    assert git(repo, "diff", first.branch, second.branch, "--", ".", ":!docs/audits") == ""
+    assert [len(b.commits) for b in second.blocks] == [len(b.commits) for b in first.blocks]
+    assert [len(b.reverted) for b in second.blocks] == [len(b.reverted) for b in first.blocks]
