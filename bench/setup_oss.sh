@@ -41,6 +41,7 @@ done
 
 # more-itertools and itsdangerous: today's tools. click 8.1.7 sets filterwarnings=error, which
 # pytest 9 turns into a collection error, so its env has the pytest its release pins (7.4.0).
+rm -rf /tmp/ossvenv /tmp/ossvenv-click
 "$PY" -m venv /tmp/ossvenv
 /tmp/ossvenv/bin/python -m pip install -q "${TOOLS[@]}" pytest==9.2.0 pytest-cov==7.1.0 \
     coverage==7.17.3 freezegun
