@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
 from harness import ui
 from harness.errors import UsageError
-from harness.loop import SEED_KEYS, Loop, RunOptions, RunSummary
+from harness.loop import SEED_KEYS, BlockOutcome, Loop, RunOptions, RunSummary
 from harness.policy import default_policy_path, parse_policy
 from harness.providers.registry import make_provider
 from harness.steps import load_steps
@@ -65,6 +66,26 @@ def execute(
     return loop.run()
 
 
+def _measure(summary: dict[str, Any], gate: str) -> str:
+    entry = summary.get("gates", {}).get("coverage" if gate == "pytest" else gate)
+    if not isinstance(entry, dict):
+        return "?"
+    found = entry.get("findings")
+    if isinstance(found, dict) and "percent" in found:
+        return f"{found['percent']:.1f}%"
+    return str(found) if entry.get("status") != "error" else "error"
+
+
+def deltas(block: BlockOutcome) -> str:
+    """`ruff 110 -> 28, coverage 43.0% -> 43.0%` for the gates that judge the block."""
+    parts = []
+    for gate in block.gates:
+        name = "coverage" if gate == "pytest" else gate
+        before, after = _measure(block.before, gate), _measure(block.after, gate)
+        parts.append(f"{name} {before} -> {after}")
+    return ", ".join(parts)
+
+
 def show(summary: RunSummary) -> None:
     ui.out.print(f"\n[bold]Run {summary.run_id}[/] ({summary.provider}: {summary.model})")
     for b in summary.blocks:
@@ -72,6 +93,8 @@ def show(summary: RunSummary) -> None:
             f"  block {b.number} {b.title}: [bold]{b.status}[/] — {len(b.commits)} kept, "
             f"{len(b.reverted)} reverted, {b.rejected} rejected"
         )
+        if b.gates:
+            ui.out.print(f"      {deltas(b)}", markup=False)
         for c in b.cannot_do:
             ui.out.print(f"      not attempted: {c}", markup=False)
     ui.print_json({k: summary.summary[k] for k in SEED_KEYS if k in summary.summary})
