@@ -1,0 +1,50 @@
+"""`harness demo` through the real CLI: the README's first Quickstart command."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import git
+
+
+@pytest.mark.slow
+def test_demo_block_2_reduces_ruff_within_the_limit(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "harness",
+            "demo",
+            "--dir",
+            str(tmp_path),
+            "--blocks",
+            "2",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summary = json.loads(proc.stdout)
+    block = summary["blocks"][0]
+    assert block["number"] == 2 and block["commits"]
+    assert (
+        block["after"]["gates"]["ruff"]["findings"] < block["before"]["gates"]["ruff"]["findings"]
+    )
+    assert block["after"]["pytest"]["failed"] == 0
+    repo = tmp_path / "example"
+    assert git(repo, "status", "--porcelain") == ""
+    assert git(repo, "rev-parse", "--abbrev-ref", "HEAD").strip() == "main"
+    numstat = git(repo, "log", "--numstat", "--format=", f"main..{summary['branch']}")
+    for row in filter(None, numstat.splitlines()):
+        added, removed, path = row.split("\t")
+        if path != "docs/audits/CLAUDE_PROGRESS.md":
+            assert int(added) + int(removed) <= 20, row
+    assert (Path(summary["run_dir"]) / "events.jsonl").is_file()
