@@ -154,7 +154,7 @@ def test_registry_defaults_to_anthropic_with_key(monkeypatch: pytest.MonkeyPatch
     policy.loop.max_calls = 5
     policy.loop.max_cost_usd = 1.5
     p = make_provider(None, model=None, policy=policy)
-    assert (p.name, p.model) == ("anthropic", "claude-sonnet-4-5")
+    assert (p.name, p.model) == ("anthropic", "claude-sonnet-5")
     from harness.providers.anthropic import AnthropicProvider
 
     assert isinstance(p, AnthropicProvider)

@@ -123,7 +123,7 @@ def command(
         "ANTHROPIC_API_KEY is set, else builtin.",
     ),
     model: str | None = typer.Option(
-        None, "--model", help="Model name (env HARNESS_MODEL; default claude-sonnet-4-5)."
+        None, "--model", help="Model name (env HARNESS_MODEL; default claude-sonnet-5)."
     ),
     script: Path | None = typer.Option(
         None, "--script", help="Responses file for --provider scripted."

@@ -11,7 +11,7 @@ from harness.policy import Policy
 from harness.providers.base import Provider
 
 PROVIDERS = ("anthropic", "builtin", "scripted")
-DEFAULT_MODEL = "claude-sonnet-4-5"
+DEFAULT_MODEL = "claude-sonnet-5"
 
 
 def default_provider_name() -> str:
