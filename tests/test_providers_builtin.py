@@ -176,3 +176,24 @@ def test_checked_patch_respects_limit(make_repo) -> None:
     subprocess.run(["git", "apply", "-"], cwd=repo, input=diff, text=True, check=True)
     added, removed = numstat(repo)
     assert 0 < added + removed <= 7
+
+
+def test_skip_says_when_the_file_was_not_shown() -> None:
+    # The loop leaves out files over loop.max_read_bytes; the skip must not claim there is
+    # nothing to fix in a file the provider never saw.
+    item = {"id": "R1", "title": "t", "files": ["pkg/big.py"], "gate": "ruff"}
+    finding = {"gate": "ruff", "code": "F401", "path": "pkg/big.py", "line": 1, "message": "m"}
+    req = ModelRequest(
+        phase="execute",
+        system="",
+        messages=[],
+        tools=[],
+        context={"item": item, "files": {}, "findings": [finding], "max_lines": 20},
+    )
+    resp = BuiltinProvider().complete(req)
+    assert resp.input is not None and resp.input["action"] == "skip"
+    assert "pkg/big.py" in resp.input["explanation"]
+    assert "max_read_bytes" in resp.input["explanation"]
+    shown = req.model_copy(update={"context": {**req.context, "files": {"pkg/big.py": "x = 1\n"}}})
+    resp = BuiltinProvider().complete(shown)
+    assert resp.input is not None and resp.input["explanation"] == "no safe fix applies"

@@ -274,5 +274,13 @@ class BuiltinProvider:
                     + ", ".join(sorted({str(f["code"]) for f in mine})),
                 }
                 return ModelResponse(tool="propose_patch", input=proposal, model=self.model)
-        skip = {"item_id": item["id"], "action": "skip", "explanation": "no safe fix applies"}
+        unseen = [p for p in item.get("files", []) if p not in ctx.get("files", {})]
+        # Saying "no safe fix applies" about a file it never saw would be a false claim.
+        why = (
+            f"not shown the text of {', '.join(unseen)} (unreadable, or larger than the "
+            "policy's loop.max_read_bytes); cannot build a patch for it"
+            if unseen
+            else "no safe fix applies"
+        )
+        skip = {"item_id": item["id"], "action": "skip", "explanation": why}
         return ModelResponse(tool="propose_patch", input=skip, model=self.model)
