@@ -18,7 +18,14 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, ValidationError
 
 from harness import __version__, prompts
-from harness.errors import GitError, HarnessError, PatchError, PatchRejected, ProviderError
+from harness.errors import (
+    ExitCode,
+    GitError,
+    HarnessError,
+    PatchError,
+    PatchRejected,
+    ProviderError,
+)
 from harness.gates import ruff as ruff_gate
 from harness.gates.base import CommandGate
 from harness.gates.common import GateContext
@@ -44,7 +51,9 @@ from harness.steps import Block, StepsScript, apply_to_policy, map_command
 
 Progress = Callable[[str], None]
 
-BlockStatus = Literal["goal_met", "nothing_left", "iteration_limit", "model_error", "gate_error"]
+BlockStatus = Literal[
+    "goal_met", "nothing_left", "iteration_limit", "model_error", "provider_error", "gate_error"
+]
 GOAL_GATES = ("ruff", "mypy", "pytest", "bandit", "imports", "secrets")
 _TITLE_GATES = {
     "coverage": ["pytest"],
@@ -90,6 +99,13 @@ class RunSummary(BaseModel):
     summary: dict[str, Any] = Field(description="the STEPS script's output JSON keys")
     cost_usd: float = 0.0
     goals_met: bool = False
+    stopped: str | None = Field(None, description="why the run stopped early, if it did")
+
+    @property
+    def exit_code(self) -> int:
+        if self.stopped:
+            return ExitCode.PROVIDER
+        return ExitCode.OK if self.goals_met else ExitCode.FAILED
 
 
 @dataclass
@@ -153,6 +169,7 @@ class Loop:
         self.wt = Path()
         self.current: GateRun | None = None
         self.commands: dict[str, str] = {}
+        self.stopped: str | None = None  # why the run stopped early (provider failure)
 
     # ------------------------------------------------------------------ the run
     def run(self) -> RunSummary:
@@ -174,9 +191,11 @@ class Loop:
                 self.wt = wt
                 for block in blocks:
                     outcomes.append(self.run_block(block))
+                    if self.stopped:
+                        break
                 final = self.gates("final")
                 summary = self.summarize(base, outcomes, final)
-            exit_code = 0 if summary.goals_met else 1
+            exit_code = summary.exit_code
             return summary
         except HarnessError as exc:
             exit_code = exc.exit_code
@@ -215,30 +234,21 @@ class Loop:
                 out.status = "goal_met"
                 break
             try:
-                plan = self.plan(block, gates, guard)
-                out.cannot_do = plan.cannot_do
-                todos = self.todos(block, gates, guard, plan)
+                landed = self.iterate(block, gates, guard, out)
             except InvalidOutput as exc:
                 self.say(f"  model output invalid: {exc}")
-                out.status = "model_error"
-                break
-            if not todos.items:
-                out.status = "nothing_left"
-                break
-            landed = 0
-            for item in todos.items[: self.policy.loop.max_todo_items]:
-                sha, rejected = self.execute_item(block, gates, guard, item)
-                out.rejected += rejected
-                if sha:
-                    out.commits.append(sha)
-                    landed += 1
-            after = self.gates(f"block {block.number} iteration {iteration}")
-            regressions = self.regressions(start, after)
-            if regressions:
-                out.reverted += self.revert_culprits(start, start_sha, out.commits)
-                out.commits = [c for c in out.commits if c not in out.reverted]
+                out.status, landed = "model_error", None
+            except ProviderError as exc:
+                # Stop asking the model, but finish the block: what landed is still judged.
+                self.say(f"  model provider failed: {exc}")
+                out.status, landed, self.stopped = "provider_error", None, str(exc)
+            if out.commits:
+                after = self.gates(f"block {block.number} iteration {iteration}")
+                if self.regressions(start, after):
+                    out.reverted += self.revert_culprits(start, start_sha, out.commits)
+                    out.commits = [c for c in out.commits if c not in out.reverted]
             if not landed:
-                out.status = "nothing_left"
+                out.status = "nothing_left" if landed == 0 else out.status
                 break
         final = self.gates(f"block {block.number} end")
         out.regressions = self.regressions(start, final, include_flaky=True)
@@ -254,6 +264,20 @@ class Loop:
             f"{len(out.reverted)} reverted, {out.rejected} rejected"
         )
         return out
+
+    def iterate(self, block: Block, gates: list[str], guard: GuardConfig, out: BlockOutcome) -> int:
+        """One PLAN -> TODO -> EXECUTE round. Returns how many items landed."""
+        plan = self.plan(block, gates, guard)
+        out.cannot_do = plan.cannot_do
+        todos = self.todos(block, gates, guard, plan)
+        landed = 0
+        for item in todos.items[: self.policy.loop.max_todo_items]:
+            sha, rejected = self.execute_item(block, gates, guard, item)
+            out.rejected += rejected
+            if sha:
+                out.commits.append(sha)
+                landed += 1
+        return landed
 
     # ------------------------------------------------------------------ phases
     def plan(self, block: Block, gates: list[str], guard: GuardConfig) -> Plan:
@@ -676,6 +700,7 @@ class Loop:
             summary=seed_summary(final),
             cost_usd=float(getattr(totals, "cost_usd", 0.0) or 0.0),
             goals_met=all(o.status == "goal_met" for o in outcomes),
+            stopped=self.stopped,
         )
         self.rec.write_json("summary.json", summary.model_dump(mode="json"))
         return summary

@@ -339,3 +339,17 @@ def test_record_re_drives_the_run_without_the_model(run_loop, tmp_path: Path) ->
     assert git(repo, "diff", first.branch, second.branch, "--", ".", ":!docs/audits") == ""
     assert [len(b.commits) for b in second.blocks] == [len(b.commits) for b in first.blocks]
     assert [len(b.reverted) for b in second.blocks] == [len(b.reverted) for b in first.blocks]
+
+
+def test_provider_failure_stops_cleanly_with_a_complete_record(run_loop) -> None:
+    # The script runs out after T1: the provider fails on T2, as a budget or outage would.
+    summary, repo = run_loop([plan(), todos("T1", "T2"), patch("T1", REMOVE_OS)])
+    assert summary.stopped and "T2" not in summary.stopped
+    assert summary.exit_code == 4
+    block = summary.blocks[0]
+    assert block.status == "provider_error" and len(block.commits) == 1
+    assert "import os" not in branch_file(repo, summary.branch, "pkg/calc.py")
+    run_dir = Path(summary.run_dir)
+    assert json.loads((run_dir / "summary.json").read_text())["stopped"] == summary.stopped
+    assert json.loads((run_dir / "manifest.json").read_text())["exit_code"] == 4
+    assert read_events(run_dir)[-1]["kind"] == "run_finished"

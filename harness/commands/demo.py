@@ -52,3 +52,7 @@ def command(
         ui.print_json(summary.model_dump(mode="json"))
     else:
         show(summary)
+    # The builtin provider cannot meet every goal of the seed script (it writes no tests), so
+    # unmet goals are the expected outcome of the demo, not a failure of it.
+    if summary.stopped:
+        raise typer.Exit(summary.exit_code)

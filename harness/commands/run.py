@@ -98,6 +98,8 @@ def show(summary: RunSummary) -> None:
         for c in b.cannot_do:
             ui.out.print(f"      not attempted: {c}", markup=False)
     ui.print_json({k: summary.summary[k] for k in SEED_KEYS if k in summary.summary})
+    if summary.stopped:
+        ui.out.print(f"[bold red]stopped early:[/] {summary.stopped}")
     ui.out.print(f"record:  {summary.run_dir}", markup=False)
     ui.out.print(f"branch:  {summary.branch}", markup=False)
     ui.out.print(
@@ -159,4 +161,4 @@ def command(
         ui.print_json(summary.model_dump(mode="json"))
     else:
         show(summary)
-    raise typer.Exit(0 if summary.goals_met else 1)
+    raise typer.Exit(summary.exit_code)
