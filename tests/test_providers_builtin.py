@@ -197,3 +197,34 @@ def test_skip_says_when_the_file_was_not_shown() -> None:
     shown = req.model_copy(update={"context": {**req.context, "files": {"pkg/big.py": "x = 1\n"}}})
     resp = BuiltinProvider().complete(shown)
     assert resp.input is not None and resp.input["explanation"] == "no safe fix applies"
+
+
+# An import block shaped like python-dateutil 2.8.2's tz/tz.py after its other fixes, in a file
+# long enough (>= 200 lines) for difflib's autojunk heuristic: ruff's single I001 edit is 20
+# lines by `git diff --numstat` (what the guard counts) but 22 by a difflib count.
+IMPORTS = (
+    '"""Doc."""\nimport datetime\nimport struct\nimport time\nimport sys\nimport os\n'
+    "import bisect\nimport weakref\nfrom collections import OrderedDict\n\nimport six\n"
+    "from six import string_types\nfrom six.moves import _thread\n"
+    "from ._common import tzname_in_python2, _tzinfo\nfrom ._common import tzrangebase, enfold\n"
+    "from ._common import _validate_fromutc_inputs\n\n"
+    "from ._factories import _TzSingleton, _TzOffsetFactory\n"
+    "from ._factories import _TzStrFactory\n"
+    "try:\n    from .win import tzwin, tzwinlocal\nexcept ImportError:\n"
+    "    tzwin = tzwinlocal = None\n\n# For warning about rounding tzinfo\n\n"
+    "ZERO = datetime.timedelta(0)\nEPOCH = datetime.datetime.utcfromtimestamp(0)\n\n\n"
+    '__all__ = ["datetime", "struct", "time", "sys", "os", "bisect", "weakref", "OrderedDict"]\n'
+) + "".join(f"\n\ndef f{i}():\n    return {i}\n" for i in range(60))
+
+
+def test_limit_is_counted_as_the_guard_counts(make_repo) -> None:
+    repo = make_repo({"pkg/tz.py": IMPORTS})
+    lint = ruff_stdin_linter([*LINT[:6], "I", *LINT[7:]], str(repo))
+    findings = lint("pkg/tz.py", IMPORTS)
+    assert [f["code"] for f in findings] == ["I001"]
+    diff = build_fix_patch("pkg/tz.py", IMPORTS, findings, 20)
+    assert diff, "a fix of exactly 20 numstat lines fits a limit of 20"
+    subprocess.run(["git", "apply", "-"], cwd=repo, input=diff, text=True, check=True)
+    assert sum(numstat(repo)) == 20
+    assert lint("pkg/tz.py", (repo / "pkg/tz.py").read_text()) == []
+    assert build_fix_patch("pkg/tz.py", IMPORTS, findings, 19) == ""

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from harness.errors import ProviderError
+from harness.guard.textdiff import count_changes, split_lines
 from harness.proc import run
 from harness.providers.base import ModelRequest, ModelResponse
 
@@ -42,8 +43,9 @@ def _apply_edits(text: str, edits: list[tuple[int, int, str]]) -> str:
 
 
 def _changed_lines(old: str, new: str) -> int:
-    diff = difflib.unified_diff(old.splitlines(), new.splitlines(), lineterm="", n=0)
-    return sum(1 for line in diff if line[:1] in "+-" and not line.startswith(("+++", "---")))
+    """added + removed as the guard counts them (git's numstat). difflib is not minimal on
+    files of 200+ lines (autojunk), so it over-counts and would refuse fixes that fit."""
+    return sum(count_changes(split_lines(old), split_lines(new)))
 
 
 def unified_diff(path: str, old: str, new: str) -> str:
