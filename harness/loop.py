@@ -13,13 +13,23 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ValidationError
 
 from harness import __version__, prompts
+from harness.context import (
+    block_commands,
+    block_context,
+    block_gates,
+    finding_line,
+    findings_text,
+    goal_met,
+    numbered,
+    read_repo_file,
+    repo_map,
+)
 from harness.errors import (
-    ExitCode,
     GitError,
     HarnessError,
     PatchError,
@@ -43,69 +53,19 @@ from harness.gitutil import (
     worktree,
 )
 from harness.guard import Verdict, apply_verdict, check_patch
+from harness.guard.globs import match_any
+from harness.outcome import BlockOutcome, RunSummary, progress_entry
 from harness.policy import GateConfig, GuardConfig, Policy
 from harness.providers.base import Message, ModelRequest, Phase, Provider, ToolSpec
 from harness.record import Manifest, Recorder, new_run_id, utcnow
 from harness.schemas import PHASE_TOOLS, PatchProposal, Plan, ReadFiles, TodoItem, TodoList
-from harness.steps import Block, StepsScript, apply_to_policy, map_command
+from harness.steps import Block, StepsScript, apply_to_policy
 
 Progress = Callable[[str], None]
-
-BlockStatus = Literal[
-    "goal_met", "nothing_left", "iteration_limit", "model_error", "provider_error", "gate_error"
-]
-GOAL_GATES = ("ruff", "mypy", "pytest", "bandit", "imports", "secrets")
-_TITLE_GATES = {
-    "coverage": ["pytest"],
-    "ruff": ["ruff"],
-    "mypy": ["mypy"],
-    "security": ["bandit", "secrets"],
-    "bandit": ["bandit"],
-    "gitleaks": ["secrets"],
-}
 
 
 class InvalidOutput(HarnessError):
     """The model kept answering with output that does not validate."""
-
-
-class BlockOutcome(BaseModel):
-    number: int
-    title: str
-    gates: list[str]
-    status: BlockStatus
-    iterations: int = 0
-    commits: list[str] = Field(default_factory=list, description="kept patch commits")
-    reverted: list[str] = Field(
-        default_factory=list, description="commits reverted for regressions"
-    )
-    rejected: int = Field(0, description="patches refused by the guard or by checks")
-    cannot_do: list[str] = Field(default_factory=list)
-    regressions: list[Regression] = Field(default_factory=list)
-    before: dict[str, Any] = Field(default_factory=dict)
-    after: dict[str, Any] = Field(default_factory=dict)
-
-
-class RunSummary(BaseModel):
-    run_id: str
-    run_dir: str
-    repo: str
-    branch: str
-    base_commit: str
-    head_commit: str
-    provider: str
-    model: str
-    blocks: list[BlockOutcome]
-    summary: dict[str, Any] = Field(description="the STEPS script's output JSON keys")
-    cost_usd: float = 0.0
-    goals_met: bool = False
-    stopped: str | None = Field(None, description="why the run stopped early, if it did")
-
-    @property
-    def exit_code(self) -> int:
-        if self.stopped:
-            return ExitCode.PROVIDER
-        return ExitCode.OK if self.goals_met else ExitCode.FAILED
 
 
 @dataclass
@@ -120,40 +80,6 @@ class RunOptions:
     runs_dir: Path
     blocks: list[int] | None = None
     progress: Progress = field(default=lambda _msg: None)
-
-
-def block_commands(block: Block) -> dict[str, str]:
-    """The block's commands that map onto no gate: run as they are, judged by exit code."""
-    cmds = [m.command for m in map(map_command, block.gate_commands) if m.kind == "command"]
-    return {f"command:{c}": c for c in cmds}
-
-
-def block_gates(block: Block) -> list[str]:
-    """The gates that judge a block: from its gate commands, else from its title."""
-    gates: list[str] = list(block_commands(block))
-    for cmd in block.gate_commands:
-        gate = map_command(cmd).gate
-        if gate in GOAL_GATES and gate not in gates:
-            gates.append(gate)
-    if not gates:
-        title = block.title.lower()
-        for word, names in _TITLE_GATES.items():
-            gates += [g for g in names if word in title and g not in gates]
-    return gates
-
-
-def goal_met(gates: list[str], run: GateRun) -> bool:
-    return bool(gates) and all(
-        g in run.results and run.results[g].status == GateStatus.PASSED for g in gates
-    )
-
-
-def numbered(text: str) -> str:
-    return "".join(f"{i:5d} | {line}" for i, line in enumerate(text.splitlines(True), 1))
-
-
-def finding_line(f: Finding) -> str:
-    return f"{f.path}:{f.line or '-'} {f.code} {f.message}"
 
 
 class Loop:
@@ -282,12 +208,12 @@ class Loop:
     # ------------------------------------------------------------------ phases
     def plan(self, block: Block, gates: list[str], guard: GuardConfig) -> Plan:
         run = self.latest()
-        ctx = self._context(block, gates, guard, run)
+        ctx = block_context(block, gates, guard, run, self.policy.loop.max_todo_items)
         text = prompts.render(
             "plan",
             block=ctx["block"],
-            findings=self.findings_text(gates, run),
-            repo_map=self.repo_map(),
+            findings=findings_text(gates, run),
+            repo_map=repo_map(self.wt),
         )
         plan = self.ask("plan", [Message(role="user", content=text)], ctx, guard)
         if not isinstance(plan, Plan):
@@ -296,7 +222,9 @@ class Loop:
         return plan
 
     def todos(self, block: Block, gates: list[str], guard: GuardConfig, plan: Plan) -> TodoList:
-        ctx = self._context(block, gates, guard, self.latest()) | {"plan": plan.model_dump()}
+        ctx = block_context(block, gates, guard, self.latest(), self.policy.loop.max_todo_items) | {
+            "plan": plan.model_dump()
+        }
         text = prompts.render(
             "todo",
             block=ctx["block"],
@@ -315,7 +243,7 @@ class Loop:
     ) -> tuple[str | None, int]:
         """Ask for a patch until one lands or attempts run out. Returns (sha, rejections)."""
         self.say(f"  [{item.id}] {item.title}")
-        files = {p: t for p in item.files if (t := self.read(p)) is not None}
+        files = {p: t for p in item.files if (t := self.read_file(p)) is not None}
         messages: list[Message] = []
         seen: set[str] = set()
         rejected = 0
@@ -349,7 +277,7 @@ class Loop:
             call = Message(role="assistant", content=json.dumps(answer.model_dump()))
             if isinstance(answer, ReadFiles):
                 reads += len(answer.paths)
-                got = {p: t for p in answer.paths if (t := self.read(p)) is not None}
+                got = {p: t for p in answer.paths if (t := self.read_file(p)) is not None}
                 missing = [p for p in answer.paths if p not in got]
                 files.update(got)
                 if reads > self.policy.loop.max_read_files or not got:
@@ -379,7 +307,7 @@ class Loop:
                 self.say(f"    rejected: {reasons[0]}")
                 feedback = prompts.render("rejected", item_id=item.id, reasons=reasons)
                 messages += [call, Message(role="user", content=feedback)]
-                files = {p: t for p in files if (t := self.read(p)) is not None}
+                files = {p: t for p in files if (t := self.read_file(p)) is not None}
                 continue
             self.say(f"    landed {sha[:10]}")
             return sha, rejected
@@ -430,7 +358,10 @@ class Loop:
             reasons = [f"new ruff finding: {finding_line(f)}" for f in new[:10]]
             self.rec.event("quick_check", ok=False, reasons=reasons)
             raise PatchRejected("patch adds lint findings", reasons)
-        if any(self._is_test(p) for p in paths) and self.policy.gates.pytest.enabled:
+        if (
+            any(match_any(p, self.policy.guard.test_globs) for p in paths)
+            and self.policy.gates.pytest.enabled
+        ):
             self.check_new_tests(block, gates)
 
     def check_new_tests(self, block: Block, gates: list[str]) -> None:
@@ -592,73 +523,8 @@ class Loop:
         ctx = GateContext(repo=self.wt, python=interpreter(self.policy), cfg=self.policy.gates.ruff)
         return {"argv": ruff_gate.check_argv(ctx), "cwd": str(self.wt)}
 
-    def read(self, path: str) -> str | None:
-        """A repo file's text for the model, or None if the path is not a readable repo file."""
-        target = (self.wt / path).resolve()
-        if not target.is_relative_to(self.wt.resolve()) or ".git" in Path(path).parts:
-            return None
-        if not target.is_file() or target.stat().st_size > self.policy.loop.max_read_bytes:
-            return None
-        try:
-            return target.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError):
-            return None
-
-    def repo_map(self, limit: int = 200) -> str:
-        files = open_repo(self.wt).git.ls_files().splitlines()
-        rows = []
-        for rel in files:
-            if rel.endswith(".py") or rel.endswith((".toml", ".ini", ".cfg")):
-                size = len((self.wt / rel).read_bytes().splitlines())
-                rows.append(f"{rel} ({size} lines)")
-        extra = f"\n... and {len(rows) - limit} more" if len(rows) > limit else ""
-        return "\n".join(rows[:limit]) + extra
-
-    def findings_text(self, gates: list[str], run: GateRun, per_gate: int = 40) -> str:
-        parts = []
-        for g in gates:
-            r = run.results.get(g)
-            if r is None:
-                continue
-            head_line = f"## {g}: {r.status.value}"
-            if r.reason:
-                head_line += f" ({r.reason})"
-            if r.coverage:
-                head_line += f", coverage {r.coverage.percent:.1f}%"
-                low = sorted(r.coverage.per_file.items(), key=lambda kv: kv[1])[:15]
-                parts.append(head_line + "\n" + "\n".join(f"{p}: {c:.0f}%" for p, c in low))
-                continue
-            lines = [finding_line(f) for f in r.findings[:per_gate]]
-            more = len(r.findings) - per_gate
-            parts.append(
-                "\n".join([head_line, *lines] + ([f"... {more} more"] if more > 0 else []))
-            )
-        return "\n\n".join(parts) or "(no gate findings for this block)"
-
-    def _context(
-        self, block: Block, gates: list[str], guard: GuardConfig, run: GateRun
-    ) -> dict[str, Any]:
-        return {
-            "block": {
-                "number": block.number,
-                "title": block.title,
-                "goals": block.goals,
-                "gate_commands": block.gate_commands,
-                "gates": gates,
-            },
-            "findings": {
-                g: [f.model_dump() for f in run.results[g].findings]
-                for g in gates
-                if g in run.results
-            },
-            "lanes": guard.lanes,
-            "max_lines": guard.max_changed_lines_per_file,
-            "max_items": self.policy.loop.max_todo_items,
-        }
-
-    def _is_test(self, path: str) -> bool:
-        name = Path(path).name
-        return path.startswith("tests/") or name.startswith("test_") or name.endswith("_test.py")
+    def read_file(self, path: str) -> str | None:
+        return read_repo_file(self.wt, path, self.policy.loop.max_read_bytes)
 
     def append_progress(self, block: Block, out: BlockOutcome) -> None:
         log = self.opts.steps.progress_log
@@ -666,15 +532,7 @@ class Loop:
             return
         path = self.wt / log
         path.parent.mkdir(parents=True, exist_ok=True)
-        b, a = out.before, out.after
-        entry = (
-            f"\n## {utcnow()}: harness block {block.number}, {block.title}\n\n"
-            f"- status: {out.status}; iterations: {out.iterations}\n"
-            f"- commits kept: {len(out.commits)}; reverted: {len(out.reverted)}; "
-            f"patches rejected: {out.rejected}\n"
-            f"- before: {json.dumps(_keys(b))}\n- after: {json.dumps(_keys(a))}\n"
-        )
-        entry += "".join(f"- not attempted: {c}\n" for c in out.cannot_do)
+        entry = progress_entry(utcnow(), block.number, block.title, out)
         repo = open_repo(self.wt)
         with restore_on_failure(repo):
             with path.open("a", encoding="utf-8") as fh:
@@ -722,22 +580,6 @@ class Loop:
             blocks=blocks,
             started=utcnow(),
         )
-
-
-SEED_KEYS = (
-    "ruff_stable_ok",
-    "mypy_ok",
-    "pytest",
-    "coverage_stable",
-    "lane_guard_ok",
-    "bandit_ok",
-    "gitleaks_ok",
-)
-
-
-def _keys(summary: dict[str, Any]) -> dict[str, Any]:
-    """The STEPS script's output keys only (no hashes: the secrets scan would flag them)."""
-    return {k: summary[k] for k in SEED_KEYS if k in summary}
 
 
 def _sha(text: str) -> str:

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from harness.loop import Loop, RunOptions, RunSummary
+from harness.loop import Loop, RunOptions
+from harness.outcome import RunSummary
 from harness.policy import parse_policy
 from harness.providers.scripted import ScriptedProvider
 from harness.record import read_events, recorded_responses

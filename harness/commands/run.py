@@ -9,7 +9,8 @@ import typer
 
 from harness import ui
 from harness.errors import UsageError
-from harness.loop import SEED_KEYS, BlockOutcome, Loop, RunOptions, RunSummary
+from harness.loop import Loop, RunOptions
+from harness.outcome import SEED_KEYS, BlockOutcome, RunSummary
 from harness.policy import default_policy_path, parse_policy
 from harness.providers.registry import make_provider
 from harness.steps import load_steps

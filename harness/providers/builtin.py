@@ -7,13 +7,13 @@ so a patch stays within the per-file limit, and says plainly which goals it cann
 from __future__ import annotations
 
 import difflib
-import fnmatch
 import json
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
 from harness.errors import ProviderError
+from harness.guard.globs import match_any
 from harness.guard.textdiff import count_changes, split_lines
 from harness.proc import run
 from harness.providers.base import ModelRequest, ModelResponse
@@ -185,7 +185,7 @@ def build_checked_fix_patch(path: str, text: str, lint: Lint, max_lines: int) ->
 
 
 def _in_lanes(path: str, lanes: list[str]) -> bool:
-    return any(fnmatch.fnmatch(path, glob) for glob in lanes) if lanes else True
+    return match_any(path, lanes) if lanes else True
 
 
 class BuiltinProvider:

@@ -1,0 +1,83 @@
+"""What a run reports: block outcomes, the run summary, and progress-log entries."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from harness.errors import ExitCode
+from harness.gates.models import Regression
+
+BlockStatus = Literal[
+    "goal_met", "nothing_left", "iteration_limit", "model_error", "provider_error", "gate_error"
+]
+
+
+class BlockOutcome(BaseModel):
+    number: int
+    title: str
+    gates: list[str]
+    status: BlockStatus
+    iterations: int = 0
+    commits: list[str] = Field(default_factory=list, description="kept patch commits")
+    reverted: list[str] = Field(
+        default_factory=list, description="commits reverted for regressions"
+    )
+    rejected: int = Field(0, description="patches refused by the guard or by checks")
+    cannot_do: list[str] = Field(default_factory=list)
+    regressions: list[Regression] = Field(default_factory=list)
+    before: dict[str, Any] = Field(default_factory=dict)
+    after: dict[str, Any] = Field(default_factory=dict)
+
+
+class RunSummary(BaseModel):
+    run_id: str
+    run_dir: str
+    repo: str
+    branch: str
+    base_commit: str
+    head_commit: str
+    provider: str
+    model: str
+    blocks: list[BlockOutcome]
+    summary: dict[str, Any] = Field(description="the STEPS script's output JSON keys")
+    cost_usd: float = 0.0
+    goals_met: bool = False
+    stopped: str | None = Field(None, description="why the run stopped early, if it did")
+
+    @property
+    def exit_code(self) -> int:
+        if self.stopped:
+            return ExitCode.PROVIDER
+        return ExitCode.OK if self.goals_met else ExitCode.FAILED
+
+
+SEED_KEYS = (
+    "ruff_stable_ok",
+    "mypy_ok",
+    "pytest",
+    "coverage_stable",
+    "lane_guard_ok",
+    "bandit_ok",
+    "gitleaks_ok",
+)
+
+
+def seed_keys(summary: dict[str, Any]) -> dict[str, Any]:
+    """The STEPS script's output keys only (no hashes: the secrets scan would flag them)."""
+    return {k: summary[k] for k in SEED_KEYS if k in summary}
+
+
+def progress_entry(when: str, number: int, title: str, out: BlockOutcome) -> str:
+    """One block's entry for the STEPS script's progress log (markdown)."""
+    entry = (
+        f"\n## {when}: harness block {number}, {title}\n\n"
+        f"- status: {out.status}; iterations: {out.iterations}\n"
+        f"- commits kept: {len(out.commits)}; reverted: {len(out.reverted)}; "
+        f"patches rejected: {out.rejected}\n"
+        f"- before: {json.dumps(seed_keys(out.before))}\n"
+        f"- after: {json.dumps(seed_keys(out.after))}\n"
+    )
+    return entry + "".join(f"- not attempted: {c}\n" for c in out.cannot_do)
