@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -101,14 +101,26 @@ def revert_commits(repo: git.Repo, shas: list[str], message: str | None = None) 
 
 
 @contextmanager
-def checked_out(repo: git.Repo, sha: str) -> Iterator[None]:
-    """Detach HEAD at `sha` for a look (e.g. to run gates), then go back to where we were."""
+def checked_out(repo: git.Repo, sha: str, without: Sequence[str] = ()) -> Iterator[bool]:
+    """Detach HEAD at `sha` for a look (e.g. to run gates), then go back to where we were.
+
+    `without`: commits (older than `sha`) whose changes are taken out of the tree for the look.
+    Yields False when they cannot be taken out cleanly (the look's tree is then `sha` itself).
+    """
     if is_dirty(repo):
         raise GitError(f"working tree has uncommitted changes: {repo.working_tree_dir}")
     back = repo.active_branch.name if not repo.head.is_detached else head(repo)
     repo.git.checkout("--detach", sha)
+    clean = True
     try:
-        yield
+        for commit in reversed(without):
+            try:
+                repo.git.revert("--no-commit", commit)
+            except git.GitCommandError:
+                clean = False
+                _reset_to(repo, "HEAD")
+                break
+        yield clean
     finally:
         _reset_to(repo, "HEAD")
         repo.git.checkout(back)

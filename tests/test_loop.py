@@ -354,3 +354,41 @@ def test_provider_failure_stops_cleanly_with_a_complete_record(run_loop) -> None
     assert json.loads((run_dir / "summary.json").read_text())["stopped"] == summary.stopped
     assert json.loads((run_dir / "manifest.json").read_text())["exit_code"] == 4
     assert read_events(run_dir)[-1]["kind"] == "run_finished"
+
+
+TWO_FUNCS = (
+    "import os\nimport sys\n\n\ndef add(a, b):\n    return a + b\n\n\n"
+    "def sub(a, b):\n    return a - b\n"
+)
+TWO_TESTS = (
+    "from pkg.calc import add, sub\n\n\ndef test_add():\n    assert add(2, 3) == 5\n\n\n"
+    "def test_sub():\n    assert sub(3, 1) == 2\n"
+)
+BREAK_SUB = (
+    "--- a/pkg/calc.py\n+++ b/pkg/calc.py\n@@ -9,2 +9,2 @@\n"
+    " def sub(a, b):\n-    return a - b\n+    return a + b\n"
+)
+DROP_SYS = "--- a/pkg/calc.py\n+++ b/pkg/calc.py\n@@ -2,2 +2 @@\n-import sys\n \n"
+
+
+def test_only_the_culprits_are_reverted_not_commits_on_top_of_them(run_loop) -> None:
+    files = {**FILES, "pkg/calc.py": TWO_FUNCS, "tests/test_calc.py": TWO_TESTS}
+    summary, repo = run_loop(
+        [
+            plan(),
+            todos("T1", "T2", "T3", "T4"),
+            patch("T1", REMOVE_OS),
+            patch("T2", BREAK_ADD),
+            patch("T3", DROP_SYS),  # innocent, but sits on top of T2
+            patch("T4", BREAK_SUB),
+        ],
+        files,
+    )
+    block = summary.blocks[0]
+    log = git(repo, "log", "--format=%H %s", summary.branch)
+    subject = {sha: line.split(" ", 1)[1] for line in log.splitlines() for sha in [line[:40]]}
+    assert sorted(subject[c] for c in block.reverted) == ["harness: item T2", "harness: item T4"]
+    assert sorted(subject[c] for c in block.commits) == ["harness: item T1", "harness: item T3"]
+    text = branch_file(repo, summary.branch, "pkg/calc.py")
+    assert "import" not in text and "return a + b" in text and "return a - b" in text
+    assert summary.summary["pytest"]["failed"] == 0
