@@ -143,7 +143,7 @@ def _change(
 ) -> FileChange:
     a = split_lines(old or "")
     b = split_lines(new or "")
-    fc = FileChange(old_path, new_path, old, new)
+    fc = FileChange(old_path, new_path, old, new, old_lines=a, new_lines=b)
     fc.script = edits(a, b)
     for e in fc.script:
         if e.tag == "change":
@@ -162,8 +162,7 @@ def _render(fc: FileChange, mode: str) -> str:
         head.append(f"deleted file mode {mode}\n")
     elif fc.old_path != fc.new_path:
         head.extend((f"rename from {fc.old_path}\n", f"rename to {fc.new_path}\n"))
-    old, new = split_lines(fc.old_text or ""), split_lines(fc.new_text or "")
-    hunks = render_hunks(old, new, script=fc.script)
+    hunks = render_hunks(fc.old_lines, fc.new_lines, script=fc.script)
     if hunks:
         head.append(f"--- {'a/' + fc.old_path if fc.old_path else '/dev/null'}\n")
         head.append(f"+++ {'b/' + fc.new_path if fc.new_path else '/dev/null'}\n")

@@ -20,6 +20,12 @@ def split_eol(text: str) -> tuple[list[str], list[str]]:
     if not text:
         return contents, eols
     parts = text.split("\n")
+    if "\r" not in text:
+        # The common case, without a per-line loop: files are often thousands of lines.
+        if parts[-1]:
+            return parts, ["\n"] * (len(parts) - 1) + [""]
+        parts.pop()
+        return parts, ["\n"] * len(parts)
     for p in parts[:-1]:
         if p.endswith("\r"):
             contents.append(p[:-1])
@@ -102,6 +108,14 @@ def place(contents: Sequence[str], hunk: HunkSpec, path: str, lo: int, offset: i
             "include up to 3 unchanged lines around the change"
         )
     expected = None if hunk.old_start is None else hunk.old_start - 1 + offset
+    # Where the header says is the answer whenever the lines are there (the usual case), so
+    # check that before scanning the whole file for every occurrence.
+    if (
+        expected is not None
+        and lo <= expected <= len(contents) - len(old)
+        and contents[expected : expected + len(old)] == old
+    ):
+        return Placement(expected, False, False)
     key: Callable[[str], str]
     for fuzzy, key in ((False, str), (True, _norm_ws)):
         if fuzzy:
@@ -176,4 +190,4 @@ def apply_hunks(text: str, hunks: Sequence[HunkSpec], path: str) -> tuple[str, l
         if out_e[j] == "":
             out_e[j] = dominant
     out_e[-1] = (out_e[-1] or dominant) if keep_final else ""
-    return "".join(c + e for c, e in zip(out_c, out_e, strict=True)), repairs
+    return "".join(map(str.__add__, out_c, out_e)), repairs

@@ -33,6 +33,8 @@ class FileChange:
     added_lines: list[tuple[int, str]] = field(default_factory=list)  # (new line no, text)
     removed_lines: list[tuple[int, str]] = field(default_factory=list)  # (old line no, text)
     script: list[Any] = field(default_factory=list, repr=False)  # textdiff edit script
+    old_lines: list[str] = field(default_factory=list, repr=False)  # split, endings kept
+    new_lines: list[str] = field(default_factory=list, repr=False)
 
     @property
     def path(self) -> str:
@@ -434,14 +436,15 @@ def _secret_ok(secret: str, line: str, plugin: Any) -> bool:
 def find_secret(path: str, line: str) -> str | None:
     from detect_secrets.filters import heuristic as h
 
-    if h.is_indirect_reference(line):
-        return None
     for plugin in _secret_plugins():
         for found in plugin.analyze_line(filename=path, line=line, line_number=0):
             value = found.secret_value or ""
             if value and _secret_ok(value, line, plugin):
                 continue
-            return str(found.type)
+            # The indirect-reference filter depends on the line only, so it is asked after
+            # a finding rather than before every line: its regex costs as much as all the
+            # detectors together.
+            return None if h.is_indirect_reference(line) else str(found.type)
     return None
 
 

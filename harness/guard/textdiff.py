@@ -13,6 +13,10 @@ from dataclasses import dataclass
 
 # Past this many trace cells, rendering falls back to difflib; counts stay exact.
 _TRACE_CELLS = 4_000_000
+# Line boundaries of str.splitlines other than "\n" (git splits at "\n" only).
+_OTHER_BREAKS = ("\r", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029")
+# A snake (run of equal lines) longer than this is followed with slice comparisons.
+_SHORT_SNAKE = 8
 
 
 @dataclass(frozen=True)
@@ -30,6 +34,9 @@ def split_lines(text: str) -> list[str]:
     """Lines with their endings kept; only '\\n' separates lines, as in git."""
     if not text:
         return []
+    if not any(c in text for c in _OTHER_BREAKS):
+        # str.splitlines also splits at these; without them it is the same split, in C.
+        return text.splitlines(keepends=True)
     parts = text.split("\n")
     lines = [p + "\n" for p in parts[:-1]]
     if parts[-1]:
@@ -37,24 +44,57 @@ def split_lines(text: str) -> list[str]:
     return lines
 
 
-def _intern(a: Sequence[str], b: Sequence[str]) -> tuple[list[int], list[int]]:
-    ids: dict[str, int] = {}
-    return [ids.setdefault(x, len(ids)) for x in a], [ids.setdefault(x, len(ids)) for x in b]
-
-
 def _trim(a: Sequence[object], b: Sequence[object]) -> tuple[int, int]:
     """Length of the common prefix and of the common suffix (not overlapping)."""
     n, m = len(a), len(b)
-    pre = 0
-    while pre < n and pre < m and a[pre] == b[pre]:
-        pre += 1
-    suf = 0
-    while suf < n - pre and suf < m - pre and a[n - 1 - suf] == b[m - 1 - suf]:
-        suf += 1
-    return pre, suf
+    # Binary searches over slice comparisons: the comparing runs in C, and a small edit in a
+    # long file otherwise costs a Python-level step per unchanged line.
+    lo, hi = 0, min(n, m)  # a[:lo] == b[:lo]; a[:hi+1] differs (or hi is the end)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if a[lo:mid] == b[lo:mid]:
+            lo = mid
+        else:
+            hi = mid - 1
+    pre = lo
+    lo, hi = 0, min(n, m) - pre
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if a[n - mid : n - lo] == b[m - mid : m - lo]:
+            lo = mid
+        else:
+            hi = mid - 1
+    return pre, lo
 
 
-def _myers(a: Sequence[int], b: Sequence[int], keep_trace: bool) -> tuple[int, list[list[int]]]:
+def _snake(a: Sequence[str], b: Sequence[str], x: int, y: int) -> int:
+    """How many lines are equal from a[x], b[y] on (a[x] == b[y] is known)."""
+    n, m = len(a), len(b)
+    run = 1
+    while run < _SHORT_SNAKE and x + run < n and y + run < m and a[x + run] == b[y + run]:
+        run += 1
+    if run < _SHORT_SNAKE:
+        return run
+    # Long runs (the unchanged stretch between two distant hunks): gallop, then bisect,
+    # comparing slices in C instead of stepping one line at a time.
+    limit = min(n - x, m - y)
+    lo, hi = run, run
+    while hi < limit:
+        hi = min(limit, hi * 2)
+        if a[x + lo : x + hi] != b[y + lo : y + hi]:
+            break
+        lo = hi
+    # a[x : x+lo] == b[y : y+lo]; the first difference, if any, is before hi.
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if a[x + lo : x + mid] == b[y + lo : y + mid]:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+def _myers(a: Sequence[str], b: Sequence[str], keep_trace: bool) -> tuple[int, list[list[int]]]:
     """Shortest edit distance D, and the V arrays per step when `keep_trace`."""
     n, m = len(a), len(b)
     maxd = n + m
@@ -70,9 +110,10 @@ def _myers(a: Sequence[int], b: Sequence[int], keep_trace: bool) -> tuple[int, l
             else:
                 x = v[offset + k - 1] + 1
             y = x - k
-            while x < n and y < m and a[x] == b[y]:
-                x += 1
-                y += 1
+            if x < n and y < m and a[x] == b[y]:
+                step = _snake(a, b, x, y)
+                x += step
+                y += step
             v[offset + k] = x
             if x >= n and y >= m:
                 return d, trace
@@ -83,7 +124,7 @@ def count_changes(old: Sequence[str], new: Sequence[str]) -> tuple[int, int]:
     """(added, removed) of a minimal line diff: what `git diff --numstat` prints."""
     # Trimming first keeps the work proportional to the changed region, not the file.
     pre, suf = _trim(old, new)
-    a, b = _intern(old[pre : len(old) - suf], new[pre : len(new) - suf])
+    a, b = old[pre : len(old) - suf], new[pre : len(new) - suf]
     if not a or not b:
         return len(b), len(a)
     d, _ = _myers(a, b, keep_trace=False)
@@ -95,30 +136,33 @@ def count_changes(old: Sequence[str], new: Sequence[str]) -> tuple[int, int]:
 def edits(old: Sequence[str], new: Sequence[str]) -> list[Edit]:
     """A minimal edit script as runs of equal / changed lines."""
     pre, suf = _trim(old, new)
-    ma, mb = _intern(old[pre : len(old) - suf], new[pre : len(new) - suf])
+    ma, mb = old[pre : len(old) - suf], new[pre : len(new) - suf]
     a, b = old, new
-    pairs: list[tuple[int, int]] = []  # matched (i, j) in the middle part
+    runs: list[tuple[int, int, int]] = []  # matched a[i:i+n] == b[j:j+n] in the middle part
     if ma and mb:
-        d, _ = _myers(ma, mb, keep_trace=False)
-        if d * (len(ma) + len(mb)) <= _TRACE_CELLS:
-            pairs = _pairs_from_trace(ma, mb, _myers(ma, mb, keep_trace=True)[1])
+        size = len(ma) + len(mb)
+        # D <= size, so a small middle part can be traced in one pass; otherwise find D
+        # first to know whether tracing fits.
+        d = size if size * size <= _TRACE_CELLS else _myers(ma, mb, keep_trace=False)[0]
+        if d * size <= _TRACE_CELLS:
+            runs = _runs_from_trace(ma, mb, _myers(ma, mb, keep_trace=True)[1])
         else:
-            pairs = _pairs_greedy(ma, mb)
+            runs = _runs_greedy(ma, mb)
     out: list[Edit] = []
     ia, ib = 0, 0
     if pre:
         out.append(Edit("equal", 0, pre, 0, pre))
     ia = ib = pre
-    for i, j in pairs:
+    for i, j, length in runs:
         i, j = i + pre, j + pre
         if i > ia or j > ib:
             out.append(Edit("change", ia, i, ib, j))
         if out and out[-1].tag == "equal" and out[-1].a1 == i:
             last = out.pop()
-            out.append(Edit("equal", last.a0, i + 1, last.b0, j + 1))
+            out.append(Edit("equal", last.a0, i + length, last.b0, j + length))
         else:
-            out.append(Edit("equal", i, i + 1, j, j + 1))
-        ia, ib = i + 1, j + 1
+            out.append(Edit("equal", i, i + length, j, j + length))
+        ia, ib = i + length, j + length
     ea, eb = len(a) - suf, len(b) - suf
     if ea > ia or eb > ib:
         out.append(Edit("change", ia, ea, ib, eb))
@@ -131,13 +175,14 @@ def edits(old: Sequence[str], new: Sequence[str]) -> list[Edit]:
     return out
 
 
-def _pairs_from_trace(
-    a: Sequence[int], b: Sequence[int], trace: list[list[int]]
-) -> list[tuple[int, int]]:
+def _runs_from_trace(
+    a: Sequence[str], b: Sequence[str], trace: list[list[int]]
+) -> list[tuple[int, int, int]]:
+    """The matched runs (i, j, length) of the path Myers found, in order."""
     n, m = len(a), len(b)
     offset = n + m + 1
     x, y = n, m
-    pairs: list[tuple[int, int]] = []
+    runs: list[tuple[int, int, int]] = []
     for d in range(len(trace) - 1, -1, -1):
         v = trace[d]
         k = x - y
@@ -145,22 +190,24 @@ def _pairs_from_trace(
         prev_k = k + 1 if down else k - 1
         prev_x = v[offset + prev_k] if d > 0 else 0
         prev_y = prev_x - prev_k if d > 0 else 0
-        while x > prev_x and y > prev_y:
-            x -= 1
-            y -= 1
-            pairs.append((x, y))
+        # The snake of step d runs diagonally back to where its first move landed.
+        length = min(x - prev_x, y - prev_y)
+        if length > 0:
+            x -= length
+            y -= length
+            runs.append((x, y, length))
         if d > 0:
             x, y = prev_x, prev_y
-    pairs.reverse()
-    return pairs
+    runs.reverse()
+    return runs
 
 
-def _pairs_greedy(a: Sequence[int], b: Sequence[int]) -> list[tuple[int, int]]:
+def _runs_greedy(a: Sequence[str], b: Sequence[str]) -> list[tuple[int, int, int]]:
     """Fallback for huge edits (rendering only): difflib's matching blocks."""
     import difflib
 
     sm = difflib.SequenceMatcher(None, a, b, autojunk=False)
-    return [(blk.a + t, blk.b + t) for blk in sm.get_matching_blocks() for t in range(blk.size)]
+    return [(blk.a, blk.b, blk.size) for blk in sm.get_matching_blocks() if blk.size]
 
 
 def _groups(script: list[Edit], context: int) -> Iterator[list[Edit]]:
