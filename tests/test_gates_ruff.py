@@ -65,6 +65,26 @@ def test_fingerprints_survive_line_shifts(make_repo: Callable[..., Path]) -> Non
     assert [f.fingerprint for f in before.findings] == [f.fingerprint for f in after.findings]
 
 
+def test_whole_file_findings_survive_a_line_added_at_the_top(
+    make_repo: Callable[..., Path],
+) -> None:
+    # Seen on more-itertools 10.1.0 (EXE002): a file-level finding sits at 1:1 whatever line 1 is.
+    repo = make_repo({"mod.py": "X = 1\n"})
+    before = GATES["ruff"].run(_ctx(repo, paths=["mod.py"], args=["--select", "D100,F401"]))
+    (repo / "mod.py").write_text("import os\nX = 1\n")
+    after = GATES["ruff"].run(_ctx(repo, paths=["mod.py"], args=["--select", "D100,F401"]))
+
+    assert [(f.code, f.line) for f in before.findings] == [("D100", 1)]
+    assert sorted((f.code, f.line) for f in after.findings) == [("D100", 1), ("F401", 1)]
+    [d100] = [f for f in after.findings if f.code == "D100"]
+    assert d100.fingerprint == before.findings[0].fingerprint
+    # An ordinary finding on line 1 still takes line 1 as its context.
+    [f401] = [f for f in after.findings if f.code == "F401"]
+    (repo / "mod.py").write_text("import os  # moved\nX = 1\n")
+    again = GATES["ruff"].run(_ctx(repo, paths=["mod.py"], args=["--select", "F401"]))
+    assert [f.fingerprint for f in again.findings] != [f401.fingerprint]
+
+
 def test_uses_the_targets_own_config_and_passes_when_clean(make_repo: Callable[..., Path]) -> None:
     repo = make_repo(
         {

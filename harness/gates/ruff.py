@@ -82,6 +82,10 @@ def parse(stdout: str, ctx: GateContext) -> list[Finding]:
         line = loc.get("row") if isinstance(loc.get("row"), int) else None
         message = str(item["message"])
         fix = item.get("fix")
+        # A whole-file diagnostic (EXE002, D100, CPY001) is an empty range at 1:1. Line 1 is not
+        # its context: a line added at the top of the file must not make it a new finding.
+        whole_file = loc == item.get("end_location") == {"row": 1, "column": 1}
+        context = "" if whole_file else source.line(path, line)
         out.append(
             Finding(
                 gate=NAME,
@@ -90,7 +94,7 @@ def parse(stdout: str, ctx: GateContext) -> list[Finding]:
                 line=line,
                 message=message,
                 severity=item.get("severity") if isinstance(item.get("severity"), str) else None,
-                fingerprint=fingerprint(NAME, path, code, message, source.line(path, line)),
+                fingerprint=fingerprint(NAME, path, code, message, context),
                 fix=fix if isinstance(fix, dict) else None,
             )
         )
