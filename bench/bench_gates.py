@@ -3,6 +3,7 @@
     .venv/bin/python bench/bench_gates.py verify [REPO] [POLICY]
     .venv/bin/python bench/bench_gates.py time   [REPO] [POLICY] [--rounds N]
     .venv/bin/python bench/bench_gates.py cached [REPO] [POLICY]
+    .venv/bin/python bench/bench_gates.py shift  [REPO] [POLICY]
 
 Defaults: /tmp/oss/click-8.1.7 with bench/policies/click.toml (made by bench/setup_oss.sh).
 
@@ -11,8 +12,10 @@ The "by hand" commands are written here from the tools' own CLIs and their ordin
 `coverage report`, bandit's JSON, `lint-imports`' "Contracts: N kept, M broken", `detect-secrets
 scan` of the git files), with the policy's interpreter, paths, args and config files. They do
 not reuse the gates' code, so `verify` is a cross-check rather than the gates agreeing with
-themselves. `time` runs those same commands one after another against `harness gates --no-cache`
-(concurrent), each side with cold tool caches, in alternating order, and prints the ratio.
+themselves. `time` runs those same commands one after another against `harness gates
+--no-cache` (concurrent), each side with cold tool caches, in alternating order, and prints the
+ratio. `shift` checks, in a clone, that findings moved by a line added at the top of their
+files keep their fingerprints.
 """
 
 from __future__ import annotations
@@ -355,9 +358,54 @@ def cached(repo: Path, policy: Path) -> int:
     return 0 if same and len(hits) == len(second["gates"]) else 1
 
 
+SHIFT_GATES = ["ruff", "mypy", "bandit"]
+
+
+def shift(repo: Path, policy: Path, files: int = 5) -> int:
+    """Move every finding of the files with the most findings down one line, in a clone.
+
+    Each finding's line changes and its fingerprint must not: none new, none gone.
+    """
+    from harness.gates.runner import run_gates
+
+    pol = load_policy(policy)
+    with tempfile.TemporaryDirectory(prefix="bench-shift-") as tmp:
+        clone = Path(tmp) / "repo"
+        subprocess.run(["git", "clone", "-q", str(repo), str(clone)], check=True)
+        before = run_gates(clone, pol, only=SHIFT_GATES, use_cache=False)
+        per_file = Counter(
+            f.path for r in before.results.values() for f in r.findings if f.path.endswith(".py")
+        )
+        shifted = [path for path, _ in per_file.most_common(files)]
+        for path in shifted:
+            target = clone / path
+            target.write_text("# shifted by bench_gates\n" + target.read_text(encoding="utf-8"))
+        after = run_gates(clone, pol, only=SHIFT_GATES, use_cache=False)
+    print(f"repo {repo}: one line added at the top of {', '.join(shifted)}")
+    bad = 0
+    for name in SHIFT_GATES:
+        b, a = before.results[name], after.results[name]
+        moved = sum(1 for f in b.findings if f.path in shifted)
+        new = Counter(f.fingerprint for f in a.findings) - Counter(
+            f.fingerprint for f in b.findings
+        )
+        gone = Counter(f.fingerprint for f in b.findings) - Counter(
+            f.fingerprint for f in a.findings
+        )
+        bad += bool(new or gone) or a.status != b.status
+        print(
+            f"{name}: {len(b.findings)} -> {len(a.findings)} findings, {moved} in the shifted "
+            f"files, {sum(new.values())} new fingerprint(s), {sum(gone.values())} gone"
+        )
+        for f in a.findings:
+            if f.fingerprint in new:
+                print(f"  new: {f.path}:{f.line} {f.code} {f.message[:100]}")
+    return 1 if bad else 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("mode", choices=["verify", "time", "cached"])
+    ap.add_argument("mode", choices=["verify", "time", "cached", "shift"])
     ap.add_argument("repo", nargs="?", type=Path, default=DEFAULT_REPO)
     ap.add_argument("policy", nargs="?", type=Path, default=DEFAULT_POLICY)
     ap.add_argument("--rounds", type=int, default=5)
@@ -369,6 +417,8 @@ def main() -> int:
         return verify(repo, policy)
     if args.mode == "time":
         return timing(repo, policy, args.rounds)
+    if args.mode == "shift":
+        return shift(repo, policy)
     return cached(repo, policy)
 
 
