@@ -51,7 +51,8 @@ from harness.gitutil import (
     revert_commits,
     worktree,
 )
-from harness.guard import Verdict, apply_verdict, check_patch
+from harness.guard import Verdict, check_patch
+from harness.guard.commit import write_contents
 from harness.guard.globs import match_any
 from harness.outcome import BlockOutcome, RunSummary, progress_entry
 from harness.policy import GateConfig, GuardConfig, Policy
@@ -341,28 +342,33 @@ class Loop:
         }
         before = self.quick_findings([f.path for f in verdict.files])
         with restore_on_failure(repo):
-            sha = apply_verdict(self.wt, verdict, f"harness: {item.title}", trailers)
-            self.check_landed(block, gates, verdict, before)
+            write_contents(self.wt, verdict)
+            trailers |= self.check_landed(block, gates, verdict, before)
+            sha = commit_all(repo, f"harness: {item.title}", trailers)
         self.rec.event("applied", block=block.number, item=item.id, sha=sha, patch=patch_file)
         return sha
 
     def check_landed(
         self, block: Block, gates: list[str], verdict: Verdict, before: list[Finding]
-    ) -> None:
-        """Quick checks on the changed files; raise PatchRejected to undo the commit."""
+    ) -> dict[str, str]:
+        """Quick checks on the written files; raise PatchRejected to undo the change.
+        Returns the gate deltas, as commit trailers."""
         paths = [f.path for f in verdict.files]
-        new = new_findings(before, self.quick_findings(paths))
+        after = self.quick_findings(paths)
+        new = new_findings(before, after)
         if new:
             reasons = [f"new ruff finding: {finding_line(f)}" for f in new[:10]]
             self.rec.event("quick_check", ok=False, reasons=reasons)
             raise PatchRejected("patch adds lint findings", reasons)
+        deltas = {"Harness-Ruff": f"{len(before)} -> {len(after)} (changed files)"}
         if (
             any(match_any(p, self.policy.guard.test_globs) for p in paths)
             and self.policy.gates.pytest.enabled
         ):
-            self.check_new_tests(block, gates)
+            deltas |= self.check_new_tests(block, gates)
+        return deltas
 
-    def check_new_tests(self, block: Block, gates: list[str]) -> None:
+    def check_new_tests(self, block: Block, gates: list[str]) -> dict[str, str]:
         """TestGen-LLM's filter: new tests must pass N runs in a row with the network blocked,
         and in a coverage block they must raise coverage."""
         base = self.latest().results.get("pytest")
@@ -394,6 +400,10 @@ class Loop:
             raise PatchRejected("new tests rejected", sorted(set(reasons)))
         if self.current is not None:
             self.current.results["pytest"] = after
+        deltas = {"Harness-Tests": f"{len(known)} -> {len(after.tests)}"}
+        if was and now:
+            deltas["Harness-Coverage"] = f"{was.percent:.2f}% -> {now.percent:.2f}%"
+        return deltas
 
     # ------------------------------------------------------------------ regressions
     def regressions(

@@ -172,6 +172,7 @@ def test_good_patches_land_and_user_checkout_is_untouched(make_repo, tmp_path) -
     assert summary.summary["ruff_stable_ok"] is True
     log = git(repo, "log", "--format=%B", summary.branch)
     assert f"Harness-Run: {summary.run_id}" in log and "Harness-Item: T1" in log
+    assert "Harness-Ruff: 2 -> 1 (changed files)" in log
     progress = branch_file(repo, summary.branch, "docs/audits/CLAUDE_PROGRESS.md")
     assert "block 1" in progress and "goal_met" in progress
 
@@ -308,6 +309,8 @@ def test_new_tests_are_kept_only_if_stable_offline_and_raising_coverage(
     assert [e["ok"] for e in filters] == [False, False, True]
     assert "network" in reasons and "coverage did not rise" in reasons
     assert len(first.commits) == 1
+    kept = git(repo, "log", "-1", "--format=%B", first.commits[0])
+    assert "Harness-Tests: 1 -> 2" in kept and "Harness-Coverage:" in kept
     assert git(repo, "ls-tree", "--name-only", summary.branch, "tests/").split() == [
         "tests/test_calc.py",
         "tests/test_sub.py",
