@@ -55,18 +55,21 @@ def finding_line(f: Finding) -> str:
     return f"{f.path}:{f.line or '-'} {f.code} {f.message}"
 
 
-def read_repo_file(root: Path, path: str, max_bytes: int) -> str | None:
-    """A repo file's text for the model, or None if `path` (model input) is not a readable,
-    reasonably small text file inside the repository."""
+def read_repo_file(root: Path, path: str, max_bytes: int) -> tuple[str | None, str]:
+    """(text, "") for a readable, reasonably small text file inside the repository, else
+    (None, why not). `path` is model input."""
     target = (root / path).resolve()
     if not target.is_relative_to(root.resolve()) or ".git" in Path(path).parts:
-        return None
-    if not target.is_file() or target.stat().st_size > max_bytes:
-        return None
+        return None, "outside the repository"
+    if not target.is_file():
+        return None, "no such file"
+    size = target.stat().st_size
+    if size > max_bytes:
+        return None, f"{size} bytes is over the loop.max_read_bytes limit of {max_bytes}"
     try:
-        return target.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
-        return None
+        return target.read_text(encoding="utf-8"), ""
+    except (OSError, UnicodeDecodeError) as exc:
+        return None, f"not readable as UTF-8 text ({type(exc).__name__})"
 
 
 def repo_map(root: Path, limit: int = 200) -> str:

@@ -242,7 +242,7 @@ class Loop:
     ) -> tuple[str | None, int]:
         """Ask for a patch until one lands or attempts run out. Returns (sha, rejections)."""
         self.say(f"  [{item.id}] {item.title}")
-        files = {p: t for p in item.files if (t := self.read_file(p)) is not None}
+        files, missing = self.read_files(item.files)
         messages: list[Message] = []
         seen: set[str] = set()
         rejected = 0
@@ -253,7 +253,8 @@ class Loop:
             text = prompts.render(
                 "execute",
                 item=item.model_dump(),
-                files=[{"path": p, "text": numbered(t)} for p, t in files.items()],
+                files=[{"path": p, "text": numbered(t)} for p, t in files.items()]
+                + [{"path": p, "text": f"(not shown: {why})"} for p, why in missing.items()],
                 findings=[finding_line(f) for f in findings],
                 max_lines=guard.max_changed_lines_per_file,
                 can_read=reads < self.policy.loop.max_read_files,
@@ -276,13 +277,14 @@ class Loop:
             call = Message(role="assistant", content=json.dumps(answer.model_dump()))
             if isinstance(answer, ReadFiles):
                 reads += len(answer.paths)
-                got = {p: t for p in answer.paths if (t := self.read_file(p)) is not None}
-                missing = [p for p in answer.paths if p not in got]
+                got, refused = self.read_files(answer.paths)
                 files.update(got)
+                for path in got:
+                    missing.pop(path, None)
                 if reads > self.policy.loop.max_read_files or not got:
                     attempt += 1
-                note = f"Added {sorted(got)} to the files shown." + (
-                    f" Not readable: {missing}." if missing else ""
+                note = f"Added {sorted(got)} to the files shown." + "".join(
+                    f" Not shown: {p} ({why})." for p, why in refused.items()
                 )
                 messages += [call, Message(role="user", content=note)]
                 continue
@@ -306,7 +308,7 @@ class Loop:
                 self.say(f"    rejected: {reasons[0]}")
                 feedback = prompts.render("rejected", item_id=item.id, reasons=reasons)
                 messages += [call, Message(role="user", content=feedback)]
-                files = {p: t for p in files if (t := self.read_file(p)) is not None}
+                files, missing = self.read_files(list(files) + list(missing))
                 continue
             self.say(f"    landed {sha[:10]}")
             return sha, rejected
@@ -539,8 +541,17 @@ class Loop:
         ctx = GateContext(repo=self.wt, python=interpreter(self.policy), cfg=self.policy.gates.ruff)
         return {"argv": ruff_gate.check_argv(ctx), "cwd": str(self.wt)}
 
-    def read_file(self, path: str) -> str | None:
-        return read_repo_file(self.wt, path, self.policy.loop.max_read_bytes)
+    def read_files(self, paths: list[str]) -> tuple[dict[str, str], dict[str, str]]:
+        """The texts of the readable paths, and why each other one could not be shown."""
+        texts: dict[str, str] = {}
+        missing: dict[str, str] = {}
+        for path in paths:
+            text, why = read_repo_file(self.wt, path, self.policy.loop.max_read_bytes)
+            if text is None:
+                missing[path] = why
+            else:
+                texts[path] = text
+        return texts, missing
 
     def append_progress(self, block: Block, out: BlockOutcome) -> None:
         log = self.opts.steps.progress_log

@@ -395,3 +395,28 @@ def test_only_the_culprits_are_reverted_not_commits_on_top_of_them(run_loop) -> 
     text = branch_file(repo, summary.branch, "pkg/calc.py")
     assert "import" not in text and "return a + b" in text and "return a - b" in text
     assert summary.summary["pytest"]["failed"] == 0
+
+
+def test_a_file_too_big_to_show_is_named_with_the_reason(make_repo, tmp_path: Path) -> None:
+    big = FILES["pkg/calc.py"] + "".join(f"# padding line {i}\n" for i in range(80))
+    repo = make_repo({**FILES, "pkg/calc.py": big})
+    skip = {
+        "phase": "execute",
+        "tool": "propose_patch",
+        "input": {"item_id": "T1", "action": "skip", "explanation": "cannot see it"},
+    }
+    provider = ScriptedProvider.from_responses([plan(), todos("T1"), skip])
+    policy = POLICY + "max_read_bytes = 1000\n"
+    opts = RunOptions(
+        steps=parse_steps(STEPS, "steps.md"),
+        steps_text=STEPS,
+        repo=repo,
+        policy=parse_policy(policy),
+        policy_text=policy,
+        policy_path=None,
+        provider=provider,
+        runs_dir=tmp_path / "runs",
+    )
+    Loop(opts).run()
+    execute = provider.requests[2].messages[0].content
+    assert "pkg/calc.py" in execute and "over the loop.max_read_bytes limit of 1000" in execute
