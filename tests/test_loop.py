@@ -334,7 +334,7 @@ def test_record_re_drives_the_run_without_the_model(run_loop, tmp_path: Path) ->
         policy=parse_policy(POLICY),
         policy_text=POLICY,
         policy_path=None,
-        provider=ScriptedProvider.from_responses(replayed),
+        provider=ScriptedProvider(Path(first.run_dir)),  # the run directory is the script
         runs_dir=tmp_path / "replay-runs",
     )
     second = Loop(opts).run()

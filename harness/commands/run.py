@@ -129,7 +129,10 @@ def command(
         None, "--model", help="Model name (env HARNESS_MODEL; default claude-sonnet-5)."
     ),
     script: Path | None = typer.Option(
-        None, "--script", help="Responses file for --provider scripted."
+        None,
+        "--script",
+        help="For --provider scripted: a responses JSON file, or a recorded run directory "
+        "(runs/<run-id>) to re-drive that run without the model.",
     ),
     blocks: str | None = typer.Option(None, "--blocks", help="Only these blocks, e.g. 1,3."),
     runs_dir: Path = typer.Option(

@@ -54,6 +54,8 @@ def make_provider(
         from harness.providers.scripted import ScriptedProvider
 
         if script is None:
-            raise UsageError("provider 'scripted' needs a script file (--script FILE)")
+            raise UsageError(
+                "provider 'scripted' needs --script: a responses file or a recorded run directory"
+            )
         return ScriptedProvider(script)
     raise UsageError(f"unknown provider '{chosen}': choose one of {', '.join(PROVIDERS)}")

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from harness.errors import ProviderError, UsageError
 from harness.providers.base import ModelRequest, ModelResponse, Phase, Usage
+from harness.record import recorded_responses
 
 
 class ScriptedResponse(BaseModel):
@@ -52,6 +53,14 @@ class ScriptedProvider:
     name = "scripted"
 
     def __init__(self, path: Path) -> None:
+        if Path(path).is_dir():
+            # A recorded run: replay the model's answers, in order, without the model.
+            try:
+                responses = recorded_responses(Path(path))
+            except (OSError, ValueError, KeyError) as exc:
+                raise UsageError(f"cannot replay run {path}: {exc}") from exc
+            self._load({"model": f"replay:{Path(path).name}", "responses": responses}, str(path))
+            return
         try:
             raw = json.loads(Path(path).read_text(encoding="utf-8"))
         except OSError as exc:
