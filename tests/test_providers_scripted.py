@@ -124,7 +124,7 @@ def test_registry_builds_scripted(tmp_path: Path) -> None:
     path = write_script(tmp_path, {"responses": []})
     p = make_provider("scripted", model=None, policy=load_policy(), script=path)
     assert isinstance(p, ScriptedProvider)
-    with pytest.raises(UsageError, match="needs a script file"):
+    with pytest.raises(UsageError, match="needs --script"):
         make_provider("scripted", model=None, policy=load_policy())
 
 
