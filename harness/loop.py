@@ -89,6 +89,9 @@ class Loop:
         self.policy = apply_to_policy(opts.steps, opts.policy)
         self.provider = opts.provider
         self.say = opts.progress
+        # Bad input fails here, before anything is recorded or created.
+        self.user_repo = open_repo(opts.repo)
+        self.base = head(self.user_repo)
         self.run_id = new_run_id()
         self.branch = f"harness/{self.run_id}"
         self.rec = Recorder(opts.runs_dir, self.run_id)
@@ -99,8 +102,7 @@ class Loop:
 
     # ------------------------------------------------------------------ the run
     def run(self) -> RunSummary:
-        user_repo = open_repo(self.opts.repo)
-        base = head(user_repo)
+        user_repo, base = self.user_repo, self.base
         blocks = [
             b
             for b in self.opts.steps.blocks

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from harness.errors import GitError
 from harness.loop import Loop, RunOptions
 from harness.outcome import RunSummary
 from harness.policy import parse_policy
@@ -420,3 +421,20 @@ def test_a_file_too_big_to_show_is_named_with_the_reason(make_repo, tmp_path: Pa
     Loop(opts).run()
     execute = provider.requests[2].messages[0].content
     assert "pkg/calc.py" in execute and "over the loop.max_read_bytes limit of 1000" in execute
+
+
+def test_bad_repository_fails_before_anything_is_recorded(tmp_path: Path) -> None:
+    (tmp_path / "plain").mkdir()
+    opts = RunOptions(
+        steps=parse_steps(STEPS, "steps.md"),
+        steps_text=STEPS,
+        repo=tmp_path / "plain",
+        policy=parse_policy(POLICY),
+        policy_text=POLICY,
+        policy_path=None,
+        provider=ScriptedProvider.from_responses([]),
+        runs_dir=tmp_path / "runs",
+    )
+    with pytest.raises(GitError, match="not a git repository"):
+        Loop(opts)
+    assert not (tmp_path / "runs").exists()
