@@ -4,8 +4,9 @@
 
 REPO is a history built by bench/fetch_history.py (use a clone: it checks out commits).
 Each changed text file of each commit becomes one patch (`git diff parent commit -- path`),
-checked against the parent checkout with the default policy's guard rules (all rules on,
-gate-config protection off so that real pyproject edits are judged in full).
+checked against the parent checkout with this checkout's default policy's guard rules (all
+rules on, gate-config protection off so that real pyproject edits are judged in full); every
+implementation gets the same configuration.
 
 Patch classes: "small code" = a .py file with 1-20 changed lines (the T4 per-file limit,
 the kind of patch a model writes); "small other" = any other text file with 1-20 changed
@@ -64,8 +65,8 @@ def collect(repo: Path) -> list[tuple[str, str, str]]:
 Checker = Callable[[str], Any]
 
 
-def load(src: Path, repo: Path) -> Checker:
-    """check_patch from the harness package under `src`, bound to repo and the default policy."""
+def load(src: Path, repo: Path, guard_cfg: dict[str, Any]) -> Checker:
+    """check_patch from the harness package under `src`, bound to repo and the guard config."""
     for name in [m for m in sys.modules if m == "harness" or m.startswith("harness.")]:
         del sys.modules[name]
     sys.path.insert(0, str(src))
@@ -77,7 +78,7 @@ def load(src: Path, repo: Path) -> Checker:
     module_file = Path(guard.__file__ or "").resolve()
     if not module_file.is_relative_to(src.resolve()):
         raise SystemExit(f"imported {module_file}, expected a module under {src}")
-    cfg = policy.load_policy().guard.model_copy(update={"protect_gate_config": False})
+    cfg = policy.GuardConfig.model_validate(guard_cfg)
     check = guard.check_patch
 
     def run(text: str) -> Any:
@@ -159,14 +160,19 @@ def main() -> None:
     repo = args.repo.resolve()
     patches = collect(repo)
     kinds = [k for _, k, _ in patches]
+    # One guard configuration for every implementation: this checkout's default policy.
+    from harness.policy import load_policy
+
+    guard_cfg = load_policy(HERE / "policies" / "default.toml").guard.model_dump()
+    guard_cfg["protect_gate_config"] = False
     with tempfile.TemporaryDirectory(prefix="bench-guard-") as tmp:
         impls: dict[str, Checker] = {}
         if args.baseline:
             base = Path(tmp) / "baseline"
             base.mkdir()
             export(args.baseline, base)
-            impls[f"baseline {args.baseline}"] = load(base, repo)
-        impls["current"] = load(HERE, repo)
+            impls[f"baseline {args.baseline}"] = load(base, repo, guard_cfg)
+        impls["current"] = load(HERE, repo, guard_cfg)
         best, accepted, mismatches = measure(repo, patches, impls, args.reps)
     commits = len({p for p, _, _ in patches})
     print(f"{commits} commits with text changes, {len(patches)} per-file patches, reps {args.reps}")

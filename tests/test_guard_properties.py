@@ -83,6 +83,53 @@ def test_counts_equal_git_numstat(pair: tuple[str, str]) -> None:
         assert [(f.added, f.removed) for f in v.files] == [(added, removed)]
 
 
+# Code-like text: unique lines, plus lines with many copies (blank lines, brackets). git sets a
+# many-copies line aside as changed when it sits in a long run of lines that have no copy in
+# the other file, so it reports more than the minimum; we must report what git reports.
+COMMON = st.sampled_from(["", "", "", "}", "return x"])
+
+
+@st.composite
+def block_rewrite(draw: st.DrawFn) -> tuple[str, str]:
+    def body(prefix: str, size: int, unique_in_10: int) -> list[str]:
+        kinds = draw(st.lists(st.integers(0, 9), min_size=size, max_size=size))
+        return [
+            f"{prefix}{i} = {i}" if k < unique_in_10 else draw(COMMON) for i, k in enumerate(kinds)
+        ]
+
+    # Many common lines around, mostly unique lines in the rewritten block: git's case.
+    head = body("head", draw(st.integers(0, 40)), draw(st.integers(0, 9)))
+    tail = body("tail", draw(st.integers(0, 40)), draw(st.integers(0, 9)))
+    share = draw(st.integers(5, 10))
+    old = head + body("old", draw(st.integers(1, 30)), share) + tail
+    new = head + body("new", draw(st.integers(1, 30)), share) + tail
+    return "\n".join(old) + "\n", "\n".join(new) + "\n"
+
+
+@SETTINGS
+@given(block_rewrite())
+def test_counts_equal_git_numstat_where_git_is_not_minimal(pair: tuple[str, str]) -> None:
+    old, new = pair
+    with scratch_repo() as root:
+        diff, counts = real_diff(root, old, new)
+        assert count_changes(split_lines(old), split_lines(new)) == counts
+        if not diff:
+            return
+        v = check_patch(diff, root, CFG)
+        assert [(f.added, f.removed) for f in v.files] == [counts]
+
+
+def test_git_sets_a_blank_line_aside_between_unmatched_lines() -> None:
+    # The minimum is 8 added, 8 removed (keep the blank line); git reports 9 and 9.
+    keep = [f"keep{i}" for i in range(12)] + [""] * 8
+    old = "\n".join([*keep, *(f"old{i}" for i in range(4)), "", *(f"old{i}" for i in range(4, 8))])
+    new = "\n".join([*keep, *(f"new{i}" for i in range(4)), "", *(f"new{i}" for i in range(4, 8))])
+    with scratch_repo() as root:
+        _, counts = real_diff(root, old + "\n", new + "\n")
+    assert counts == (9, 9)
+    assert count_changes(split_lines(old + "\n"), split_lines(new + "\n")) == (9, 9)
+
+
 HEADER = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@", re.M)
 
 

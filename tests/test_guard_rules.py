@@ -98,6 +98,13 @@ def test_symlinks_binary_and_modes_are_refused(make_repo: MakeRepo) -> None:
         "Binary files /dev/null and b/x.png differ\n"
     )
     assert rules(check_patch(binp, repo, CFG)) == ["paths"]
+    # `git diff --binary` form: must not pass as an empty new text file.
+    git_binary = (
+        "diff --git a/x.png b/x.png\nnew file mode 100644\nindex 0000000..1234567\n"
+        "GIT binary patch\nliteral 3\nKcmZ?wbN>Gu\n\nliteral 0\nHcmV?d00001\n\n"
+    )
+    v = check_patch(git_binary, repo, CFG)
+    assert rules(v) == ["paths"] and "binary" in v.violations[0].message
 
 
 def test_gate_config_is_protected_but_other_pyproject_tables_are_not(make_repo: MakeRepo) -> None:

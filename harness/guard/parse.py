@@ -151,7 +151,9 @@ def _repair_text(text: str) -> tuple[str, list[bool], list[str]]:
             in_file = True
             i += 2
         elif in_file and (ln.startswith("Binary files ") or ln == "GIT binary patch"):
-            out.append("Binary files differ" if ln == "GIT binary patch" else ln)
+            # Both markers as git writes them: unidiff flags the file section as binary
+            # (a shortened marker would leave an empty, apparently textual new file).
+            out.append(ln)
             i += 1
             # Skip the base85 payload of a binary patch; the file is refused anyway.
             while i < n and not lines[i].startswith(("diff --git ", "--- ")):

@@ -1,13 +1,21 @@
-"""Minimal line diffs: counts that match `git diff --numstat`, and the canonical patch text.
+"""Line diffs as git computes them: counts equal to `git diff --numstat`, and the patch text.
 
 git compares whole lines including their line ending, so a changed final newline or a
 CRLF/LF switch counts as one removed and one added line; we compare the same way.
-Counts come from the length of a shortest edit script (Myers), which is what git reports
-for ordinary files.
+
+git's diff (xdiff, default Myers algorithm) is not always a shortest edit script, so neither
+is ours. Like xdiff we (1) trim the common prefix and suffix, (2) set aside lines of the
+middle part that cannot or should not be matched: a line with no copy in the other file, and
+a line with many copies (a blank line, a lone bracket) in a stretch made mostly of such
+lines, which is marked changed even if it could have matched, and (3) take a shortest edit
+script of the remaining lines. Step 2 is why git sometimes reports one blank line more on
+each side than the minimum. xdiff also cuts costly searches short past roughly 256 edit
+steps; that is far beyond any per-file limit the policy sets, and not reproduced here.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -17,6 +25,11 @@ _TRACE_CELLS = 4_000_000
 _OTHER_BREAKS = ("\r", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029")
 # A snake (run of equal lines) longer than this is followed with slice comparisons.
 _SHORT_SNAKE = 8
+# xdiff's limits for setting lines aside: copies that make a line "common", how far to look
+# around it, and how mostly-unmatchable its neighbourhood must be.
+_MAX_EQ_LIMIT = 1024
+_SCAN_WINDOW = 100
+_KEEP_RUN = 4
 
 
 @dataclass(frozen=True)
@@ -120,34 +133,116 @@ def _myers(a: Sequence[str], b: Sequence[str], keep_trace: bool) -> tuple[int, l
     return maxd, trace
 
 
+def _isqrt_ish(n: int) -> int:
+    """xdiff's rough square root: a power of two near sqrt(n)."""
+    root = 1
+    while n > 0:
+        n >>= 2
+        root <<= 1
+    return root
+
+
+def _common_discarded(dis: list[int], i: int) -> bool:
+    """Whether common line i (dis 2) sits in a stretch of mostly unmatchable lines (dis 0).
+
+    dis: 0 = no copy in the other file, 1 = a few copies, 2 = many copies.
+    """
+    lo = max(0, i - _SCAN_WINDOW)
+    hi = min(len(dis) - 1, i + _SCAN_WINDOW)
+    unmatched = common = 0
+    for j in range(i - 1, lo - 1, -1):
+        if dis[j] == 1:
+            break
+        if dis[j]:
+            common += 1
+        else:
+            unmatched += 1
+    if not unmatched:
+        return False
+    after = 0
+    for j in range(i + 1, hi + 1):
+        if dis[j] == 1:
+            break
+        if dis[j]:
+            common += 1
+        else:
+            after += 1
+    if not after:
+        return False
+    # Common lines (this one included) must be under a quarter of the whole stretch.
+    common += 2
+    return common * _KEEP_RUN < common + unmatched + after
+
+
+def _kept(mid: Sequence[str], whole: Sequence[str], other: Counter[str]) -> list[int]:
+    """Indices of the middle-part lines git diffs; every other line counts as changed."""
+    limit = min(_isqrt_ish(len(whole)), _MAX_EQ_LIMIT)
+    dis = [0 if (c := other[x]) == 0 else 2 if c >= limit else 1 for x in mid]
+    return [i for i, d in enumerate(dis) if d == 1 or (d == 2 and not _common_discarded(dis, i))]
+
+
+def _reduce(
+    old: Sequence[str], new: Sequence[str], ma: Sequence[str], mb: Sequence[str]
+) -> tuple[list[int], list[int]]:
+    """The kept indices of both middle parts (step 2 of the module docstring)."""
+    # Copies are counted over the whole files, as xdiff does.
+    return _kept(ma, old, Counter(new)), _kept(mb, new, Counter(old))
+
+
 def count_changes(old: Sequence[str], new: Sequence[str]) -> tuple[int, int]:
-    """(added, removed) of a minimal line diff: what `git diff --numstat` prints."""
+    """(added, removed) as `git diff --numstat` prints them."""
     # Trimming first keeps the work proportional to the changed region, not the file.
     pre, suf = _trim(old, new)
     a, b = old[pre : len(old) - suf], new[pre : len(new) - suf]
     if not a or not b:
         return len(b), len(a)
-    d, _ = _myers(a, b, keep_trace=False)
-    # D = added + removed and added - removed = len(b) - len(a).
-    added = (d + len(b) - len(a)) // 2
-    return added, d - added
+    ka, kb = _reduce(old, new, a, b)
+    ra, rb = [a[i] for i in ka], [b[j] for j in kb]
+    d = _myers(ra, rb, keep_trace=False)[0] if ra and rb else len(ra) + len(rb)
+    # D = added + removed and added - removed = len(rb) - len(ra); set-aside lines add on.
+    added = (d + len(rb) - len(ra)) // 2
+    return added + len(b) - len(rb), d - added + len(a) - len(ra)
+
+
+def _middle_runs(
+    old: Sequence[str], new: Sequence[str], ma: Sequence[str], mb: Sequence[str]
+) -> list[tuple[int, int, int]]:
+    """Matched runs (i, j, length), ma[i:i+length] == mb[j:j+length], as git pairs them."""
+    ka, kb = _reduce(old, new, ma, mb)
+    ra, rb = [ma[i] for i in ka], [mb[j] for j in kb]
+    if not ra or not rb:
+        return []
+    size = len(ra) + len(rb)
+    # D <= size, so a small middle part can be traced in one pass; otherwise find D
+    # first to know whether tracing fits.
+    d = size if size * size <= _TRACE_CELLS else _myers(ra, rb, keep_trace=False)[0]
+    if d * size <= _TRACE_CELLS:
+        runs = _runs_from_trace(ra, rb, _myers(ra, rb, keep_trace=True)[1])
+    else:
+        runs = _runs_greedy(ra, rb)
+    if len(ra) == len(ma) and len(rb) == len(mb):
+        return runs
+    # Back to middle-part indices; a set-aside line between two kept ones splits a run.
+    out: list[tuple[int, int, int]] = []
+    for i, j, length in runs:
+        last = length - 1
+        if ka[i + last] - ka[i] == last and kb[j + last] - kb[j] == last:
+            out.append((ka[i], kb[j], length))
+            continue
+        start = 0
+        for t in range(1, length + 1):
+            if t == length or ka[i + t] != ka[i + t - 1] + 1 or kb[j + t] != kb[j + t - 1] + 1:
+                out.append((ka[i + start], kb[j + start], t - start))
+                start = t
+    return out
 
 
 def edits(old: Sequence[str], new: Sequence[str]) -> list[Edit]:
-    """A minimal edit script as runs of equal / changed lines."""
+    """git's edit script (see the module docstring) as runs of equal / changed lines."""
     pre, suf = _trim(old, new)
     ma, mb = old[pre : len(old) - suf], new[pre : len(new) - suf]
     a, b = old, new
-    runs: list[tuple[int, int, int]] = []  # matched a[i:i+n] == b[j:j+n] in the middle part
-    if ma and mb:
-        size = len(ma) + len(mb)
-        # D <= size, so a small middle part can be traced in one pass; otherwise find D
-        # first to know whether tracing fits.
-        d = size if size * size <= _TRACE_CELLS else _myers(ma, mb, keep_trace=False)[0]
-        if d * size <= _TRACE_CELLS:
-            runs = _runs_from_trace(ma, mb, _myers(ma, mb, keep_trace=True)[1])
-        else:
-            runs = _runs_greedy(ma, mb)
+    runs = _middle_runs(old, new, ma, mb) if ma and mb else []
     out: list[Edit] = []
     ia, ib = 0, 0
     if pre:
