@@ -195,3 +195,24 @@ def test_all_six_gates_concurrently_leave_the_tree_untouched(
     }
     assert git(repo, "status", "--porcelain", "--ignored") == ""
     assert run_gates(repo, policy).tree == run.tree
+
+
+def test_one_version_probe_serves_every_gate_until_the_env_changes(tmp_path: Path) -> None:
+    import venv
+
+    from harness.gates import common
+
+    env = tmp_path / "env"
+    venv.create(env, with_pip=False)
+    python = str(env / "bin" / "python")
+    common._probe.cache_clear()
+    first = common.dist_versions(python, ["ruff"])
+    assert first.startswith("ruff missing (env ")
+    assert common.dist_versions(python, ["mypy"]).endswith(first.split(" (", 1)[1])
+    assert common._probe.cache_info().misses == 1
+    # A distribution appears in the env: the next call must see it.
+    site = next(Path(d) for d in common._site_dirs(python) if d.endswith("site-packages"))
+    dist = site / "fakedist-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: fakedist\nVersion: 1.0\n")
+    assert common.dist_versions(python, ["fakedist"]).startswith("fakedist 1.0 (env ")

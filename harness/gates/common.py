@@ -9,8 +9,10 @@ from __future__ import annotations
 import json
 import re
 import sys
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 from harness.gates.models import GateResult, GateStatus
@@ -131,17 +133,41 @@ class SourceLines:
 
 
 _VERSION_SCRIPT = """
-import hashlib, importlib.metadata as m, json, sys
+import hashlib, importlib.metadata as m, json
 out = {}
-for name in sys.argv[1:]:
-    try:
-        out[name] = m.version(name)
-    except m.PackageNotFoundError:
-        out[name] = None
-env = sorted("%s==%s" % (d.metadata["Name"], d.version) for d in m.distributions())
+for d in m.distributions():
+    out.setdefault((d.metadata["Name"] or "").lower(), d.version)
+env = sorted("%s==%s" % (k, v) for k, v in out.items())
 out["(env)"] = hashlib.sha256("\\n".join(env).encode()).hexdigest()[:12]
 print(json.dumps(out))
 """
+_SITE_SCRIPT = "import json, site, sys; print(json.dumps(site.getsitepackages() + sys.path))"
+_probe_lock = threading.Lock()
+
+
+@lru_cache(maxsize=16)
+def _site_dirs(python: str) -> tuple[str, ...]:
+    proc = run([python, "-c", _SITE_SCRIPT], Path.cwd(), timeout=VERSION_TIMEOUT, env=BASE_ENV)
+    try:
+        return tuple(sorted({d for d in json.loads(proc.stdout) if d and Path(d).is_dir()}))
+    except (json.JSONDecodeError, TypeError):
+        return ()
+
+
+def _env_stamp(python: str) -> tuple[tuple[str, int], ...]:
+    """Installing, upgrading or removing a distribution touches its site directory, so the
+    directories' mtimes tell whether a probe made earlier still describes the env."""
+    return tuple((d, Path(d).stat().st_mtime_ns) for d in _site_dirs(python) if Path(d).is_dir())
+
+
+@lru_cache(maxsize=16)
+def _probe(python: str, stamp: tuple[tuple[str, int], ...]) -> dict[str, str]:
+    proc = run([python, "-c", _VERSION_SCRIPT], Path.cwd(), timeout=VERSION_TIMEOUT, env=BASE_ENV)
+    try:
+        data = json.loads(proc.stdout.strip().splitlines()[-1])
+    except (json.JSONDecodeError, IndexError):
+        return {}
+    return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
 
 
 def dist_versions(python: str, dists: Sequence[str]) -> str:
@@ -150,15 +176,12 @@ def dist_versions(python: str, dists: Sequence[str]) -> str:
     Part of the result-cache key. The env digest covers every installed distribution, because
     a new stub package changes mypy's verdict as surely as a new mypy does. 'unknown' when the
     interpreter does not answer (then the gate itself errors, and errors are never cached).
+    One probe serves every gate until the env changes on disk.
     """
-    proc = run(
-        [python, "-c", _VERSION_SCRIPT, *dists], Path.cwd(), timeout=VERSION_TIMEOUT, env=BASE_ENV
-    )
-    try:
-        data = json.loads(proc.stdout.strip().splitlines()[-1])
-    except (json.JSONDecodeError, IndexError):
+    with _probe_lock:
+        data = _probe(python, _env_stamp(python))
+    if not data:
+        _probe.cache_clear()  # an interpreter that did not answer is asked again next time
         return "unknown"
-    if not isinstance(data, dict):
-        return "unknown"
-    tools = " ".join(f"{d} {data.get(d) or 'missing'}" for d in dists)
+    tools = " ".join(f"{d} {data.get(d.lower()) or 'missing'}" for d in dists)
     return f"{tools} (env {data.get('(env)', '?')})"
