@@ -9,9 +9,6 @@ from collections.abc import Iterable
 from functools import lru_cache
 from typing import Any
 
-from detect_secrets.core.scan import scan_line
-from detect_secrets.settings import default_settings
-
 REDACTED = "[REDACTED]"
 _KEY_ENV = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "OPENAI_API_KEY", "HARNESS_API_KEY")
 _KEY_SHAPES = re.compile(r"sk-ant-[A-Za-z0-9_\-]{8,}|sk-[A-Za-z0-9]{32,}")
@@ -27,6 +24,10 @@ def _known_values() -> list[str]:
 
 @lru_cache(maxsize=4096)
 def _flagged(line: str) -> tuple[str, ...]:
+    # Imported here: detect-secrets costs ~0.1 s to import, and most commands never redact.
+    from detect_secrets.core.scan import scan_line
+    from detect_secrets.settings import default_settings
+
     found: list[str] = []
     with default_settings():
         for secret in scan_line(line):
