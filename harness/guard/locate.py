@@ -145,7 +145,7 @@ def place(contents: Sequence[str], hunk: HunkSpec, path: str, lo: int, offset: i
 def apply_hunks(text: str, hunks: Sequence[HunkSpec], path: str) -> tuple[str, list[str]]:
     """The new text, and the placements that were repairs. Raises PatchError."""
     contents, eols = split_eol(text)
-    crlf = sum(1 for e in eols if e == "\r\n")
+    crlf = eols.count("\r\n")
     dominant = "\r\n" if crlf * 2 > len(eols) else "\n"
     had_final_eol = not eols or eols[-1] != ""
     final_eol: bool | None = None
