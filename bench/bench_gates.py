@@ -4,6 +4,7 @@
     .venv/bin/python bench/bench_gates.py time   [REPO] [POLICY] [--rounds N]
     .venv/bin/python bench/bench_gates.py cached [REPO] [POLICY]
     .venv/bin/python bench/bench_gates.py shift  [REPO] [POLICY]
+    .venv/bin/python bench/bench_gates.py ids    [REPO] [POLICY]
 
 Defaults: /tmp/oss/click-8.1.7 with bench/policies/click.toml (made by bench/setup_oss.sh).
 
@@ -15,7 +16,8 @@ not reuse the gates' code, so `verify` is a cross-check rather than the gates ag
 themselves. `time` runs those same commands one after another against `harness gates
 --no-cache` (concurrent), each side with cold tool caches, in alternating order, and prints the
 ratio. `shift` checks, in a clone, that findings moved by a line added at the top of their
-files keep their fingerprints.
+files keep their fingerprints. `ids` checks that the pytest gate's test ids are exactly the node
+ids `pytest --collect-only -q` lists (re-runs hand those ids back to pytest).
 """
 
 from __future__ import annotations
@@ -403,9 +405,30 @@ def shift(repo: Path, policy: Path, files: int = 5) -> int:
     return 1 if bad else 0
 
 
+def ids(repo: Path, policy: Path) -> int:
+    from harness.gates.runner import run_gates
+
+    pol = load_policy(policy)
+    cfg = pol.gates.pytest
+    result = run_gates(repo, pol, only=["pytest"], use_cache=False).results["pytest"]
+    gate_ids = {t.id for t in result.tests}
+    py = pol.gates.python or sys.executable
+    argv = [*tool(py, "pytest"), "-p", "no:cacheprovider", "--collect-only", "-q", *cfg.paths]
+    proc = sh(argv, repo, Hand())
+    collected = {ln for ln in proc.stdout.splitlines() if "::" in ln}
+    print(f"repo {repo}: {len(gate_ids)} test ids from the gate, {len(collected)} collected")
+    for tid in sorted(gate_ids - collected)[:10]:
+        print(f"  only in the gate: {tid}")
+    for tid in sorted(collected - gate_ids)[:10]:
+        print(f"  only collected: {tid}")
+    same = gate_ids == collected
+    print(f"identical: {same}")
+    return 0 if same else 1
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("mode", choices=["verify", "time", "cached", "shift"])
+    ap.add_argument("mode", choices=["verify", "time", "cached", "shift", "ids"])
     ap.add_argument("repo", nargs="?", type=Path, default=DEFAULT_REPO)
     ap.add_argument("policy", nargs="?", type=Path, default=DEFAULT_POLICY)
     ap.add_argument("--rounds", type=int, default=5)
@@ -419,6 +442,8 @@ def main() -> int:
         return timing(repo, policy, args.rounds)
     if args.mode == "shift":
         return shift(repo, policy)
+    if args.mode == "ids":
+        return ids(repo, policy)
     return cached(repo, policy)
 
 
