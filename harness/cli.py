@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import sys
+import tempfile
+import traceback
+from pathlib import Path
 
 import typer
 
@@ -18,7 +22,7 @@ app = typer.Typer(
         "recorded runs.\n\n"
         "Exit codes: 0 ok; 1 gate failed or patch rejected; 2 usage, I/O error or a gate "
         "that could not run; 3 regression (change reverted); 4 model provider failure; "
-        "130 interrupted."
+        "70 internal error (a bug: the traceback goes to a log file); 130 interrupted."
     ),
     no_args_is_help=True,
     add_completion=False,
@@ -45,6 +49,16 @@ def _root(
 register(app)
 
 
+def _crash_log() -> Path:
+    """Write the traceback where a bug report can pick it up; return the file."""
+    fd, name = tempfile.mkstemp(prefix="harness-crash-", suffix=".log")
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(f"harness {__version__}, python {sys.version.split()[0]}\n")
+        fh.write(f"argv: {sys.argv!r}\n\n")
+        fh.write(traceback.format_exc())
+    return Path(name)
+
+
 def main() -> None:
     try:
         app()
@@ -54,3 +68,11 @@ def main() -> None:
     except KeyboardInterrupt:
         print("harness: interrupted", file=sys.stderr)
         sys.exit(ExitCode.INTERRUPTED)
+    except Exception as exc:
+        log = _crash_log()
+        print(
+            f"harness: internal error: {type(exc).__name__}: {exc} (this is a bug in harness; "
+            f"the traceback is in {log})",
+            file=sys.stderr,
+        )
+        sys.exit(ExitCode.INTERNAL)

@@ -14,6 +14,7 @@ class ExitCode:
     USAGE = 2  # bad arguments, bad input, I/O error, or a gate that could not run
     REGRESSION = 3  # a change caused a regression and was reverted
     PROVIDER = 4  # the model provider failed (auth, budget, exhausted retries)
+    INTERNAL = 70  # a bug in harness itself; the traceback is written to a log file
     INTERRUPTED = 130
 
 

@@ -215,3 +215,19 @@ def test_applied_diff_is_git_appliable(make_repo: MakeRepo) -> None:
     v = check_patch(patch, repo, CFG)
     assert v.accepted
     subprocess.run(["git", "apply", "--check", "-"], cwd=repo, input=v.diff, text=True, check=True)
+
+
+@pytest.mark.parametrize(
+    "diff",
+    [
+        "--- /dev/null\n+++ b/README.md/x.py\n@@ -0,0 +1 @@\n+x = 1\n",
+        "--- a/README.md/x.py\n+++ b/README.md/x.py\n@@ -1 +1 @@\n-x\n+y\n",
+    ],
+)
+def test_path_through_a_file_is_refused_not_a_crash(make_repo: MakeRepo, diff: str) -> None:
+    repo = make_repo({"README.md": "hi\n"})
+    verdict = check_patch(diff, repo, GuardConfig())
+    assert not verdict.accepted
+    assert [str(v) for v in verdict.violations] == [
+        "paths: README.md/x.py: a parent of this path is a file, not a directory"
+    ]

@@ -44,8 +44,8 @@ def print_verdict(v: Verdict) -> None:
     for r in v.repairs:
         ui.out.print(f"  [dim]repair: {escape(r)}[/dim]")
     for x in v.violations:
-        where = f"{x.path}:{x.line}" if x.path and x.line else (x.path or "patch")
-        ui.out.print(f"  [red]{x.rule}[/red] {escape(where)}: {escape(x.message)}")
+        # Messages name their own file and line, written for the model to act on.
+        ui.out.print(f"  [red]{x.rule}[/red] {escape(x.message)}")
 
 
 def command(

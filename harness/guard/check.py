@@ -49,6 +49,10 @@ class _Tree:
             st = full.stat()
         except FileNotFoundError:
             data = None
+        except NotADirectoryError as exc:
+            raise _PathRefused(f"{path}: a parent of this path is a file, not a directory") from exc
+        except OSError as exc:
+            raise _PathRefused(f"{path}: cannot be read ({exc.strerror or exc})") from exc
         else:
             if not stat.S_ISREG(st.st_mode):
                 raise _PathRefused(f"{path} is not a regular file")

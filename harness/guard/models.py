@@ -21,6 +21,9 @@ class Violation(BaseModel):
     line: int | None = Field(None, description="1-based line in the new (or old) file")
     message: str
 
+    def __str__(self) -> str:
+        return f"{self.rule}: {self.message}"
+
 
 class Verdict(BaseModel):
     """The guard's decision about one patch. Never a partial result: all files or none."""
