@@ -12,11 +12,12 @@ from harness.gates.common import (
     config_path,
     dist_versions,
     error,
+    findings_result,
     proc_failure,
     rel_path,
     run_tool,
 )
-from harness.gates.models import Finding, GateResult, GateStatus, fingerprint
+from harness.gates.models import Finding, GateResult, fingerprint
 
 NAME = "bandit"
 
@@ -60,16 +61,7 @@ class BanditGate:
             return result
         if proc.returncode == 1 and not findings:
             return error(NAME, NAME, f"bandit exited 1 but reported no issue: {proc.tail}", proc)
-        return GateResult(
-            gate=NAME,
-            status=GateStatus.FAILED if findings else GateStatus.PASSED,
-            reason=f"{len(findings)} bandit issue(s)" if findings else None,
-            tool=NAME,
-            seconds=proc.seconds,
-            command=list(proc.argv),
-            exit_code=proc.returncode,
-            findings=findings,
-        )
+        return findings_result(NAME, proc, findings, "bandit issue(s)")
 
 
 def parse(text: str, ctx: GateContext) -> tuple[list[Finding], list[str]]:

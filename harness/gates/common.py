@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-from harness.gates.models import GateResult, GateStatus
+from harness.gates.models import Finding, GateResult, GateStatus
 from harness.policy import GateConfig
 from harness.proc import ProcResult, run
 
@@ -185,3 +185,17 @@ def dist_versions(python: str, dists: Sequence[str]) -> str:
         return "unknown"
     tools = " ".join(f"{d} {data.get(d.lower()) or 'missing'}" for d in dists)
     return f"{tools} (env {data.get('(env)', '?')})"
+
+
+def findings_result(name: str, proc: ProcResult, findings: list[Finding], noun: str) -> GateResult:
+    """A gate judged by its findings alone: passed when there are none."""
+    return GateResult(
+        gate=name,
+        status=GateStatus.FAILED if findings else GateStatus.PASSED,
+        reason=f"{len(findings)} {noun}" if findings else None,
+        tool=name,
+        seconds=proc.seconds,
+        command=list(proc.argv),
+        exit_code=proc.returncode,
+        findings=findings,
+    )

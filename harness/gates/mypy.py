@@ -17,12 +17,13 @@ from harness.gates.common import (
     config_path,
     dist_versions,
     error,
+    findings_result,
     one_line,
     proc_failure,
     rel_path,
     run_tool,
 )
-from harness.gates.models import Finding, GateResult, GateStatus, fingerprint
+from harness.gates.models import Finding, GateResult, fingerprint
 from harness.proc import ProcResult
 
 NAME = "mypy"
@@ -85,16 +86,7 @@ class MypyGate:
             return error(NAME, NAME, f"mypy exited 1 but reported no error: {proc.tail}", proc)
         if proc.returncode == 0 and findings:
             return error(NAME, NAME, "mypy exited 0 but reported errors", proc)
-        return GateResult(
-            gate=NAME,
-            status=GateStatus.FAILED if findings else GateStatus.PASSED,
-            reason=f"{len(findings)} mypy error(s)" if findings else None,
-            tool=NAME,
-            seconds=proc.seconds,
-            command=list(proc.argv),
-            exit_code=proc.returncode,
-            findings=findings,
-        )
+        return findings_result(NAME, proc, findings, "mypy error(s)")
 
 
 def _cache_dir(ctx: GateContext, tmp: Path) -> Path:

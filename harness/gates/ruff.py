@@ -11,11 +11,12 @@ from harness.gates.common import (
     config_path,
     dist_versions,
     error,
+    findings_result,
     proc_failure,
     rel_path,
     run_tool,
 )
-from harness.gates.models import Finding, GateResult, GateStatus, fingerprint
+from harness.gates.models import Finding, GateResult, fingerprint
 
 NAME = "ruff"
 
@@ -50,16 +51,7 @@ class RuffGate:
             findings = parse(proc.stdout, ctx)
         except ValueError as exc:
             return error(NAME, NAME, f"unparsable ruff output: {exc}", proc)
-        return GateResult(
-            gate=NAME,
-            status=GateStatus.FAILED if findings else GateStatus.PASSED,
-            reason=f"{len(findings)} ruff finding(s)" if findings else None,
-            tool=NAME,
-            seconds=proc.seconds,
-            command=list(proc.argv),
-            exit_code=proc.returncode,
-            findings=findings,
-        )
+        return findings_result(NAME, proc, findings, "ruff finding(s)")
 
 
 def parse(stdout: str, ctx: GateContext) -> list[Finding]:
