@@ -114,19 +114,29 @@ def run_loop(
 ) -> Callable[..., tuple[RunSummary, Path]]:
     def _run(responses: list[dict[str, Any]], files: dict[str, str] | None = None):
         repo = make_repo(files or FILES)
-        opts = RunOptions(
-            steps=parse_steps(STEPS, "steps.md"),
-            steps_text=STEPS,
-            repo=repo,
-            policy=parse_policy(POLICY),
-            policy_text=POLICY,
-            policy_path=None,
-            provider=ScriptedProvider.from_responses(responses),
-            runs_dir=tmp_path / "runs",
-        )
+        opts = options(repo, ScriptedProvider.from_responses(responses))
         return Loop(opts).run(), repo
 
     return _run
+
+
+def options(
+    repo: Path,
+    provider: ScriptedProvider,
+    steps: str = STEPS,
+    policy: str = POLICY,
+    runs_dir: Path | None = None,
+) -> RunOptions:
+    return RunOptions(
+        steps=parse_steps(steps, "steps.md"),
+        steps_text=steps,
+        repo=repo,
+        policy=parse_policy(policy),
+        policy_text=policy,
+        policy_path=None,
+        provider=provider,
+        runs_dir=runs_dir or repo.parent / "runs",
+    )
 
 
 def branch_file(repo: Path, branch: str, path: str) -> str:
@@ -139,14 +149,9 @@ def test_good_patches_land_and_user_checkout_is_untouched(make_repo, tmp_path) -
     (repo / "scratch.txt").write_text("untracked\n")
     head_before = git(repo, "rev-parse", "HEAD")
     status_before = git(repo, "status", "--porcelain")
-    opts = RunOptions(
-        steps=parse_steps(STEPS, "steps.md"),
-        steps_text=STEPS,
-        repo=repo,
-        policy=parse_policy(POLICY),
-        policy_text=POLICY,
-        policy_path=None,
-        provider=ScriptedProvider.from_responses(
+    opts = options(
+        repo,
+        ScriptedProvider.from_responses(
             [
                 plan(),
                 todos("T1", "T2"),
@@ -160,7 +165,6 @@ def test_good_patches_land_and_user_checkout_is_untouched(make_repo, tmp_path) -
                 ),
             ]
         ),
-        runs_dir=tmp_path / "runs",
     )
     summary = Loop(opts).run()
     assert git(repo, "rev-parse", "HEAD") == head_before
@@ -292,15 +296,11 @@ def test_new_tests_are_kept_only_if_stable_offline_and_raising_coverage(
         patch("R1", "--- a/pkg/calc.py\n+++ b/pkg/calc.py\n@@ -1,2 +1 @@\n-import os\n \n"),
         patch("M1", MARKER),
     ]
-    opts = RunOptions(
-        steps=parse_steps(COVERAGE_STEPS, "steps.md"),
-        steps_text=COVERAGE_STEPS,
-        repo=repo,
-        policy=parse_policy(COVERAGE_POLICY),  # the Loop applies the script's targets
-        policy_text=COVERAGE_POLICY,
-        policy_path=None,
-        provider=ScriptedProvider.from_responses(responses),
-        runs_dir=tmp_path / "runs",
+    opts = options(
+        repo,
+        ScriptedProvider.from_responses(responses),
+        steps=COVERAGE_STEPS,
+        policy=COVERAGE_POLICY,
     )
     summary = Loop(opts).run()
     first, second = summary.blocks
@@ -328,16 +328,7 @@ def test_record_re_drives_the_run_without_the_model(run_loop, tmp_path: Path) ->
     )
     replayed = recorded_responses(Path(first.run_dir))
     assert [r["phase"] for r in replayed] == ["plan", "todo", "execute", "execute"]
-    opts = RunOptions(
-        steps=parse_steps(STEPS, "steps.md"),
-        steps_text=STEPS,
-        repo=repo,
-        policy=parse_policy(POLICY),
-        policy_text=POLICY,
-        policy_path=None,
-        provider=ScriptedProvider(Path(first.run_dir)),  # the run directory is the script
-        runs_dir=tmp_path / "replay-runs",
-    )
+    opts = options(repo, ScriptedProvider(Path(first.run_dir)), runs_dir=tmp_path / "replay-runs")
     second = Loop(opts).run()
     assert second.branch != first.branch
     # Same patches kept and reverted; only the progress log's timestamps differ.
@@ -408,16 +399,7 @@ def test_a_file_too_big_to_show_is_named_with_the_reason(make_repo, tmp_path: Pa
     }
     provider = ScriptedProvider.from_responses([plan(), todos("T1"), skip])
     policy = POLICY + "max_read_bytes = 1000\n"
-    opts = RunOptions(
-        steps=parse_steps(STEPS, "steps.md"),
-        steps_text=STEPS,
-        repo=repo,
-        policy=parse_policy(policy),
-        policy_text=policy,
-        policy_path=None,
-        provider=provider,
-        runs_dir=tmp_path / "runs",
-    )
+    opts = options(repo, provider, policy=policy)
     Loop(opts).run()
     execute = provider.requests[2].messages[0].content
     assert "pkg/calc.py" in execute and "over the loop.max_read_bytes limit of 1000" in execute
@@ -425,16 +407,7 @@ def test_a_file_too_big_to_show_is_named_with_the_reason(make_repo, tmp_path: Pa
 
 def test_bad_repository_fails_before_anything_is_recorded(tmp_path: Path) -> None:
     (tmp_path / "plain").mkdir()
-    opts = RunOptions(
-        steps=parse_steps(STEPS, "steps.md"),
-        steps_text=STEPS,
-        repo=tmp_path / "plain",
-        policy=parse_policy(POLICY),
-        policy_text=POLICY,
-        policy_path=None,
-        provider=ScriptedProvider.from_responses([]),
-        runs_dir=tmp_path / "runs",
-    )
+    opts = options(tmp_path / "plain", ScriptedProvider.from_responses([]))
     with pytest.raises(GitError, match="not a git repository"):
         Loop(opts)
     assert not (tmp_path / "runs").exists()
