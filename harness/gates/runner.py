@@ -28,7 +28,7 @@ from harness.policy import GateConfig, Policy
 
 CACHE_ENV = "HARNESS_CACHE_DIR"
 # Bump when the shape or meaning of cached results changes.
-CACHE_SCHEMA = 1
+CACHE_SCHEMA = 2  # bump when a gate changes what it reports (2: ruff whole-file fingerprints)
 
 
 def interpreter(policy: Policy) -> str:
