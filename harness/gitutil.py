@@ -90,14 +90,43 @@ def commit_all(repo: git.Repo, message: str, trailers: Mapping[str, str] | None 
     return head(repo)
 
 
+def commit_paths(
+    repo: git.Repo,
+    paths: Sequence[str],
+    message: str,
+    trailers: Mapping[str, str] | None = None,
+) -> str:
+    """Stage exactly `paths` (additions, edits and deletions) and commit. Files the working tree
+    happens to hold besides them (a test's output file) are never swept into the commit."""
+    body = message.rstrip() + "\n"
+    if trailers:
+        body += "\n" + "".join(f"{k}: {v}\n" for k, v in trailers.items())
+    repo.git.add("-A", "--", *paths)
+    repo.git.commit("--no-verify", "--allow-empty", "-m", body, env=_identity(repo))
+    return head(repo)
+
+
+def tidy(repo: git.Repo) -> None:
+    """Put a harness-owned worktree back to HEAD: what a tool run left behind (reports, caches,
+    files a test wrote) must not count as a change. Never call this on the user's checkout."""
+    _reset_to(repo, "HEAD")
+
+
 def revert_commits(repo: git.Repo, shas: list[str], message: str | None = None) -> str:
-    """Revert the given commits (newest first) as one commit; restores the tree on conflict."""
-    with restore_on_failure(repo):
-        for sha in shas:
-            repo.git.revert("--no-commit", sha)
-        msg = message or "harness: revert " + ", ".join(s[:10] for s in shas)
-        repo.git.commit("--no-verify", "-m", msg, env=_identity(repo))
-        return head(repo)
+    """Revert the given commits (newest first) as one commit. A conflict restores the tree and
+    raises GitError."""
+    try:
+        with restore_on_failure(repo):
+            for sha in shas:
+                repo.git.revert("--no-commit", sha)
+            msg = message or "harness: revert " + ", ".join(s[:10] for s in shas)
+            repo.git.commit("--no-verify", "-m", msg, env=_identity(repo))
+            return head(repo)
+    except git.GitCommandError as exc:
+        first = (exc.stderr or str(exc)).strip().splitlines()
+        raise GitError(
+            f"cannot revert {shas[0][:10]}: {first[0] if first else 'git failed'}"
+        ) from exc
 
 
 @contextmanager
