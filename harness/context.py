@@ -57,13 +57,18 @@ def finding_line(f: Finding) -> str:
 
 def read_repo_file(root: Path, path: str, max_bytes: int) -> tuple[str | None, str]:
     """(text, "") for a readable, reasonably small text file inside the repository, else
-    (None, why not). `path` is model input."""
-    target = (root / path).resolve()
-    if not target.is_relative_to(root.resolve()) or ".git" in Path(path).parts:
-        return None, "outside the repository"
-    if not target.is_file():
-        return None, "no such file"
-    size = target.stat().st_size
+    (None, why not). `path` is model input: no name it sends may raise."""
+    try:
+        target = (root / path).resolve()
+        if not target.is_relative_to(root.resolve()) or ".git" in Path(path).parts:
+            return None, "outside the repository"
+        if not target.is_file():
+            return None, "no such file"
+        size = target.stat().st_size
+    except ValueError as exc:  # a NUL byte, a lone surrogate
+        return None, f"not a valid file name ({exc})"
+    except OSError as exc:
+        return None, f"not a usable file name ({exc.strerror or type(exc).__name__})"
     if size > max_bytes:
         return None, f"{size} bytes is over the loop.max_read_bytes limit of {max_bytes}"
     try:

@@ -3,6 +3,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from harness.context import block_gates, read_repo_file, repo_map
 from harness.steps import parse_steps
 
@@ -16,6 +18,25 @@ def test_read_repo_file_says_why_not(make_repo: Callable[..., Path]) -> None:
     assert read_repo_file(repo, ".git/config", 100_000) == (None, "outside the repository")
     assert read_repo_file(repo, "nope.py", 1000) == (None, "no such file")
     assert "UTF-8" in read_repo_file(repo, "bin.dat", 1000)[1]
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "a\x00b.py",
+        "n" * 300 + ".py",
+        "pkg/" + "n" * 300 + "/m.py",
+        "a.py/x.py",
+        "é.py",
+        "\ud800.py",
+    ],
+)
+def test_read_repo_file_never_raises_on_model_paths(
+    make_repo: Callable[..., Path], path: str
+) -> None:
+    repo = make_repo({"a.py": "x = 1\n"})
+    text, why = read_repo_file(repo, path, 1000)
+    assert text is None and why and "\n" not in why
 
 
 def test_repo_map_lists_tracked_code_with_sizes(make_repo: Callable[..., Path]) -> None:

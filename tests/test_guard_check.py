@@ -10,6 +10,7 @@ import pytest
 
 from harness.errors import GitError
 from harness.guard import check_patch, extract_diff
+from harness.guard.check import _PathRefused, _Tree
 from harness.policy import GuardConfig
 
 from .conftest import git
@@ -231,3 +232,11 @@ def test_path_through_a_file_is_refused_not_a_crash(make_repo: MakeRepo, diff: s
     assert [str(v) for v in verdict.violations] == [
         "paths: README.md/x.py: a parent of this path is a file, not a directory"
     ]
+
+
+@pytest.mark.parametrize("path", ["n" * 300 + ".py", "pkg/" + "n" * 300 + "/m.py"])
+def test_disk_lookups_the_os_refuses_are_path_refusals(make_repo: MakeRepo, path: str) -> None:
+    # Below path_problem: the tree reader itself turns every OS refusal into a verdict.
+    tree = _Tree(make_repo({"pkg/m.py": "x\n"}))
+    with pytest.raises(_PathRefused, match="cannot be read"):
+        tree.read(path)

@@ -6,10 +6,12 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from harness.guard import check_patch
+from harness.guard.rules import path_problem
 from harness.policy import GuardConfig
 
 MakeRepo = Callable[..., Path]
@@ -97,9 +99,12 @@ def test_mutated_diffs_never_crash(make_repo: MakeRepo, text: str) -> None:
             ["git", "apply", "--check", "-"], cwd=repo, input=v.diff.encode(), capture_output=True
         )
         assert proc.returncode == 0, (v.diff, proc.stderr)
-        assert sum(f.added + f.removed for f in v.files) == sum(
-            1 for ln in v.diff.splitlines() if ln[:1] in "+-" and ln[:3] not in ("+++", "---")
-        )
+        # git's own count of the rendered diff (an added line may itself start with "++").
+        numstat = subprocess.run(
+            ["git", "apply", "--numstat", "-"], cwd=repo, input=v.diff.encode(), capture_output=True
+        ).stdout.decode()
+        counted = [row.split("\t")[:2] for row in numstat.splitlines()]
+        assert sum(int(a) + int(r) for a, r in counted) == sum(f.added + f.removed for f in v.files)
 
 
 _REPOS: dict[int, Path] = {}
@@ -111,3 +116,64 @@ def _repo(make_repo: MakeRepo) -> Path:
     if key not in _REPOS:
         _REPOS[key] = make_repo(BASE)
     return _REPOS[key]
+
+
+LONG = "n" * 300
+HOSTILE = [
+    "a\x00b.py",
+    f"{LONG}.py",
+    f"pkg/{LONG}/m.py",
+    "pkg/" + "é" * 130 + ".py",  # 260 bytes in UTF-8, under 255 characters
+    "../outside.py",
+    "pkg/../../outside.py",
+    "/etc/passwd",
+    "C:/x.py",
+    ".git/x",
+    "pkg/.git/config",
+    "pkg/mod.py/x.py",  # through an existing file
+    "a\x01b.py",
+    "a\x1bb.py",
+    "a\x7fb.py",
+    "pkg/\ud800.py",  # a lone surrogate: no file system can encode it
+    "pkg/\u202e.py",
+    "pkg/é.py",
+    "pkg/日本.py",
+    "pkg/naïve test.py",
+]
+ACCEPTABLE = {"pkg/é.py", "pkg/日本.py", "pkg/naïve test.py"}
+
+
+@pytest.mark.parametrize("path", HOSTILE)
+@pytest.mark.parametrize("kind", ["new", "edit", "delete", "rename"])
+def test_hostile_paths_get_a_clean_verdict(make_repo: MakeRepo, path: str, kind: str) -> None:
+    repo = make_repo(BASE)
+    patch = {
+        "new": f"--- /dev/null\n+++ b/{path}\n@@ -0,0 +1 @@\n+x = 1\n",
+        "edit": f"--- a/{path}\n+++ b/{path}\n@@ -1 +1 @@\n-value_0 = 0\n+value_0 = 1\n",
+        "delete": f"--- a/{path}\n+++ /dev/null\n@@ -1 +0,0 @@\n-x = 1\n",
+        "rename": f"diff --git a/pkg/mod.py b/{path}\nrename from pkg/mod.py\nrename to {path}\n",
+    }[kind]
+    v = check_patch(patch, repo, CFG)
+    if path in ACCEPTABLE and kind in ("new", "rename"):
+        assert v.accepted, v.violations
+    else:
+        assert not v.accepted and v.violations
+    if path not in ACCEPTABLE and kind in ("new", "rename"):
+        assert v.violations[0].rule == "paths", v.violations
+
+
+@pytest.mark.parametrize(
+    ("path", "why"),
+    [
+        ("a\x00b.py", "NUL byte"),
+        ("a\x01b.py", "character U+0001"),
+        ("pkg/\u202e.py", "character U+202E"),
+        ("pkg/\ud800.py", "character U+D800"),
+        (f"{LONG}.py", "over 255 bytes"),
+        (f"pkg/{LONG}/m.py", "over 255 bytes"),
+    ],
+)
+def test_path_problem_names_the_reason(path: str, why: str) -> None:
+    problem = path_problem(path)
+    assert problem is not None and why in problem
+    assert "\n" not in problem and "\x00" not in problem

@@ -35,7 +35,21 @@ class _Tree:
     def _disk(self, path: str) -> bytes | None:
         if path in self.original:
             return self.original[path]
-        full = self.root / path
+        # The path is model input: every file system call on it may fail (a name too long,
+        # a byte the OS refuses), and each such failure is a refusal, never a crash.
+        try:
+            data = self._read_disk(path)
+        except FileNotFoundError:
+            data = None
+        except NotADirectoryError as exc:
+            raise _PathRefused(f"{path}: a parent of this path is a file, not a directory") from exc
+        except (OSError, ValueError) as exc:
+            why = getattr(exc, "strerror", None) or str(exc)
+            raise _PathRefused(f"{path}: cannot be read ({why})") from exc
+        self.original[path] = data
+        return data
+
+    def _read_disk(self, path: str) -> bytes:
         # A symlink anywhere on the way could point outside the repository.
         cur = self.root
         for part in path.split("/"):
@@ -45,21 +59,12 @@ class _Tree:
                     f"{path}: {cur.relative_to(self.root)} is a symlink; "
                     "patches may not touch symlinks"
                 )
-        try:
-            st = full.stat()
-        except FileNotFoundError:
-            data = None
-        except NotADirectoryError as exc:
-            raise _PathRefused(f"{path}: a parent of this path is a file, not a directory") from exc
-        except OSError as exc:
-            raise _PathRefused(f"{path}: cannot be read ({exc.strerror or exc})") from exc
-        else:
-            if not stat.S_ISREG(st.st_mode):
-                raise _PathRefused(f"{path} is not a regular file")
-            self.modes[path] = st.st_mode
-            data = full.read_bytes()
-        self.original[path] = data
-        return data
+        full = self.root / path
+        st = full.stat()
+        if not stat.S_ISREG(st.st_mode):
+            raise _PathRefused(f"{path} is not a regular file")
+        self.modes[path] = st.st_mode
+        return full.read_bytes()
 
     def read(self, path: str) -> str | None:
         if path in self.overlay:

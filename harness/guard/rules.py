@@ -10,6 +10,7 @@ import ast
 import configparser
 import re
 import tomllib
+import unicodedata
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -95,10 +96,23 @@ def rule_size(changes: list[FileChange], cfg: GuardConfig) -> list[Violation]:
 # --- paths ----------------------------------------------------------------------------------
 
 
+# File systems refuse longer names (ENAMETOOLONG); say so before anything touches the disk.
+_MAX_NAME_BYTES = 255
+_MAX_PATH_BYTES = 4096
+
+
 def path_problem(path: str) -> str | None:
     """Why a patch path is unacceptable on its own, or None."""
-    if not path or "\x00" in path:
-        return "empty or invalid path"
+    if not path:
+        return "an empty path; name the file relative to the repository root"
+    if "\x00" in path:
+        return f"{path!r} contains a NUL byte, which no file name may hold"
+    odd = next((c for c in path if unicodedata.category(c) in ("Cc", "Cf", "Cs")), None)
+    if odd is not None:
+        # Invisible characters make a name that reads as one file and is another.
+        return f"{path!r} contains the unprintable character U+{ord(odd):04X}; use plain names"
+    if len(path.encode("utf-8", "surrogatepass")) > _MAX_PATH_BYTES:
+        return f"the path {path[:60]!r}... is over {_MAX_PATH_BYTES} bytes long"
     if path.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", path):
         return f"{path!r} is absolute; use a path relative to the repository root"
     if "\\" in path:
@@ -108,6 +122,11 @@ def path_problem(path: str) -> str | None:
         return f"{path!r} is not a normalised relative path (no '.', '..' or '//')"
     if parts[0] == ".git" or any(p == ".git" for p in parts):
         return f"{path!r} is inside .git/, which a patch may never touch"
+    long = next(
+        (p for p in parts if len(p.encode("utf-8", "surrogatepass")) > _MAX_NAME_BYTES), None
+    )
+    if long is not None:
+        return f"{path[:60]!r}...: the name {long[:40]!r}... is over {_MAX_NAME_BYTES} bytes long"
     return None
 
 
