@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -80,10 +81,19 @@ def read_repo_file(root: Path, path: str, max_bytes: int) -> tuple[str | None, s
 def repo_map(root: Path, limit: int = 200) -> str:
     """Tracked Python and config files with their sizes: a compact map for planning."""
     rows = []
-    for rel in open_repo(root).git.ls_files().splitlines():
-        if rel.endswith((".py", ".toml", ".ini", ".cfg")):
-            size = len((root / rel).read_bytes().splitlines())
-            rows.append(f"{rel} ({size} lines)")
+    # -z: names come out raw, not C-quoted ("pkg/\303\251.py"), so non-ASCII names survive.
+    for rel in open_repo(root).git.ls_files("-z").split("\0"):
+        if not rel.endswith((".py", ".toml", ".ini", ".cfg")):
+            continue
+        full = root / rel
+        try:
+            # A tracked symlink (to a directory, or dangling) is not a file to show.
+            if not stat.S_ISREG(full.lstat().st_mode):
+                continue
+            size = len(full.read_bytes().splitlines())
+        except OSError:
+            continue  # deleted or unreadable in the working tree
+        rows.append(f"{rel} ({size} lines)")
     extra = f"\n... and {len(rows) - limit} more" if len(rows) > limit else ""
     return "\n".join(rows[:limit]) + extra
 

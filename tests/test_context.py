@@ -8,6 +8,8 @@ import pytest
 from harness.context import block_gates, read_repo_file, repo_map
 from harness.steps import parse_steps
 
+from .conftest import git
+
 
 def test_read_repo_file_says_why_not(make_repo: Callable[..., Path]) -> None:
     repo = make_repo({"a.py": "x = 1\n", "big.py": "#" * 5000 + "\n", "bin.dat": ""})
@@ -43,6 +45,21 @@ def test_repo_map_lists_tracked_code_with_sizes(make_repo: Callable[..., Path]) 
     repo = make_repo({"pkg/m.py": "a\nb\n", "README.md": "hi\n", "pyproject.toml": "[x]\n"})
     (repo / "untracked.py").write_text("u\n")
     assert repo_map(repo) == "pkg/m.py (2 lines)\npyproject.toml (1 lines)"
+
+
+def test_repo_map_skips_symlinks_and_keeps_unicode_names(make_repo: Callable[..., Path]) -> None:
+    repo = make_repo({"a.py": "x\n", "d/__init__.py": "", "pkg/é.py": "a\nb\n", "日本.py": "z\n"})
+    (repo / "dirlink.py").symlink_to("d")
+    (repo / "broken.py").symlink_to("missing.py")
+    (repo / "filelink.py").symlink_to("a.py")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "links")
+    assert repo_map(repo).splitlines() == [
+        "a.py (1 lines)",
+        "d/__init__.py (0 lines)",
+        "pkg/é.py (2 lines)",
+        "日本.py (1 lines)",
+    ]
 
 
 def test_block_gates_from_commands_then_title() -> None:
