@@ -30,6 +30,9 @@ from harness.context import (
     repo_map,
 )
 from harness.errors import (
+    ExitCode,
+    GateError,
+    GitError,
     HarnessError,
     PatchError,
     PatchRejected,
@@ -44,11 +47,12 @@ from harness.gates.runner import interpreter, run_gates, run_tests
 from harness.gates.summary import seed_summary
 from harness.gitutil import (
     checked_out,
-    commit_all,
+    commit_paths,
     head,
     open_repo,
     restore_on_failure,
     revert_commits,
+    tidy,
     worktree,
 )
 from harness.guard import Verdict, check_patch
@@ -125,8 +129,12 @@ class Loop:
                 summary = self.summarize(base, outcomes, final)
             exit_code = summary.exit_code
             return summary
-        except HarnessError as exc:
-            exit_code = exc.exit_code
+        except BaseException as exc:
+            if isinstance(exc, HarnessError):
+                exit_code = exc.exit_code
+            else:
+                interrupted = isinstance(exc, KeyboardInterrupt)
+                exit_code = ExitCode.INTERRUPTED if interrupted else ExitCode.INTERNAL
             self.rec.event("run_error", error=str(exc), type=type(exc).__name__)
             raise
         finally:
@@ -172,17 +180,19 @@ class Loop:
             if out.commits:
                 after = self.gates(f"block {block.number} iteration {iteration}")
                 if self.regressions(start, after):
-                    out.reverted += self.revert_culprits(start, out.commits)
+                    out.reverted += self.revert_culprits(start, out.commits, out.reverted)
                     out.commits = [c for c in out.commits if c not in out.reverted]
             if not landed:
                 out.status = "nothing_left" if landed == 0 else out.status
                 break
         final = self.gates(f"block {block.number} end")
         out.regressions = self.regressions(start, final, include_flaky=True)
-        if goal_met(gates, final):
-            out.status = "goal_met"
-        elif any(final.results[g].status == GateStatus.ERROR for g in gates if g in final.results):
+        if any(final.results[g].status == GateStatus.ERROR for g in gates if g in final.results):
             out.status = "gate_error"
+        elif blocking(out.regressions):
+            out.status = "regression"
+        elif goal_met(gates, final):
+            out.status = "goal_met"
         out.after = seed_summary(final)
         self.append_progress(block, out)
         self.rec.event("block_outcome", **out.model_dump())
@@ -251,7 +261,12 @@ class Loop:
         attempt = 0
         reads = 0
         while attempt < self.policy.loop.max_patch_attempts:
-            findings = self.quick_findings(list(files))
+            try:
+                findings = self.quick_findings(list(files))
+            except PatchRejected as exc:
+                self.say(f"    cannot check this item's files: {exc}")
+                self.rec.event("item_skipped", item=item.id, reason=str(exc))
+                return None, rejected
             text = prompts.render(
                 "execute",
                 item=item.model_dump(),
@@ -345,10 +360,12 @@ class Loop:
             "Harness-Item": item.id,
         }
         before = self.quick_findings([f.path for f in verdict.files])
+        tidy(repo)
         with restore_on_failure(repo):
             write_contents(self.wt, verdict)
             trailers |= self.check_landed(block, gates, verdict, before)
-            sha = commit_all(repo, f"harness: {item.title}", trailers)
+            sha = commit_paths(repo, list(verdict.contents), f"harness: {item.title}", trailers)
+        tidy(repo)  # a test run may have left files behind
         self.rec.event("applied", block=block.number, item=item.id, sha=sha, patch=patch_file)
         return sha
 
@@ -379,13 +396,19 @@ class Loop:
         after = run_gates(self.wt, self.policy, only=["pytest"]).results["pytest"]
         if after.status == GateStatus.ERROR:
             raise PatchRejected("tests do not run", [f"pytest could not run: {after.reason}"])
-        known = {t.id for t in base.tests} if base else set()
+        known = {t.id: t.outcome for t in base.tests} if base else {}
         fresh = [t.id for t in after.tests if t.id not in known]
+        # Only what this patch changed counts: new tests, and tests that passed before it.
         reasons = [
-            f"test {t.id} {t.outcome}" for t in after.tests if t.outcome in ("failed", "error")
+            f"test {t.id} {t.outcome}"
+            for t in after.tests
+            if t.outcome in ("failed", "error") and known.get(t.id, "passed") == "passed"
         ]
-        for _ in range(self.policy.loop.test_stability_runs if fresh else 0):
-            outcomes = run_tests(self.wt, self.policy, fresh, block_network=True)
+        for _ in range(self.policy.loop.test_stability_runs if fresh and not reasons else 0):
+            try:
+                outcomes = run_tests(self.wt, self.policy, fresh, block_network=True)
+            except GateError as exc:
+                raise PatchRejected("new tests could not be re-run", [str(exc)]) from exc
             reasons += [
                 f"new test {tid} is not deterministic or needs the network ({o})"
                 for tid, o in outcomes.items()
@@ -420,34 +443,46 @@ class Loop:
             self.rec.event("regressions", items=[r.model_dump() for r in found])
         return found if include_flaky else blocking(found)
 
-    def revert_culprits(self, start: GateRun, commits: list[str]) -> list[str]:
-        """Bisect the block's commits for the first one that regresses, revert it, repeat.
+    def revert_culprits(self, start: GateRun, commits: list[str], earlier: list[str]) -> list[str]:
+        """Bisect the block's kept commits for the first one that regresses, revert it, repeat.
 
-        Later searches look only after the last culprit, at trees with the culprits found so
-        far taken out, so a commit that merely sits on top of a culprit is not blamed.
+        Every look is at a tree with the culprits found so far (`earlier` ones included) taken
+        out, and later searches look only after the last culprit, so a commit that merely sits
+        on top of a culprit is not blamed. A culprit whose revert conflicts with later commits
+        is reverted together with them (they depend on it).
         """
         repo = open_repo(self.wt)
         suspects = list(commits)
-        culprits: list[str] = []
+        known = list(earlier)
+        reverted: list[str] = []
         while suspects and self.regressions(start, self.gates("regression check")):
             lo, hi = 0, len(suspects) - 1
             while lo < hi:
                 mid = (lo + hi) // 2
-                with checked_out(repo, suspects[mid], without=culprits) as clean:
+                with checked_out(repo, suspects[mid], without=known) as clean:
                     # A commit that cannot stand without a culprit falls with it.
                     bad = not clean or bool(self.regressions(start, self.gates(f"bisect {mid}")))
                 lo, hi = (lo, mid) if bad else (mid + 1, hi)
-            culprit = suspects[lo]
-            suspects = suspects[lo + 1 :]
-            revert_commits(repo, [culprit], f"harness: revert {culprit[:10]} (regression)")
-            culprits.append(culprit)
-            self.rec.event("reverted", sha=culprit)
+            culprit, later = suspects[lo], suspects[lo + 1 :]
+            try:
+                revert_commits(repo, [culprit], f"harness: revert {culprit[:10]} (regression)")
+                gone, suspects = [culprit], later
+            except GitError:
+                gone, suspects = [culprit, *later], []
+                revert_commits(
+                    repo,
+                    list(reversed(gone)),
+                    f"harness: revert {culprit[:10]} and the {len(later)} commit(s) built on it",
+                )
+            known += gone
+            reverted += gone
+            self.rec.event("reverted", sha=culprit, with_dependents=gone[1:])
             self.say(f"  reverted {culprit[:10]}: it caused a regression")
         if not suspects and self.regressions(start, self.gates("regression check")):
             # Nothing of this block is left to blame (a flaky gate or environment): say so.
-            self.rec.event("regression_persists", reverted=culprits)
+            self.rec.event("regression_persists", reverted=reverted)
             self.say("  a regression persists that no commit of this block explains")
-        return culprits
+        return reverted
 
     # ------------------------------------------------------------------ model calls
     def ask(
@@ -494,18 +529,21 @@ class Loop:
             except (ValueError, ValidationError) as exc:
                 error = str(exc).splitlines()[0] if isinstance(exc, ValueError) else _short(exc)
                 self.rec.event("invalid_output", phase=phase, error=error)
+                said = response.text if response.input is None else json.dumps(response.input)
                 convo += [
-                    Message(role="assistant", content=json.dumps(response.input) or response.text),
+                    Message(role="assistant", content=said or "(empty answer)"),
                     Message(
                         role="user",
                         content=prompts.render("invalid", tool=str(response.tool), error=error),
                     ),
                 ]
-        raise InvalidOutput(f"{phase}: no valid answer after {len(convo) // 2} corrections")
+        tries = self.policy.loop.max_invalid_outputs + 1
+        raise InvalidOutput(f"{phase}: no valid answer in {tries} tries")
 
     # ------------------------------------------------------------------ helpers
     def gates(self, label: str) -> GateRun:
         run = run_gates(self.wt, self.policy, on_result=lambda r: self._gate_done(label, r))
+        tidy(open_repo(self.wt))  # what the tools wrote is not part of the tree
         for name, command in self.commands.items():
             ctx = GateContext(repo=self.wt, python=interpreter(self.policy), cfg=GateConfig())
             run.results[name] = CommandGate(name, command).run(ctx)
@@ -563,11 +601,13 @@ class Loop:
         path.parent.mkdir(parents=True, exist_ok=True)
         entry = progress_entry(utcnow(), block.number, block.title, out)
         repo = open_repo(self.wt)
+        tidy(repo)
         with restore_on_failure(repo):
             with path.open("a", encoding="utf-8") as fh:
                 fh.write(entry)
-            commit_all(
+            commit_paths(
                 repo,
+                [log],
                 f"harness: progress log for block {block.number}",
                 {"Harness-Run": self.run_id, "Harness-Block": str(block.number)},
             )
@@ -589,7 +629,7 @@ class Loop:
             goals_met=all(o.status == "goal_met" for o in outcomes),
             stopped=self.stopped,
         )
-        self.rec.write_json("summary.json", summary.model_dump(mode="json"))
+        self.rec.write_json("summary.json", summary.report())
         return summary
 
     def _manifest(self, base: str, blocks: list[int]) -> Manifest:

@@ -11,7 +11,13 @@ from harness.errors import ExitCode
 from harness.gates.models import Regression
 
 BlockStatus = Literal[
-    "goal_met", "nothing_left", "iteration_limit", "model_error", "provider_error", "gate_error"
+    "goal_met",
+    "nothing_left",
+    "iteration_limit",
+    "regression",
+    "model_error",
+    "provider_error",
+    "gate_error",
 ]
 
 
@@ -47,10 +53,17 @@ class RunSummary(BaseModel):
     goals_met: bool = False
     stopped: str | None = Field(None, description="why the run stopped early, if it did")
 
+    def report(self) -> dict[str, Any]:
+        """summary.json and `--json`: the STEPS script's output keys at the top level (as
+        `harness gates --json` has them), then everything about the run."""
+        return {**seed_keys(self.summary), **self.model_dump(mode="json")}
+
     @property
     def exit_code(self) -> int:
         if self.stopped:
             return ExitCode.PROVIDER
+        if any(b.status == "gate_error" for b in self.blocks):
+            return ExitCode.USAGE  # a gate that could not run: nothing could be judged
         return ExitCode.OK if self.goals_met else ExitCode.FAILED
 
 

@@ -53,6 +53,7 @@ class Recorder:
         self.dir = runs_dir / run_id
         (self.dir / "patches").mkdir(parents=True, exist_ok=False)
         self._seq = 0
+        self._patches = 0
         self._events = (self.dir / "events.jsonl").open("a", encoding="utf-8")
 
     def event(self, kind: str, **data: Any) -> None:
@@ -63,7 +64,10 @@ class Recorder:
         os.fsync(self._events.fileno())
 
     def save_patch(self, name: str, diff: str) -> str:
-        rel = f"patches/{name}.diff"
+        """Store a proposed diff; the running number keeps every proposal, even when a model
+        reuses item ids across iterations."""
+        self._patches += 1
+        rel = f"patches/{self._patches:04d}-{name}.diff"
         (self.dir / rel).write_text(redact_text(diff), encoding="utf-8")
         return rel
 

@@ -112,9 +112,11 @@ def patch(item: str, diff: str) -> dict[str, Any]:
 def run_loop(
     make_repo: Callable[..., Path], tmp_path: Path
 ) -> Callable[..., tuple[RunSummary, Path]]:
-    def _run(responses: list[dict[str, Any]], files: dict[str, str] | None = None):
+    def _run(
+        responses: list[dict[str, Any]], files: dict[str, str] | None = None, policy: str = POLICY
+    ):
         repo = make_repo(files or FILES)
-        opts = options(repo, ScriptedProvider.from_responses(responses))
+        opts = options(repo, ScriptedProvider.from_responses(responses), policy=policy)
         return Loop(opts).run(), repo
 
     return _run
@@ -411,3 +413,78 @@ def test_bad_repository_fails_before_anything_is_recorded(tmp_path: Path) -> Non
     with pytest.raises(GitError, match="not a git repository"):
         Loop(opts)
     assert not (tmp_path / "runs").exists()
+
+
+def subjects(repo: Path, shas: list[str]) -> list[str]:
+    return sorted(git(repo, "log", "-1", "--format=%s", sha).strip() for sha in shas)
+
+
+def test_innocent_commit_on_an_earlier_iterations_culprit_is_kept(run_loop) -> None:
+    files = {**FILES, "pkg/calc.py": TWO_FUNCS, "tests/test_calc.py": TWO_TESTS}
+    policy = POLICY.replace("max_iterations = 1", "max_iterations = 2")
+    summary, repo = run_loop(
+        [
+            plan(),
+            todos("T1", "T2"),
+            patch("T1", BREAK_ADD),
+            patch("T2", REMOVE_OS),
+            plan(),
+            todos("T3"),
+            patch("T3", BREAK_SUB),
+        ],
+        files,
+        policy=policy,
+    )
+    block = summary.blocks[0]
+    assert subjects(repo, block.reverted) == ["harness: item T1", "harness: item T3"]
+    assert subjects(repo, block.commits) == ["harness: item T2"]
+
+
+def test_a_culprit_whose_revert_conflicts_is_reverted_with_what_builds_on_it(run_loop) -> None:
+    touch_def = (
+        "--- a/pkg/calc.py\n+++ b/pkg/calc.py\n@@ -5,2 +5,2 @@\n-def add(a, b):\n"
+        "+def add(a, b):  # sum of two numbers\n     return a - b\n"
+    )
+    summary, repo = run_loop(
+        [plan(), todos("T1", "T2"), patch("T1", BREAK_ADD), patch("T2", touch_def)]
+    )
+    block = summary.blocks[0]
+    assert subjects(repo, block.reverted) == ["harness: item T1", "harness: item T2"]
+    assert block.commits == []
+    assert "return a + b" in branch_file(repo, summary.branch, "pkg/calc.py")
+    assert summary.summary["pytest"]["failed"] == 0
+
+
+def test_a_failing_test_the_patch_did_not_touch_does_not_block_new_tests(
+    make_repo, tmp_path: Path
+) -> None:
+    files = {
+        **FILES,
+        "pkg/calc.py": CALC,
+        "tests/test_old.py": "def test_known_broken():\n    assert 1 == 2\n",
+    }
+    repo = make_repo(files)
+    items = [{"id": "test_sub", "title": "t", "files": ["tests/test_sub.py"]}]
+    provider = ScriptedProvider.from_responses(
+        [
+            plan(),
+            {"phase": "todo", "tool": "submit_todos", "input": {"items": items}},
+            patch("test_sub", GOOD_TEST),
+        ]
+    )
+    steps = COVERAGE_STEPS.split("## BLOCK 2")[0]
+    summary = Loop(options(repo, provider, steps=steps, policy=COVERAGE_POLICY)).run()
+    assert len(summary.blocks[0].commits) == 1, summary.blocks[0]
+
+
+def test_files_written_by_tests_never_reach_a_commit(run_loop) -> None:
+    writer = (
+        "from pathlib import Path\n\nfrom pkg.calc import add\n\n\ndef test_add():\n"
+        "    Path('test-output.log').write_text('ran')\n    assert add(2, 3) == 5\n"
+    )
+    summary, repo = run_loop(
+        [plan(), todos("T1"), patch("T1", REMOVE_OS)], {**FILES, "tests/test_calc.py": writer}
+    )
+    assert len(summary.blocks[0].commits) == 1
+    tracked = git(repo, "ls-tree", "-r", "--name-only", summary.branch).split()
+    assert "test-output.log" not in tracked

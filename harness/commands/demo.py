@@ -11,17 +11,19 @@ import typer
 
 from harness import ui
 from harness.commands.run import execute, show
-from harness.gitutil import pinned_git_env
+from harness.errors import UsageError
+from harness.gitutil import commit_all
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "example"
 
 
 def make_example_repo(dest: Path) -> Path:
     """Copy the example project into `dest` and commit it as a fresh repository."""
+    if dest.exists():
+        raise UsageError(f"{dest} already exists; pass --dir a new or empty directory")
     shutil.copytree(EXAMPLE, dest, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     repo = git.Repo.init(dest, initial_branch="main")
-    repo.git.add("-A")
-    repo.git.commit("-m", "example project (messy on purpose)", env=pinned_git_env())
+    commit_all(repo, "example project (messy on purpose)")
     return dest
 
 
@@ -49,7 +51,7 @@ def command(
         runs_dir=root / "runs",
     )
     if json_:
-        ui.print_json(summary.model_dump(mode="json"))
+        ui.print_json(summary.report())
     else:
         show(summary)
     # The builtin provider cannot meet every goal of the seed script (it writes no tests), so

@@ -35,6 +35,7 @@ def execute(
     script: Path | None,
     blocks: str | None,
     runs_dir: Path,
+    max_cost: float | None = None,
     quiet: bool = False,
 ) -> RunSummary:
     steps = load_steps(steps_file)
@@ -44,12 +45,23 @@ def execute(
     except OSError as exc:
         raise UsageError(f"cannot read policy {policy_path}: {exc.strerror or exc}") from exc
     policy = parse_policy(policy_text, str(policy_path))
+    if max_cost is not None:
+        if max_cost <= 0:
+            raise UsageError(f"--max-cost must be positive, got {max_cost}")
+        policy.loop.max_cost_usd = max_cost
     wanted = parse_blocks(blocks)
     known = {b.number for b in steps.blocks}
     if wanted and not set(wanted) <= known:
         missing = sorted(set(wanted) - known)
         raise UsageError(f"--blocks: no block {missing} in {steps_file} (has {sorted(known)})")
     provider = make_provider(provider_name, model=model, policy=policy, script=script)
+    if provider.name == "anthropic" and not quiet:
+        cap = policy.loop.max_cost_usd
+        ui.err.print(
+            f"budget: {f'${cap:.2f}' if cap else 'no cost cap'}, "
+            f"{policy.loop.max_calls or 'unlimited'} calls (--max-cost, [loop] in the policy)",
+            markup=False,
+        )
     loop = Loop(
         RunOptions(
             steps=steps,
@@ -141,6 +153,9 @@ def command(
         help="Where runs are recorded.",
         envvar="HARNESS_RUNS_DIR",
     ),
+    max_cost: float | None = typer.Option(
+        None, "--max-cost", help="Cost cap in USD for the whole run (default: the policy's)."
+    ),
     json_: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
 ) -> None:
     """Drive a model through a STEPS script: PLAN -> TODO -> EXECUTE per block, guarded patches,
@@ -159,10 +174,11 @@ def command(
         script=script,
         blocks=blocks,
         runs_dir=runs_dir,
+        max_cost=max_cost,
         quiet=False,
     )
     if json_:
-        ui.print_json(summary.model_dump(mode="json"))
+        ui.print_json(summary.report())
     else:
         show(summary)
     raise typer.Exit(summary.exit_code)
