@@ -49,6 +49,7 @@ from harness.gitutil import (
     checked_out,
     commit_paths,
     head,
+    is_dirty,
     open_repo,
     restore_on_failure,
     revert_commits,
@@ -116,6 +117,12 @@ class Loop:
         self.rec.write_json("manifest.json", manifest.model_dump())
         self.rec.event("run_started", **manifest.model_dump())
         self.say(f"run {self.run_id}: provider {self.provider.name} ({self.provider.model})")
+        if is_dirty(user_repo):
+            # The run starts from HEAD in its own worktree; the user's edits are not in it.
+            self.say(
+                f"note: uncommitted changes in {self.opts.repo.resolve()} are not part of this run"
+            )
+            self.rec.event("user_changes_ignored", base=base)
         outcomes: list[BlockOutcome] = []
         exit_code = 2
         try:

@@ -9,6 +9,7 @@ import typer
 
 from harness import ui
 from harness.errors import UsageError
+from harness.gitutil import open_repo
 from harness.loop import Loop, RunOptions
 from harness.outcome import SEED_KEYS, BlockOutcome, RunSummary
 from harness.policy import default_policy_path, parse_policy
@@ -25,6 +26,19 @@ def parse_blocks(text: str | None) -> list[int] | None:
         raise UsageError(f"--blocks takes numbers separated by commas, got {text!r}") from None
 
 
+def records_dir(runs_dir: Path | None, repo: Path) -> Path:
+    """--runs-dir as given; by default `./runs`, unless that lies inside the target repository,
+    whose checkout must not change: then inside its git directory."""
+    if runs_dir is not None:
+        return runs_dir
+    default = Path("runs").resolve()
+    root = open_repo(repo).working_tree_dir
+    if root is not None and default.is_relative_to(Path(root).resolve()):
+        common = Path(open_repo(repo).git.rev_parse("--git-common-dir"))
+        return (common if common.is_absolute() else Path(root) / common) / "harness" / "runs"
+    return default
+
+
 def execute(
     steps_file: Path,
     repo: Path,
@@ -34,7 +48,7 @@ def execute(
     model: str | None,
     script: Path | None,
     blocks: str | None,
-    runs_dir: Path,
+    runs_dir: Path | None,
     max_cost: float | None = None,
     quiet: bool = False,
 ) -> RunSummary:
@@ -54,6 +68,7 @@ def execute(
     if wanted and not set(wanted) <= known:
         missing = sorted(set(wanted) - known)
         raise UsageError(f"--blocks: no block {missing} in {steps_file} (has {sorted(known)})")
+    runs_dir = records_dir(runs_dir, repo)
     provider = make_provider(provider_name, model=model, policy=policy, script=script)
     if provider.name == "anthropic" and not quiet:
         cap = policy.loop.max_cost_usd
@@ -147,8 +162,8 @@ def command(
         "(runs/<run-id>) to re-drive that run without the model.",
     ),
     blocks: str | None = typer.Option(None, "--blocks", help="Only these blocks, e.g. 1,3."),
-    runs_dir: Path = typer.Option(
-        Path("runs"),
+    runs_dir: Path | None = typer.Option(
+        None,
         "--runs-dir",
         help="Where runs are recorded.",
         envvar="HARNESS_RUNS_DIR",
