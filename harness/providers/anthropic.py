@@ -107,10 +107,6 @@ def cost_usd(usage: Usage, price: Price) -> float:
     return total / 1_000_000
 
 
-def add_usage(a: Usage, b: Usage) -> Usage:
-    return Usage(**{k: getattr(a, k) + getattr(b, k) for k in Usage.model_fields})
-
-
 class AnthropicProvider:
     name = "anthropic"
 
@@ -255,7 +251,7 @@ class AnthropicProvider:
         # Counted before the content is looked at: a billed reply that later fails validation
         # still spends budget.
         self.calls += 1
-        self.totals = add_usage(self.totals, usage)
+        self.totals = self.totals + usage
         tool: str | None = None
         tool_input: dict[str, Any] | None = None
         texts: list[str] = []

@@ -29,6 +29,9 @@ class Usage(BaseModel):
     cache_read_input_tokens: int = 0
     cost_usd: float = 0.0
 
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(**{k: getattr(self, k) + getattr(other, k) for k in Usage.model_fields})
+
 
 class ModelRequest(BaseModel):
     phase: Phase

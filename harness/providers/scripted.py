@@ -45,10 +45,6 @@ def _first_error(err: ValidationError, source: str) -> str:
     return f"{source}: {loc}: {first['msg']}"
 
 
-def add_usage(a: Usage, b: Usage) -> Usage:
-    return Usage(**{k: getattr(a, k) + getattr(b, k) for k in Usage.model_fields})
-
-
 class ScriptedProvider:
     name = "scripted"
 
@@ -108,7 +104,7 @@ class ScriptedProvider:
             )
         self.calls += 1
         self.requests.append(request)
-        self.totals = add_usage(self.totals, reply.usage)
+        self.totals = self.totals + reply.usage
         return ModelResponse(
             tool=reply.tool,
             input=copy.deepcopy(reply.input),
