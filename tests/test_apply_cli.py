@@ -106,6 +106,97 @@ def test_regression_restores_head_and_tree_exactly(setup: tuple[Path, Path]) -> 
     assert (repo / "pkg/calc.py").read_text() == FILES["pkg/calc.py"]
 
 
+WRITER = (
+    "from pathlib import Path\n\n\n"
+    "def test_writes_files():\n"
+    "    Path('test-output.log').write_text('run\\n')\n"
+    "    Path('logs').mkdir(exist_ok=True)\n"
+    "    Path('logs/run.txt').write_text('run\\n')\n"
+    "    Path('build').mkdir(exist_ok=True)\n"
+    "    Path('build/new.o').write_text('run\\n')\n"
+    "    Path('tests/fixture.txt').write_text('overwritten\\n')\n"
+)
+
+
+@pytest.fixture
+def writer(make_repo: MakeRepo, tmp_path: Path) -> tuple[Path, Path]:
+    """A repository whose test suite writes files into the checkout, tracked and untracked."""
+    files = {
+        **FILES,
+        ".gitignore": "__pycache__/\n.coverage\nbuild/\n*.local\n",
+        "tests/test_writer.py": WRITER,
+        "tests/fixture.txt": "original\n",
+    }
+    repo = make_repo(files)
+    # What the user already had, ignored by git: it must survive every outcome.
+    (repo / "notes.local").write_text("mine\n")
+    (repo / "build").mkdir()
+    (repo / "build/old.o").write_text("mine\n")
+    policy = tmp_path / "policy.toml"
+    policy.write_text(POLICY)
+    return repo, policy
+
+
+def found(repo: Path) -> str:
+    return git(repo, "status", "--porcelain", "--ignored", "--untracked-files=all")
+
+
+@pytest.mark.parametrize("warm_cache", [False, True])
+def test_files_a_test_run_writes_are_not_committed_and_not_left(
+    writer: tuple[Path, Path], warm_cache: bool
+) -> None:
+    repo, policy = writer
+    start = found(repo)
+    if warm_cache:
+        # The "before" gates then come from the cache: only the "after" run writes files.
+        gates = [sys.executable, "-m", "harness", "gates", "--repo", str(repo), "--policy"]
+        subprocess.run([*gates, str(policy)], capture_output=True, check=False)
+        for rel in ("test-output.log", "logs/run.txt", "build/new.o"):
+            (repo / rel).unlink()
+        (repo / "logs").rmdir()
+        git(repo, "checkout", "--", "tests/fixture.txt")
+        assert found(repo) == start
+    proc = run(repo, policy, FIX)
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    assert git(repo, "show", "--name-only", "--format=", "HEAD").split() == ["pkg/calc.py"]
+    assert found(repo) == start
+    assert (repo / "tests/fixture.txt").read_text() == "original\n"
+    assert (repo / "notes.local").read_text() == "mine\n"
+    assert (repo / "build/old.o").read_text() == "mine\n"
+    assert not (repo / "test-output.log").exists() and not (repo / "logs").exists()
+
+
+def test_regression_leaves_a_writing_suite_checkout_as_found(
+    writer: tuple[Path, Path],
+) -> None:
+    repo, policy = writer
+    head, start = git(repo, "rev-parse", "HEAD"), found(repo)
+    proc = run(repo, policy, BREAK)
+    assert proc.returncode == 3, proc.stderr + proc.stdout
+    assert git(repo, "rev-parse", "HEAD") == head
+    assert found(repo) == start
+    assert (repo / "tests/fixture.txt").read_text() == "original\n"
+    assert (repo / "notes.local").read_text() == "mine\n"
+
+
+def test_a_suite_that_rewrites_the_patched_file_commits_nothing(
+    make_repo: MakeRepo, tmp_path: Path
+) -> None:
+    rewriter = (
+        "from pathlib import Path\n\n\n"
+        "def test_rewrites():\n    Path('pkg/calc.py').write_text('x = 1\\n')\n"
+    )
+    repo = make_repo({**FILES, "tests/test_rewrite.py": rewriter})
+    policy = tmp_path / "policy.toml"
+    policy.write_text(POLICY)
+    head, start = git(repo, "rev-parse", "HEAD"), found(repo)
+    proc = run(repo, policy, FIX)
+    assert proc.returncode == 2 and "changed pkg/calc.py" in proc.stderr, proc.stderr
+    assert git(repo, "rev-parse", "HEAD") == head
+    assert found(repo) == start
+    assert (repo / "pkg/calc.py").read_text() == FILES["pkg/calc.py"]
+
+
 def test_dirty_tree_is_refused_and_left_alone(setup: tuple[Path, Path]) -> None:
     repo, policy = setup
     (repo / "pkg/calc.py").write_text("dirty\n")

@@ -6,8 +6,12 @@ Exit 0 kept, 1 rejected by policy, 2 usage or I/O error (or a dirty tree), 3 reg
 
 from __future__ import annotations
 
+import shutil
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import git
 import typer
 from rich.markup import escape
 
@@ -17,7 +21,7 @@ from harness.errors import ExitCode, GitError, RegressionError
 from harness.gates.compare import blocking, compare, make_rerunner
 from harness.gates.models import GateResult, GateRun, Regression
 from harness.gates.runner import run_gates
-from harness.guard import check_patch
+from harness.guard import Verdict, check_patch
 from harness.guard.commit import write_contents
 from harness.policy import load_policy
 
@@ -79,40 +83,24 @@ def command(
         else:
             print_verdict(verdict)
         raise typer.Exit(ExitCode.FAILED)
-    ui.err.print("gates before:")
-    before = run_gates(root, pol, use_cache=True, on_result=_progress)
-    regressions: list[Regression] = []
-    with gitutil.restore_on_failure(repository) as start:
-        write_contents(root, verdict)
-        ui.err.print("gates after:")
-        after = run_gates(root, pol, use_cache=True, on_result=_progress)
-        regressions = compare(before, after, pol.regression, rerun=make_rerunner(root, pol))
-        deltas = gate_deltas(before, after)
-        bad = blocking(regressions)
-        if bad:
-            out = result | {
-                "kept": False,
-                "commit": None,
-                "regressions": [_regression_json(r) for r in regressions],
-                "gates": deltas,
-            }
-            if json_out:
-                ui.print_json(out)
-            else:
-                print_verdict(verdict)
-                for r in regressions:
-                    flaky = " (flaky)" if r.flaky else ""
-                    ui.out.print(
-                        f"  [red]regression[/red] {r.gate}/{r.rule}{flaky}: {escape(r.message)}"
-                    )
-            raise RegressionError(
-                f"{len(bad)} regression(s); the patch was reverted to {start[:12]}", bad
-            )
-        files = ", ".join(f"{f.path} +{f.added}/-{f.removed}" for f in verdict.files)
-        body = f"{message}\n\n{files}\n"
-        if verdict.repairs:
-            body += "\nRepaired: " + "; ".join(verdict.repairs) + "\n"
-        sha = gitutil.commit_all(repository, body, deltas)
+    with left_as_found(repository) as tidy:
+        ui.err.print("gates before:")
+        before = run_gates(root, pol, use_cache=True, on_result=_progress)
+        # What the test suite wrote is not the patch's change, and must not block the restore.
+        tidy()
+        with gitutil.restore_on_failure(repository) as start:
+            write_contents(root, verdict)
+            ui.err.print("gates after:")
+            after = run_gates(root, pol, use_cache=True, on_result=_progress)
+            regressions = compare(before, after, pol.regression, rerun=make_rerunner(root, pol))
+            deltas = gate_deltas(before, after)
+            bad = blocking(regressions)
+            if bad:
+                _print_regressions(verdict, result, regressions, deltas, json_out)
+                raise RegressionError(
+                    f"{len(bad)} regression(s); the patch was reverted to {start[:12]}", bad
+                )
+            sha = _commit(repository, verdict, message, deltas)
     out = result | {
         "kept": True,
         "commit": sha,
@@ -126,3 +114,93 @@ def command(
         for k, v in deltas.items():
             ui.out.print(f"  {k}: {escape(v)}")
         ui.out.print(f"kept as {sha[:12]}")
+
+
+def _print_regressions(
+    verdict: Verdict,
+    result: dict[str, object],
+    regressions: list[Regression],
+    deltas: dict[str, str],
+    json_out: bool,
+) -> None:
+    if json_out:
+        ui.print_json(
+            result
+            | {
+                "kept": False,
+                "commit": None,
+                "regressions": [_regression_json(r) for r in regressions],
+                "gates": deltas,
+            }
+        )
+        return
+    print_verdict(verdict)
+    for r in regressions:
+        flaky = " (flaky)" if r.flaky else ""
+        ui.out.print(f"  [red]regression[/red] {r.gate}/{r.rule}{flaky}: {escape(r.message)}")
+
+
+def _commit(repository: git.Repo, verdict: Verdict, message: str, deltas: dict[str, str]) -> str:
+    """Commit exactly the verdict's files, as the guard judged them."""
+    root = Path(str(repository.working_tree_dir))
+    for path, data in verdict.contents.items():
+        if _content(root / path) != data:
+            # The suite rewrote a patched file: committing would keep a change nobody checked.
+            raise GitError(f"the gate run changed {path}; nothing was committed")
+    files = ", ".join(f"{f.path} +{f.added}/-{f.removed}" for f in verdict.files)
+    body = f"{message}\n\n{files}\n"
+    if verdict.repairs:
+        body += "\nRepaired: " + "; ".join(verdict.repairs) + "\n"
+    return gitutil.commit_paths(repository, sorted(verdict.contents), body, deltas)
+
+
+def _content(full: Path) -> bytes | None:
+    if full.is_symlink() or not full.is_file():
+        return None
+    return full.read_bytes()
+
+
+def _untracked(repository: git.Repo, *, collapsed: bool) -> set[str]:
+    """Untracked paths, ignored ones included. `collapsed`: a wholly untracked directory is one
+    entry ("out/"); otherwise every file, so a file new inside an old directory shows."""
+    args = ["--others", "-z"] + (["--directory"] if collapsed else [])
+    return {p for p in repository.git.ls_files(*args).split("\0") if p}
+
+
+@contextmanager
+def left_as_found(repository: git.Repo) -> Iterator[Callable[[], None]]:
+    """Leave a clean checkout as it was found, whatever the gate runs wrote into it.
+
+    Yields `tidy`, which is also called on exit: untracked files and directories that did not
+    exist on entry are removed (never one the user had), and tracked files that differ from
+    HEAD are checked out again (the tree was clean on entry, so only a run changed them; the
+    patch itself is either committed or already reset by `restore_on_failure`).
+    """
+    root = Path(str(repository.working_tree_dir))
+    had_entries = _untracked(repository, collapsed=True)
+    had_files = _untracked(repository, collapsed=False)
+
+    def tidy() -> None:
+        try:
+            for rel in sorted(_untracked(repository, collapsed=True) - had_entries):
+                _remove(root / rel)
+            for rel in sorted(_untracked(repository, collapsed=False) - had_files):
+                _remove(root / rel)
+            diff = repository.git.diff("--name-only", "-z", "HEAD")
+            changed = [p for p in diff.split("\0") if p]
+            if changed:
+                repository.git.checkout("HEAD", "--", *changed)
+        except (OSError, git.GitCommandError) as exc:
+            raise GitError(f"cannot remove what the gate run left in {root}: {exc}") from exc
+
+    try:
+        yield tidy
+    finally:
+        tidy()
+
+
+def _remove(full: Path) -> None:
+    if full.is_dir() and not full.is_symlink():
+        shutil.rmtree(full)
+    else:
+        full.unlink(missing_ok=True)

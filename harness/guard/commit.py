@@ -76,4 +76,4 @@ def apply_verdict(
     repository = gitutil.open_repo(root)
     with gitutil.restore_on_failure(repository):
         write_contents(root, verdict)
-        return gitutil.commit_all(repository, message, trailers)
+        return gitutil.commit_paths(repository, sorted(verdict.contents), message, trailers)
