@@ -179,6 +179,120 @@ def test_flaky_test_is_reported_not_forgiven(
     assert [r.flaky for r in compare(before, after, policy.regression)] == [False]
 
 
+SKIP_BEFORE = """\
+import pytest
+
+from pkg.lib import add
+
+
+def test_add():
+    assert add(1, 2) == 3
+
+
+def test_sub():
+    assert add(2, -1) == 1
+
+
+def test_zero():
+    assert add(0, 0) == 0
+
+
+@pytest.mark.skip(reason="known")
+def test_already_skipped():
+    assert False
+
+
+def test_already_failing():
+    assert add(1, 1) == 3
+"""
+
+SKIP_AFTER = """\
+import pytest
+
+from pkg.lib import add
+
+
+@pytest.mark.skip(reason="later")
+def test_add():
+    assert add(1, 2) == 3
+
+
+def test_sub():
+    pytest.skip("not today")
+
+
+def test_zero():
+    assert add(0, 0) == 0
+
+
+@pytest.mark.skip(reason="known")
+def test_already_skipped():
+    assert False
+
+
+@pytest.mark.skip(reason="hide it")
+def test_already_failing():
+    assert add(1, 1) == 3
+"""
+
+
+def test_skipped_and_missing_tests_but_new_tests_never(make_repo: Callable[..., Path]) -> None:
+    repo = make_repo(
+        {
+            "pkg/__init__.py": "",
+            "pkg/lib.py": LIB,
+            "tests/test_lib.py": SKIP_BEFORE,
+            "tests/test_gone.py": "def test_gone():\n    assert True\n",
+        }
+    )
+    policy = _policy(["pytest"])
+    before = _run(repo, policy)
+    git(repo, "rm", "-q", "tests/test_gone.py")
+    new_tests = (
+        "import pytest\n\n\ndef test_new_fails():\n    assert False\n\n\n"
+        "def test_new_skips():\n    pytest.skip('new')\n"
+    )
+    _commit(repo, {"tests/test_lib.py": SKIP_AFTER, "tests/test_new.py": new_tests})
+    after = _run(repo, policy)
+    outcomes = {t.id: t.outcome for t in after.results["pytest"].tests}
+    assert outcomes["tests/test_lib.py::test_add"] == "skipped"
+    assert outcomes["tests/test_new.py::test_new_fails"] == "failed"
+    assert "tests/test_gone.py::test_gone" not in outcomes
+
+    regs = compare(before, after, policy.regression, rerun=make_rerunner(repo, policy))
+    assert [(r.rule, r.subject, r.flaky) for r in regs] == [
+        ("test_skipped", "tests/test_lib.py::test_add", False),
+        ("test_skipped", "tests/test_lib.py::test_sub", False),
+        ("test_missing", "tests/test_gone.py::test_gone", False),
+    ]
+    assert "later" in regs[0].message and "not today" in regs[1].message
+    assert blocking(regs) == regs
+    # The other way round, every test is either new or passed before and passes now.
+    assert compare(after, before, policy.regression) == []
+
+
+def test_a_skip_that_goes_away_on_a_re_run_is_flaky(
+    make_repo: Callable[..., Path], tmp_path: Path
+) -> None:
+    counter = tmp_path / "counter"
+    counter.write_text("0")
+    test = (
+        "from pathlib import Path\n\nimport pytest\n\n\n"
+        "def test_resource():\n"
+        f"    c = Path({str(counter)!r})\n"
+        "    n = int(c.read_text()) + 1\n"
+        "    c.write_text(str(n))\n"
+        "    if n == 2:\n"
+        "        pytest.skip('resource busy')\n"
+    )
+    repo = make_repo({"pkg/__init__.py": "", "tests/test_res.py": test})
+    policy = _policy(["pytest"])
+    before, after = _run(repo, policy), _run(repo, policy)
+    regs = compare(before, after, policy.regression, rerun=make_rerunner(repo, policy))
+    assert [(r.rule, r.flaky) for r in regs] == [("test_skipped", True)]
+    assert blocking(regs) == []
+
+
 def test_rerun_count_comes_from_the_policy(make_repo: Callable[..., Path]) -> None:
     repo = make_repo({"pkg/__init__.py": "", "pkg/lib.py": LIB, "tests/test_lib.py": TESTS})
     policy = _policy(["pytest"], "[regression]\nrerun_failed = 3\n")

@@ -3,6 +3,11 @@
 Rules (policy `[regression]`):
 - test_broken: a test that passed before fails or errors after. Newly failing tests are re-run
   `rerun_failed` times; one that passes on any re-run is returned with `flaky=True`.
+- test_skipped: a test that passed before is skipped (or xfailed) after: a skip mark, a
+  `pytest.skip()`, a skip condition the change made true. Re-run like test_broken.
+- test_missing: a test that passed before is not in the after run at all (deleted, renamed,
+  no longer collected). Only tests that passed before are judged: a test that is new after the
+  change is never a regression.
 - coverage_drop: total coverage fell by more than `coverage_tolerance` points AND more
   statements/branches are uncovered than before. Deleting covered code (an unused import) lowers
   the percentage without uncovering anything; that is not a regression.
@@ -32,6 +37,7 @@ from harness.gates.models import (
     GateRun,
     GateStatus,
     Regression,
+    TestCase,
     fingerprint,
 )
 from harness.gates.runner import run_tests
@@ -94,16 +100,20 @@ def blocking(regressions: Sequence[Regression]) -> list[Regression]:
 def _tests(
     b: GateResult, a: GateResult, rules: RegressionRules, rerun: Rerun | None
 ) -> list[Regression]:
-    passed_before = {t.id for t in b.tests if t.outcome == "passed"}
+    # Only tests that passed before are judged: a test new after the change is never a
+    # regression, and one already failing or skipped before has nothing left to lose.
+    passed_before = sorted(t.id for t in b.tests if t.outcome == "passed")
     after_by_id = {t.id: t for t in a.tests}
-    broken = [
+    missing = [tid for tid in passed_before if tid not in after_by_id]
+    worse = [
         tid
-        for tid in sorted(passed_before)
-        if tid in after_by_id and after_by_id[tid].outcome in _BAD
+        for tid in passed_before
+        if tid in after_by_id and after_by_id[tid].outcome in (*_BAD, "skipped")
     ]
     flaky: set[str] = set()
-    pending = list(broken)
+    pending = list(worse)
     if rerun is not None:
+        # A skip can hang on the environment (skipif on a resource) as a failure can on timing.
         for _ in range(rules.rerun_failed):
             if not pending:
                 break
@@ -111,25 +121,29 @@ def _tests(
             now_passing = {tid for tid in pending if outcomes.get(tid) == "passed"}
             flaky |= now_passing
             pending = [tid for tid in pending if tid not in now_passing]
-    out = []
-    for tid in broken:
-        t = after_by_id[tid]
-        is_flaky = tid in flaky
-        detail = f": {t.message}" if t.message else ""
-        out.append(
-            Regression(
-                gate=a.gate,
-                rule="test_broken",
-                subject=tid,
-                message=(
-                    f"{tid} passed before, {t.outcome} after, then passed on a re-run (flaky)"
-                    if is_flaky
-                    else f"{tid} passed before, {t.outcome} after{detail}"
-                ),
-                flaky=is_flaky,
-            )
+    out = [_worse(a.gate, after_by_id[tid], tid in flaky) for tid in worse]
+    out += [
+        Regression(
+            gate=a.gate,
+            rule="test_missing",
+            subject=tid,
+            message=f"{tid} passed before and did not run after (deleted, renamed, or no "
+            "longer collected)",
         )
+        for tid in missing
+    ]
     return out
+
+
+def _worse(gate: str, t: TestCase, is_flaky: bool) -> Regression:
+    rule = "test_skipped" if t.outcome == "skipped" else "test_broken"
+    detail = f": {t.message}" if t.message else ""
+    message = (
+        f"{t.id} passed before, {t.outcome} after, then passed on a re-run (flaky)"
+        if is_flaky
+        else f"{t.id} passed before, {t.outcome} after{detail}"
+    )
+    return Regression(gate=gate, rule=rule, subject=t.id, message=message, flaky=is_flaky)
 
 
 def _coverage(b: GateResult, a: GateResult, rules: RegressionRules) -> list[Regression]:

@@ -107,8 +107,8 @@ class GateRun(BaseModel):
 class Regression(BaseModel):
     gate: str
     rule: str = Field(
-        description="new_finding | test_broken | coverage_drop | contract_broken | gate_error"
-        " | command_failed"
+        description="new_finding | test_broken | test_skipped | test_missing | coverage_drop"
+        " | contract_broken | gate_error | command_failed"
     )
     subject: str = Field(description="the finding fingerprint/message, test id, or contract")
     message: str
