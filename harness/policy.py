@@ -73,8 +73,14 @@ class GuardConfig(Strict):
 
 class BlockOverride(Strict):
     lanes: list[str] | None = None
-    forbidden: list[str] | None = None
-    max_changed_lines_per_file: int | None = Field(None, ge=1)
+    forbidden: list[str] | None = Field(
+        None, description="globs this block may not edit, added to [guard].forbidden"
+    )
+    max_changed_lines_per_file: int | None = Field(
+        None,
+        ge=1,
+        description="may only tighten [guard].max_changed_lines_per_file: the smaller one holds",
+    )
     max_iterations: int | None = Field(None, ge=1)
 
 
@@ -107,15 +113,25 @@ class Policy(Strict):
     prices: dict[str, Price] = Field(default_factory=dict)
 
     def guard_for_block(self, block: int | None) -> GuardConfig:
-        """The guard config with the block's overrides applied."""
+        """The guard config with the block's overrides applied.
+
+        A block narrows the guard, never loosens it: its size limit counts only when smaller
+        than the global one (the STEPS script's "<=20 lines/file" holds in every block), and its
+        forbidden globs add to the global ones. Its lanes replace the global lanes: a lane is
+        what the block is about."""
         override = self.blocks.get(str(block)) if block is not None else None
         if override is None:
             return self.guard
-        update = {
-            k: v
-            for k, v in override.model_dump().items()
-            if v is not None and k in GuardConfig.model_fields
-        }
+        update: dict[str, object] = {}
+        if override.lanes is not None:
+            update["lanes"] = override.lanes
+        if override.forbidden is not None:
+            extra = [g for g in override.forbidden if g not in self.guard.forbidden]
+            update["forbidden"] = [*self.guard.forbidden, *extra]
+        if override.max_changed_lines_per_file is not None:
+            update["max_changed_lines_per_file"] = min(
+                self.guard.max_changed_lines_per_file, override.max_changed_lines_per_file
+            )
         return self.guard.model_copy(update=update)
 
 

@@ -43,3 +43,17 @@ def test_block_override_applies_only_to_that_block() -> None:
     assert policy.guard_for_block(2).max_changed_lines_per_file == 5
     assert policy.guard_for_block(1).lanes == ["**"]
     assert policy.guard_for_block(None).max_changed_lines_per_file == 20
+
+
+def test_block_overrides_only_tighten_the_guard() -> None:
+    policy = parse_policy(
+        "[guard]\nmax_changed_lines_per_file = 20\nforbidden = ['.git/**']\n"
+        "[blocks.1]\nmax_changed_lines_per_file = 200\nforbidden = ['docs/**']\n"
+        "[blocks.2]\nmax_changed_lines_per_file = 8\nforbidden = []\n"
+    )
+    loose, tight = policy.guard_for_block(1), policy.guard_for_block(2)
+    assert loose.max_changed_lines_per_file == 20
+    assert loose.forbidden == [".git/**", "docs/**"]
+    assert tight.max_changed_lines_per_file == 8
+    assert tight.forbidden == [".git/**"]
+    assert policy.guard.max_changed_lines_per_file == 20  # the global config is not changed
