@@ -2,6 +2,10 @@
 
 Exit 0 kept, 1 rejected by policy, 2 usage or I/O error (or a dirty tree), 3 regression
 (HEAD and working tree restored exactly).
+
+The commit holds exactly the guarded files. Whatever the gate runs write into the checkout (a
+test's log file, a rewritten fixture) is removed again, so every outcome leaves the checkout as
+it was found, except for the kept commit.
 """
 
 from __future__ import annotations
