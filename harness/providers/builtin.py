@@ -225,7 +225,8 @@ class BuiltinProvider:
             if unfixable > 0:
                 cannot.append(
                     f"ruff: {unfixable} findings have no safe automatic fix (or lie outside "
-                    "this block's lanes)"
+                    "this block's lanes); a safe fix that would leave a new finding is "
+                    "skipped too"
                 )
         summary = " ".join(steps) if steps else "Nothing in this block can be fixed by rules."
         plan = {"summary": summary, "steps": steps, "cannot_do": cannot}
