@@ -72,3 +72,12 @@ def make_repo(tmp_path: Path) -> Callable[..., Path]:
         return root
 
     return _make
+
+
+GATE_NAMES = ("ruff", "mypy", "pytest", "bandit", "imports", "secrets")
+
+
+def other_gates_off(*enabled: str) -> str:
+    """Policy TOML turning off every gate not named, so a test pays only for the tools it uses.
+    The test writes the tables of the gates it keeps."""
+    return "".join(f"\n[gates.{g}]\nenabled = false\n" for g in GATE_NAMES if g not in enabled)

@@ -14,7 +14,7 @@ from harness.errors import GitError, PatchError, PatchRejected
 from harness.guard import apply_verdict, check_patch
 from harness.policy import GuardConfig
 
-from .conftest import git
+from .conftest import git, other_gates_off
 
 MakeRepo = Callable[..., Path]
 pytestmark = pytest.mark.slow
@@ -23,17 +23,9 @@ POLICY = """
 name = "apply-test"
 [gates.ruff]
 paths = ["pkg"]
-[gates.mypy]
-enabled = false
 [gates.pytest]
 args = ["-q", "-p", "no:cacheprovider"]
-[gates.bandit]
-enabled = false
-[gates.imports]
-enabled = false
-[gates.secrets]
-enabled = false
-"""
+""" + other_gates_off("ruff", "pytest")
 FILES = {
     "pkg/__init__.py": "",
     "pkg/calc.py": "import os\n\n\ndef add(a, b):\n    return a + b\n",

@@ -13,7 +13,7 @@ from harness.gates.models import GateResult, GateStatus
 from harness.gates.runner import cache_root, run_gates, run_tests
 from harness.policy import Policy, parse_policy
 
-from .conftest import git
+from .conftest import git, other_gates_off
 
 FILES = {
     "pkg/__init__.py": "",
@@ -29,17 +29,10 @@ def _policy(python: str | None = None, extra: str = "") -> Policy:
         + """
 [gates.ruff]
 paths = ["pkg"]
-[gates.mypy]
-enabled = false
 [gates.pytest]
 cov = ["pkg"]
-[gates.bandit]
-enabled = false
-[gates.imports]
-enabled = false
-[gates.secrets]
-enabled = false
 """
+        + other_gates_off("ruff", "pytest")
         + extra
     )
 

@@ -8,20 +8,14 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from .conftest import other_gates_off
+
 POLICY = """
 [gates.ruff]
 paths = ["pkg"]
 [gates.mypy]
 paths = ["pkg"]
-[gates.pytest]
-enabled = false
-[gates.bandit]
-enabled = false
-[gates.imports]
-enabled = false
-[gates.secrets]
-enabled = false
-"""
+""" + other_gates_off("ruff", "mypy")
 
 
 def _harness(*args: str) -> subprocess.CompletedProcess[str]:

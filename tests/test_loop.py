@@ -16,7 +16,7 @@ from harness.policy import parse_policy
 from harness.providers.scripted import ScriptedProvider
 from harness.record import read_events, recorded_responses
 from harness.steps import parse_steps
-from tests.conftest import git
+from tests.conftest import git, other_gates_off
 
 STEPS = """# STEPS test
 
@@ -35,27 +35,23 @@ ruff check pkg
 - Append results to `docs/audits/CLAUDE_PROGRESS.md`.
 """
 
-POLICY = """
+# Other tests append keys to POLICY's last table, [loop]: the gates go first.
+POLICY = (
+    other_gates_off("ruff", "pytest")
+    + """
 [gates.ruff]
 paths = ["pkg"]
 args = ["--select", "F,E"]
 [gates.pytest]
 cov = ["pkg"]
 args = ["-q"]
-[gates.mypy]
-enabled = false
-[gates.bandit]
-enabled = false
-[gates.imports]
-enabled = false
-[gates.secrets]
-enabled = false
 [guard]
 forbidden = ["docs/audits/CLAUDE_PROGRESS.md"]
 [loop]
 max_iterations = 1
 test_stability_runs = 2
 """
+)
 
 FILES = {
     "pkg/__init__.py": "",
