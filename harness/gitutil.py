@@ -38,19 +38,33 @@ def is_dirty(repo: git.Repo) -> bool:
 def tree_hash(repo: git.Repo) -> str:
     """Hash of the working tree as it is (tracked edits and untracked, non-ignored files).
 
-    Uses a throw-away index so the user's index is never touched.
+    Always hashed through a throw-away index (the user's is never touched): a shortcut through
+    `is_dirty` trusts the user's index, whose assume-unchanged and skip-worktree entries hide
+    edits, and a stale PASSED from the cache would follow.
     """
-    if not is_dirty(repo):
-        return str(repo.head.commit.tree.hexsha)
     with tempfile.TemporaryDirectory(prefix="harness-idx-") as tmp:
         env = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
         g = repo.git
         try:
-            g.read_tree("HEAD", env=env)
+            if repo.head.is_valid():
+                g.read_tree("HEAD", env=env)
             g.add("-A", env=env)
             return str(g.write_tree(env=env)).strip()
         except git.GitCommandError as exc:
             raise GitError(f"cannot hash working tree: {exc.stderr.strip()}") from exc
+
+
+def ignored_entries(repo: git.Repo, paths: Sequence[str] = ()) -> list[str]:
+    """Paths git ignores under `paths` (all of the tree when empty), repo-relative; a wholly
+    ignored directory is one entry ending in "/" so a virtualenv is not listed file by file."""
+    spec = ["--", *paths] if paths else []
+    try:
+        out = repo.git.ls_files(
+            "--others", "--ignored", "--exclude-standard", "--directory", "-z", *spec
+        )
+    except git.GitCommandError as exc:
+        raise GitError(f"cannot list ignored files: {exc.stderr.strip()}") from exc
+    return [p for p in str(out).split("\0") if p]
 
 
 def _reset_to(repo: git.Repo, sha: str) -> None:

@@ -209,3 +209,29 @@ def test_one_version_probe_serves_every_gate_until_the_env_changes(tmp_path: Pat
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: fakedist\nVersion: 1.0\n")
     assert common.dist_versions(python, ["fakedist"]).startswith("fakedist 1.0 (env ")
+
+
+def test_ignored_module_the_tools_read_is_in_the_cache_key(make_repo: Callable[..., Path]) -> None:
+    repo = make_repo(
+        {
+            ".gitignore": "pkg/_gen.py\n.venv/\n*.xml\n",
+            "pkg/__init__.py": "",
+            "pkg/mod.py": "from pkg._gen import g\n\nX: int = g()\n",
+        }
+    )
+    (repo / "pkg/_gen.py").write_text("def g() -> int:\n    return 1\n")
+    policy = parse_policy('[gates.mypy]\npaths = ["pkg"]\n' + other_gates_off("mypy"))
+    first = run_gates(repo, policy)
+    assert first.results["mypy"].status == GateStatus.PASSED
+
+    # Environments and reports are not read by the gate: they do not change the key.
+    (repo / ".venv").mkdir()
+    (repo / ".venv/site.py").write_text("x = 1\n")
+    (repo / "pkg/report.xml").write_text("<r/>\n")
+    assert run_gates(repo, policy).results["mypy"].cached
+
+    (repo / "pkg/_gen.py").write_text("def g() -> str:\n    return 'generated'\n")
+    after = run_gates(repo, policy)
+    assert after.tree == first.tree  # git cannot see the change
+    assert not after.results["mypy"].cached
+    assert after.results["mypy"].status == GateStatus.FAILED

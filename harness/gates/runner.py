@@ -1,7 +1,8 @@
 """Run the enabled gates concurrently, with a result cache keyed by what decides the result.
 
-Cache key: (tree hash of the working tree as it is, the gate's config, the tool's version, the
-interpreter). Only PASSED/FAILED results are cached: an ERROR (timeout, crash) may be transient.
+Cache key: (tree hash of the working tree as it is, the files git ignores but the tools read
+under the gate's paths, the gate's config, the tool's version, the interpreter). Only
+PASSED/FAILED results are cached: an ERROR (timeout, crash) may be transient.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import sys
 import tempfile
 import time
@@ -23,12 +25,12 @@ from harness.gates import pytest as pytest_gate
 from harness.gates.base import GATES, Gate
 from harness.gates.common import GateContext, proc_failure, rel_path, run_tool
 from harness.gates.models import GateResult, GateRun, GateStatus
-from harness.gitutil import open_repo, tree_hash
-from harness.policy import GateConfig, Policy
+from harness.gitutil import ignored_entries, open_repo, tree_hash
+from harness.policy import GateConfig, Policy, PytestGateConfig
 
 CACHE_ENV = "HARNESS_CACHE_DIR"
 # Bump when the shape or meaning of cached results changes.
-CACHE_SCHEMA = 2  # bump when a gate changes what it reports (2: ruff whole-file fingerprints)
+CACHE_SCHEMA = 3  # bump when a gate changes what it reports (3: ignored files in the key)
 
 
 def interpreter(policy: Policy) -> str:
@@ -63,12 +65,62 @@ def cache_root(repo: Path) -> Path:
     return common / "harness" / "gate-cache"
 
 
-def _cache_key(gate: str, tree: str, cfg: GateConfig, version: str, python: str) -> str:
+# Ignored files a tool may read (a generated module, a .pth, a config); not reports or data.
+_READ_SUFFIXES = frozenset({".py", ".pyi", ".pth", ".cfg", ".toml", ".ini", ".json"})
+# Directories no gate looks into: environments and caches.
+_SKIP_DIRS = frozenset({".venv", "venv", "__pycache__", ".mypy_cache", ".tox", "node_modules"})
+
+
+def _gate_paths(cfg: GateConfig) -> list[str]:
+    paths = list(cfg.paths)
+    if isinstance(cfg, PytestGateConfig) and paths:
+        paths += cfg.cov
+    return paths
+
+
+def ignored_digest(repo: Path, paths: Sequence[str]) -> str:
+    """Digest (path, size, mtime_ns) of the ignored files under `paths` that a tool may read.
+
+    The tree hash leaves out what git ignores, yet mypy, bandit and coverage read an ignored
+    generated module all the same: without this a changed one would hit a stale cache entry.
+    """
+    git_repo = open_repo(repo)
+    rows: list[str] = []
+
+    def add(full: Path) -> None:
+        if full.suffix not in _READ_SUFFIXES:
+            return
+        try:
+            st = full.lstat()
+        except OSError:
+            return
+        if stat.S_ISREG(st.st_mode):
+            rows.append(f"{full.relative_to(repo).as_posix()}\0{st.st_size}\0{st.st_mtime_ns}")
+
+    for entry in ignored_entries(git_repo, paths):
+        rel = entry.rstrip("/")
+        if _SKIP_DIRS.intersection(Path(rel).parts):
+            continue
+        full = repo / rel
+        if not entry.endswith("/"):
+            add(full)
+            continue
+        for dirpath, dirnames, filenames in os.walk(full):
+            dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_DIRS)
+            for name in sorted(filenames):
+                add(Path(dirpath) / name)
+    return hashlib.sha256("\n".join(sorted(rows)).encode("utf-8")).hexdigest()
+
+
+def _cache_key(
+    gate: str, tree: str, cfg: GateConfig, version: str, python: str, ignored: str = ""
+) -> str:
     raw = json.dumps(
         {
             "schema": CACHE_SCHEMA,
             "gate": gate,
             "tree": tree,
+            "ignored": ignored,
             "config": cfg.model_dump(mode="json"),
             "version": version,
             "python": _interpreter_id(python),
@@ -110,7 +162,9 @@ def _run_one(gate: Gate, ctx: GateContext, tree: str, cache: Path | None) -> Gat
         version = gate.version(ctx.python)
         path = None
         if cache is not None:
-            path = cache / f"{_cache_key(gate.name, tree, ctx.cfg, version, ctx.python)}.json"
+            ignored = ignored_digest(ctx.repo, _gate_paths(ctx.cfg))
+            key = _cache_key(gate.name, tree, ctx.cfg, version, ctx.python, ignored)
+            path = cache / f"{key}.json"
             hit = _cache_load(path)
             if hit is not None:
                 return hit
