@@ -67,3 +67,10 @@ def test_garbage_interpreter_is_an_error(make_repo: Callable[..., Path], tmp_pat
     result = GATES["bandit"].run(_ctx(repo, python=str(garbage)))
     assert result.status == GateStatus.ERROR
     assert result.reason is not None and result.reason.startswith("bandit wrote no report")
+
+
+def test_a_missing_path_is_an_error_not_a_clean_scan(make_repo: Callable[..., Path]) -> None:
+    repo = make_repo({"pkg/mod.py": "x = 1\n"})
+    result = GATES["bandit"].run(_ctx(repo, paths=["lukhas"]))
+    assert result.status == GateStatus.ERROR
+    assert result.reason == "path not found: lukhas"

@@ -133,3 +133,11 @@ def test_a_bad_ruff_config_is_an_error_not_a_pass(make_repo: Callable[..., Path]
     result = GATES["ruff"].run(_ctx(repo))
     assert result.status == GateStatus.ERROR
     assert result.exit_code == 2
+
+
+def test_a_missing_path_is_an_error_not_a_finding(make_repo: Callable[..., Path]) -> None:
+    repo = make_repo({"pkg/mod.py": SRC})
+    result = GATES["ruff"].run(_ctx(repo, paths=["pkg", "lukhas"]))
+    assert result.status == GateStatus.ERROR
+    assert result.reason == "path not found: lukhas"
+    assert result.findings == []

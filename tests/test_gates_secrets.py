@@ -127,3 +127,10 @@ def test_gitleaks_report_parsing(tmp_path: Path) -> None:
     assert secrets_gate.parse_gitleaks("", tmp_path) == []
     with pytest.raises(ValueError, match="expected a JSON list"):
         secrets_gate.parse_gitleaks('{"leaks": 1}', tmp_path)
+
+
+def test_nothing_to_scan_is_an_error_not_a_pass(make_repo: Callable[..., Path]) -> None:
+    repo = make_repo({"app/settings.py": "DEBUG = True\n"})
+    result = GATES["secrets"].run(_ctx(repo, paths=["no_such_dir"]))
+    assert result.status == GateStatus.ERROR
+    assert result.reason == "no files to scan under no_such_dir"

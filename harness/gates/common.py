@@ -95,6 +95,18 @@ def config_path(ctx: GateContext) -> Path | None:
     return ctx.repo / ctx.cfg.config
 
 
+def missing_path(ctx: GateContext) -> str | None:
+    """The first configured path that does not exist in the repo, or None.
+
+    Tools report a missing path as one more finding (ruff's E902) or skip it silently (bandit):
+    either way the gate would judge code it never looked at.
+    """
+    for rel in ctx.cfg.paths:
+        if not (ctx.repo / rel).exists():
+            return rel
+    return None
+
+
 def rel_path(repo: Path, name: str) -> str:
     """Repo-relative, forward slashes; a path outside the repo is kept as given."""
     p = Path(name)

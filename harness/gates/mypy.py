@@ -18,6 +18,7 @@ from harness.gates.common import (
     dist_versions,
     error,
     findings_result,
+    missing_path,
     one_line,
     proc_failure,
     rel_path,
@@ -54,6 +55,9 @@ class MypyGate:
         cfg_file = config_path(ctx)
         if cfg_file is not None and not cfg_file.is_file():
             return error(NAME, NAME, f"mypy config not found: {ctx.cfg.config}")
+        gone = missing_path(ctx)
+        if gone is not None:
+            return error(NAME, NAME, f"path not found: {gone}")
         with tempfile.TemporaryDirectory(prefix="harness-mypy-") as tmp:
             cache = _cache_dir(ctx, Path(tmp))
             base = [ctx.python, "-m", "mypy", "--cache-dir", str(cache)]

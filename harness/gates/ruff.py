@@ -12,6 +12,7 @@ from harness.gates.common import (
     dist_versions,
     error,
     findings_result,
+    missing_path,
     proc_failure,
     rel_path,
     run_tool,
@@ -41,6 +42,9 @@ class RuffGate:
         cfg_file = config_path(ctx)
         if cfg_file is not None and not cfg_file.is_file():
             return error(NAME, NAME, f"ruff config not found: {ctx.cfg.config}")
+        gone = missing_path(ctx)
+        if gone is not None:
+            return error(NAME, NAME, f"path not found: {gone}")
         proc = run_tool([*check_argv(ctx), *(ctx.cfg.paths or ["."])], ctx)
         why = proc_failure(NAME, proc, ctx, "ruff")
         if why is None and proc.returncode != 0:

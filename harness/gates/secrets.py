@@ -171,6 +171,9 @@ def _detect_secrets(ctx: GateContext) -> GateResult:
         return error(NAME, tool, f"cannot list files: {one_line(str(exc.stderr))}")
     except GitError as exc:
         return error(NAME, tool, str(exc))
+    if not files:
+        where = ", ".join(ctx.cfg.paths) or "the repository"
+        return error(NAME, tool, f"no files to scan under {where}")
     findings: list[Finding] = []
     seconds, argv, code = 0.0, [ctx.python, "-m", "detect_secrets", "scan"], 0
     for start in range(0, max(len(files), 1), _CHUNK):
