@@ -259,3 +259,71 @@ def test_globs() -> None:
     assert match("docs/audits/CLAUDE_PROGRESS.md", "docs/audits/CLAUDE_PROGRESS.md")
     assert match("anything/at/all", "**")
     assert match("docs/x", "docs")
+
+
+def new_file(path: str, text: str) -> str:
+    lines = text.splitlines()
+    body = "".join(f"+{x}\n" for x in lines)
+    return f"--- /dev/null\n+++ b/{path}\n@@ -0,0 +1,{len(lines)} @@\n{body}"
+
+
+def test_conftest_hooks_are_gate_config_but_fixtures_are_not(make_repo: MakeRepo) -> None:
+    conftest = "import pytest\n\n\n@pytest.fixture\ndef base():\n    return 1\n"
+    repo = make_repo({"conftest.py": conftest, "tests/conftest.py": conftest, "a.py": "x = 0\n"})
+    hooks = [
+        "def pytest_collection_modifyitems(config, items):\n    items[:] = []",
+        "@pytest.hookimpl(hookwrapper=True)\ndef pytest_runtest_makereport(item, call):\n"
+        "    out = yield",
+        'collect_ignore = ["tests/test_core.py"]',
+        'collect_ignore_glob = ["*_core.py"]',
+        'globals()["pytest_runtest_setup"] = print',
+    ]
+    for where in ("conftest.py", "tests/conftest.py"):
+        for hook in hooks:
+            patch = edit(
+                where, "    return 1", "    return 1\n\n\n" + hook, ctx_before="def base():"
+            )
+            v = check_patch(patch, repo, CFG)
+            assert rules(v) == ["gate_config"], (where, hook, v.violations)
+            assert "pytest hooks" in v.violations[0].message
+        fixture = edit(
+            where, "    return 1", "    return 2\n\n\n@pytest.fixture\ndef more():\n    return 3"
+        )
+        assert check_patch(fixture, repo, CFG).accepted
+    created = new_file("lukhas/conftest.py", "def pytest_runtest_setup(item):\n    pass")
+    assert rules(check_patch(created, repo, CFG)) == ["gate_config"]
+    assert check_patch(new_file("lukhas/conftest.py", "X = 1"), repo, CFG).accepted
+
+
+def test_pytest_and_startup_files_ignore_files_and_stubs_are_protected(
+    make_repo: MakeRepo,
+) -> None:
+    repo = make_repo(
+        {"lukhas/core.py": "def add(a, b):\n    return a + b\n", ".gitignore": "build/\n*.log\n"}
+    )
+    for path in (
+        "pytest.ini",
+        ".pytest.ini",
+        "pytest.toml",
+        ".pytest.toml",
+        "sitecustomize.py",
+        "lukhas/usercustomize.py",
+        "lukhas/hide.pth",
+        ".ignore",
+        "lukhas/.gitignore",
+    ):
+        v = check_patch(new_file(path, "x = 1"), repo, CFG)
+        assert rules(v) == ["gate_config"], (path, v.violations)
+    assert rules(check_patch(edit(".gitignore", "*.log", "*.log\nlukhas/"), repo, CFG)) == [
+        "gate_config"
+    ]
+    stub = new_file("lukhas/core.pyi", "def add(a: int, b: int) -> int: ...")
+    v = check_patch(stub, repo, CFG)
+    assert rules(v) == ["gate_config"] and "hide lukhas/core.py" in v.violations[0].message
+    assert check_patch(new_file("lukhas/other.pyi", "X: int"), repo, CFG).accepted
+    v = check_patch(
+        new_file("build/gen.py", "X = 1") + new_file("lukhas/ok.py", "Y = 1"), repo, CFG
+    )
+    assert [(x.rule, x.path) for x in v.violations] == [("paths", "build/gen.py")]
+    assert "ignored by git" in v.violations[0].message
+    assert check_patch(new_file("lukhas/ok.py", "Y = 1"), repo, CFG).accepted

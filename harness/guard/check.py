@@ -13,6 +13,7 @@ from harness.guard.parse import FilePatch, parse_patch
 from harness.guard.rules import FileChange, evaluate, path_problem
 from harness.guard.textdiff import edits, render_hunks, split_lines
 from harness.policy import GuardConfig
+from harness.proc import run
 
 _REGULAR = "100644"
 _ALLOWED_MODES = (None, "100644", "100755")
@@ -203,6 +204,57 @@ def _changes(tree: _Tree) -> list[FileChange]:
     return out
 
 
+def _stub_problems(changes: list[FileChange], tree: _Tree, cfg: GuardConfig) -> list[Violation]:
+    """A new .pyi beside a .py makes mypy read the stub instead of the module."""
+    if not cfg.protect_gate_config:
+        return []
+    out: list[Violation] = []
+    for fc in changes:
+        new = fc.new_path
+        if not new or not new.endswith(".pyi") or fc.old_path == new:
+            continue
+        module = new[:-1]
+        try:
+            exists = tree.read(module) is not None
+        except _PathRefused:
+            exists = True
+        if exists:
+            out.append(
+                Violation(
+                    rule="gate_config",
+                    path=new,
+                    message=f"{new} would hide {module} from mypy (a stub wins over the "
+                    "module); add type annotations to the module instead",
+                )
+            )
+    return out
+
+
+def _ignored_problems(changes: list[FileChange], root: Path) -> list[Violation]:
+    """A new file that git ignores is invisible to the gates and to the commit."""
+    new_paths = [fc.new_path for fc in changes if fc.new_path and fc.old_path != fc.new_path]
+    if not new_paths:
+        return []
+    res = run(
+        ["git", "check-ignore", "--no-index", "--stdin", "-z"],
+        root,
+        stdin="\0".join(new_paths) + "\0",
+        timeout=60,
+    )
+    if res.returncode not in (0, 1):
+        raise GitError(f"git check-ignore failed in {root}: {res.tail or res.returncode}")
+    ignored = [p for p in res.stdout.split("\0") if p]
+    return [
+        Violation(
+            rule="paths",
+            path=p,
+            message=f"{p} is ignored by git (.gitignore), so the gates and the commit would "
+            "not see it; put the file somewhere that is not ignored",
+        )
+        for p in ignored
+    ]
+
+
 def check_patch(text: str, repo: Path, cfg: GuardConfig) -> Verdict:
     """Judge a model's diff against the repository's working tree and the policy."""
     root = Path(repo).resolve()
@@ -234,6 +286,8 @@ def check_patch(text: str, repo: Path, cfg: GuardConfig) -> Verdict:
     if not changes and not violations:
         violations.append(Violation(rule="parse", message="the patch changes nothing"))
     violations.extend(evaluate(changes, cfg))
+    violations.extend(_stub_problems(changes, tree, cfg))
+    violations.extend(_ignored_problems(changes, root))
     stats = [FileStat(path=fc.path, added=fc.added, removed=fc.removed) for fc in changes]
     diff = "".join(
         _render(fc, f"{tree.modes.get(fc.old_path or '', 0o100644) & 0o777 | 0o100000:o}")

@@ -175,9 +175,21 @@ GATE_CONFIG_FILES = frozenset(
         ".secrets.baseline",
         ".pre-commit-config.yaml",
         ".flake8",
+        # pytest reads these, and Python runs the next three at every start-up, so each can
+        # skip, deselect or force-pass tests.
+        ".pytest.ini",
+        "pytest.toml",
+        ".pytest.toml",
+        "sitecustomize.py",
+        "usercustomize.py",
+        # ruff (and git-aware tools) skip what these name, so a line here hides a file.
+        ".gitignore",
+        ".ignore",
     }
 )
-GATE_CONFIG_GLOBS = (".github/workflows/**", ".gitlab-ci.yml")
+GATE_CONFIG_GLOBS = (".github/workflows/**", ".gitlab-ci.yml", "**/*.pth")
+# Names that change what pytest collects or how it reports, when bound in a conftest.py.
+_HOOK_NAMES = re.compile(r"^(?:pytest_\w*|collect_ignore(?:_glob)?)$")
 TOML_TOOLS = ("ruff", "mypy", "coverage", "pytest", "bandit", "importlinter", "gitleaks")
 INI_SECTIONS = re.compile(
     r"^(mypy|tool:pytest|pytest|coverage:.*|flake8|bandit|importlinter.*|ruff.*|pylint.*)"
@@ -213,12 +225,58 @@ def _table_line(text: str | None, tool: str) -> int | None:
     return None
 
 
+def _hook_statements(text: str | None) -> list[str] | None:
+    """A conftest's module-level statements that bind or mention pytest hooks, dumped."""
+    if not text:
+        return []
+    try:
+        tree = ast.parse(text)
+    except (SyntaxError, ValueError):
+        return None
+
+    def hooky(node: ast.AST) -> bool:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            return bool(_HOOK_NAMES.match(node.name))
+        if isinstance(node, ast.Name):
+            return bool(_HOOK_NAMES.match(node.id))
+        if isinstance(node, ast.Attribute):
+            return bool(_HOOK_NAMES.match(node.attr))
+        if isinstance(node, ast.alias):
+            return bool(_HOOK_NAMES.match(node.asname or node.name.rsplit(".", 1)[-1]))
+        # globals()["pytest_runtest_setup"] = ... binds a hook without naming it in code
+        return isinstance(node, ast.Constant) and (
+            isinstance(node.value, str) and bool(_HOOK_NAMES.match(node.value))
+        )
+
+    return [ast.dump(stmt) for stmt in tree.body if any(hooky(n) for n in ast.walk(stmt))]
+
+
+def _conftest_problem(fc: FileChange) -> str | None:
+    if PurePosixPath(fc.path).name != "conftest.py" and not any(
+        PurePosixPath(p).name == "conftest.py" for p in fc.paths
+    ):
+        return None
+    old, new = _hook_statements(fc.old_text), _hook_statements(fc.new_text)
+    if new is None:
+        return f"{fc.path} would not parse, which breaks test collection"
+    if old != new:
+        return (
+            f"{fc.path}: its pytest hooks (def pytest_*, collect_ignore, collect_ignore_glob) "
+            "decide which tests run and how they report (plain fixtures may change there); "
+            "they are gate configuration"
+        )
+    return None
+
+
 def gate_config_problem(fc: FileChange) -> tuple[str, int | None] | None:
     """(what is protected, line) when the change touches gate configuration."""
     for p in fc.paths:
         name = PurePosixPath(p).name
         if name in GATE_CONFIG_FILES or match_any(p, GATE_CONFIG_GLOBS):
             return f"{p} configures a quality gate", fc.first_line
+    hooks = _conftest_problem(fc)
+    if hooks:
+        return hooks, fc.first_line
     name = PurePosixPath(fc.path).name
     if name == "pyproject.toml":
         old, new = _toml_tools(fc.old_text), _toml_tools(fc.new_text)
