@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -204,3 +204,56 @@ def pinned_git_env() -> dict[str, str]:
         "GIT_COMMITTER_EMAIL": os.environ.get("GIT_COMMITTER_EMAIL", "harness@localhost"),
     }
     return env
+
+
+def _untracked(repository: git.Repo, *, collapsed: bool) -> set[str]:
+    """Untracked paths, ignored ones included. `collapsed`: a wholly untracked directory is one
+    entry ("out/"); otherwise every file, so a file new inside an old directory shows."""
+    args = ["--others", "-z"] + (["--directory"] if collapsed else [])
+    return {p for p in repository.git.ls_files(*args).split("\0") if p}
+
+
+def _changed_tracked(repository: git.Repo) -> set[str]:
+    if not repository.head.is_valid():
+        return set()
+    return {p for p in repository.git.diff("--name-only", "-z", "HEAD").split("\0") if p}
+
+
+@contextmanager
+def left_as_found(repository: git.Repo) -> Iterator[Callable[[], None]]:
+    """Leave the checkout as it was found, whatever the gate runs wrote into it (reports such as
+    coverage.xml and htmlcov/ that the target's own addopts ask for, a test's log file).
+
+    Yields `tidy`, which is also called on exit: untracked files and directories that did not
+    exist on entry are removed (never one the user had), and tracked files that differ from
+    HEAD now but did not on entry are checked out again. A tracked file the user had already
+    edited is left alone: there is no copy of the user's version to go back to.
+    """
+    root = Path(str(repository.working_tree_dir))
+    had_entries = _untracked(repository, collapsed=True)
+    had_files = _untracked(repository, collapsed=False)
+    had_changed = _changed_tracked(repository)
+
+    def tidy() -> None:
+        try:
+            for rel in sorted(_untracked(repository, collapsed=True) - had_entries):
+                _remove(root / rel)
+            for rel in sorted(_untracked(repository, collapsed=False) - had_files):
+                _remove(root / rel)
+            changed = sorted(_changed_tracked(repository) - had_changed)
+            if changed:
+                repository.git.checkout("HEAD", "--", *changed)
+        except (OSError, git.GitCommandError) as exc:
+            raise GitError(f"cannot remove what the gate run left in {root}: {exc}") from exc
+
+    try:
+        yield tidy
+    finally:
+        tidy()
+
+
+def _remove(full: Path) -> None:
+    if full.is_dir() and not full.is_symlink():
+        shutil.rmtree(full)
+    else:
+        full.unlink(missing_ok=True)

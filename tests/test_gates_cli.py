@@ -79,3 +79,37 @@ def test_gate_error_and_bad_arguments_exit_2(
     bad_policy = tmp_path / "bad.toml"
     bad_policy.write_text("[gates.ruff]\nspeed = 3\n")
     assert _harness("--repo", str(repo), "--policy", str(bad_policy)).returncode == 2
+
+
+def test_reports_the_targets_addopts_write_are_removed_and_the_cache_hits(
+    make_repo: Callable[..., Path], tmp_path: Path
+) -> None:
+    repo = make_repo(
+        {
+            "pyproject.toml": "[tool.pytest.ini_options]\n"
+            'addopts = "--cov-report=xml --cov-report=html"\n',
+            "pkg/__init__.py": "",
+            "pkg/mod.py": "def f() -> int:\n    return 1\n",
+            "tests/test_mod.py": "from pkg.mod import f\n\n\ndef test_f():\n    assert f() == 1\n",
+        }
+    )
+    # The user's own uncommitted work: an edit and a new file, both must stay as they are.
+    (repo / "pkg/mod.py").write_text("def f() -> int:\n    return 1  # mine\n")
+    (repo / "notes.txt").write_text("mine\n")
+    status = subprocess.run(
+        ["git", "status", "--porcelain", "--ignored"], cwd=repo, capture_output=True, text=True
+    ).stdout
+    policy = tmp_path / "policy.toml"
+    policy.write_text('[gates.pytest]\ncov = ["pkg"]\n' + other_gates_off("pytest"))
+
+    first = _harness("--repo", str(repo), "--policy", str(policy), "--json")
+    assert first.returncode == 0, first.stderr
+    assert not (repo / "coverage.xml").exists() and not (repo / "htmlcov").exists()
+    after = subprocess.run(
+        ["git", "status", "--porcelain", "--ignored"], cwd=repo, capture_output=True, text=True
+    ).stdout
+    assert after == status
+    assert (repo / "pkg/mod.py").read_text().endswith("# mine\n")
+
+    again = _harness("--repo", str(repo), "--policy", str(policy), "--json")
+    assert json.loads(again.stdout)["gates"]["pytest"]["cached"] is True

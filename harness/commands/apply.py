@@ -10,9 +10,6 @@ it was found, except for the kept commit.
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import git
@@ -87,7 +84,7 @@ def command(
         else:
             print_verdict(verdict)
         raise typer.Exit(ExitCode.FAILED)
-    with left_as_found(repository) as tidy:
+    with gitutil.left_as_found(repository) as tidy:
         ui.err.print("gates before:")
         before = run_gates(root, pol, use_cache=True, on_result=_progress)
         # What the test suite wrote is not the patch's change, and must not block the restore.
@@ -162,49 +159,3 @@ def _content(full: Path) -> bytes | None:
     if full.is_symlink() or not full.is_file():
         return None
     return full.read_bytes()
-
-
-def _untracked(repository: git.Repo, *, collapsed: bool) -> set[str]:
-    """Untracked paths, ignored ones included. `collapsed`: a wholly untracked directory is one
-    entry ("out/"); otherwise every file, so a file new inside an old directory shows."""
-    args = ["--others", "-z"] + (["--directory"] if collapsed else [])
-    return {p for p in repository.git.ls_files(*args).split("\0") if p}
-
-
-@contextmanager
-def left_as_found(repository: git.Repo) -> Iterator[Callable[[], None]]:
-    """Leave a clean checkout as it was found, whatever the gate runs wrote into it.
-
-    Yields `tidy`, which is also called on exit: untracked files and directories that did not
-    exist on entry are removed (never one the user had), and tracked files that differ from
-    HEAD are checked out again (the tree was clean on entry, so only a run changed them; the
-    patch itself is either committed or already reset by `restore_on_failure`).
-    """
-    root = Path(str(repository.working_tree_dir))
-    had_entries = _untracked(repository, collapsed=True)
-    had_files = _untracked(repository, collapsed=False)
-
-    def tidy() -> None:
-        try:
-            for rel in sorted(_untracked(repository, collapsed=True) - had_entries):
-                _remove(root / rel)
-            for rel in sorted(_untracked(repository, collapsed=False) - had_files):
-                _remove(root / rel)
-            diff = repository.git.diff("--name-only", "-z", "HEAD")
-            changed = [p for p in diff.split("\0") if p]
-            if changed:
-                repository.git.checkout("HEAD", "--", *changed)
-        except (OSError, git.GitCommandError) as exc:
-            raise GitError(f"cannot remove what the gate run left in {root}: {exc}") from exc
-
-    try:
-        yield tidy
-    finally:
-        tidy()
-
-
-def _remove(full: Path) -> None:
-    if full.is_dir() and not full.is_symlink():
-        shutil.rmtree(full)
-    else:
-        full.unlink(missing_ok=True)

@@ -1,6 +1,7 @@
 """`harness gates`: run the configured gates on a repository and report.
 
 Exit 0 all gates ran and passed; 1 a gate failed; 2 a gate could not run or bad arguments.
+Whatever the gate runs write into the checkout is removed again: it is left as it was found.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from harness.errors import ExitCode, GateError, UsageError
 from harness.gates.models import GateResult, GateRun, GateStatus
 from harness.gates.runner import run_gates
 from harness.gates.summary import coverage_display, seed_summary
-from harness.gitutil import open_repo
+from harness.gitutil import left_as_found, open_repo
 from harness.policy import load_policy
 
 _STYLE = {GateStatus.PASSED: "green", GateStatus.FAILED: "red", GateStatus.ERROR: "magenta"}
@@ -81,9 +82,13 @@ def command(
             raise UsageError(f"--python: no such interpreter: {python}")
         pol = pol.model_copy(update={"gates": pol.gates.model_copy(update={"python": python})})
     names = [n.strip() for n in only.split(",") if n.strip()] if only is not None else None
-    open_repo(repo)
+    repository = open_repo(repo)
     ui.err.print(f"harness gates: {repo}")
-    run = run_gates(repo, pol, only=names, use_cache=not no_cache, on_result=_progress)
+    # The target's own addopts may write reports (coverage.xml, htmlcov/) into the user's
+    # checkout; a report left behind is a new file in the next run's tree, so nothing would
+    # ever be cached either.
+    with left_as_found(repository):
+        run = run_gates(repo, pol, only=names, use_cache=not no_cache, on_result=_progress)
     if not run.results:
         raise UsageError("no gate to run: all gates are disabled in the policy")
     if json_out:
