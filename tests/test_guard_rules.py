@@ -327,3 +327,62 @@ def test_pytest_and_startup_files_ignore_files_and_stubs_are_protected(
     assert [(x.rule, x.path) for x in v.violations] == [("paths", "build/gen.py")]
     assert "ignored by git" in v.violations[0].message
     assert check_patch(new_file("lukhas/ok.py", "Y = 1"), repo, CFG).accepted
+
+
+def test_suppression_spellings_are_found_in_comments_not_strings(make_repo: MakeRepo) -> None:
+    base = "import os\nx = 1\n"
+    repo = make_repo({"m.py": base})
+    for added in (
+        "x = 2  #noqa",
+        "x = 2  # NOQA",
+        "x = 2  # NoQa:E501",
+        "# ruff: noqa\nx = 2",
+        "# flake8: noqa\nx = 2",
+        "# ruff: disable[F401]\nx = 2",
+        "x = 2  # type:ignore",
+        "x = 2  # TYPE : IGNORE[misc]",
+        "# mypy: ignore-errors\nx = 2",
+        "# mypy: disable-error-code=arg-type\nx = 2",
+        "# mypy: allow-untyped-defs\nx = 2",
+        "x = 2  # NOSEC",
+        "x = 2  #nosec:B101",
+        "x = 2  # pragma no cover",
+        "x = 2  # PRAGMA: NO COVER",
+        "x = 2  # pylint:disable=unused-import",
+        "x = 2  # pragma: allowlist secret",
+        "# pragma: allowlist nextline secret\nx = 2",
+        "x = 2  # pragma: whitelist secret",
+        "x = 2  # ok # gitleaks:allow",
+        "import typing\n@typing.no_type_check\ndef f(a): return a\nx = 2",
+        "from typing import no_type_check\n@no_type_check\ndef f(a): return a\nx = 2",
+    ):
+        v = check_patch(edit("m.py", "x = 1", added, "import os"), repo, CFG)
+        assert rules(v) == ["suppression"], added
+    for fine in (
+        'x = 2\nHELP = "use # noqa sparingly, never # type: ignore"',
+        "x = 2  # we removed every type: ignore here",
+        "x = 2  # see the noqa policy",
+    ):
+        assert check_patch(edit("m.py", "x = 1", fine, "import os"), repo, CFG).accepted, fine
+
+
+def test_suppressions_net_out_only_when_identical(make_repo: MakeRepo) -> None:
+    text = "import os  # noqa: F401\nx = f()  # type: ignore[arg-type]\ny = 1\n"
+    repo = make_repo({"m.py": text})
+    same = edit("m.py", "import os  # noqa: F401", "import os as o  # noqa:F401")
+    assert check_patch(same, repo, CFG).accepted
+    for widened in (
+        ("import os  # noqa: F401", "# ruff: noqa\nimport os"),
+        ("import os  # noqa: F401", "import os  # noqa"),
+        ("import os  # noqa: F401", "import os  # noqa: F401, E501"),
+        ("x = f()  # type: ignore[arg-type]", "x = f()  # type: ignore"),
+        ("x = f()  # type: ignore[arg-type]", "# mypy: ignore-errors\nx = f()"),
+    ):
+        v = check_patch(edit("m.py", *widened), repo, CFG)
+        assert rules(v) == ["suppression"], widened
+    moved = edit(
+        "m.py",
+        "import os  # noqa: F401\nx = f()  # type: ignore[arg-type]\ny = 1",
+        "import os\nx = f()  # type: ignore[arg-type]\ny = 1  # noqa",
+    )
+    assert rules(check_patch(moved, repo, CFG)) == ["suppression"]

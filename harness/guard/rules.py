@@ -12,12 +12,13 @@ import re
 import tomllib
 import unicodedata
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import PurePosixPath
 from typing import Any
 
+from harness.guard import suppress
 from harness.guard.globs import match_any
 from harness.guard.models import Violation
 from harness.policy import GuardConfig
@@ -320,32 +321,28 @@ def rule_gate_config(changes: list[FileChange], cfg: GuardConfig) -> list[Violat
 
 # --- suppressions ---------------------------------------------------------------------------
 
-SUPPRESSIONS: dict[str, re.Pattern[str]] = {
-    "# noqa": re.compile(
-        r"#\s*(?:(?:ruff|flake8)\s*:\s*)?noqa\b(?::\s*[A-Z]+[0-9]+(?:[,\s]+[A-Z]+[0-9]+)*)?", re.I
-    ),
-    "# type: ignore": re.compile(r"#\s*type:\s*ignore\b(?:\[[^\]]*\])?"),
-    "# mypy: ignore-errors": re.compile(r"#\s*mypy:\s*ignore-errors\b"),
-    "# nosec": re.compile(r"#\s*nosec\b(?:\s+[A-Z][0-9]+(?:\s*,\s*[A-Z][0-9]+)*)?"),
-    "# pragma: no cover": re.compile(r"#\s*pragma:\s*no\s*cover\b", re.I),
-    "# pylint: disable": re.compile(r"#\s*pylint:\s*disable\b(?:=[\w,-]+)?"),
-    "gitleaks:allow": re.compile(r"gitleaks:allow\b"),
-    "pragma: allowlist secret": re.compile(r"pragma:\s*allowlist\s+secret\b"),
-}
 _DOC_SUFFIXES = (".md", ".rst", ".txt")
 
 
-def _suppressions(text: str) -> Iterator[tuple[str, re.Match[str]]]:
-    if "#" not in text and "allow" not in text:
-        return
-    for kind, pat in SUPPRESSIONS.items():
-        for m in pat.finditer(text):
-            yield kind, m
-
-
-def _justified(text: str, m: re.Match[str]) -> bool:
-    rest = text[m.end() :]
-    return len(re.findall(r"[A-Za-z]{2,}", rest)) >= 3
+def _file_suppressions(fc: FileChange) -> list[tuple[int, str, bool]]:
+    """(new line, kind, justified) for each suppression the change adds, net of removals."""
+    python = fc.path.endswith((".py", ".pyi"))
+    added = suppress.in_lines(fc.new_text or "", fc.added_lines, python)
+    gone = Counter(s.key for s in suppress.in_lines(fc.old_text or "", fc.removed_lines, python))
+    out: list[tuple[int, str, bool]] = []
+    for s in added:
+        if gone[s.key] > 0:
+            gone[s.key] -= 1  # the same suppression moved with its line
+            continue
+        out.append((s.line, s.kind, s.justified))
+    if python and fc.new_text and "no_type_check" in fc.new_text:
+        before = suppress.no_type_check_lines(fc.old_text) or []
+        after = suppress.no_type_check_lines(fc.new_text) or []
+        added_nos = {n for n, _ in fc.added_lines}
+        extra = len(after) - len(before)
+        fresh = [n for n in after if n in added_nos] or after
+        out.extend((n, "@no_type_check", False) for n in fresh[: max(extra, 0)])
+    return out
 
 
 def rule_suppressions(changes: list[FileChange], cfg: GuardConfig) -> list[Violation]:
@@ -354,13 +351,8 @@ def rule_suppressions(changes: list[FileChange], cfg: GuardConfig) -> list[Viola
     for fc in changes:
         if fc.path.endswith(_DOC_SUFFIXES):
             continue
-        gone = Counter(kind for _, text in fc.removed_lines for kind, _m in _suppressions(text))
-        for line_no, text in fc.added_lines:
-            for kind, m in _suppressions(text):
-                if gone[kind] > 0:
-                    gone[kind] -= 1  # the suppression was already there; the line moved
-                    continue
-                new.append((fc, line_no, kind, _justified(text, m)))
+        for line_no, kind, justified in _file_suppressions(fc):
+            new.append((fc, line_no, kind, justified))
     out: list[Violation] = []
     for index, (fc, line_no, kind, justified) in enumerate(new):
         if index >= budget:
