@@ -406,3 +406,44 @@ def test_deleting_covered_code_is_not_a_coverage_drop(make_repo: Callable[..., P
     _commit(repo, {"pkg/m.py": code + "\n\ndef g():\n    return 3\n"})
     grown = _run(repo, policy)
     assert [r.rule for r in compare(before, grown, RegressionRules())] == ["coverage_drop"]
+
+
+SWAP_BEFORE = (
+    "def long_one() -> str:\n"
+    '    return "' + "a" * 100 + '"\n'
+    "\n\n"
+    "def check(x: int) -> int:\n"
+    "    assert x > 0\n"
+    "    return x\n"
+    "\n\n"
+    "def other(x: int) -> int:\n"
+    "    if x > 100:\n"
+    "        return 1\n"
+    "    return 2\n"
+)
+
+
+def test_a_fixed_finding_does_not_hide_a_new_one_elsewhere(
+    make_repo: Callable[..., Path],
+) -> None:
+    # One long line and one assert fixed, one long line and one assert added further down:
+    # after number normalisation the messages are alike, but these are new findings.
+    repo = make_repo({"pkg/__init__.py": "", "pkg/core.py": SWAP_BEFORE})
+    policy = _policy(["ruff", "bandit"])
+    policy.gates.ruff.args = ["--select", "E501"]
+    before = _run(repo, policy)
+    after_text = (
+        SWAP_BEFORE.replace('"' + "a" * 100 + '"', '"a" * 100')
+        .replace("    assert x > 0\n", "    if x <= 0:\n        raise ValueError(x)\n")
+        .replace(
+            "    if x > 100:\n",
+            '    assert x != 5\n    y = "' + "b" * 105 + '"\n    if x > 100 and y:\n',
+        )
+    )
+    _commit(repo, {"pkg/core.py": after_text})
+    after = _run(repo, policy)
+    assert [f.code for f in before.results["ruff"].findings] == ["E501"]
+    assert [f.code for f in after.results["ruff"].findings] == ["E501"]
+    assert [f.code for f in after.results["bandit"].findings] == ["B101"]
+    got = sorted((r.gate, r.rule) for r in compare(before, after, RegressionRules()))
+    assert got == [("bandit", "new_finding"), ("ruff", "new_finding")]

@@ -180,20 +180,37 @@ def _loose(f: Finding) -> str:
     return fingerprint(f.gate, f.path, f.code, f.message)
 
 
+# How far an edited line's finding may move and still be the same finding (an in-place edit
+# that wraps or joins a line or two); anything further is a fix here and a new finding there.
+_EDIT_REACH = 2
+
+
+def _near(a: int | None, b: int | None) -> bool:
+    if a is None or b is None:
+        return a is b
+    return abs(a - b) <= _EDIT_REACH
+
+
 def new_findings(before: Sequence[Finding], after: Sequence[Finding]) -> list[Finding]:
     """Findings in `after` that are not in `before`.
 
     First exact fingerprints are matched as a multiset. What is left on each side is then
-    matched on (path, code, normalised message) alone: that is a finding whose own source line
-    was edited (a partial fix of an import line), not a new one.
+    matched on (path, code, normalised message), but only within a couple of lines: that is a
+    finding whose own source line was edited (a partial fix of an import line). Messages alike
+    after number normalisation (E501, B101) far apart are a fixed one and a new one, not a move.
     """
     unmatched_after = _beyond(after, Counter(f.fingerprint for f in before))
-    gone = Counter(_loose(f) for f in _beyond(before, Counter(f.fingerprint for f in after)))
+    gone: dict[str, list[int | None]] = {}
+    for f in _beyond(before, Counter(f.fingerprint for f in after)):
+        gone.setdefault(_loose(f), []).append(f.line)
     fresh: list[Finding] = []
     for f in unmatched_after:
-        key = _loose(f)
-        if gone[key] > 0:
-            gone[key] -= 1
+        lines = gone.get(_loose(f), [])
+        near = [i for i, line in enumerate(lines) if _near(line, f.line)]
+        if near:
+            # The closest one: two edited lines side by side must each keep their own.
+            best = min(near, key=lambda i: abs((lines[i] or 0) - (f.line or 0)))
+            lines.pop(best)
         else:
             fresh.append(f)
     return fresh
