@@ -11,6 +11,7 @@ from harness.policy import GuardConfig, SuppressionRule, load_policy
 
 MakeRepo = Callable[..., Path]
 CFG = GuardConfig()
+LIB = "def add(a, b):\n    return a + b\n"
 
 PYPROJECT = """[project]
 name = "demo"
@@ -227,7 +228,7 @@ def test_tests_may_not_be_weakened(make_repo: MakeRepo) -> None:
     more = edit(
         "tests/test_x.py",
         "    assert 2 == 2",
-        "    assert 2 == 2\n    assert 3 == 3",
+        "    assert 2 == 2\n    assert sum([1, 2]) == 3",
         "    assert 1 == 1",
     )
     assert check_patch(more, repo, cfg).accepted
@@ -386,3 +387,66 @@ def test_suppressions_net_out_only_when_identical(make_repo: MakeRepo) -> None:
         "import os\nx = f()  # type: ignore[arg-type]\ny = 1  # noqa",
     )
     assert rules(check_patch(moved, repo, CFG)) == ["suppression"]
+
+
+UT = """import unittest
+
+
+class CoreCase(unittest.TestCase):
+    def test_a(self):
+        self.assertEqual(sum([1, 1]), 2)
+
+    def test_b(self):
+        self.assertTrue(callable(sum))
+"""
+PT = """import pytest
+from lib import add
+
+
+def test_add():
+    assert add(1, 1) == 2
+"""
+
+
+def test_weakening_through_aliases_constants_returns_and_handlers(make_repo: MakeRepo) -> None:
+    repo = make_repo({"tests/test_ut.py": UT, "tests/test_pt.py": PT, "lib.py": LIB})
+    body = "    assert add(1, 1) == 2"
+    for new in (
+        "    assert True",
+        "    assert add(1, 1) == 2 or True",
+        "    assert 1",
+        "    assert (add(1, 1) == 3, 'msg')",
+        "    return\n" + body,
+        "    if True:\n        return\n" + body,
+        "    try:\n" + "    " + body + "\n    except AssertionError:\n        pass",
+        "    try:\n" + "    " + body + "\n    except Exception:\n        pass",
+        "    from pytest import skip\n    skip('later')\n" + body,
+        "    import pytest as pt\n    pt.xfail('later')\n" + body,
+        "    from pytest import importorskip\n    importorskip('nothing')\n" + body,
+    ):
+        v = check_patch(edit("tests/test_pt.py", body, new, "def test_add():"), repo, CFG)
+        assert rules(v) == ["tests"], (new, v.violations)
+    marked = edit(
+        "tests/test_pt.py",
+        "def test_add():",
+        "from pytest import mark\n\n\n@mark.xfail\ndef test_add():",
+        ctx_after=body,
+    )
+    assert rules(check_patch(marked, repo, CFG)) == ["tests"]
+    for old, new in (
+        ("        self.assertTrue(callable(sum))", "        pass"),
+        ("    def test_b(self):", "    def check_b(self):"),
+        ("    def test_b(self):", "    @unittest.skip('x')\n    def test_b(self):"),
+        ("        self.assertTrue(callable(sum))", "        self.skipTest('x')"),
+        ("        self.assertTrue(callable(sum))", "        self.assertTrue(True)"),
+    ):
+        v = check_patch(edit("tests/test_ut.py", old, new), repo, CFG)
+        assert "tests" in rules(v), (old, new, v.violations)
+    stronger = edit("tests/test_pt.py", body, body + "\n    assert add(2, 2) == 4")
+    assert check_patch(stronger, repo, CFG).accepted
+    expected = edit(
+        "tests/test_pt.py",
+        body,
+        body + "\n    with pytest.raises(TypeError):\n        add(1, None)",
+    )
+    assert check_patch(expected, repo, CFG).accepted

@@ -12,13 +12,13 @@ import re
 import tomllib
 import unicodedata
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import PurePosixPath
 from typing import Any
 
-from harness.guard import suppress
+from harness.guard import suppress, testast
 from harness.guard.globs import match_any
 from harness.guard.models import Violation
 from harness.policy import GuardConfig
@@ -382,40 +382,34 @@ SKIPS = re.compile(
 _ASSERT_LINE = re.compile(r"^\s*(?:assert\b|self\.assert\w*\s*\(|pytest\.raises\s*\()")
 
 
-def _test_functions(text: str) -> dict[str, int] | None:
-    """Test function name -> number of asserts in it; None when the text does not parse."""
-    try:
-        tree = ast.parse(text)
-    except (SyntaxError, ValueError):
-        return None
-    out: dict[str, int] = {}
-
-    def asserts(fn: ast.AST) -> int:
-        n = 0
-        for node in ast.walk(fn):
-            if isinstance(node, ast.Assert) or (
-                isinstance(node, ast.Call)
-                and isinstance(node.func, ast.Attribute)
-                and (node.func.attr.startswith("assert") or node.func.attr in ("raises", "warns"))
-            ):
-                n += 1
-        return n
-
-    def visit(body: Iterable[ast.stmt], prefix: str) -> None:
-        for node in body:
-            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name.startswith(
-                "test"
-            ):
-                out[prefix + node.name] = asserts(node)
-            elif isinstance(node, ast.ClassDef) and node.name.startswith("Test"):
-                visit(node.body, f"{prefix}{node.name}::")
-
-    visit(tree.body, "")
-    return out
-
-
 def _is_test(path: str | None, cfg: GuardConfig) -> bool:
     return bool(path) and str(path).endswith(".py") and match_any(str(path), cfg.test_globs)
+
+
+def _is_conftest(path: str | None) -> bool:
+    return bool(path) and PurePosixPath(str(path)).name == "conftest.py"
+
+
+def _skip_violations_by_regex(fc: FileChange) -> list[tuple[int, str]]:
+    """Fallback for text that does not parse: added skip spellings net of removed ones."""
+    found: list[tuple[int, str]] = []
+    removed_skips = sum(len(SKIPS.findall(t)) for _, t in fc.removed_lines)
+    for line_no, text in fc.added_lines:
+        for m in SKIPS.finditer(text):
+            if removed_skips > 0:
+                removed_skips -= 1
+                continue
+            found.append((line_no, m.group(0).strip("(@ ")))
+    return found
+
+
+def _more(old: list[int], new: list[int], added: set[int]) -> list[int]:
+    """Lines of the items `new` has beyond `old`, preferring ones on added lines."""
+    extra = len(new) - len(old)
+    if extra <= 0:
+        return []
+    fresh = [n for n in new if n in added] or new
+    return fresh[:extra]
 
 
 def rule_tests(changes: list[FileChange], cfg: GuardConfig) -> list[Violation]:
@@ -433,31 +427,63 @@ def rule_tests(changes: list[FileChange], cfg: GuardConfig) -> list[Violation]:
             continue
         if old_is_test and fc.new_path != fc.old_path:
             v(fc, None, f"renames test file {fc.old_path} to {fc.new_path}; keep test files")
-        if not (old_is_test or _is_test(fc.new_path, cfg)):
+        # A conftest.py reaches every test below it, wherever it lives.
+        watched = old_is_test or _is_test(fc.new_path, cfg) or _is_conftest(fc.new_path)
+        if not watched:
             continue
-        removed_skips = sum(len(SKIPS.findall(t)) for _, t in fc.removed_lines)
-        for line_no, text in fc.added_lines:
-            for m in SKIPS.finditer(text):
-                if removed_skips > 0:
-                    removed_skips -= 1
-                    continue
-                v(
-                    fc,
-                    line_no,
-                    f"{fc.path}:{line_no}: adds '{m.group(0).strip('(@ ')}'; tests may not "
-                    "be skipped or marked xfail — fix the code or the test instead",
-                )
+        old_facts = (
+            testast.facts(fc.old_text or "")
+            if old_is_test or _is_conftest(fc.old_path)
+            else testast.TestFacts()
+        )
+        new_facts = testast.facts(fc.new_text or "") if fc.new_text is not None else None
+        added = {n for n, _ in fc.added_lines}
+        if new_facts is None or old_facts is None:
+            skips = _skip_violations_by_regex(fc)
+        else:
+            old_lines = [n for n, _ in old_facts.skips]
+            lines = _more(old_lines, [n for n, _ in new_facts.skips], added)
+            names = dict(new_facts.skips)
+            skips = [(n, names.get(n, "skip")) for n in lines]
+        for line_no, what in skips:
+            v(
+                fc,
+                line_no,
+                f"{fc.path}:{line_no}: adds '{what}'; tests may not be skipped or marked "
+                "xfail — fix the code or the test instead",
+            )
         if fc.old_text is None or fc.new_text is None:
+            if new_facts is not None and fc.new_text is not None:
+                for line_no in _more([], new_facts.trivial, added):
+                    v(
+                        fc,
+                        line_no,
+                        f"{fc.path}:{line_no}: an assert that is always true tests "
+                        "nothing; assert on the code's result",
+                    )
             continue
-        old_fns = _test_functions(fc.old_text) if old_is_test else {}
-        new_fns = _test_functions(fc.new_text)
-        if old_fns is None or new_fns is None:
+        if new_facts is None or old_facts is None:
             lost = sum(1 for _, t in fc.removed_lines if _ASSERT_LINE.match(t)) - sum(
                 1 for _, t in fc.added_lines if _ASSERT_LINE.match(t)
             )
             if lost > 0:
                 v(fc, fc.first_line, f"{fc.path}: removes {lost} assert(s) from tests")
             continue
+        for line_no in _more(old_facts.trivial, new_facts.trivial, added):
+            v(
+                fc,
+                line_no,
+                f"{fc.path}:{line_no}: adds an assert that is always true, which "
+                "tests nothing; assert on the code's result",
+            )
+        for line_no in _more(old_facts.swallowers, new_facts.swallowers, added):
+            v(
+                fc,
+                line_no,
+                f"{fc.path}:{line_no}: catches AssertionError around test code, so "
+                "a failing assert would pass; let assertion failures propagate",
+            )
+        old_fns, new_fns = old_facts.asserts, new_facts.asserts
         for name, count in old_fns.items():
             if name not in new_fns:
                 v(
@@ -471,6 +497,13 @@ def rule_tests(changes: list[FileChange], cfg: GuardConfig) -> list[Violation]:
                     fc.first_line,
                     f"{fc.path}: test {name} loses {count - new_fns[name]} assert(s); "
                     "existing assertions must stay",
+                )
+            elif new_facts.early_returns.get(name, 0) > old_facts.early_returns.get(name, 0):
+                v(
+                    fc,
+                    fc.first_line,
+                    f"{fc.path}: test {name} gains a 'return' before its asserts, so they "
+                    "never run; remove the early return",
                 )
     return out
 
