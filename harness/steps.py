@@ -45,6 +45,9 @@ class GateMapping(BaseModel):
     config: str | None = Field(None, description="tool config file named by the command")
     cov: list[str] = Field(default_factory=list, description="pytest --cov targets")
     fail_under: float | None = Field(None, description="pytest --cov-fail-under")
+    args: list[str] = Field(
+        default_factory=list, description="the command's other options, carried to the gate"
+    )
     shell: bool = Field(
         False, description="uses pipes or redirects: mapped on the part before them"
     )
@@ -361,6 +364,126 @@ def _strip_path(p: str) -> str:
     return p.rstrip("/") or p
 
 
+@dataclass(frozen=True)
+class _Tool:
+    """What a tool's command line means to its gate.
+
+    `value`: options that take a value (the next word is not a path). `special`: options the
+    gate configures itself (config file, coverage goal), canonical name first. `drop`: options
+    the gate sets on its own terms (output format, report files); carrying them would break
+    the parsing. Any other option, with its value, is carried into the gate's `args`.
+    """
+
+    value: frozenset[str]
+    special: dict[str, str] = field(default_factory=dict)
+    drop: frozenset[str] = frozenset()
+    packages: frozenset[str] = frozenset()
+
+
+def _words(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
+_RUFF = _Tool(
+    value=_words(
+        "--config --select --ignore --extend-select --extend-ignore --per-file-ignores"
+        " --extend-per-file-ignores --fixable --unfixable --extend-fixable --exclude"
+        " --extend-exclude --line-length --target-version --output-format -o --output-file"
+        " --stdin-filename --cache-dir --dummy-variable-rgx"
+    ),
+    special={"--config": "--config"},
+    drop=_words(
+        "--output-format -o --output-file --cache-dir -n --no-cache --exit-zero --statistics"
+        " --watch -w --show-files --show-settings --show-fixes --no-show-fixes -q --quiet"
+        " -s --silent -e --exit-non-zero-on-fix --diff --stdin-filename"
+    ),
+)
+_MYPY = _Tool(
+    value=_words(
+        "--config-file -p --package -m --module -c --command --python-version --platform"
+        " --python-executable --always-true --always-false --exclude --cache-dir"
+        " --custom-typeshed-dir --disable-error-code --enable-error-code --follow-imports"
+        " --junit-xml --output -O --html-report --txt-report --xml-report --xslt-html-report"
+        " --xslt-txt-report --linecount-report --linecoverage-report --lineprecision-report"
+        " --any-exprs-report --cobertura-xml-report --memory-xml-report"
+    ),
+    special={"--config-file": "--config-file"},
+    drop=_words(
+        "--cache-dir --output -O --junit-xml --html-report --txt-report --xml-report"
+        " --xslt-html-report --xslt-txt-report --linecount-report --linecoverage-report"
+        " --lineprecision-report --any-exprs-report --cobertura-xml-report"
+        " --memory-xml-report --pretty"
+    ),
+    packages=_words("-p --package -m --module"),
+)
+_PYTEST = _Tool(
+    value=_words(
+        "-m -k -p -c -o -W --maxfail --rootdir --basetemp --override-ini --deselect --ignore"
+        " --ignore-glob --durations --durations-min --tb --confcutdir --log-level --log-file"
+        " --log-cli-level --import-mode --color --junitxml --junit-xml --junit-prefix"
+        " --cov-report --cov-config --cov-fail-under --timeout -n --numprocesses --dist"
+        " --capture --doctest-glob"
+    ),
+    special={"--cov-config": "--cov-config", "--cov-fail-under": "--cov-fail-under"},
+    drop=_words("--junitxml --junit-xml --junit-prefix --cov-report"),
+)
+_BANDIT = _Tool(
+    value=_words(
+        "-a --aggregate -n --number -c --configfile -p --profile -t --tests -s --skip -f"
+        " --format --msg-template -o --output -x --exclude -b --baseline --ini"
+        " --severity-level --confidence-level"
+    ),
+    special={"-c": "--configfile", "--configfile": "--configfile"},
+    drop=_words("-r --recursive -f --format --msg-template -o --output -q --quiet --silent"),
+)
+
+
+@dataclass
+class _Scan:
+    positional: list[str] = field(default_factory=list)
+    args: list[str] = field(default_factory=list)
+    special: dict[str, str] = field(default_factory=dict)
+    packages: list[str] = field(default_factory=list)
+    cov: list[str] = field(default_factory=list)
+
+
+def _scan(words: list[str], tool: _Tool) -> _Scan:
+    """Split a tool's words into paths, the options its gate sets, and the options carried."""
+    out = _Scan()
+    i = 0
+    while i < len(words):
+        tok = words[i]
+        if tok == "--":
+            out.positional += [_strip_path(w) for w in words[i + 1 :]]
+            break
+        if not tok.startswith("-") or tok == "-":
+            out.positional.append(_strip_path(tok))
+            i += 1
+            continue
+        name, value = tok, None
+        if tok.startswith("--") and "=" in tok:
+            name, value = tok.split("=", 1)
+        used = 1
+        if name == "--cov":
+            # pytest-cov's --cov takes an optional value: `--cov lukhas`, `--cov=lukhas`, `--cov`.
+            if value is None and i + 1 < len(words) and not words[i + 1].startswith("-"):
+                value, used = words[i + 1], 2
+            if value:
+                out.cov.append(_strip_path(value))
+            i += used
+            continue
+        if value is None and name in tool.value and i + 1 < len(words):
+            value, used = words[i + 1], 2
+        if name in tool.special and value is not None:
+            out.special[tool.special[name]] = value
+        elif name in tool.packages and value is not None:
+            out.packages.append(value)
+        elif name not in tool.drop:
+            out.args += words[i : i + used]
+        i += used
+    return out
+
+
 def map_command(cmd: str) -> GateMapping:
     """Map one script command onto a configured gate, a plain command, or a fixer."""
     try:
@@ -392,85 +515,48 @@ def map_command(cmd: str) -> GateMapping:
             return mapping(kind="command" if checking else "fixer")
         if sub != "check":
             return mapping(kind="command")
-        paths, config, i = [], None, 0
-        fixing = any(a in ("--fix", "--unsafe-fixes", "--fix-only") for a in args)
-        while i < len(args):
-            value, used = _opt(args, i, ("--config",))
-            if used:
-                config, i = value, i + used
-                continue
-            if not args[i].startswith("-"):
-                paths.append(_strip_path(args[i]))
-            i += 1
-        return mapping(kind="fixer" if fixing else "gate", gate="ruff", paths=paths, config=config)
+        scan = _scan(args, _RUFF)
+        if any(a in ("--fix", "--unsafe-fixes", "--fix-only") for a in args):
+            return mapping(kind="fixer", gate="ruff", paths=scan.positional)
+        config = scan.special.get("--config")
+        if config is not None and "=" in config and not config.endswith(".toml"):
+            # `--config "line-length = 100"` is an inline setting, not a file.
+            scan.args += ["--config", config]
+            config = None
+        return mapping(
+            kind="gate", gate="ruff", paths=scan.positional, config=config, args=scan.args
+        )
 
     if tool == "mypy":
-        paths, config, i = [], None, 0
-        while i < len(rest):
-            value, used = _opt(rest, i, ("--config-file",))
-            if used:
-                config, i = value, i + used
-                continue
-            pkg, used = _opt(rest, i, ("-p", "--package", "-m", "--module"))
-            if used and pkg:
-                paths.append(pkg.replace(".", "/"))
-                i += used
-                continue
-            if not rest[i].startswith("-"):
-                paths.append(_strip_path(rest[i]))
-            i += 1
-        return mapping(kind="gate", gate="mypy", paths=paths, config=config)
+        scan = _scan(rest, _MYPY)
+        paths = scan.positional + [p.replace(".", "/") for p in scan.packages]
+        config = scan.special.get("--config-file")
+        return mapping(kind="gate", gate="mypy", paths=paths, config=config, args=scan.args)
 
     if tool in ("pytest", "py.test"):
-        paths, cov, config, fail_under, i = [], [], None, None, 0
-        while i < len(rest):
-            value, used = _opt(rest, i, ("--cov",))
-            if used and value is not None:
-                cov.append(_strip_path(value))
-                i += used
-                continue
-            if rest[i] == "--cov":
-                i += 1  # bare --cov: the whole project, nothing to record
-                continue
-            value, used = _opt(rest, i, ("--cov-config",))
-            if used:
-                config, i = value, i + used
-                continue
-            value, used = _opt(rest, i, ("--cov-fail-under",))
-            if used and value is not None:
-                try:
-                    fail_under = float(value)
-                except ValueError as exc:
-                    raise StepsError(f"{cmd!r}: --cov-fail-under is not a number") from exc
-                i += used
-                continue
-            if not rest[i].startswith("-"):
-                paths.append(_strip_path(rest[i]))
-            i += 1
+        scan = _scan(rest, _PYTEST)
+        fail_under = None
+        if (raw := scan.special.get("--cov-fail-under")) is not None:
+            try:
+                fail_under = float(raw)
+            except ValueError as exc:
+                raise StepsError(f"{cmd!r}: --cov-fail-under is not a number") from exc
         return mapping(
-            kind="gate", gate="pytest", paths=paths, cov=cov, config=config, fail_under=fail_under
+            kind="gate",
+            gate="pytest",
+            paths=scan.positional,
+            cov=scan.cov,
+            config=scan.special.get("--cov-config"),
+            fail_under=fail_under,
+            args=scan.args,
         )
 
     if tool == "bandit":
-        paths, config, i = [], None, 0
-        while i < len(rest):
-            value, used = _opt(rest, i, ("-c", "--configfile"))
-            if used:
-                config, i = value, i + used
-                continue
-            value, used = _opt(rest, i, ("-r", "--recursive"))
-            if used and value is not None:
-                paths.append(_strip_path(value))
-                i += used
-                continue
-            value, used = _opt(rest, i, ("-f", "--format", "-o", "--output", "-x", "--exclude"))
-            if used:
-                i += used
-                continue
-            if not rest[i].startswith("-"):
-                paths.append(_strip_path(rest[i]))
-            i += 1
-        return mapping(kind="gate", gate="bandit", paths=paths, config=config)
+        scan = _scan(rest, _BANDIT)
+        config = scan.special.get("--configfile")
+        return mapping(
+            kind="gate", gate="bandit", paths=scan.positional, config=config, args=scan.args
+        )
 
     if tool in ("lint-imports", "import-linter"):
         config = None
@@ -785,24 +871,46 @@ def _unplace_fences(builder: _Builder, elems: list[_Elem], where: str) -> None:
 def apply_to_policy(script: StepsScript, policy: Policy) -> Policy:
     """A copy of `policy` with the script's guardrails and gate commands applied.
 
-    Later commands win, so the final gates (the script's definition of done) have the last word.
+    The final gates (the script's definition of done) have the last word, then later blocks
+    over earlier ones. For each gate the last block that runs it decides its paths and
+    options: all of that block's commands for the gate together, and a command naming no
+    path checks everything (`pytest --cov=lukhas` runs the whole suite, not an earlier
+    block's `pytest tests/unit`). Its options replace the policy's when it gives any. A
+    config file, --cov targets and a coverage goal are kept from wherever they were last given:
+    a command that does not mention them does not take them away.
     """
     new = policy.model_copy(deep=True)
     limit = script.max_lines_per_file()
     if limit is not None:
         # Both the policy and the script state a maximum; both must hold.
         new.guard.max_changed_lines_per_file = min(new.guard.max_changed_lines_per_file, limit)
-    for block in script.blocks:
+    ordered = [b for b in script.blocks if not b.final] + [b for b in script.blocks if b.final]
+    last: dict[str, list[GateMapping]] = {}
+    for block in ordered:
+        here: dict[str, list[GateMapping]] = {}
         for m in block.gates:
             if m.kind != "gate" or m.gate is None:
                 continue
+            here.setdefault(m.gate, []).append(m)
             gate = getattr(new.gates, m.gate)
-            if m.paths:
-                gate.paths = list(m.paths)
             if m.config:
                 gate.config = m.config
             if m.cov:
                 gate.cov = list(m.cov)
             if m.fail_under is not None:
                 gate.fail_under = m.fail_under
+        last.update(here)
+    for name, mappings in last.items():
+        gate = getattr(new.gates, name)
+        everything = any(not m.paths for m in mappings)
+        gate.paths = [] if everything else list(dict.fromkeys(p for m in mappings for p in m.paths))
+        args: list[str] = []
+        seen: set[tuple[str, ...]] = set()
+        for m in mappings:
+            # `ruff check a --select E` and `ruff check b --select E` are one option set.
+            if m.args and tuple(m.args) not in seen:
+                seen.add(tuple(m.args))
+                args += m.args
+        if args:
+            gate.args = args
     return new

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -8,7 +9,8 @@ from typer.testing import CliRunner
 
 from harness.cli import app
 from harness.errors import StepsError
-from harness.policy import GuardConfig, Policy, load_policy
+from harness.gates.runner import run_gates
+from harness.policy import GuardConfig, Policy, load_policy, parse_policy
 from harness.steps import (
     StepsScript,
     apply_to_policy,
@@ -17,6 +19,8 @@ from harness.steps import (
     parse_steps,
     repair_text,
 )
+
+from .conftest import other_gates_off
 
 SEED = Path(__file__).resolve().parent.parent / "harness" / "example" / "STEPS_4b.md"
 PYTEST_CMD = (
@@ -287,3 +291,96 @@ def test_cli_tree_and_json() -> None:
     data = json.loads(res.output)
     assert data["progress_log"] == "docs/audits/CLAUDE_PROGRESS.md"
     assert len(data["blocks"]) == 5
+
+
+@pytest.mark.parametrize(
+    ("cmd", "paths", "args", "extra"),
+    [
+        ('pytest -m "not slow" --maxfail 1', [], ["-m", "not slow", "--maxfail", "1"], {}),
+        (
+            "pytest tests/unit -k 'add or sub' --cov lukhas --junitxml=r.xml -p no:randomly",
+            ["tests/unit"],
+            ["-k", "add or sub", "-p", "no:randomly"],
+            {"cov": ["lukhas"]},
+        ),
+        ("pytest --cov -q tests", ["tests"], ["-q"], {"cov": []}),
+        ("ruff check --select E,F lukhas", ["lukhas"], ["--select", "E,F"], {}),
+        (
+            "ruff check lukhas --output-format=concise --config ruff.toml --statistics",
+            ["lukhas"],
+            [],
+            {"config": "ruff.toml"},
+        ),
+        (
+            "ruff check --config 'line-length = 100' src",
+            ["src"],
+            ["--config", "line-length = 100"],
+            {"config": None},
+        ),
+        ("mypy --python-version 3.11 lukhas", ["lukhas"], ["--python-version", "3.11"], {}),
+        ("mypy lukhas --strict --cache-dir /tmp/c", ["lukhas"], ["--strict"], {}),
+        ("mypy -p lukhas.core --config-file mypy.ini", ["lukhas/core"], [], {"config": "mypy.ini"}),
+        ("bandit -s B101 -r lukhas", ["lukhas"], ["-s", "B101"], {}),
+        (
+            "bandit -r lukhas -ll -x lukhas/tests -c bandit.yaml -f json -o out.json",
+            ["lukhas"],
+            ["-ll", "-x", "lukhas/tests"],
+            {"config": "bandit.yaml"},
+        ),
+    ],
+)
+def test_map_command_option_values_are_not_paths(
+    cmd: str, paths: list[str], args: list[str], extra: dict[str, object]
+) -> None:
+    m = map_command(cmd)
+    assert m.kind == "gate"
+    assert (m.paths, m.args) == (paths, args)
+    for name, value in extra.items():
+        assert getattr(m, name) == value
+
+
+def _script(*blocks: str) -> StepsScript:
+    text = "# S\n\n"
+    for i, cmds in enumerate(blocks, 1):
+        title = "Final Gates" if i == len(blocks) else f"Block {i}: Work"
+        text += f"## {title}\n\n- Do it.\n\n```bash\n{cmds}\n```\n\n"
+    return parse_steps(text, "s.md")
+
+
+def test_the_final_block_decides_paths_and_options() -> None:
+    script = _script(
+        "pytest tests/unit -q\nruff check --select E lukhas\nmypy lukhas --strict",
+        "pytest --cov=lukhas\nruff check lukhas\nruff check tests --select F\nmypy lukhas",
+    )
+    assert script.blocks[-1].final
+    base = Policy()
+    base.gates.mypy.args = ["--warn-unused-ignores"]
+    applied = apply_to_policy(script, base)
+    assert applied.gates.pytest.paths == []  # no path: the whole suite
+    assert applied.gates.pytest.cov == ["lukhas"]
+    assert applied.gates.ruff.paths == ["lukhas", "tests"]
+    assert applied.gates.ruff.args == ["--select", "F"]
+    # The final `mypy lukhas` gives no options: the policy's stay, block 1's do not come back.
+    assert applied.gates.mypy.args == ["--warn-unused-ignores"]
+    # One command with no path among the final block's makes it "everything".
+    everything = _script("ruff check lukhas", "ruff check lukhas\nruff check")
+    assert apply_to_policy(everything, Policy()).gates.ruff.paths == []
+
+
+def test_carried_options_reach_the_real_tools(
+    make_repo: Callable[..., Path],
+) -> None:
+    repo = make_repo(
+        {
+            "pkg/__init__.py": "",
+            "pkg/m.py": "import os\n\n\ndef f(a):\n    return a == None\n",
+            "tests/test_m.py": "import pytest\n\n\ndef test_fast():\n    assert True\n\n\n"
+            "@pytest.mark.slow\ndef test_slow():\n    assert True\n",
+            "pyproject.toml": '[tool.pytest.ini_options]\nmarkers = ["slow"]\n',
+        }
+    )
+    script = _script('ruff check --select F401 pkg\npytest -m "not slow" tests')
+    policy = parse_policy(other_gates_off("ruff", "pytest"))
+    run = run_gates(repo, apply_to_policy(script, policy), use_cache=False)
+    assert [f.code for f in run.results["ruff"].findings] == ["F401"]  # E711 not selected
+    assert [t.id for t in run.results["pytest"].tests] == ["tests/test_m.py::test_fast"]
