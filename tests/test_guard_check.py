@@ -120,13 +120,46 @@ def test_missing_context_names_closest_lines(make_repo: MakeRepo) -> None:
 
 
 def test_whitespace_tolerant_match_keeps_file_context(make_repo: MakeRepo) -> None:
-    repo = make_repo({"w.py": "def f():\n    a = 1\n    return a\n"})
+    repo = make_repo({"w.py": "def f():\n    a  =  1\n    return a\n"})
     patch = (
-        "--- a/w.py\n+++ b/w.py\n@@ -1,3 +1,3 @@\n def f():\n-  a = 1\n+    a = 2\n   return a\n"
+        "--- a/w.py\n+++ b/w.py\n@@ -1,3 +1,3 @@\n"
+        " def f():\n-    a = 1\n+    a = 2\n     return a\n"
     )
     v = check_patch(patch, repo, CFG)
     assert v.accepted and any("ignoring whitespace" in r for r in v.repairs)
     assert v.contents["w.py"] == b"def f():\n    a = 2\n    return a\n"
+
+
+IF_BLOCK = "def f(x):\n    a = 0\n    if x:\n        a = 1\n    return a\n"
+
+
+def test_whitespace_tolerant_match_reindents_added_lines(make_repo: MakeRepo) -> None:
+    repo = make_repo({"w.py": IF_BLOCK})
+    # The model dropped one level of indentation on every line; kept as sent, `b = 2` would
+    # leave the `if` body.
+    for sent in ("", "  ", "      "):
+        patch = (
+            "--- a/w.py\n+++ b/w.py\n@@ -3,3 +3,4 @@\n"
+            f" {sent}if x:\n-{sent}    a = 1\n+{sent}    a = 1\n+{sent}    b = 2\n {sent}return a\n"
+        )
+        v = check_patch(patch, repo, CFG)
+        assert v.accepted, (sent, v.violations)
+        want = IF_BLOCK.replace("        a = 1\n", "        a = 1\n        b = 2\n")
+        assert v.contents["w.py"] == want.encode(), sent
+
+
+def test_whitespace_tolerant_match_with_uneven_indentation_is_refused(make_repo: MakeRepo) -> None:
+    repo = make_repo({"w.py": IF_BLOCK})
+    uneven = (
+        "--- a/w.py\n+++ b/w.py\n@@ -3,3 +3,4 @@\n"
+        "     if x:\n-    a = 1\n+    a = 1\n+    b = 2\n     return a\n"
+    )
+    v = check_patch(uneven, repo, CFG)
+    assert [x.rule for x in v.violations] == ["locate"]
+    assert "copy the indentation exactly" in v.violations[0].message
+    mixed = "--- a/w.py\n+++ b/w.py\n@@ -1,2 +1,2 @@\n def f(x):\n-  a = 0\n+  a = 5\n"
+    v = check_patch(mixed, repo, CFG)
+    assert [x.rule for x in v.violations] == ["locate"]
 
 
 def test_all_or_nothing_one_bad_hunk_rejects_everything(make_repo: MakeRepo) -> None:

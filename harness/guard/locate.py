@@ -142,6 +142,55 @@ def place(contents: Sequence[str], hunk: HunkSpec, path: str, lo: int, offset: i
     )
 
 
+def _indent(line: str) -> str:
+    return line[: len(line) - len(line.lstrip(" \t"))]
+
+
+def reindent(have: Sequence[str], want: Sequence[str], where: str) -> Callable[[str], str]:
+    """How to indent a fuzzily placed hunk's added lines, from its matched lines.
+
+    `have` are the file's lines where the hunk matched, `want` the hunk's own old lines. In
+    Python indentation is meaning, so an added line keeps the patch's indentation shifted by
+    the one shift that turns every matched patch line into the file's line; when no single
+    shift does, the patch is refused rather than guessed at.
+    """
+    shifts: set[tuple[str, str]] = set()
+    for file_line, patch_line in zip(have, want, strict=True):
+        if not file_line.strip():
+            continue
+        f, p = _indent(file_line), _indent(patch_line)
+        if f.endswith(p):
+            shifts.add(("add", f[: len(f) - len(p)]))
+        elif p.endswith(f):
+            shifts.add(("strip", p[: len(p) - len(f)]))
+        else:
+            shifts.add(("bad", f"{p!r}->{f!r}"))
+    if not shifts or shifts == {("add", "")}:
+        return str
+    if len(shifts) > 1 or next(iter(shifts))[0] == "bad":
+        raise PatchError(
+            f"{where}: its lines match the file only ignoring whitespace, and their indentation "
+            "differs from the file's by different amounts, so where added lines belong is "
+            "unclear; copy the indentation exactly from the current file"
+        )
+    ((how, prefix),) = shifts
+
+    def shift(line: str) -> str:
+        if not line.strip():
+            return line
+        if how == "add":
+            return prefix + line
+        if not line.startswith(prefix):
+            raise PatchError(
+                f"{where}: an added line {line[:60]!r} is indented less than the matched lines "
+                "by more than the patch's indentation differs from the file's; copy the "
+                "indentation exactly from the current file"
+            )
+        return line[len(prefix) :]
+
+    return shift
+
+
 def apply_hunks(text: str, hunks: Sequence[HunkSpec], path: str) -> tuple[str, list[str]]:
     """The new text, and the placements that were repairs. Raises PatchError."""
     contents, eols = split_eol(text)
@@ -161,8 +210,12 @@ def apply_hunks(text: str, hunks: Sequence[HunkSpec], path: str) -> tuple[str, l
                 f"hunk {hunk.number} of {path} moved to line {pl.start + 1} "
                 f"(header said {hunk.old_start if hunk.old_start is not None else 'nothing'})"
             )
+        shift: Callable[[str], str] = str
         if pl.fuzzy:
             repairs.append(f"hunk {hunk.number} of {path} matched ignoring whitespace")
+            n_old = len(hunk.old_lines)
+            where = f"hunk {hunk.number} of {path} ({hunk.header})"
+            shift = reindent(contents[pl.start : pl.start + n_old], hunk.old_lines, where)
         if hunk.old_start is not None:
             offset = pl.start - (hunk.old_start - 1)
         out_c.extend(contents[lo : pl.start])
@@ -176,7 +229,7 @@ def apply_hunks(text: str, hunks: Sequence[HunkSpec], path: str) -> tuple[str, l
             elif tag == "-":
                 i += 1
             else:
-                out_c.append(line)
+                out_c.append(shift(line))
                 out_e.append(dominant)
         if i == len(contents) and (hunk.old_noeol or hunk.new_noeol):
             final_eol = not hunk.new_noeol
