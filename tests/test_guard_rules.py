@@ -340,6 +340,8 @@ def test_suppression_spellings_are_found_in_comments_not_strings(make_repo: Make
         "# ruff: noqa\nx = 2",
         "# flake8: noqa\nx = 2",
         "# ruff: disable[F401]\nx = 2",
+        "# isort: skip_file\nx = 2",
+        "x = 2  # isort:skip",
         "x = 2  # type:ignore",
         "x = 2  # TYPE : IGNORE[misc]",
         "# mypy: ignore-errors\nx = 2",

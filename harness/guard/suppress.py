@@ -32,6 +32,8 @@ _COMMENT: tuple[tuple[str, re.Pattern[str]], ...] = (
         "# noqa",
         re.compile(r"#\s*noqa\b(?:\s*:\s*(?P<codes>[A-Z]+[0-9]+(?:[\s,]+[A-Z]+[0-9]+)*))?", _I),
     ),
+    # ruff's isort rules (I001) honour these action comments.
+    ("# isort: skip", re.compile(r"#\s*isort\s*:\s*(?P<codes>skip_file|skip|off)\b", _I)),
     ("# type: ignore", re.compile(r"#\s*type\s*:\s*ignore\b(?P<codes>\s*\[[^\]]*\])?", _I)),
     ("# mypy:", re.compile(r"#\s*mypy\s*:(?P<codes>[^#]*)", _I)),
     ("# nosec", re.compile(r"#\s*nosec\b(?P<codes>[\s:]*[A-Z][0-9]+(?:[\s,]+[A-Z][0-9]+)*)?", _I)),
