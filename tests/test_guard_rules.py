@@ -278,6 +278,7 @@ def test_conftest_hooks_are_gate_config_but_fixtures_are_not(make_repo: MakeRepo
         'collect_ignore = ["tests/test_core.py"]',
         'collect_ignore_glob = ["*_core.py"]',
         'globals()["pytest_runtest_setup"] = print',
+        "from some_plugin import *",
     ]
     for where in ("conftest.py", "tests/conftest.py"):
         for hook in hooks:
@@ -358,6 +359,7 @@ def test_suppression_spellings_are_found_in_comments_not_strings(make_repo: Make
         "x = 2  # ok # gitleaks:allow",
         "import typing\n@typing.no_type_check\ndef f(a): return a\nx = 2",
         "from typing import no_type_check\n@no_type_check\ndef f(a): return a\nx = 2",
+        "from typing import no_type_check as ntc\n@ntc\ndef f(a): return a\nx = 2",
     ):
         v = check_patch(edit("m.py", "x = 1", added, "import os"), repo, CFG)
         assert rules(v) == ["suppression"], added

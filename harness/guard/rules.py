@@ -243,7 +243,9 @@ def _hook_statements(text: str | None) -> list[str] | None:
         if isinstance(node, ast.Attribute):
             return bool(_HOOK_NAMES.match(node.attr))
         if isinstance(node, ast.alias):
-            return bool(_HOOK_NAMES.match(node.asname or node.name.rsplit(".", 1)[-1]))
+            # `from plugin import *` can bring in hooks without naming them.
+            bound = node.asname or node.name.rsplit(".", 1)[-1]
+            return bound == "*" or bool(_HOOK_NAMES.match(bound))
         # globals()["pytest_runtest_setup"] = ... binds a hook without naming it in code
         return isinstance(node, ast.Constant) and (
             isinstance(node.value, str) and bool(_HOOK_NAMES.match(node.value))

@@ -135,6 +135,14 @@ def no_type_check_lines(text: str | None) -> list[int] | None:
         tree = ast.parse(text)
     except (SyntaxError, ValueError):
         return None
+    # `from typing import no_type_check as ntc` makes `@ntc` the same decorator.
+    aliases = {
+        a.asname: a.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom)
+        for a in node.names
+        if a.asname
+    }
     out: list[int] = []
     for node in ast.walk(tree):
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
@@ -143,7 +151,7 @@ def no_type_check_lines(text: str | None) -> list[int] | None:
                 name = (
                     target.attr
                     if isinstance(target, ast.Attribute)
-                    else target.id
+                    else aliases.get(target.id, target.id)
                     if isinstance(target, ast.Name)
                     else ""
                 )
