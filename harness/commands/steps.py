@@ -29,6 +29,8 @@ def _mapping_label(m: GateMapping) -> str:
         details.append(escape(f"config {m.config}"))
     if m.fail_under is not None:
         details.append(f"fail_under {m.fail_under:g}")
+    if m.args:
+        details.append(escape(f"args {' '.join(m.args)}"))
     return f"{cmd}  -> {'; '.join(details)}"
 
 
