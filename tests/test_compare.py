@@ -447,3 +447,24 @@ def test_a_fixed_finding_does_not_hide_a_new_one_elsewhere(
     assert [f.code for f in after.results["bandit"].findings] == ["B101"]
     got = sorted((r.gate, r.rule) for r in compare(before, after, RegressionRules()))
     assert got == [("bandit", "new_finding"), ("ruff", "new_finding")]
+
+
+def test_an_import_line_sorted_elsewhere_and_trimmed_keeps_its_findings(
+    make_repo: Callable[..., Path],
+) -> None:
+    # Sorting moved the typing import four lines down and dropped Optional from it: the
+    # UP035 findings that name `typing.Dict` and `typing.List` are the same findings.
+    body = "\n\ndef f(a: Dict[str, int]) -> List[int]:\n    return [os.sep, sys.argv, json, re]\n"
+    before_text = (
+        "from typing import Dict, List, Optional\nimport os\nimport sys\nimport json\nimport re\n"
+    )
+    after_text = "import json\nimport os\nimport re\nimport sys\nfrom typing import Dict, List\n"
+    repo = make_repo({"pkg/__init__.py": "", "pkg/m.py": before_text + body})
+    policy = _policy(["ruff"])
+    policy.gates.ruff.args = ["--select", "UP035"]
+    before = _run(repo, policy)
+    _commit(repo, {"pkg/m.py": after_text + body})
+    after = _run(repo, policy)
+    assert [f.line for f in before.results["ruff"].findings] == [1, 1]
+    assert [f.line for f in after.results["ruff"].findings] == [5, 5]
+    assert compare(before, after, RegressionRules()) == []

@@ -93,6 +93,7 @@ def parse(text: str, ctx: GateContext) -> tuple[list[Finding], list[str]]:
                     severity=str(item.get("issue_severity") or "UNDEFINED"),
                     confidence=str(item.get("issue_confidence") or "UNDEFINED"),
                     fingerprint=fingerprint(NAME, path, code, message, src.line(path, line)),
+                    context=src.line(path, line) or None,
                 )
             )
         except (KeyError, TypeError, ValueError) as exc:

@@ -27,8 +27,10 @@ regressions that do.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Callable, Sequence
+from difflib import SequenceMatcher
 from pathlib import Path
 
 from harness.gates.models import (
@@ -181,36 +183,46 @@ def _loose(f: Finding) -> str:
 
 
 # How far an edited line's finding may move and still be the same finding (an in-place edit
-# that wraps or joins a line or two); anything further is a fix here and a new finding there.
+# that wraps or joins a line or two); anything further is the same finding only if its source
+# line is recognisably the same line edited (an import line re-sorted and trimmed).
 _EDIT_REACH = 2
+_SAME_LINE_RATIO = 0.6
 
 
-def _near(a: int | None, b: int | None) -> bool:
-    if a is None or b is None:
-        return a is b
-    return abs(a - b) <= _EDIT_REACH
+# A message that names what it is about (ruff's `typing.Dict`, mypy's "Optional[int]").
+_NAMES_SOMETHING = re.compile(r"`[^`]+`|\"[^\"]+\"|'[^']+'")
+
+
+def _same(a: Finding, b: Finding) -> bool:
+    if a.line is not None and b.line is not None and abs(a.line - b.line) <= _EDIT_REACH:
+        return True
+    # Further apart, only a message that names its subject can tell a moved, edited line
+    # (an import re-sorted and trimmed) from a fixed finding here and a new one there.
+    if a.context and b.context and _NAMES_SOMETHING.search(a.message):
+        return SequenceMatcher(None, a.context, b.context).ratio() >= _SAME_LINE_RATIO
+    return a.line is None and b.line is None
 
 
 def new_findings(before: Sequence[Finding], after: Sequence[Finding]) -> list[Finding]:
     """Findings in `after` that are not in `before`.
 
     First exact fingerprints are matched as a multiset. What is left on each side is then
-    matched on (path, code, normalised message), but only within a couple of lines: that is a
-    finding whose own source line was edited (a partial fix of an import line). Messages alike
-    after number normalisation (E501, B101) far apart are a fixed one and a new one, not a move.
+    matched on (path, code, normalised message), but only when it is the same line edited:
+    within a couple of lines, or a source line still alike (a partial fix of an import line
+    that sorting also moved). Messages alike after number normalisation (E501, B101) on
+    different code are a fixed one and a new one, not a move.
     """
     unmatched_after = _beyond(after, Counter(f.fingerprint for f in before))
-    gone: dict[str, list[int | None]] = {}
+    gone: dict[str, list[Finding]] = {}
     for f in _beyond(before, Counter(f.fingerprint for f in after)):
-        gone.setdefault(_loose(f), []).append(f.line)
+        gone.setdefault(_loose(f), []).append(f)
     fresh: list[Finding] = []
     for f in unmatched_after:
-        lines = gone.get(_loose(f), [])
-        near = [i for i, line in enumerate(lines) if _near(line, f.line)]
-        if near:
+        left = gone.get(_loose(f), [])
+        same = [i for i, g in enumerate(left) if _same(g, f)]
+        if same:
             # The closest one: two edited lines side by side must each keep their own.
-            best = min(near, key=lambda i: abs((lines[i] or 0) - (f.line or 0)))
-            lines.pop(best)
+            left.pop(min(same, key=lambda i: abs((left[i].line or 0) - (f.line or 0))))
         else:
             fresh.append(f)
     return fresh

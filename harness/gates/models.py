@@ -36,6 +36,7 @@ class Finding(BaseModel):
     severity: str | None = None
     confidence: str | None = None
     fingerprint: str = Field(description="identity that survives line shifts")
+    context: str | None = Field(None, description="the finding's source line, stripped")
     fix: dict[str, object] | None = Field(None, description="tool's own fix suggestion, if any")
 
 

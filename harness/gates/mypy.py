@@ -121,6 +121,7 @@ def _finding(
         message=msg,
         severity="error",
         fingerprint=fingerprint(NAME, path, code, msg, src.line(path, line)),
+        context=src.line(path, line) or None,
     )
 
 

@@ -91,6 +91,7 @@ def parse(stdout: str, ctx: GateContext) -> list[Finding]:
                 message=message,
                 severity=item.get("severity") if isinstance(item.get("severity"), str) else None,
                 fingerprint=fingerprint(NAME, path, code, message, context),
+                context=context or None,
                 fix=fix if isinstance(fix, dict) else None,
             )
         )
