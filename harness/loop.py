@@ -605,11 +605,11 @@ class Loop:
         if not log:
             return
         path = self.wt / log
-        path.parent.mkdir(parents=True, exist_ok=True)
         entry = progress_entry(utcnow(), block.number, block.title, out)
         repo = open_repo(self.wt)
         tidy(repo)
         with restore_on_failure(repo):
+            path.parent.mkdir(parents=True, exist_ok=True)  # after tidy, which removes new dirs
             with path.open("a", encoding="utf-8") as fh:
                 fh.write(entry)
             commit_paths(

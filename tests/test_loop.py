@@ -484,3 +484,10 @@ def test_files_written_by_tests_never_reach_a_commit(run_loop) -> None:
     assert len(summary.blocks[0].commits) == 1
     tracked = git(repo, "ls-tree", "-r", "--name-only", summary.branch).split()
     assert "test-output.log" not in tracked
+
+
+def test_the_progress_log_is_created_when_the_repo_has_none(run_loop) -> None:
+    files = {k: v for k, v in FILES.items() if not k.startswith("docs/")}
+    summary, repo = run_loop([plan(), todos("T1"), patch("T1", REMOVE_OS)], files)
+    log = branch_file(repo, summary.branch, "docs/audits/CLAUDE_PROGRESS.md")
+    assert "harness block 1" in log
