@@ -13,7 +13,7 @@ from harness.gates.common import (
     dist_versions,
     error,
     findings_result,
-    missing_path,
+    missing_input,
     proc_failure,
     rel_path,
     run_tool,
@@ -30,9 +30,9 @@ class BanditGate:
         return dist_versions(python, ["bandit"])
 
     def run(self, ctx: GateContext) -> GateResult:
-        gone = missing_path(ctx)
-        if gone is not None:
-            return error(NAME, NAME, f"path not found: {gone}")
+        why = missing_input(ctx, NAME, config_required=False)
+        if why is not None:
+            return error(NAME, NAME, why)
         with tempfile.TemporaryDirectory(prefix="harness-bandit-") as tmp:
             report = Path(tmp) / "bandit.json"
             argv = [ctx.python, "-m", "bandit", "-r", "-q", "-f", "json", "-o", str(report)]

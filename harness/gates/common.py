@@ -95,15 +95,19 @@ def config_path(ctx: GateContext) -> Path | None:
     return ctx.repo / ctx.cfg.config
 
 
-def missing_path(ctx: GateContext) -> str | None:
-    """The first configured path that does not exist in the repo, or None.
+def missing_input(ctx: GateContext, tool: str, *, config_required: bool = True) -> str | None:
+    """Why the gate cannot look at what it is configured to look at, or None.
 
-    Tools report a missing path as one more finding (ruff's E902) or skip it silently (bandit):
-    either way the gate would judge code it never looked at.
+    A configured path that does not exist would be reported by the tool as one more finding
+    (ruff's E902) or skipped silently (bandit): either way the gate would judge code it never
+    looked at. A config file is required unless the tool runs without one (`config_required`).
     """
+    cfg_file = config_path(ctx)
+    if config_required and cfg_file is not None and not cfg_file.is_file():
+        return f"{tool} config not found: {ctx.cfg.config}"
     for rel in ctx.cfg.paths:
         if not (ctx.repo / rel).exists():
-            return rel
+            return f"path not found: {rel}"
     return None
 
 

@@ -18,7 +18,7 @@ from harness.gates.common import (
     dist_versions,
     error,
     findings_result,
-    missing_path,
+    missing_input,
     one_line,
     proc_failure,
     rel_path,
@@ -52,15 +52,13 @@ class MypyGate:
         return dist_versions(python, ["mypy"])
 
     def run(self, ctx: GateContext) -> GateResult:
-        cfg_file = config_path(ctx)
-        if cfg_file is not None and not cfg_file.is_file():
-            return error(NAME, NAME, f"mypy config not found: {ctx.cfg.config}")
-        gone = missing_path(ctx)
-        if gone is not None:
-            return error(NAME, NAME, f"path not found: {gone}")
+        why = missing_input(ctx, NAME)
+        if why is not None:
+            return error(NAME, NAME, why)
         with tempfile.TemporaryDirectory(prefix="harness-mypy-") as tmp:
             cache = _cache_dir(ctx, Path(tmp))
             base = [ctx.python, "-m", "mypy", "--cache-dir", str(cache)]
+            cfg_file = config_path(ctx)
             if cfg_file is not None:
                 base += ["--config-file", str(cfg_file)]
             tail = [*ctx.cfg.args, *(ctx.cfg.paths or ["."])]

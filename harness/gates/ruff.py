@@ -12,7 +12,7 @@ from harness.gates.common import (
     dist_versions,
     error,
     findings_result,
-    missing_path,
+    missing_input,
     proc_failure,
     rel_path,
     run_tool,
@@ -39,12 +39,9 @@ class RuffGate:
         return dist_versions(python, ["ruff"])
 
     def run(self, ctx: GateContext) -> GateResult:
-        cfg_file = config_path(ctx)
-        if cfg_file is not None and not cfg_file.is_file():
-            return error(NAME, NAME, f"ruff config not found: {ctx.cfg.config}")
-        gone = missing_path(ctx)
-        if gone is not None:
-            return error(NAME, NAME, f"path not found: {gone}")
+        why = missing_input(ctx, NAME)
+        if why is not None:
+            return error(NAME, NAME, why)
         proc = run_tool([*check_argv(ctx), *(ctx.cfg.paths or ["."])], ctx)
         why = proc_failure(NAME, proc, ctx, "ruff")
         if why is None and proc.returncode != 0:
