@@ -40,10 +40,9 @@ from harness.errors import (
 )
 from harness.gates import ruff as ruff_gate
 from harness.gates.base import CommandGate
-from harness.gates.common import GateContext
 from harness.gates.compare import blocking, compare, make_rerunner, new_findings
 from harness.gates.models import Finding, GateResult, GateRun, GateStatus, Regression
-from harness.gates.runner import interpreter, run_gates, run_tests
+from harness.gates.runner import context_for, run_gates, run_tests
 from harness.gates.summary import seed_summary
 from harness.gitutil import (
     checked_out,
@@ -552,7 +551,7 @@ class Loop:
         run = run_gates(self.wt, self.policy, on_result=lambda r: self._gate_done(label, r))
         tidy(open_repo(self.wt))  # what the tools wrote is not part of the tree
         for name, command in self.commands.items():
-            ctx = GateContext(repo=self.wt, python=interpreter(self.policy), cfg=GateConfig())
+            ctx = context_for(self.wt, self.policy, GateConfig())
             run.results[name] = CommandGate(name, command).run(ctx)
             self._gate_done(label, run.results[name])
         self.rec.event(
@@ -585,7 +584,7 @@ class Loop:
 
     def lint_command(self) -> dict[str, Any]:
         """How the ruff gate lints, so an offline provider can check candidate text the same way."""
-        ctx = GateContext(repo=self.wt, python=interpreter(self.policy), cfg=self.policy.gates.ruff)
+        ctx = context_for(self.wt, self.policy, self.policy.gates.ruff)
         return {"argv": ruff_gate.check_argv(ctx), "cwd": str(self.wt)}
 
     def read_files(self, paths: list[str]) -> tuple[dict[str, str], dict[str, str]]:

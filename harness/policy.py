@@ -36,7 +36,17 @@ class SecretsGateConfig(GateConfig):
 
 
 class GatesConfig(Strict):
-    python: str | None = Field(None, description="interpreter of the target env; default: ours")
+    python: str | None = Field(
+        None,
+        description="interpreter of the target's environment, for the gates that run its code "
+        "(pytest, mypy's import resolution); default: the repository's .venv or venv, else ours",
+    )
+    pythonpath: list[str] = Field(
+        default_factory=list,
+        description="directories, relative to the repository, put first on PYTHONPATH for the "
+        "gates that import the target's code, so the worktree's copy is the one judged "
+        '(a src layout has ["src"])',
+    )
     ruff: GateConfig = Field(default_factory=GateConfig)
     mypy: GateConfig = Field(default_factory=GateConfig)
     pytest: PytestGateConfig = Field(default_factory=PytestGateConfig)

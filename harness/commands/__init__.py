@@ -1,4 +1,5 @@
-"""One module per subcommand; each exposes `command` (a typer-style function)."""
+"""One module per subcommand; each exposes `command` (a typer-style function), or `app` (a
+typer.Typer) for a command with subcommands (`harness cache info`)."""
 
 from __future__ import annotations
 
@@ -11,10 +12,13 @@ COMMANDS: list[tuple[str, str]] = [
     ("gates", "harness.commands.gates"),
     ("check-patch", "harness.commands.check_patch"),
     ("apply", "harness.commands.apply"),
+    ("init", "harness.commands.init"),
     ("steps", "harness.commands.steps"),
     ("run", "harness.commands.run"),
     ("demo", "harness.commands.demo"),
     ("replay", "harness.commands.replay"),
+    ("runs", "harness.commands.runs"),
+    ("cache", "harness.commands.cache"),
 ]
 
 
@@ -26,4 +30,8 @@ def register(app: typer.Typer) -> None:
             if exc.name == module:
                 continue
             raise
-        app.command(name)(mod.command)
+        sub = getattr(mod, "app", None)
+        if isinstance(sub, typer.Typer):
+            app.add_typer(sub, name=name)
+        else:
+            app.command(name)(mod.command)

@@ -36,6 +36,8 @@ class GateContext:
     repo: Path
     python: str = field(default_factory=lambda: sys.executable)
     cfg: GateConfig = field(default_factory=GateConfig)
+    # Repo-relative directories that go first on PYTHONPATH when the target's code is imported.
+    pythonpath: tuple[str, ...] = ()
     # Persistent per-tool caches (mypy's); None means a throw-away temp dir per run.
     cache_dir: Path | None = None
 

@@ -37,6 +37,19 @@ def interpreter(policy: Policy) -> str:
     return policy.gates.python or sys.executable
 
 
+def context_for(
+    repo: Path, policy: Policy, cfg: GateConfig, cache_dir: Path | None = None
+) -> GateContext:
+    """How a gate runs on `repo` under `policy`: the one place a GateContext is made."""
+    return GateContext(
+        repo=repo,
+        python=interpreter(policy),
+        cfg=cfg,
+        cache_dir=cache_dir,
+        pythonpath=tuple(policy.gates.pythonpath),
+    )
+
+
 def gate_config(policy: Policy, name: str) -> GateConfig:
     cfg = getattr(policy.gates, name, None)
     if not isinstance(cfg, GateConfig):
@@ -197,7 +210,6 @@ def run_gates(
     names = selected_gates(policy, only)
     tree = tree_hash(git_repo)
     root = cache_root(repo)
-    python = interpreter(policy)
     start = time.monotonic()
     results: dict[str, GateResult] = {}
     if names:
@@ -206,9 +218,7 @@ def run_gates(
                 pool.submit(
                     _run_one,
                     GATES[name],
-                    GateContext(
-                        repo=repo, python=python, cfg=gate_config(policy, name), cache_dir=root
-                    ),
+                    context_for(repo, policy, gate_config(policy, name), root),
                     tree,
                     root if use_cache else None,
                 ): name
@@ -287,7 +297,7 @@ def _run_ids(
     repo: Path, policy: Policy, ids: list[str], block_network: bool
 ) -> tuple[dict[str, str], set[str]]:
     cfg = pytest_gate.pytest_config(policy.gates.pytest)
-    ctx = GateContext(repo=repo, python=interpreter(policy), cfg=cfg)
+    ctx = context_for(repo, policy, cfg)
     with tempfile.TemporaryDirectory(prefix="harness-rerun-") as tmp_name:
         tmp = Path(tmp_name)
         junit = tmp / "junit.xml"
