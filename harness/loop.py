@@ -39,10 +39,10 @@ from harness.errors import (
     ProviderError,
 )
 from harness.gates import ruff as ruff_gate
-from harness.gates.base import CommandGate
+from harness.gates.base import GATES, CommandGate
 from harness.gates.compare import blocking, compare, make_rerunner, new_findings
 from harness.gates.models import Finding, GateResult, GateRun, GateStatus, Regression
-from harness.gates.runner import context_for, run_gates, run_tests
+from harness.gates.runner import context_for, gate_config, run_gates, run_tests
 from harness.gates.summary import seed_summary
 from harness.gitutil import (
     checked_out,
@@ -63,7 +63,7 @@ from harness.policy import GateConfig, GuardConfig, Policy
 from harness.providers.base import Message, ModelRequest, Phase, Provider, ToolSpec
 from harness.record import Manifest, Recorder, new_run_id, utcnow
 from harness.schemas import PHASE_TOOLS, PatchProposal, Plan, ReadFiles, TodoItem, TodoList
-from harness.steps import Block, StepsScript, apply_to_policy
+from harness.steps import Block, StepsScript, apply_to_policy, block_lanes
 
 Progress = Callable[[str], None]
 
@@ -103,6 +103,7 @@ class Loop:
         self.current: GateRun | None = None
         self.commands: dict[str, str] = {}
         self.stopped: str | None = None  # why the run stopped early (provider failure)
+        self.failed_gate: str | None = None  # a gate a block depends on could not run
 
     # ------------------------------------------------------------------ the run
     def run(self) -> RunSummary:
@@ -129,9 +130,9 @@ class Loop:
                 self.wt = wt
                 for block in blocks:
                     outcomes.append(self.run_block(block))
-                    if self.stopped:
+                    if self.stopped or self.failed_gate:
                         break
-                final = self.gates("final")
+                final = self.latest() if self.failed_gate else self.gates("final")
                 summary = self.summarize(base, outcomes, final)
             exit_code = summary.exit_code
             return summary
@@ -155,12 +156,28 @@ class Loop:
 
     def run_block(self, block: Block) -> BlockOutcome:
         gates = block_gates(block)
+        # A gate the policy turned off (no import contracts in this repository) judges nothing.
+        off = [g for g in gates if g in GATES and not gate_config(self.policy, g).enabled]
+        gates = [g for g in gates if g not in off]
         self.commands = block_commands(block)
-        guard = self.policy.guard_for_block(block.number)
+        lanes, why = block_lanes(block, gates, self.policy)
+        guard = self.policy.guard_for_block(block.number, default_lanes=lanes)
         override = self.policy.blocks.get(str(block.number))
         max_iter = (override and override.max_iterations) or self.policy.loop.max_iterations
         self.say(f"block {block.number}: {block.title} (gates: {', '.join(gates) or 'none'})")
-        self.rec.event("block_started", block=block.number, title=block.title, gates=gates)
+        if off:
+            self.say(f"  not judged: {', '.join(off)} (off in the policy)")
+        self.say(
+            f"  lanes: {', '.join(guard.lanes)}" + (f" ({why})" if guard.lanes == lanes else "")
+        )
+        self.rec.event(
+            "block_started",
+            block=block.number,
+            title=block.title,
+            gates=gates,
+            not_judged=off,
+            lanes=guard.lanes,
+        )
         start = self.gates(f"block {block.number} start")
         out = BlockOutcome(
             number=block.number,
@@ -169,6 +186,20 @@ class Loop:
             status="iteration_limit",
             before=seed_summary(start),
         )
+        broken = [
+            g for g in gates if g in start.results and start.results[g].status == GateStatus.ERROR
+        ]
+        if broken:
+            # Nothing this block does could be judged: stop the run here, not after every block.
+            first = start.results[broken[0]]
+            out.status, out.after = "gate_error", out.before
+            self.failed_gate = (
+                f"block {block.number}: gate {first.gate} could not run at the block's start: "
+                f"{first.reason}"
+            )
+            self.say(f"  {self.failed_gate}")
+            self.rec.event("block_outcome", **out.model_dump())
+            return out
         for iteration in range(1, max_iter + 1):
             out.iterations = iteration
             if goal_met(gates, self.latest()):
@@ -633,7 +664,7 @@ class Loop:
             summary=seed_summary(final),
             cost_usd=float(getattr(totals, "cost_usd", 0.0) or 0.0),
             goals_met=all(o.status == "goal_met" for o in outcomes),
-            stopped=self.stopped,
+            stopped=self.stopped or self.failed_gate,
         )
         self.rec.write_json("summary.json", summary.report())
         return summary

@@ -60,10 +60,10 @@ class RunSummary(BaseModel):
 
     @property
     def exit_code(self) -> int:
-        if self.stopped:
-            return ExitCode.PROVIDER
         if any(b.status == "gate_error" for b in self.blocks):
             return ExitCode.USAGE  # a gate that could not run: nothing could be judged
+        if self.stopped:
+            return ExitCode.PROVIDER
         return ExitCode.OK if self.goals_met else ExitCode.FAILED
 
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import tomllib
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from harness.detect import Detected, defaults, detect
 from harness.errors import PolicyError
 from harness.resources import data_dir
 
@@ -115,6 +117,11 @@ class Price(Strict):
 
 class Policy(Strict):
     name: str = "default"
+    detect: bool = Field(
+        True,
+        description="fill the gate settings this file leaves unset from the repository itself "
+        "(layout, packages, interpreter, tool configs; see `harness init`)",
+    )
     gates: GatesConfig = Field(default_factory=GatesConfig)
     regression: RegressionRules = Field(default_factory=RegressionRules)
     guard: GuardConfig = Field(default_factory=GuardConfig)
@@ -122,16 +129,23 @@ class Policy(Strict):
     loop: LoopConfig = Field(default_factory=LoopConfig)
     prices: dict[str, Price] = Field(default_factory=dict)
 
-    def guard_for_block(self, block: int | None) -> GuardConfig:
+    def guard_for_block(
+        self, block: int | None, default_lanes: list[str] | None = None
+    ) -> GuardConfig:
         """The guard config with the block's overrides applied.
 
         A block narrows the guard, never loosens it: its size limit counts only when smaller
         than the global one (the STEPS script's "<=20 lines/file" holds in every block), and its
         forbidden globs add to the global ones. Its lanes replace the global lanes: a lane is
-        what the block is about."""
+        what the block is about. Without a `[blocks.N] lanes`, `default_lanes` (what the block
+        does: a coverage block writes tests) apply, unless `[guard] lanes` was narrowed."""
         override = self.blocks.get(str(block)) if block is not None else None
+        guard = self.guard
+        unset = override is None or override.lanes is None
+        if default_lanes and unset and guard.lanes == ["**"]:
+            guard = guard.model_copy(update={"lanes": list(default_lanes)})
         if override is None:
-            return self.guard
+            return guard
         update: dict[str, object] = {}
         if override.lanes is not None:
             update["lanes"] = override.lanes
@@ -142,7 +156,7 @@ class Policy(Strict):
             update["max_changed_lines_per_file"] = min(
                 self.guard.max_changed_lines_per_file, override.max_changed_lines_per_file
             )
-        return self.guard.model_copy(update=update)
+        return guard.model_copy(update=update)
 
 
 def _format_error(err: ValidationError, source: str) -> str:
@@ -166,6 +180,73 @@ def parse_policy(text: str, source: str = "<policy>") -> Policy:
 
 def default_policy_path() -> Path:
     return data_dir("policies") / "default.toml"
+
+
+POLICY_FILE = "harness.toml"
+
+
+@dataclass
+class ResolvedPolicy:
+    """The policy a command runs with, and where each part of it came from."""
+
+    policy: Policy
+    text: str  # the policy file as written (hashed into the run manifest)
+    path: Path | None  # None: the shipped default
+    detected: Detected | None  # None: `detect = false`
+    filled: dict[str, Any]  # the values detection supplied, as TOML-shaped data
+
+    @property
+    def source(self) -> str:
+        return str(self.path) if self.path else "the shipped default policy"
+
+
+def _load_raw(text: str, source: str) -> dict[str, Any]:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise PolicyError(f"{source}: not valid TOML: {exc}") from exc
+
+
+def _added(full: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in full.items():
+        if isinstance(value, dict):
+            sub = _added(value, base.get(key) or {})
+            if sub:
+                out[key] = sub
+        elif key not in base:
+            out[key] = value
+    return out
+
+
+def resolve_policy(repo: Path, path: Path | None = None) -> ResolvedPolicy:
+    """The policy for `repo`: `path`, else `harness.toml` at the repository root, else the shipped
+    default; then whatever it leaves unset is detected from the repository (zero config)."""
+    if path is None and (Path(repo) / POLICY_FILE).is_file():
+        path = Path(repo) / POLICY_FILE
+    file = path or default_policy_path()
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise PolicyError(f"cannot read policy {file}: {exc.strerror or exc}") from exc
+    source = str(file)
+    raw = _load_raw(text, source)
+    detected: Detected | None = None
+    filled: dict[str, Any] = {}
+    if raw.get("detect", True) is not False:
+        detected = detect(Path(repo))
+        full = defaults(detected, raw)
+        filled = _added(full, raw)
+        raw = full
+    try:
+        policy = Policy.model_validate(raw)
+    except ValidationError as exc:
+        raise PolicyError(_format_error(exc, source)) from exc
+    py = policy.gates.python
+    if py and "/" in py and not Path(py).is_absolute():
+        # `.venv/bin/python` is the user's checkout's: a run's worktree has no venv of its own.
+        policy.gates.python = str((Path(repo) / py).absolute())
+    return ResolvedPolicy(policy=policy, text=text, path=path, detected=detected, filled=filled)
 
 
 def load_policy(path: str | Path | None = None) -> Policy:

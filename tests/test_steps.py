@@ -247,7 +247,9 @@ def test_apply_to_policy(seed: StepsScript) -> None:
     stricter = apply_to_policy(seed, Policy(guard=GuardConfig(max_changed_lines_per_file=5)))
     assert stricter.guard.max_changed_lines_per_file == 5
     default = load_policy()
-    assert apply_to_policy(seed, default) == default  # the default policy is the seed's
+    seeded = apply_to_policy(seed, default)
+    assert seeded.gates.ruff.paths == ["lukhas"]  # the script's paths, not the policy's
+    assert default.gates.ruff.paths == []  # the default policy names no project
 
 
 @pytest.mark.parametrize(

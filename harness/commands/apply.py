@@ -24,7 +24,7 @@ from harness.gates.models import GateResult, GateRun, Regression
 from harness.gates.runner import run_gates
 from harness.guard import Verdict, check_patch
 from harness.guard.commit import write_contents
-from harness.policy import load_policy
+from harness.policy import resolve_policy
 
 
 def _numbers(r: GateResult | None) -> str:
@@ -70,7 +70,7 @@ def command(
     json_out: bool = typer.Option(False, "--json", help="Print the outcome as JSON."),
 ) -> None:
     """Apply a guarded diff as one commit, kept only if the gates show no regression."""
-    pol = load_policy(policy)
+    pol = resolve_policy(Path(repo), policy).policy
     text = read_patch(patch)
     root = Path(repo).resolve()
     repository = gitutil.open_repo(root)

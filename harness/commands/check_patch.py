@@ -14,7 +14,7 @@ from rich.markup import escape
 from harness import ui
 from harness.errors import ExitCode, UsageError
 from harness.guard import Verdict, check_patch
-from harness.policy import load_policy
+from harness.policy import resolve_policy
 
 
 def read_patch(source: str) -> str:
@@ -56,7 +56,7 @@ def command(
     json_out: bool = typer.Option(False, "--json", help="Print the verdict as JSON."),
 ) -> None:
     """Validate a diff (guard rules, repairs, per-file counts) without touching the repo."""
-    cfg = load_policy(policy).guard_for_block(block)
+    cfg = resolve_policy(Path(repo), policy).policy.guard_for_block(block)
     verdict = check_patch(read_patch(patch), repo, cfg)
     if json_out:
         ui.print_json(verdict_json(verdict))

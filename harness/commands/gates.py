@@ -19,7 +19,7 @@ from harness.gates.models import GateResult, GateRun, GateStatus
 from harness.gates.runner import run_gates
 from harness.gates.summary import coverage_display, seed_summary
 from harness.gitutil import left_as_found, open_repo
-from harness.policy import load_policy
+from harness.policy import resolve_policy
 
 _STYLE = {GateStatus.PASSED: "green", GateStatus.FAILED: "red", GateStatus.ERROR: "magenta"}
 
@@ -76,7 +76,9 @@ def command(
     no_cache: bool = typer.Option(False, "--no-cache", help="Bypass the result cache."),
 ) -> None:
     """Run the quality gates (ruff, mypy, pytest+coverage, bandit, import-linter, secrets)."""
-    pol = load_policy(policy)
+    resolved = resolve_policy(Path(repo), policy)
+    ui.say_policy(resolved)
+    pol = resolved.policy
     if python is not None:
         if not Path(python).is_file() and shutil.which(python) is None:
             raise UsageError(f"--python: no such interpreter: {python}")

@@ -12,9 +12,10 @@ from harness.errors import UsageError
 from harness.gitutil import open_repo
 from harness.loop import Loop, RunOptions
 from harness.outcome import SEED_KEYS, BlockOutcome, RunSummary
-from harness.policy import default_policy_path, parse_policy
+from harness.policy import resolve_policy
+from harness.preflight import check_script_paths
 from harness.providers.registry import make_provider
-from harness.steps import load_steps
+from harness.steps import load_steps, parse_path_map, remap_paths
 
 
 def parse_blocks(text: str | None) -> list[int] | None:
@@ -51,14 +52,17 @@ def execute(
     runs_dir: Path | None,
     max_cost: float | None = None,
     quiet: bool = False,
+    path_map: list[str] | None = None,
 ) -> RunSummary:
-    steps = load_steps(steps_file)
-    policy_path = policy_file or default_policy_path()
-    try:
-        policy_text = policy_path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise UsageError(f"cannot read policy {policy_path}: {exc.strerror or exc}") from exc
-    policy = parse_policy(policy_text, str(policy_path))
+    root = Path(repo)
+    resolved = resolve_policy(root, policy_file)
+    policy, policy_text = resolved.policy, resolved.text
+    steps = remap_paths(load_steps(steps_file), parse_path_map(path_map or []))
+    user_repo = open_repo(root)
+    # Before anything is created: a script naming paths this repository lacks stops here.
+    check_script_paths(steps, user_repo, user_repo.head.commit.hexsha, resolved.detected)
+    if not quiet:
+        ui.say_policy(resolved)
     if max_cost is not None:
         if max_cost <= 0:
             raise UsageError(f"--max-cost must be positive, got {max_cost}")
@@ -84,7 +88,7 @@ def execute(
             repo=repo,
             policy=policy,
             policy_text=policy_text,
-            policy_path=policy_file,
+            policy_path=resolved.path,
             provider=provider,
             runs_dir=runs_dir,
             blocks=wanted,
@@ -98,10 +102,13 @@ def _measure(summary: dict[str, Any], gate: str) -> str:
     entry = summary.get("gates", {}).get("coverage" if gate == "pytest" else gate)
     if not isinstance(entry, dict):
         return "?"
+    if entry.get("status") == "error":
+        return "error"
     found = entry.get("findings")
     if isinstance(found, dict) and "percent" in found:
-        return f"{found['percent']:.1f}%"
-    return str(found) if entry.get("status") != "error" else "error"
+        percent = found["percent"]
+        return f"{percent:.1f}%" if isinstance(percent, int | float) else "?"
+    return "?" if found is None else str(found)
 
 
 def deltas(block: BlockOutcome) -> str:
@@ -171,6 +178,13 @@ def command(
     max_cost: float | None = typer.Option(
         None, "--max-cost", help="Cost cap in USD for the whole run (default: the policy's)."
     ),
+    path_map: list[str] | None = typer.Option(
+        None,
+        "--path",
+        metavar="SCRIPT_PATH=REPO_PATH",
+        help="Point a path the STEPS script's gates name at this repository's, without editing "
+        "the script (repeatable): --path lukhas=src/click; --path linter.ini= drops it.",
+    ),
     json_: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
 ) -> None:
     """Drive a model through a STEPS script: PLAN -> TODO -> EXECUTE per block, guarded patches,
@@ -191,6 +205,7 @@ def command(
         runs_dir=runs_dir,
         max_cost=max_cost,
         quiet=False,
+        path_map=path_map,
     )
     if json_:
         ui.print_json(summary.report())

@@ -1,0 +1,319 @@
+"""Zero-config: what a Python repository looks like, read from its files, never from its name.
+
+`detect(repo)` finds the layout (src/, flat packages, a single module), the tests, the tools'
+own configuration and the project's interpreter. `defaults(detected, raw)` turns that into the
+policy values a user did not set themselves; `harness init` writes the same values into
+`harness.toml` with a comment on each, so both paths agree.
+"""
+
+from __future__ import annotations
+
+import configparser
+import contextlib
+import os
+import re
+import sys
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+Layout = Literal["src", "flat", "module", "none"]
+
+# Top-level directories that are never the project's own importable code.
+_NOT_CODE = frozenset(
+    {
+        "tests", "test", "testing", "docs", "doc", "examples", "example", "benchmarks",
+        "benchmark", "bench", "scripts", "script", "tools", "tool", "build", "dist", "site",
+        "env", "venv", "node_modules", "htmlcov", "runs", "changelog.d", "ci", "requirements",
+    }
+)  # fmt: skip
+# Top-level modules that are project plumbing, not the project.
+_NOT_MODULES = frozenset(
+    {"setup", "conftest", "noxfile", "tasks", "fabfile", "manage", "versioneer", "_version"}
+)
+_TEST_DIRS = ("tests", "test", "testing")
+_PY_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class Detected(BaseModel):
+    """What the repository is, and how each finding was made (`notes`)."""
+
+    layout: Layout = Field(description="src, flat (packages at the root), module, or none")
+    packages: list[str] = Field(default_factory=list, description="import names of the code")
+    package_paths: list[str] = Field(
+        default_factory=list, description="the same, as repo-relative paths (src/attr, six.py)"
+    )
+    source_root: str = Field(".", description="the directory the packages import from")
+    tests: list[str] = Field(default_factory=list, description="repo-relative test paths")
+    python: str | None = Field(None, description="the project's own interpreter, if found")
+    python_source: str = Field("harness", description="where the interpreter was found")
+    mypy_config: str | None = Field(None, description="the file holding mypy's settings")
+    mypy_has_files: bool = Field(False, description="mypy's config names the files to check")
+    pytest_config: str | None = None
+    coverage_config: str | None = None
+    ruff_config: str | None = None
+    bandit_config: str | None = Field(None, description="a file bandit reads with -c")
+    imports_config: str | None = Field(None, description="the file holding import contracts")
+    notes: list[str] = Field(default_factory=list)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return {}
+
+
+def _read_ini(path: Path) -> configparser.ConfigParser:
+    parser = configparser.ConfigParser(interpolation=None, strict=False)
+    # A file the tools cannot read either: they will say so when they run.
+    with contextlib.suppress(OSError, configparser.Error):
+        parser.read_string(path.read_text(encoding="utf-8", errors="replace"), str(path))
+    return parser
+
+
+def _tool(pyproject: dict[str, Any], *keys: str) -> Any:
+    node: Any = pyproject.get("tool", {})
+    for key in keys:
+        if not isinstance(node, dict) or key not in node:
+            return None
+        node = node[key]
+    return node
+
+
+def _dist_name(repo: Path, pyproject: dict[str, Any], setup_cfg: configparser.ConfigParser) -> str:
+    """The distribution's name as an import name ('python-dateutil' -> 'python_dateutil')."""
+    name = ""
+    project = pyproject.get("project")
+    if isinstance(project, dict) and isinstance(project.get("name"), str):
+        name = project["name"]
+    elif setup_cfg.has_option("metadata", "name"):
+        name = setup_cfg.get("metadata", "name")
+    else:
+        try:
+            text = (repo / "setup.py").read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            text = ""
+        m = re.search(r"\bname\s*=\s*['\"]([^'\"]+)['\"]", text)
+        name = m.group(1) if m else ""
+    return re.sub(r"[-.]+", "_", name.strip()).lower()
+
+
+def _is_package(path: Path) -> bool:
+    return path.is_dir() and (path / "__init__.py").is_file()
+
+
+def _has_python(path: Path) -> bool:
+    return path.is_dir() and any(path.glob("*.py"))
+
+
+def _code_in(root: Path, *, namespaces: bool) -> list[str]:
+    """Importable packages (and, with `namespaces`, dirs of modules) directly under `root`."""
+    found = []
+    for child in sorted(root.iterdir()):
+        name = child.name
+        if not _PY_NAME.match(name) or name.lower() in _NOT_CODE:
+            continue
+        if _is_package(child) or (namespaces and _has_python(child)):
+            found.append(name)
+    return found
+
+
+def _modules_in(root: Path, dist: str) -> list[str]:
+    mods = sorted(
+        p.stem
+        for p in root.glob("*.py")
+        if _PY_NAME.match(p.stem)
+        and p.stem not in _NOT_MODULES
+        and not p.stem.startswith("test_")
+        and not p.stem.endswith("_test")
+    )
+    # `six.py` beside `benchmark.py`: the one named like the distribution is the project.
+    return [dist] if dist in mods else mods
+
+
+def _layout(repo: Path, dist: str, notes: list[str]) -> tuple[Layout, str, list[str], list[str]]:
+    src = repo / "src"
+    if src.is_dir():
+        names = _code_in(src, namespaces=True) + _modules_in(src, dist)
+        if names:
+            paths = [f"src/{n}" if (src / n).is_dir() else f"src/{n}.py" for n in names]
+            notes.append(f"layout: src/ ({', '.join(paths)})")
+            return "src", "src", names, paths
+    packages = _code_in(repo, namespaces=False)
+    if packages:
+        if dist in packages:
+            packages = [dist] + [p for p in packages if p != dist]
+        notes.append(f"layout: flat, packages at the root ({', '.join(packages)})")
+        return "flat", ".", packages, list(packages)
+    modules = _modules_in(repo, dist)
+    if modules:
+        paths = [f"{m}.py" for m in modules]
+        notes.append(f"layout: single module ({', '.join(paths)})")
+        return "module", ".", modules, paths
+    notes.append("layout: no Python package or module found at the root or under src/")
+    return "none", ".", [], []
+
+
+def _tests(repo: Path, package_paths: list[str]) -> list[str]:
+    found = [d for d in _TEST_DIRS if (repo / d).is_dir()]
+    if found:
+        return found
+    inside = [f"{p}/{d}" for p in package_paths for d in _TEST_DIRS if (repo / p / d).is_dir()]
+    if inside:
+        return inside
+    return sorted(p.name for p in repo.glob("test_*.py"))
+
+
+def _venv_python(venv: Path) -> Path | None:
+    for rel in ("bin/python", "Scripts/python.exe"):
+        if (venv / rel).is_file():
+            return venv / rel
+    return None
+
+
+def _interpreter(repo: Path, notes: list[str]) -> tuple[str | None, str]:
+    for name in (".venv", "venv"):
+        found = _venv_python(repo / name)
+        if found is not None:
+            notes.append(f"interpreter: {name}/ ({found}) runs the tests and resolves imports")
+            return str(found), name
+    active = os.environ.get("VIRTUAL_ENV")
+    if active and Path(active).resolve() != Path(sys.prefix).resolve():
+        found = _venv_python(Path(active))
+        if found is not None:
+            notes.append(f"interpreter: the active virtualenv ({found})")
+            return str(found), "VIRTUAL_ENV"
+    notes.append(
+        f"interpreter: no .venv/ or venv/ in the repository; the tests run with harness's own "
+        f"({sys.executable}); set [gates] python to the project's"
+    )
+    return None, "harness"
+
+
+def detect(repo: Path) -> Detected:
+    repo = Path(repo)
+    notes: list[str] = []
+    pyproject = _read_toml(repo / "pyproject.toml")
+    setup_cfg = _read_ini(repo / "setup.cfg")
+    tox_ini = _read_ini(repo / "tox.ini")
+    dist = _dist_name(repo, pyproject, setup_cfg)
+    layout, root, packages, paths = _layout(repo, dist, notes)
+    tests = _tests(repo, paths)
+    notes.append(f"tests: {', '.join(tests)}" if tests else "tests: none found")
+    python, python_source = _interpreter(repo, notes)
+    det = Detected(
+        layout=layout,
+        packages=packages,
+        package_paths=paths,
+        source_root=root,
+        tests=tests,
+        python=python,
+        python_source=python_source,
+        notes=notes,
+    )
+
+    # Each tool reads its own files; these are found only to say so and to decide defaults.
+    det.ruff_config = next(
+        (n for n in ("ruff.toml", ".ruff.toml") if (repo / n).is_file()),
+        "pyproject.toml" if _tool(pyproject, "ruff") is not None else None,
+    )
+    for name in ("mypy.ini", ".mypy.ini"):
+        if (repo / name).is_file():
+            det.mypy_config = name
+            det.mypy_has_files = _read_ini(repo / name).has_option("mypy", "files")
+            break
+    else:
+        if _tool(pyproject, "mypy") is not None:
+            det.mypy_config = "pyproject.toml"
+            det.mypy_has_files = bool(_tool(pyproject, "mypy", "files"))
+        elif setup_cfg.has_section("mypy"):
+            det.mypy_config = "setup.cfg"
+            det.mypy_has_files = setup_cfg.has_option("mypy", "files")
+    for name in ("pytest.ini", ".pytest.ini"):
+        if (repo / name).is_file():
+            det.pytest_config = name
+            break
+    else:
+        if _tool(pyproject, "pytest", "ini_options") is not None:
+            det.pytest_config = "pyproject.toml"
+        elif tox_ini.has_section("pytest"):
+            det.pytest_config = "tox.ini"
+        elif setup_cfg.has_section("tool:pytest"):
+            det.pytest_config = "setup.cfg"
+    if (repo / ".coveragerc").is_file():
+        det.coverage_config = ".coveragerc"
+    elif any(s.startswith("coverage:") for s in setup_cfg.sections()):
+        det.coverage_config = "setup.cfg"
+    elif any(s.startswith("coverage:") for s in tox_ini.sections()):
+        det.coverage_config = "tox.ini"
+    elif _tool(pyproject, "coverage") is not None:
+        det.coverage_config = "pyproject.toml"
+    for name in ("bandit.yaml", "bandit.yml", ".bandit.yaml", ".bandit.yml"):
+        if (repo / name).is_file():
+            det.bandit_config = name
+            break
+    else:
+        if _tool(pyproject, "bandit") is not None:
+            det.bandit_config = "pyproject.toml"
+    if (repo / ".importlinter").is_file():
+        det.imports_config = ".importlinter"
+    elif setup_cfg.has_section("importlinter"):
+        det.imports_config = "setup.cfg"
+    elif _tool(pyproject, "importlinter") is not None:
+        det.imports_config = "pyproject.toml"
+    elif (repo / "linter.ini").is_file() and _read_ini(repo / "linter.ini").has_section(
+        "importlinter"
+    ):
+        det.imports_config = "linter.ini"
+    for tool in ("ruff", "mypy", "pytest", "coverage", "bandit"):
+        where = getattr(det, f"{tool}_config")
+        det.notes.append(f"{tool}: settings from {where}" if where else f"{tool}: its defaults")
+    det.notes.append(
+        f"imports: contracts in {det.imports_config}"
+        if det.imports_config
+        else "imports: skipped, no import-linter contracts "
+        "(.importlinter, setup.cfg [importlinter], pyproject.toml [tool.importlinter])"
+    )
+    return det
+
+
+def defaults(det: Detected, raw: dict[str, Any]) -> dict[str, Any]:
+    """`raw` (a policy as parsed TOML) with what the user left unset filled from `det`.
+
+    The user's keys always win. A gate whose input is missing is turned off only when the user
+    said nothing about it: a policy that names a config file keeps the gate on, so a missing
+    file is an error rather than a silent skip."""
+    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in raw.items()}
+    gates: dict[str, Any] = dict(out.get("gates") or {})
+    out["gates"] = gates
+
+    def gate(name: str) -> dict[str, Any]:
+        table = dict(gates.get(name) or {})
+        gates[name] = table
+        return table
+
+    if "python" not in gates and det.python is not None:
+        gates["python"] = det.python
+    if "pythonpath" not in gates and det.layout != "none":
+        gates["pythonpath"] = [det.source_root]
+    mypy = gate("mypy")
+    if "paths" not in mypy and not det.mypy_has_files and det.package_paths:
+        mypy["paths"] = list(det.package_paths)
+    bandit = gate("bandit")
+    if "paths" not in bandit and det.package_paths:
+        bandit["paths"] = list(det.package_paths)
+    if "config" not in bandit and det.bandit_config:
+        bandit["config"] = det.bandit_config
+    pytest = gate("pytest")
+    if "cov" not in pytest and det.packages:
+        pytest["cov"] = list(det.packages)
+    imports = gate("imports")
+    if "config" not in imports and "enabled" not in imports:
+        if det.imports_config:
+            imports["config"] = det.imports_config
+        else:
+            imports["enabled"] = False
+    return out

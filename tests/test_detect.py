@@ -1,0 +1,138 @@
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from harness.detect import defaults, detect
+from harness.policy import Policy
+
+
+@pytest.fixture(autouse=True)
+def _no_active_venv(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("VIRTUAL_ENV", raising=False)
+
+
+def test_src_layout(make_repo: Callable[..., Path]) -> None:
+    repo = make_repo(
+        {
+            "pyproject.toml": '[project]\nname = "my-lib"\n',
+            "src/my_lib/__init__.py": "",
+            "src/my_lib/core.py": "X = 1\n",
+            "tests/test_core.py": "def test_x():\n    pass\n",
+        }
+    )
+    det = detect(repo)
+    assert det.layout == "src"
+    assert det.packages == ["my_lib"]
+    assert det.package_paths == ["src/my_lib"]
+    assert det.source_root == "src"
+    assert det.tests == ["tests"]
+
+
+def test_src_layout_namespace_package(make_repo: Callable[..., Path]) -> None:
+    repo = make_repo({"src/ns/mod.py": "X = 1\n", "setup.py": "", "test/test_a.py": ""})
+    det = detect(repo)
+    assert (det.layout, det.packages, det.package_paths) == ("src", ["ns"], ["src/ns"])
+    assert det.tests == ["test"]
+
+
+def test_flat_layout_puts_the_distribution_first(make_repo: Callable[..., Path]) -> None:
+    repo = make_repo(
+        {
+            "setup.cfg": "[metadata]\nname = zeta\n",
+            "alpha/__init__.py": "",
+            "zeta/__init__.py": "",
+            "zeta/tests/__init__.py": "",
+            "zeta/tests/test_z.py": "",
+            "docs/conf.py": "",
+            "docs/__init__.py": "",
+            "setup.py": "",
+        }
+    )
+    det = detect(repo)
+    assert det.layout == "flat"
+    assert det.packages == ["zeta", "alpha"]  # docs/ is never the project's code
+    assert det.tests == ["zeta/tests"]
+
+
+def test_single_module_named_like_the_distribution(make_repo: Callable[..., Path]) -> None:
+    repo = make_repo(
+        {
+            "setup.py": "from setuptools import setup\nsetup(name='tabulate', py_modules=[])\n",
+            "tabulate.py": "X = 1\n",
+            "benchmark.py": "import tabulate\n",
+            "test/test_api.py": "",
+        }
+    )
+    det = detect(repo)
+    assert (det.layout, det.packages) == ("module", ["tabulate"])
+    assert det.package_paths == ["tabulate.py"]
+    assert det.source_root == "."
+
+
+def test_nothing_to_find(make_repo: Callable[..., Path]) -> None:
+    det = detect(make_repo({"README.md": "hi\n"}))
+    assert det.layout == "none" and det.packages == []
+    assert any("no Python package" in n for n in det.notes)
+
+
+def test_tool_configs_are_found_where_the_tools_look(make_repo: Callable[..., Path]) -> None:
+    repo = make_repo(
+        {
+            "pkg/__init__.py": "",
+            "setup.cfg": "[mypy]\nfiles = pkg\n[importlinter]\nroot_package = pkg\n"
+            "[coverage:run]\nbranch = true\n",
+            "pyproject.toml": "[tool.bandit]\nskips = ['B101']\n[tool.ruff]\nline-length = 90\n",
+            "tox.ini": "[pytest]\naddopts = -q\n",
+        }
+    )
+    det = detect(repo)
+    assert det.mypy_config == "setup.cfg" and det.mypy_has_files
+    assert det.imports_config == "setup.cfg"
+    assert det.coverage_config == "setup.cfg"
+    assert det.bandit_config == "pyproject.toml"
+    assert det.ruff_config == "pyproject.toml"
+    assert det.pytest_config == "tox.ini"
+
+
+def test_project_venv_is_the_interpreter(make_repo: Callable[..., Path]) -> None:
+    repo = make_repo({"pkg/__init__.py": ""})
+    (repo / ".venv" / "bin").mkdir(parents=True)
+    (repo / ".venv" / "bin" / "python").write_text("")
+    det = detect(repo)
+    assert det.python == str(repo / ".venv" / "bin" / "python")
+    assert det.python_source == ".venv"
+
+
+def test_no_venv_says_which_interpreter(make_repo: Callable[..., Path]) -> None:
+    det = detect(make_repo({"pkg/__init__.py": ""}))
+    assert det.python is None
+    assert any("harness's own" in n for n in det.notes)
+
+
+def test_defaults_fill_only_what_the_user_left_unset(make_repo: Callable[..., Path]) -> None:
+    repo = make_repo({"src/lib/__init__.py": "", "tests/test_a.py": ""})
+    det = detect(repo)
+    raw = {"gates": {"mypy": {"paths": ["src/lib/core.py"]}, "bandit": {"enabled": False}}}
+    policy = Policy.model_validate(defaults(det, raw))
+    assert policy.gates.mypy.paths == ["src/lib/core.py"]  # the user's value wins
+    assert policy.gates.bandit.enabled is False
+    assert policy.gates.bandit.paths == ["src/lib"]
+    assert policy.gates.pytest.cov == ["lib"]
+    assert policy.gates.pythonpath == ["src"]
+    assert policy.gates.imports.enabled is False  # no contracts in this repository
+    assert raw == {"gates": {"mypy": {"paths": ["src/lib/core.py"]}, "bandit": {"enabled": False}}}
+
+
+def test_a_named_import_config_keeps_the_gate_on(make_repo: Callable[..., Path]) -> None:
+    det = detect(make_repo({"pkg/__init__.py": ""}))
+    policy = Policy.model_validate(defaults(det, {"gates": {"imports": {"config": "x.ini"}}}))
+    assert policy.gates.imports.enabled and policy.gates.imports.config == "x.ini"
+
+
+def test_mypy_files_in_config_means_no_paths(make_repo: Callable[..., Path]) -> None:
+    repo = make_repo({"pkg/__init__.py": "", "mypy.ini": "[mypy]\nfiles = pkg\n"})
+    policy = Policy.model_validate(defaults(detect(repo), {}))
+    assert policy.gates.mypy.paths == []
