@@ -21,20 +21,34 @@ class Strict(BaseModel):
 class GateConfig(Strict):
     """One gate. Fields a gate does not use are ignored by it."""
 
-    enabled: bool = True
-    paths: list[str] = Field(default_factory=list, description="paths handed to the tool")
-    args: list[str] = Field(default_factory=list, description="extra arguments")
-    config: str | None = Field(None, description="tool config file, relative to the repo")
+    enabled: bool = Field(True, description="run this gate; a gate that is off judges nothing")
+    paths: list[str] = Field(
+        default_factory=list,
+        description="paths handed to the tool, relative to the repository; [] = the tool's own "
+        "default (the whole repository for ruff, bandit and mypy; pytest's testpaths)",
+    )
+    args: list[str] = Field(default_factory=list, description="extra arguments for the tool")
+    config: str | None = Field(
+        None,
+        description="tool config file, relative to the repository; when set and missing, the "
+        "gate is an error. Unset: the tool finds its own (pyproject.toml, setup.cfg, ...)",
+    )
     timeout: float = Field(600.0, gt=0, description="seconds before the gate is an error")
 
 
 class PytestGateConfig(GateConfig):
-    cov: list[str] = Field(default_factory=list, description="--cov targets")
-    fail_under: float | None = Field(None, description="coverage goal in percent")
+    cov: list[str] = Field(
+        default_factory=list, description="--cov targets (import names or paths); [] = no coverage"
+    )
+    fail_under: float | None = Field(
+        None, description="coverage goal in percent; below it the gate fails"
+    )
 
 
 class SecretsGateConfig(GateConfig):
-    tool: Literal["auto", "gitleaks", "detect-secrets"] = "auto"
+    tool: Literal["auto", "gitleaks", "detect-secrets"] = Field(
+        "auto", description="the scanner; auto = gitleaks when on PATH, else detect-secrets"
+    )
 
 
 class GatesConfig(Strict):
@@ -49,12 +63,18 @@ class GatesConfig(Strict):
         "gates that import the target's code, so the worktree's copy is the one judged "
         '(a src layout has ["src"])',
     )
-    ruff: GateConfig = Field(default_factory=GateConfig)
-    mypy: GateConfig = Field(default_factory=GateConfig)
-    pytest: PytestGateConfig = Field(default_factory=PytestGateConfig)
-    bandit: GateConfig = Field(default_factory=GateConfig)
-    imports: GateConfig = Field(default_factory=GateConfig)
-    secrets: SecretsGateConfig = Field(default_factory=SecretsGateConfig)
+    ruff: GateConfig = Field(default_factory=GateConfig, description="`ruff check`, JSON output")
+    mypy: GateConfig = Field(default_factory=GateConfig, description="mypy, JSON output")
+    pytest: PytestGateConfig = Field(
+        default_factory=PytestGateConfig, description="pytest with coverage (pytest-cov)"
+    )
+    bandit: GateConfig = Field(default_factory=GateConfig, description="bandit, JSON output")
+    imports: GateConfig = Field(
+        default_factory=GateConfig, description="import-linter contracts (`lint-imports`)"
+    )
+    secrets: SecretsGateConfig = Field(
+        default_factory=SecretsGateConfig, description="gitleaks or detect-secrets"
+    )
 
 
 class RegressionRules(Strict):
@@ -65,26 +85,47 @@ class RegressionRules(Strict):
 
 class SuppressionRule(Strict):
     budget: int = Field(0, ge=0, description="new suppressions allowed per patch")
-    require_justification: bool = True
+    require_justification: bool = Field(
+        True, description="an allowed suppression must say why in its comment"
+    )
 
 
 class GuardConfig(Strict):
-    max_changed_lines_per_file: int = Field(20, ge=1)
-    max_files_per_patch: int | None = Field(None, ge=1)
-    count_method: Literal["numstat", "max_side"] = "numstat"
+    max_changed_lines_per_file: int = Field(
+        20, ge=1, description='the STEPS guardrail "<=20 lines/file"; a larger patch is refused'
+    )
+    max_files_per_patch: int | None = Field(None, ge=1, description="files one patch may touch")
+    count_method: Literal["numstat", "max_side"] = Field(
+        "numstat",
+        description="numstat = added + removed lines as `git diff --numstat` counts them; "
+        "max_side = the larger of the two",
+    )
     lanes: list[str] = Field(default_factory=lambda: ["**"], description="globs a patch may edit")
     forbidden: list[str] = Field(default_factory=list, description="globs no patch may edit")
-    protect_gate_config: bool = True
-    suppressions: SuppressionRule = Field(default_factory=SuppressionRule)
-    protect_tests: bool = True
-    test_globs: list[str] = Field(
-        default_factory=lambda: ["tests/**", "test_*.py", "**/test_*.py", "**/*_test.py"]
+    protect_gate_config: bool = Field(
+        True,
+        description="refuse edits to what decides a gate's verdict: tool settings, conftest "
+        "hooks, start-up and ignore files, shadowing stubs",
     )
-    secrets: bool = True
+    suppressions: SuppressionRule = Field(
+        default_factory=SuppressionRule, description="new noqa / type: ignore / nosec comments"
+    )
+    protect_tests: bool = Field(
+        True, description="refuse deleted, skipped or weakened tests (docs/guard.md)"
+    )
+    test_globs: list[str] = Field(
+        default_factory=lambda: ["tests/**", "test_*.py", "**/test_*.py", "**/*_test.py"],
+        description="which files are tests",
+    )
+    secrets: bool = Field(True, description="refuse patches that add a secret")
 
 
 class BlockOverride(Strict):
-    lanes: list[str] | None = None
+    lanes: list[str] | None = Field(
+        None,
+        description="globs this block may edit; unset: from what the block does (a coverage "
+        "block writes tests, a lint/typing/security block the code its gates check)",
+    )
     forbidden: list[str] | None = Field(
         None, description="globs this block may not edit, added to [guard].forbidden"
     )
@@ -93,41 +134,54 @@ class BlockOverride(Strict):
         ge=1,
         description="may only tighten [guard].max_changed_lines_per_file: the smaller one holds",
     )
-    max_iterations: int | None = Field(None, ge=1)
+    max_iterations: int | None = Field(None, ge=1, description="[loop].max_iterations here")
 
 
 class LoopConfig(Strict):
     max_iterations: int = Field(3, ge=1, description="PLAN/TODO/EXECUTE rounds per block")
-    max_todo_items: int = Field(12, ge=1)
+    max_todo_items: int = Field(12, ge=1, description="TODO items per round")
     max_patch_attempts: int = Field(3, ge=1, description="tries per TODO item")
     max_invalid_outputs: int = Field(2, ge=0, description="re-asks on invalid model output")
     test_stability_runs: int = Field(3, ge=1, description="passes in a row for a new test")
-    max_read_files: int = Field(8, ge=0)
-    max_read_bytes: int = Field(60_000, ge=1000)
-    max_cost_usd: float | None = Field(None, gt=0)
-    max_calls: int | None = Field(None, ge=1)
+    max_read_files: int = Field(8, ge=0, description="files the model may ask to read, per item")
+    max_read_bytes: int = Field(
+        60_000, ge=1000, description="a larger file is shown as the regions around its findings"
+    )
+    max_cost_usd: float | None = Field(
+        None, gt=0, description="cost cap for the whole run in USD (--max-cost); unset = none"
+    )
+    max_calls: int | None = Field(None, ge=1, description="model calls for the whole run")
 
 
 class Price(Strict):
     input: float = Field(description="USD per million input tokens")
     output: float = Field(description="USD per million output tokens")
-    cache_write: float | None = None
-    cache_read: float | None = None
+    cache_write: float | None = Field(None, description="USD per million cache-write tokens")
+    cache_read: float | None = Field(None, description="USD per million cache-read tokens")
 
 
 class Policy(Strict):
-    name: str = "default"
+    """A policy file: what the gates check, what counts as a regression, what a patch may do."""
+
+    name: str = Field("default", description="shown in the run record")
     detect: bool = Field(
         True,
         description="fill the gate settings this file leaves unset from the repository itself "
         "(layout, packages, interpreter, tool configs; see `harness init`)",
     )
-    gates: GatesConfig = Field(default_factory=GatesConfig)
-    regression: RegressionRules = Field(default_factory=RegressionRules)
-    guard: GuardConfig = Field(default_factory=GuardConfig)
-    blocks: dict[str, BlockOverride] = Field(default_factory=dict)
-    loop: LoopConfig = Field(default_factory=LoopConfig)
-    prices: dict[str, Price] = Field(default_factory=dict)
+    gates: GatesConfig = Field(default_factory=GatesConfig, description="the quality gates")
+    regression: RegressionRules = Field(
+        default_factory=RegressionRules, description="what counts as a regression"
+    )
+    guard: GuardConfig = Field(default_factory=GuardConfig, description="what a patch may do")
+    blocks: dict[str, BlockOverride] = Field(
+        default_factory=dict, description="per STEPS block number: [blocks.N]"
+    )
+    loop: LoopConfig = Field(default_factory=LoopConfig, description="limits of the agent loop")
+    prices: dict[str, Price] = Field(
+        default_factory=dict,
+        description='per model: [prices."claude-sonnet-5"]; a model without a price is refused',
+    )
 
     def guard_for_block(
         self, block: int | None, default_lanes: list[str] | None = None
