@@ -880,6 +880,9 @@ def apply_to_policy(script: StepsScript, policy: Policy) -> Policy:
     a command that does not mention them does not take them away.
     """
     new = policy.model_copy(deep=True)
+    if script.progress_log and script.progress_log not in new.guard.forbidden:
+        # The harness writes the progress log; a patch that edits it would rewrite the record.
+        new.guard.forbidden.append(script.progress_log)
     limit = script.max_lines_per_file()
     if limit is not None:
         # Both the policy and the script state a maximum; both must hold.

@@ -250,6 +250,9 @@ def test_apply_to_policy(seed: StepsScript) -> None:
     seeded = apply_to_policy(seed, default)
     assert seeded.gates.ruff.paths == ["lukhas"]  # the script's paths, not the policy's
     assert default.gates.ruff.paths == []  # the default policy names no project
+    # The harness writes the script's progress log; no patch may.
+    assert "docs/audits/CLAUDE_PROGRESS.md" in seeded.guard.forbidden
+    assert "docs/audits/CLAUDE_PROGRESS.md" not in default.guard.forbidden
 
 
 @pytest.mark.parametrize(
