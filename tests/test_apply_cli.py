@@ -21,6 +21,7 @@ pytestmark = pytest.mark.slow
 
 POLICY = """
 name = "apply-test"
+detect = false
 [gates.ruff]
 paths = ["pkg"]
 [gates.pytest]

@@ -37,16 +37,23 @@ def test_accepted_json_from_stdin(make_repo: MakeRepo) -> None:
     assert git(repo, "status", "--porcelain") == ""
 
 
+STEPS = "# S\n\n## BLOCK 1 — Coverage to >=60%\n\nRun: `pytest --cov=lukhas --cov-fail-under=60`\n"
+
+
 def test_rejected_by_block_lane_exits_1(make_repo: MakeRepo, tmp_path: Path) -> None:
     repo = make_repo({"lukhas/a.py": "x = 1\n"})
     patch = tmp_path / "p.diff"
     patch.write_text(PATCH)
-    proc = run("--repo", str(repo), "--block", "1", "--json", str(patch))
+    script = tmp_path / "STEPS.md"
+    script.write_text(STEPS)
+    # Without the script, block 1 is just a number: no lanes follow from it.
+    assert run("--repo", str(repo), "--block", "1", str(patch)).returncode == 0
+    proc = run("--repo", str(repo), "--block", "1", "--steps", str(script), "--json", str(patch))
     assert proc.returncode == 1
     out = json.loads(proc.stdout)
     assert out["accepted"] is False
     assert out["violations"][0]["rule"] == "paths"
-    human = run("--repo", str(repo), "--block", "1", str(patch))
+    human = run("--repo", str(repo), "--block", "1", "--steps", str(script), str(patch))
     assert human.returncode == 1 and "outside this block's lanes" in human.stdout
 
 

@@ -71,7 +71,7 @@ def test_size_limit_per_file_and_files_per_patch(make_repo: MakeRepo) -> None:
 def test_paths_lanes_forbidden_and_escapes(make_repo: MakeRepo) -> None:
     repo = make_repo({"lukhas/a.py": "x = 0\n", "tests/t.py": "y = 0\n", "docs/n.md": "n\n"})
     policy = load_policy()
-    block1 = policy.guard_for_block(1)
+    block1 = policy.guard_for_block(1, default_lanes=["tests/**"])  # a coverage block
     v = check_patch(edit("lukhas/a.py", "x = 0", "x = 1"), repo, block1)
     assert (
         rules(v) == ["paths"] and "outside this block's lanes (tests/**)" in v.violations[0].message

@@ -12,9 +12,11 @@ import typer
 from rich.markup import escape
 
 from harness import ui
+from harness.context import block_gates
 from harness.errors import ExitCode, UsageError
 from harness.guard import Verdict, check_patch
-from harness.policy import resolve_policy
+from harness.policy import GuardConfig, Policy, resolve_policy
+from harness.steps import apply_to_policy, block_lanes, load_steps
 
 
 def read_patch(source: str) -> str:
@@ -36,6 +38,17 @@ def verdict_json(v: Verdict) -> dict[str, object]:
     }
 
 
+def block_guard(policy: Policy, steps_file: Path | None, block: int | None) -> GuardConfig:
+    """The guard for STEPS block `block`: its `[blocks.N]` overrides, and with the script, the
+    lanes that follow from what the block does (a coverage block writes tests)."""
+    if steps_file is None or block is None:
+        return policy.guard_for_block(block)
+    script = load_steps(steps_file)
+    applied = apply_to_policy(script, policy)
+    lanes, _why = block_lanes(script.block(block), block_gates(script.block(block)), applied)
+    return applied.guard_for_block(block, default_lanes=lanes)
+
+
 def print_verdict(v: Verdict) -> None:
     mark = "[green]accepted[/green]" if v.accepted else "[red]rejected[/red]"
     ui.out.print(f"{mark}{' (repaired)' if v.repaired else ''}")
@@ -53,10 +66,13 @@ def command(
     repo: Path = typer.Option(..., "--repo", help="Target git repository."),
     policy: Path | None = typer.Option(None, "--policy", help="Policy TOML (default: shipped)."),
     block: int | None = typer.Option(None, "--block", help="STEPS block whose lanes apply."),
+    steps: Path | None = typer.Option(
+        None, "--steps", help="STEPS script: with --block, the lanes follow what the block does."
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print the verdict as JSON."),
 ) -> None:
     """Validate a diff (guard rules, repairs, per-file counts) without touching the repo."""
-    cfg = resolve_policy(Path(repo), policy).policy.guard_for_block(block)
+    cfg = block_guard(resolve_policy(Path(repo), policy).policy, steps, block)
     verdict = check_patch(read_patch(patch), repo, cfg)
     if json_out:
         ui.print_json(verdict_json(verdict))
