@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 from collections.abc import Iterable
 from functools import lru_cache
 from typing import Any
@@ -22,20 +23,47 @@ _WINDOW = 1000
 # files, flag commit shas, run ids and paths; the record would be unreadable. Only detectors
 # that recognise a secret by its shape or its keyword are used here.
 _ENTROPY_TYPES = {"Hex High Entropy String", "Base64 High Entropy String"}
+_ENTROPY_PLUGINS = {"HexHighEntropyString", "Base64HighEntropyString"}
+# detect-secrets keeps its configuration in a process-wide global, and gates redact from
+# several threads at once.
+_scan_lock = threading.Lock()
 
 
 def _known_values() -> list[str]:
     return [v for k in _KEY_ENV if (v := os.environ.get(k)) and len(v) >= 8]
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=1)
+def _plugins() -> tuple[str, ...]:
+    from detect_secrets.settings import default_settings
+
+    with default_settings() as settings:
+        return tuple(name for name in settings.plugins if name not in _ENTROPY_PLUGINS)
+
+
+def _configure_scanner() -> None:
+    """Leave detect-secrets configured with the shape and keyword detectors.
+
+    Entering its `transient_settings` costs about a millisecond, more than a scan, and every
+    gate finding is redacted; harness is its only in-process user, so the configuration is set
+    once and kept (a `transient_settings` block elsewhere restores it on exit).
+    """
+    from detect_secrets.settings import cache_bust, configure_settings_from_baseline, get_settings
+
+    wanted = _plugins()
+    if tuple(get_settings().plugins) != wanted:
+        cache_bust()
+        configure_settings_from_baseline({"plugins_used": [{"name": n} for n in wanted]})
+
+
+@lru_cache(maxsize=8192)
 def _flagged(line: str) -> tuple[str, ...]:
     # Imported here: detect-secrets costs ~0.1 s to import, and most commands never redact.
     from detect_secrets.core.scan import scan_line
-    from detect_secrets.settings import default_settings
 
     found: list[str] = []
-    with default_settings():
+    with _scan_lock:
+        _configure_scanner()
         for secret in scan_line(line):
             value = secret.secret_value
             if not value or len(value) < 8 or secret.type in _ENTROPY_TYPES:

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from harness.errors import UsageError
+from harness.gates.cache import cache_root
 from harness.gates.models import GateResult, GateStatus
-from harness.gates.runner import cache_root, run_gates, run_tests
+from harness.gates.runner import run_gates, run_tests
 from harness.policy import Policy, parse_policy
 
 from .conftest import git, other_gates_off
@@ -97,9 +98,8 @@ def test_cache_location_and_errors_are_not_cached(
     make_repo: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     repo = make_repo(FILES)
-    assert cache_root(repo) == repo / ".git" / "harness" / "gate-cache"
     monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path / "cache"))
-    assert cache_root(repo) == tmp_path / "cache"
+    assert cache_root() == tmp_path / "cache"
 
     garbage = tmp_path / "garbage-python"
     garbage.write_text("#!/bin/sh\necho garbage\n")

@@ -18,6 +18,7 @@ from pathlib import Path
 from harness.gates.models import Finding, GateResult, GateStatus
 from harness.policy import GateConfig
 from harness.proc import ProcResult, run
+from harness.redact import redact_text
 
 # Gates must leave no file behind in the target: no bytecode, no colour codes in parsed output.
 BASE_ENV: dict[str, str] = {
@@ -131,7 +132,12 @@ def rel_path(repo: Path, name: str) -> str:
 
 
 class SourceLines:
-    """Reads source lines once per file, for fingerprint context."""
+    """Reads source lines once per file, for fingerprint context.
+
+    A line comes back redacted: it is stored in the result cache and in run records, and
+    redacting it here, before it is fingerprinted, keeps every fingerprint and every result
+    (fresh or cached) the same.
+    """
 
     def __init__(self, repo: Path) -> None:
         self.repo = repo
@@ -147,7 +153,7 @@ class SourceLines:
                 text = ""
             self._files[path] = text.splitlines()
         lines = self._files[path]
-        return lines[lineno - 1].strip() if lineno <= len(lines) else ""
+        return redact_text(lines[lineno - 1].strip()) if lineno <= len(lines) else ""
 
 
 _VERSION_SCRIPT = """

@@ -5,12 +5,12 @@ Exit codes: 0 clean, 1 type errors, 2 mypy could not check (crash, usage, blocki
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import tempfile
 from pathlib import Path
 
+from harness.gates.cache import mypy_dir
 from harness.gates.common import (
     GateContext,
     SourceLines,
@@ -92,11 +92,10 @@ class MypyGate:
 
 
 def _cache_dir(ctx: GateContext, tmp: Path) -> Path:
-    """mypy's incremental cache, outside the target: persistent per (repo, interpreter)."""
+    """mypy's incremental cache, outside the target: persistent per (user repo, interpreter)."""
     if ctx.cache_dir is None:
         return tmp / "cache"
-    key = hashlib.sha256(f"{ctx.repo.resolve()}\0{ctx.python}".encode()).hexdigest()[:16]
-    return ctx.cache_dir / "mypy" / key
+    return mypy_dir(ctx.cache_dir, ctx.repo, ctx.python)
 
 
 def _no_json_output(proc: ProcResult) -> bool:

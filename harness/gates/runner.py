@@ -1,18 +1,10 @@
-"""Run the enabled gates concurrently, with a result cache keyed by what decides the result.
-
-Cache key: (tree hash of the working tree as it is, the files git ignores but the tools read
-under the gate's paths, the gate's config, the tool's version, the interpreter). Only
-PASSED/FAILED results are cached: an ERROR (timeout, crash) may be transient.
-"""
+"""Run the enabled gates concurrently, with a result cache keyed by what decides the result
+(see `harness.gates.cache`)."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import re
-import shutil
-import stat
 import sys
 import tempfile
 import time
@@ -21,16 +13,13 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 from harness.errors import GateError, UsageError
+from harness.gates import cache
 from harness.gates import pytest as pytest_gate
 from harness.gates.base import GATES, Gate
 from harness.gates.common import GateContext, proc_failure, rel_path, run_tool
 from harness.gates.models import GateResult, GateRun, GateStatus
-from harness.gitutil import ignored_entries, open_repo, tree_hash
-from harness.policy import GateConfig, Policy, PytestGateConfig
-
-CACHE_ENV = "HARNESS_CACHE_DIR"
-# Bump when the shape or meaning of cached results changes.
-CACHE_SCHEMA = 4  # bump when a gate changes what it reports (4: findings carry their line)
+from harness.gitutil import open_repo, tree_hash
+from harness.policy import GateConfig, Policy
 
 
 def interpreter(policy: Policy) -> str:
@@ -67,124 +56,23 @@ def selected_gates(policy: Policy, only: Sequence[str] | None) -> list[str]:
     return [name for name in GATES if name in only]
 
 
-def cache_root(repo: Path) -> Path:
-    env = os.environ.get(CACHE_ENV)
-    if env:
-        return Path(env)
-    git_repo = open_repo(repo)
-    common = Path(git_repo.common_dir)
-    if not common.is_absolute():
-        common = repo / common
-    return common / "harness" / "gate-cache"
-
-
-# Ignored files a tool may read (a generated module, a .pth, a config); not reports or data.
-_READ_SUFFIXES = frozenset({".py", ".pyi", ".pth", ".cfg", ".toml", ".ini", ".json"})
-# Directories no gate looks into: environments and caches.
-_SKIP_DIRS = frozenset({".venv", "venv", "__pycache__", ".mypy_cache", ".tox", "node_modules"})
-
-
-def _gate_paths(cfg: GateConfig) -> list[str]:
-    paths = list(cfg.paths)
-    if isinstance(cfg, PytestGateConfig) and paths:
-        paths += cfg.cov
-    return paths
-
-
-def ignored_digest(repo: Path, paths: Sequence[str]) -> str:
-    """Digest (path, size, mtime_ns) of the ignored files under `paths` that a tool may read.
-
-    The tree hash leaves out what git ignores, yet mypy, bandit and coverage read an ignored
-    generated module all the same: without this a changed one would hit a stale cache entry.
-    """
-    git_repo = open_repo(repo)
-    rows: list[str] = []
-
-    def add(full: Path) -> None:
-        if full.suffix not in _READ_SUFFIXES:
-            return
-        try:
-            st = full.lstat()
-        except OSError:
-            return
-        if stat.S_ISREG(st.st_mode):
-            rows.append(f"{full.relative_to(repo).as_posix()}\0{st.st_size}\0{st.st_mtime_ns}")
-
-    for entry in ignored_entries(git_repo, paths):
-        rel = entry.rstrip("/")
-        if _SKIP_DIRS.intersection(Path(rel).parts):
-            continue
-        full = repo / rel
-        if not entry.endswith("/"):
-            add(full)
-            continue
-        for dirpath, dirnames, filenames in os.walk(full):
-            dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_DIRS)
-            for name in sorted(filenames):
-                add(Path(dirpath) / name)
-    return hashlib.sha256("\n".join(sorted(rows)).encode("utf-8")).hexdigest()
-
-
-def _cache_key(
-    gate: str, tree: str, cfg: GateConfig, version: str, python: str, ignored: str = ""
-) -> str:
-    raw = json.dumps(
-        {
-            "schema": CACHE_SCHEMA,
-            "gate": gate,
-            "tree": tree,
-            "ignored": ignored,
-            "config": cfg.model_dump(mode="json"),
-            "version": version,
-            "python": _interpreter_id(python),
-        },
-        sort_keys=True,
-    )
-    return hashlib.sha256(raw.encode("utf-8")).hexdigest()
-
-
-def _interpreter_id(python: str) -> str:
-    """Absolute, but not resolve()d: a venv's python is a symlink to the shared base one."""
-    found = python if os.sep in python else shutil.which(python) or python
-    return str(Path(found).absolute())
-
-
-def _cache_load(path: Path) -> GateResult | None:
-    try:
-        result = GateResult.model_validate_json(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    result.cached = True
-    return result
-
-
-def _cache_store(path: Path, result: GateResult) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(result.model_dump_json())
-        Path(tmp).replace(path)
-    except OSError:
-        Path(tmp).unlink(missing_ok=True)
-
-
-def _run_one(gate: Gate, ctx: GateContext, tree: str, cache: Path | None) -> GateResult:
+def _run_one(gate: Gate, ctx: GateContext, tree: str, cache_dir: Path | None) -> GateResult:
     start = time.monotonic()
     try:
         version = gate.version(ctx.python)
         path = None
-        if cache is not None:
-            ignored = ignored_digest(ctx.repo, _gate_paths(ctx.cfg))
-            key = _cache_key(gate.name, tree, ctx.cfg, version, ctx.python, ignored)
-            path = cache / f"{key}.json"
-            hit = _cache_load(path)
+        if cache_dir is not None:
+            ignored = cache.ignored_digest(ctx.repo, cache.gate_paths(ctx.cfg))
+            key = cache.result_key(gate.name, tree, ctx.cfg, version, ctx.python, ignored)
+            path = cache.result_path(cache_dir, key)
+            hit = cache.load(path)
             if hit is not None:
                 return hit
-        result = gate.run(ctx)
+        # Redacted before anyone sees it, so that a fresh result and a cached one are the same.
+        result = cache.redact_result(gate.run(ctx))
         result.tool_version = version
         if path is not None and result.status != GateStatus.ERROR:
-            _cache_store(path, result)
+            cache.store(path, result)
         return result
     except Exception as exc:  # a bug in one gate must not take the others down
         return GateResult(
@@ -209,7 +97,8 @@ def run_gates(
     git_repo = open_repo(repo)
     names = selected_gates(policy, only)
     tree = tree_hash(git_repo)
-    root = cache_root(repo)
+    root = cache.cache_root()
+    cap = cache.max_bytes()  # a bad value stops here, before any gate runs
     start = time.monotonic()
     results: dict[str, GateResult] = {}
     if names:
@@ -229,6 +118,9 @@ def run_gates(
                 results[futures[fut]] = result
                 if on_result is not None:
                     on_result(result)
+    if names:
+        # Once per run, not per store: it walks the mypy caches to size them.
+        cache.evict(root, cap)
     ordered = {name: results[name] for name in names}
     return GateRun(tree=tree, results=ordered, seconds=time.monotonic() - start)
 
