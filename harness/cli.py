@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import tempfile
 import traceback
 from pathlib import Path
+from typing import NoReturn
 
 import typer
 
-from harness import __version__
+from harness import __version__, ui
 from harness.commands import register
-from harness.errors import ExitCode, HarnessError
+from harness.errors import ExitCode, HarnessError, Interrupted
 
 app = typer.Typer(
     name="harness",
@@ -59,20 +61,62 @@ def _crash_log() -> Path:
     return Path(name)
 
 
-def main() -> None:
+def _wants_json(args: list[str]) -> bool:
+    """Whether the user asked for JSON: read from argv, since a usage error means the
+    arguments never parsed."""
+    options = args[: args.index("--")] if "--" in args else args
+    return "--json" in options
+
+
+def _fail(message: str, code: int, *, as_json: bool, label: str = "error") -> NoReturn:
+    """The one way a command ends in error: one line on stderr and, with --json, the error
+    object on stdout unless the command already printed its JSON result there (stdout holds
+    exactly one JSON document)."""
+    print(f"harness: {label}: {message}", file=sys.stderr)
+    if as_json and not ui.json_printed:
+        print(
+            json.dumps(
+                {"error": f"{label}: {message}" if label != "error" else message, "exit_code": code}
+            )
+        )
+    sys.exit(code)
+
+
+def _usage_message(exc: typer.TyperException) -> str:
+    message = " ".join(exc.format_message().split())
+    path = getattr(getattr(exc, "ctx", None), "command_path", None)
+    return f"{message} (see '{path} --help')" if path else message
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else list(argv)
+    as_json = _wants_json(args)
+    ui.json_printed = False
     try:
-        app()
+        # Not standalone: click's errors reach us as exceptions instead of boxed panels, so
+        # every error leaves through `_fail`.
+        code = app(args=args, prog_name="harness", standalone_mode=False)
+    except typer.TyperException as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            sys.exit(ExitCode.USAGE)  # `harness` alone: the help is printed already
+        _fail(_usage_message(exc), ExitCode.USAGE, as_json=as_json)
+    except typer.Abort:
+        _fail("aborted", ExitCode.INTERRUPTED, as_json=as_json, label="interrupted")
+    except Interrupted as exc:
+        _fail(str(exc), exc.exit_code, as_json=as_json, label="interrupted")
     except HarnessError as exc:
-        print(f"harness: error: {exc}", file=sys.stderr)
-        sys.exit(exc.exit_code)
+        _fail(str(exc), exc.exit_code, as_json=as_json)
     except KeyboardInterrupt:
-        print("harness: interrupted", file=sys.stderr)
-        sys.exit(ExitCode.INTERRUPTED)
+        _fail("no run was in progress", ExitCode.INTERRUPTED, as_json=as_json, label="interrupted")
     except Exception as exc:
         log = _crash_log()
-        print(
-            f"harness: internal error: {type(exc).__name__}: {exc} (this is a bug in harness; "
-            f"the traceback is in {log})",
-            file=sys.stderr,
+        _fail(
+            f"{type(exc).__name__}: {exc} (this is a bug in harness; the traceback is in {log})",
+            ExitCode.INTERNAL,
+            as_json=as_json,
+            label="internal error",
         )
-        sys.exit(ExitCode.INTERNAL)
+    if code == ExitCode.INTERRUPTED:
+        # typer turns a KeyboardInterrupt outside a run into exit 130 without a word.
+        _fail("stopped before it finished", code, as_json=as_json, label="interrupted")
+    sys.exit(code or 0)

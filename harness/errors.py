@@ -84,3 +84,15 @@ class ProviderError(HarnessError):
 
 class BudgetExceeded(ProviderError):
     """Cost or call budget exhausted. Never retried."""
+
+
+class Interrupted(HarnessError):
+    """Ctrl-C during a run. Carries where the record and the work so far are, so the one line
+    the user sees says where to look."""
+
+    exit_code = ExitCode.INTERRUPTED
+
+    def __init__(self, message: str, run_dir: str, branch: str | None) -> None:
+        super().__init__(message)
+        self.run_dir = run_dir
+        self.branch = branch

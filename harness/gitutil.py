@@ -6,7 +6,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import git
@@ -22,6 +22,19 @@ def open_repo(path: str | Path) -> git.Repo:
     if repo.bare:
         raise GitError(f"bare repository not supported: {path}")
     return repo
+
+
+def resolve_repo(path: Path | None = None) -> Path:
+    """The top level of the git repository enclosing `path` (the cwd when None), so every
+    command works from any subdirectory of the repository."""
+    where = Path(path) if path is not None else Path.cwd()
+    try:
+        repo = git.Repo(where, search_parent_directories=True)
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError) as exc:
+        raise GitError(f"not inside a git repository: {where}") from exc
+    if repo.working_tree_dir is None:
+        raise GitError(f"bare repository not supported: {where}")
+    return Path(repo.working_tree_dir).resolve()
 
 
 def head(repo: git.Repo) -> str:
@@ -169,30 +182,125 @@ def checked_out(repo: git.Repo, sha: str, without: Sequence[str] = ()) -> Iterat
         repo.git.checkout(back)
 
 
+_LOCK_REASON = "harness pid "
+
+
 @contextmanager
 def worktree(repo: git.Repo, branch: str, base: str) -> Iterator[Path]:
     """A separate worktree on a new branch; the user's checkout and index are never touched.
 
-    The branch survives; the worktree directory is removed on exit.
+    The branch survives; the worktree directory is removed on exit. The worktree is locked
+    with this process's pid, so one left behind by a killed run is known for stale (its pid is
+    dead) and pruned when the next one is created.
     """
+    prune_stale_worktrees(repo)
     if branch in [h.name for h in repo.heads]:
         raise GitError(f"branch already exists: {branch}")
     tmp = Path(tempfile.mkdtemp(prefix="harness-wt-"))
     path = tmp / "work"
     try:
         repo.git.worktree("add", "-b", branch, str(path), base)
+        repo.git.worktree("lock", "--reason", f"{_LOCK_REASON}{os.getpid()}", str(path))
     except git.GitCommandError as exc:
+        _remove_worktree(repo, path)
         shutil.rmtree(tmp, ignore_errors=True)
         raise GitError(f"cannot create worktree: {exc.stderr.strip()}") from exc
     try:
         yield path
     finally:
-        try:
-            repo.git.worktree("remove", "--force", str(path))
-        except git.GitCommandError:
-            shutil.rmtree(path, ignore_errors=True)
-            repo.git.worktree("prune")
-        shutil.rmtree(tmp, ignore_errors=True)
+        _remove_worktree(repo, path)
+
+
+def _remove_worktree(repo: git.Repo, path: Path) -> None:
+    """Unlock and remove a harness worktree and its temporary parent; the branch stays."""
+    with suppress(git.GitCommandError):  # not locked: a failed `add`, or unlocked already
+        repo.git.worktree("unlock", str(path))
+    try:
+        repo.git.worktree("remove", "--force", str(path))
+    except git.GitCommandError:
+        shutil.rmtree(path, ignore_errors=True)
+        repo.git.worktree("prune")
+    if path.parent.name.startswith("harness-wt-"):
+        shutil.rmtree(path.parent, ignore_errors=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process: alive
+    return True
+
+
+def worktrees(repo: git.Repo) -> list[dict[str, str]]:
+    """`git worktree list --porcelain` as one dict per worktree (keys: worktree, HEAD, branch,
+    locked, prunable, ...; a bare flag maps to "")."""
+    out = str(repo.git.worktree("list", "--porcelain"))
+    entries: list[dict[str, str]] = []
+    for block in out.strip().split("\n\n"):
+        entry: dict[str, str] = {}
+        for line in block.splitlines():
+            key, _, value = line.partition(" ")
+            entry[key] = value
+        if "worktree" in entry:
+            entries.append(entry)
+    return entries
+
+
+def prune_stale_worktrees(repo: git.Repo) -> list[Path]:
+    """Remove worktrees left by harness runs that died (kill -9): locked by a harness pid that
+    is no longer alive. Their branches are kept. Then let git prune registrations whose
+    directory is gone. Returns the removed worktrees."""
+    removed = []
+    for entry in worktrees(repo):
+        reason = entry.get("locked", "")
+        if not (
+            reason.startswith(_LOCK_REASON)
+            and entry.get("branch", "").startswith("refs/heads/harness/")
+        ):
+            continue
+        pid = reason.removeprefix(_LOCK_REASON).strip()
+        if not pid.isdigit() or _pid_alive(int(pid)):
+            continue
+        path = Path(entry["worktree"])
+        _remove_worktree(repo, path)
+        removed.append(path)
+    try:
+        repo.git.worktree("prune")
+    except git.GitCommandError as exc:
+        raise GitError(f"cannot prune worktrees: {exc.stderr.strip()}") from exc
+    return removed
+
+
+def checked_out_branches(repo: git.Repo) -> set[str]:
+    """Branches checked out in any worktree of the repository, the main checkout included."""
+    return {e["branch"].removeprefix("refs/heads/") for e in worktrees(repo) if e.get("branch")}
+
+
+def commits_beyond(repo: git.Repo, base: str, branch: str) -> list[str]:
+    """Subjects of the commits on `branch` that `base` does not have, newest first."""
+    try:
+        out = str(repo.git.log("--format=%s", f"{base}..{branch}"))
+    except git.GitCommandError as exc:
+        raise GitError(f"cannot read {branch}: {exc.stderr.strip()}") from exc
+    return out.splitlines()
+
+
+def delete_branch(repo: git.Repo, branch: str) -> str:
+    """Delete a harness run branch; returns the sha it pointed at, so it can be restored with
+    `git branch <name> <sha>`. Never a branch outside harness/, nor one checked out."""
+    if not branch.startswith("harness/"):
+        raise GitError(f"not a harness branch, not deleting: {branch}")
+    if branch in checked_out_branches(repo):
+        raise GitError(f"branch is checked out, not deleting: {branch}")
+    try:
+        sha = repo.commit(branch).hexsha
+        repo.git.branch("-D", branch)
+    except (git.GitCommandError, ValueError, git.BadName) as exc:
+        raise GitError(f"cannot delete branch {branch}: {exc}") from exc
+    return sha
 
 
 def pinned_git_env() -> dict[str, str]:

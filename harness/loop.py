@@ -34,6 +34,7 @@ from harness.errors import (
     GateError,
     GitError,
     HarnessError,
+    Interrupted,
     PatchError,
     PatchRejected,
     ProviderError,
@@ -136,12 +137,16 @@ class Loop:
                 summary = self.summarize(base, outcomes, final)
             exit_code = summary.exit_code
             return summary
+        except KeyboardInterrupt as exc:
+            exit_code = ExitCode.INTERRUPTED
+            self.rec.event("run_error", error="interrupted", type=type(exc).__name__)
+            # The worktree is gone by now; the branch and the record are what is left to see.
+            branch = self.branch if self.branch in [h.name for h in user_repo.heads] else None
+            record = str(self.rec.dir.resolve())
+            where = f"record in {record}" + (f", work so far on branch {branch}" if branch else "")
+            raise Interrupted(where, run_dir=record, branch=branch) from exc
         except BaseException as exc:
-            if isinstance(exc, HarnessError):
-                exit_code = exc.exit_code
-            else:
-                interrupted = isinstance(exc, KeyboardInterrupt)
-                exit_code = ExitCode.INTERRUPTED if interrupted else ExitCode.INTERNAL
+            exit_code = exc.exit_code if isinstance(exc, HarnessError) else ExitCode.INTERNAL
             self.rec.event("run_error", error=str(exc), type=type(exc).__name__)
             raise
         finally:

@@ -214,11 +214,14 @@ class Policy(Strict):
 
 
 def _format_error(err: ValidationError, source: str) -> str:
-    first = err.errors()[0]
-    loc = ".".join(str(p) for p in first["loc"])
-    if first["type"] == "extra_forbidden":
-        return f"{source}: unknown key '{loc}'"
-    return f"{source}: {loc}: {first['msg']}"
+    """Every problem in one line, so a policy with several mistakes is fixed in one pass."""
+    parts = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "<root>"
+        parts.append(
+            f"unknown key '{loc}'" if e["type"] == "extra_forbidden" else f"{loc}: {e['msg']}"
+        )
+    return f"{source}: " + "; ".join(parts)
 
 
 def parse_policy(text: str, source: str = "<policy>") -> Policy:

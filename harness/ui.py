@@ -14,8 +14,15 @@ out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
+# Set once a command has printed its JSON result: an error after it must not add a second
+# document to stdout (cli.main reads this).
+json_printed = False
+
+
 def print_json(obj: Any) -> None:
     """Plain JSON on stdout (no colour codes), for --json."""
+    global json_printed
+    json_printed = True
     print(json.dumps(obj, indent=2, sort_keys=False, default=str))
 
 

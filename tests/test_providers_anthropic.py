@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from harness.errors import BudgetExceeded, ProviderError
+from harness.errors import BudgetExceeded, PolicyError, ProviderError
 from harness.policy import Price, load_policy
 from harness.providers.anthropic import AnthropicProvider, cost_usd, parse_retry_after
 from harness.providers.base import Message, ModelRequest, ToolSpec, Usage
@@ -315,9 +315,7 @@ def test_budget_error_is_a_provider_error_and_not_retried(api: FakeAPI) -> None:
 
 
 def test_model_without_price_fails_closed(api: FakeAPI) -> None:
-    with pytest.raises(
-        ProviderError, match=r"no price for model claude-nova-9 in policy \[prices\]"
-    ):
+    with pytest.raises(PolicyError, match=r"no price for model claude-nova-9 in policy \[prices\]"):
         AnthropicProvider("claude-nova-9", api_key=KEY, base_url=api.base_url, prices=PRICES)
     assert api.requests == []
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import ProviderError, UsageError
+from harness.errors import PolicyError, ProviderError, UsageError
 from harness.policy import load_policy
 from harness.providers.base import Message, ModelRequest, Provider, Usage
 from harness.providers.registry import make_provider, resolve_model
@@ -173,5 +173,5 @@ def test_registry_model_resolution(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_registry_anthropic_unpriced_model_fails_closed(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ANTHROPIC_API_KEY", "test-key-not-real")
-    with pytest.raises(ProviderError, match="no price for model claude-x"):
+    with pytest.raises(PolicyError, match="no price for model claude-x"):
         make_provider("anthropic", model="claude-x", policy=load_policy())

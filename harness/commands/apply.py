@@ -63,16 +63,20 @@ def _regression_json(r: Regression) -> dict[str, object]:
 
 def command(
     patch: str = typer.Argument(..., help="Patch file, or '-' for stdin."),
-    repo: Path = typer.Option(..., "--repo", help="Target git repository (clean tree)."),
+    repo: Path | None = typer.Option(
+        None,
+        "--repo",
+        help="Target git repository, clean tree (default: the one enclosing the cwd).",
+    ),
     policy: Path | None = typer.Option(None, "--policy", help="Policy TOML (default: shipped)."),
     block: int | None = typer.Option(None, "--block", help="STEPS block whose lanes apply."),
     message: str = typer.Option("harness: apply patch", "--message", "-m", help="Commit subject."),
     json_out: bool = typer.Option(False, "--json", help="Print the outcome as JSON."),
 ) -> None:
     """Apply a guarded diff as one commit, kept only if the gates show no regression."""
-    pol = resolve_policy(Path(repo), policy).policy
+    root = gitutil.resolve_repo(repo)
+    pol = resolve_policy(root, policy).policy
     text = read_patch(patch)
-    root = Path(repo).resolve()
     repository = gitutil.open_repo(root)
     if gitutil.is_dirty(repository):
         raise GitError(f"working tree has uncommitted changes; commit or stash them: {root}")

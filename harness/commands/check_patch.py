@@ -14,6 +14,7 @@ from rich.markup import escape
 from harness import ui
 from harness.context import block_gates
 from harness.errors import ExitCode, UsageError
+from harness.gitutil import resolve_repo
 from harness.guard import Verdict, check_patch
 from harness.policy import GuardConfig, Policy, resolve_policy
 from harness.steps import apply_to_policy, block_lanes, load_steps
@@ -63,7 +64,9 @@ def print_verdict(v: Verdict) -> None:
 
 def command(
     patch: str = typer.Argument(..., help="Patch file, or '-' for stdin."),
-    repo: Path = typer.Option(..., "--repo", help="Target git repository."),
+    repo: Path | None = typer.Option(
+        None, "--repo", help="Target git repository (default: the one enclosing the cwd)."
+    ),
     policy: Path | None = typer.Option(None, "--policy", help="Policy TOML (default: shipped)."),
     block: int | None = typer.Option(None, "--block", help="STEPS block whose lanes apply."),
     steps: Path | None = typer.Option(
@@ -72,6 +75,7 @@ def command(
     json_out: bool = typer.Option(False, "--json", help="Print the verdict as JSON."),
 ) -> None:
     """Validate a diff (guard rules, repairs, per-file counts) without touching the repo."""
+    repo = resolve_repo(repo)
     cfg = block_guard(resolve_policy(Path(repo), policy).policy, steps, block)
     verdict = check_patch(read_patch(patch), repo, cfg)
     if json_out:

@@ -18,7 +18,7 @@ from harness.errors import ExitCode, GateError, UsageError
 from harness.gates.models import GateResult, GateRun, GateStatus
 from harness.gates.runner import run_gates
 from harness.gates.summary import coverage_display, seed_summary
-from harness.gitutil import left_as_found, open_repo
+from harness.gitutil import left_as_found, open_repo, resolve_repo
 from harness.policy import resolve_policy
 
 _STYLE = {GateStatus.PASSED: "green", GateStatus.FAILED: "red", GateStatus.ERROR: "magenta"}
@@ -68,7 +68,9 @@ def _progress(r: GateResult) -> None:
 
 
 def command(
-    repo: Path = typer.Option(..., "--repo", help="Target git repository."),
+    repo: Path | None = typer.Option(
+        None, "--repo", help="Target git repository (default: the one enclosing the cwd)."
+    ),
     policy: Path | None = typer.Option(None, "--policy", help="Policy TOML (default: shipped)."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object (seed keys)."),
     only: str | None = typer.Option(None, "--only", help="Comma-separated gates, e.g. ruff,mypy."),
@@ -76,6 +78,7 @@ def command(
     no_cache: bool = typer.Option(False, "--no-cache", help="Bypass the result cache."),
 ) -> None:
     """Run the quality gates (ruff, mypy, pytest+coverage, bandit, import-linter, secrets)."""
+    repo = resolve_repo(repo)
     resolved = resolve_policy(Path(repo), policy)
     ui.say_policy(resolved)
     pol = resolved.policy

@@ -9,7 +9,7 @@ import typer
 
 from harness import ui
 from harness.errors import UsageError
-from harness.gitutil import open_repo
+from harness.gitutil import open_repo, resolve_repo
 from harness.loop import Loop, RunOptions
 from harness.outcome import SEED_KEYS, BlockOutcome, RunSummary
 from harness.policy import resolve_policy
@@ -146,10 +146,10 @@ def show(summary: RunSummary) -> None:
 
 def command(
     steps: Path = typer.Argument(..., help="STEPS markdown script (mis-decoded text is repaired)."),
-    repo: Path = typer.Option(
-        Path(),
+    repo: Path | None = typer.Option(
+        None,
         "--repo",
-        help="Target git repository (never modified: "
+        help="Target git repository (default: the one enclosing the cwd; never modified: "
         "work happens in a separate worktree on a new branch).",
     ),
     policy: Path | None = typer.Option(None, "--policy", help="Policy TOML (default: T4 policy)."),
@@ -196,7 +196,7 @@ def command(
     """
     summary = execute(
         steps,
-        repo,
+        resolve_repo(repo),
         policy_file=policy,
         provider_name=provider,
         model=model,

@@ -33,7 +33,7 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from harness.errors import BudgetExceeded, ProviderError
+from harness.errors import BudgetExceeded, PolicyError, ProviderError
 from harness.policy import Price
 from harness.providers.base import ModelRequest, ModelResponse, Usage
 
@@ -129,7 +129,8 @@ class AnthropicProvider:
     ) -> None:
         price = prices.get(model)
         if price is None:
-            raise ProviderError(f"no price for model {model} in policy [prices]", model=model)
+            # A missing price is the policy's fault (exit 2), not the provider's.
+            raise PolicyError(f"no price for model {model} in policy [prices]", model=model)
         self.model = model
         self.price = price
         self.max_cost_usd = max_cost_usd
