@@ -1,13 +1,28 @@
-"""gitutil on real repositories: the tree hash and leaving a checkout as it was found."""
+"""gitutil on real repositories: the tree hash, leaving a checkout as it was found, finding the
+enclosing repository, run worktrees (and the ones a killed run leaves), run branches."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import signal
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from harness.gitutil import left_as_found, open_repo, tree_hash
+from harness.errors import GitError
+from harness.gitutil import (
+    delete_branch,
+    left_as_found,
+    open_repo,
+    prune_stale_worktrees,
+    resolve_repo,
+    tree_hash,
+    worktree,
+)
 from tests.conftest import git
 
 
@@ -62,3 +77,101 @@ def test_left_as_found_removes_only_what_the_run_wrote(make_repo: Callable[..., 
     assert (repo / "mine/keep.txt").exists() and (repo / "cache/old").exists()
     assert (repo / "a.py").read_text() == "x = 1\n"
     assert (repo / "b.py").read_text() == "y = 'user edit'\n"
+
+
+def test_resolve_repo_finds_the_top_level_from_a_subdirectory(
+    make_repo: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = make_repo({"pkg/deep/a.py": "x = 1\n"})
+    assert resolve_repo(repo / "pkg" / "deep") == repo
+    monkeypatch.chdir(repo / "pkg")
+    assert resolve_repo(None) == repo
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    with pytest.raises(GitError, match=f"^not inside a git repository: {outside}$"):
+        resolve_repo(outside)
+
+
+def _registered(repo: Path) -> list[str]:
+    return [
+        line.removeprefix("worktree ")
+        for line in git(repo, "worktree", "list", "--porcelain").splitlines()
+        if line.startswith("worktree ")
+    ]
+
+
+def test_a_run_worktree_is_locked_by_its_pid_and_removed_on_exit(
+    make_repo: Callable[..., Path],
+) -> None:
+    repo = make_repo({"a.py": "x = 1\n"})
+    with worktree(open_repo(repo), "harness/one", "HEAD") as wt:
+        listing = git(repo, "worktree", "list", "--porcelain")
+        assert f"locked harness pid {os.getpid()}" in listing
+    assert not wt.exists() and not wt.parent.exists()
+    assert _registered(repo) == [str(repo)]
+    assert git(repo, "branch", "--list", "harness/one").strip() == "harness/one"
+
+
+ENTER_AND_WAIT = """
+import sys, time
+from harness.gitutil import open_repo, worktree
+with worktree(open_repo(sys.argv[1]), "harness/killed", "HEAD") as wt:
+    print(wt, flush=True)
+    time.sleep(120)
+"""
+
+
+def test_the_worktree_of_a_killed_run_is_pruned_at_the_next_run(
+    make_repo: Callable[..., Path],
+) -> None:
+    repo = make_repo({"a.py": "x = 1\n"})
+    child = subprocess.Popen(
+        [sys.executable, "-c", ENTER_AND_WAIT, str(repo)], stdout=subprocess.PIPE, text=True
+    )
+    assert child.stdout is not None
+    left = Path(child.stdout.readline().strip())
+    child.send_signal(signal.SIGKILL)
+    child.wait(timeout=30)
+    assert left.is_dir() and str(left) in _registered(repo)  # what kill -9 leaves behind
+
+    # A live run's worktree is never touched, only the dead one's.
+    with worktree(open_repo(repo), "harness/next", "HEAD") as live:
+        assert not left.exists() and not left.parent.exists()
+        assert _registered(repo) == [str(repo), str(live)]
+        assert prune_stale_worktrees(open_repo(repo)) == []
+        assert live.is_dir()
+    branches = git(repo, "branch", "--list", "harness/*").split()
+    assert branches == ["harness/killed", "harness/next"]  # the killed run's branch is kept
+
+
+def test_a_stale_worktree_whose_directory_is_gone_is_pruned(
+    make_repo: Callable[..., Path],
+) -> None:
+    repo = make_repo({"a.py": "x = 1\n"})
+    child = subprocess.Popen(
+        [sys.executable, "-c", ENTER_AND_WAIT, str(repo)], stdout=subprocess.PIPE, text=True
+    )
+    assert child.stdout is not None
+    left = Path(child.stdout.readline().strip())
+    child.send_signal(signal.SIGKILL)
+    child.wait(timeout=30)
+    shutil.rmtree(left.parent)  # a tmp cleaner got there first
+    assert prune_stale_worktrees(open_repo(repo)) == [left]
+    assert _registered(repo) == [str(repo)]
+
+
+def test_only_unchecked_out_harness_branches_are_deleted(
+    make_repo: Callable[..., Path],
+) -> None:
+    repo = make_repo({"a.py": "x = 1\n"})
+    git(repo, "branch", "harness/old")
+    git(repo, "branch", "feature")
+    sha = git(repo, "rev-parse", "HEAD").strip()
+    with pytest.raises(GitError, match="not a harness branch, not deleting: feature"):
+        delete_branch(open_repo(repo), "feature")
+    git(repo, "checkout", "-q", "harness/old")
+    with pytest.raises(GitError, match="branch is checked out, not deleting: harness/old"):
+        delete_branch(open_repo(repo), "harness/old")
+    git(repo, "checkout", "-q", "main")
+    assert delete_branch(open_repo(repo), "harness/old") == sha
+    assert git(repo, "branch", "--list", "harness/*") == ""
