@@ -31,7 +31,7 @@ def resolve_repo(path: Path | None = None) -> Path:
     try:
         repo = git.Repo(where, search_parent_directories=True)
     except (git.InvalidGitRepositoryError, git.NoSuchPathError) as exc:
-        raise GitError(f"not inside a git repository: {where}") from exc
+        raise GitError(f"not a git repository (nor inside one): {where}") from exc
     if repo.working_tree_dir is None:
         raise GitError(f"bare repository not supported: {where}")
     return Path(repo.working_tree_dir).resolve()

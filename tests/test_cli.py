@@ -246,7 +246,7 @@ def test_every_command_works_from_a_subdirectory(
     proc = harness("gates", cwd=outside)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
-        f"harness: error: not inside a git repository: {outside}"
+        f"harness: error: not a git repository (nor inside one): {outside}"
     ]
 
 

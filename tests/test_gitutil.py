@@ -4,6 +4,7 @@ enclosing repository, run worktrees (and the ones a killed run leaves), run bran
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -88,7 +89,9 @@ def test_resolve_repo_finds_the_top_level_from_a_subdirectory(
     assert resolve_repo(None) == repo
     outside = tmp_path / "outside"
     outside.mkdir()
-    with pytest.raises(GitError, match=f"^not inside a git repository: {outside}$"):
+    with pytest.raises(
+        GitError, match=re.escape(f"not a git repository (nor inside one): {outside}")
+    ):
         resolve_repo(outside)
 
 
