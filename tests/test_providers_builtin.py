@@ -179,21 +179,27 @@ def test_checked_patch_respects_limit(make_repo) -> None:
 
 
 def test_skip_says_when_the_file_was_not_shown() -> None:
-    # The loop leaves out files over loop.max_read_bytes; the skip must not claim there is
-    # nothing to fix in a file the provider never saw.
+    # The loop hands over every readable file whole, and says why it could not read the others;
+    # the skip must not claim there is nothing to fix in a file the provider never saw.
     item = {"id": "R1", "title": "t", "files": ["pkg/big.py"], "gate": "ruff"}
     finding = {"gate": "ruff", "code": "F401", "path": "pkg/big.py", "line": 1, "message": "m"}
+    why = "not readable as UTF-8 text (UnicodeDecodeError)"
     req = ModelRequest(
         phase="execute",
         system="",
         messages=[],
         tools=[],
-        context={"item": item, "files": {}, "findings": [finding], "max_lines": 20},
+        context={
+            "item": item,
+            "files": {},
+            "missing": {"pkg/big.py": why},
+            "findings": [finding],
+            "max_lines": 20,
+        },
     )
     resp = BuiltinProvider().complete(req)
     assert resp.input is not None and resp.input["action"] == "skip"
-    assert "pkg/big.py" in resp.input["explanation"]
-    assert "max_read_bytes" in resp.input["explanation"]
+    assert f"pkg/big.py ({why})" in resp.input["explanation"]
     shown = req.model_copy(update={"context": {**req.context, "files": {"pkg/big.py": "x = 1\n"}}})
     resp = BuiltinProvider().complete(shown)
     assert resp.input is not None and resp.input["explanation"] == "no safe fix applies"
