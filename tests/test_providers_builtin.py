@@ -234,3 +234,30 @@ def test_limit_is_counted_as_the_guard_counts(make_repo) -> None:
     assert sum(numstat(repo)) == 20
     assert lint("pkg/tz.py", (repo / "pkg/tz.py").read_text()) == []
     assert build_fix_patch("pkg/tz.py", IMPORTS, findings, 19) == ""
+
+
+def test_plan_says_truly_why_each_ruff_finding_is_left(make_repo) -> None:
+    # A safe fix, an unsafe one, none at all, and a safe one outside the lanes: "no safe
+    # automatic fix" must not be said of a finding that has one.
+    code = (
+        "import mod1\n\n\ndef g(x):\n    if x == None:\n        return 1\n    l = 2\n    return l\n"
+    )
+    repo = make_repo({"pkg/m.py": code, "tests/t.py": "import os\n"})
+    lint = ruff_stdin_linter([*LINT[:6], "F,E", *LINT[7:]], str(repo))
+    findings = lint("pkg/m.py", code) + lint("tests/t.py", "import os\n")
+    ctx = {
+        "block": {"gates": ["ruff"]},
+        "findings": {"ruff": findings},
+        "lanes": ["pkg/**"],
+        "max_lines": 20,
+    }
+    resp = BuiltinProvider().complete(
+        ModelRequest(phase="plan", system="", messages=[], tools=[], context=ctx)
+    )
+    assert resp.input is not None
+    assert resp.input["steps"][0].startswith("Apply ruff's safe fixes (1 in 1 files)")
+    assert resp.input["cannot_do"] == [
+        "ruff: 1 finding has a safe fix, in a file outside this block's lanes",
+        "ruff: 1 finding has no automatic fix",
+        "ruff: 1 finding has only a fix ruff marks unsafe (it may change behaviour)",
+    ]
