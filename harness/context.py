@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
 import stat
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +15,14 @@ from harness.policy import GuardConfig
 from harness.steps import Block, map_command
 
 GOAL_GATES = ("ruff", "mypy", "pytest", "bandit", "imports", "secrets")
+# A file past this is generated code or data, not source to patch: it is not read at all.
+# Below it, a file over `loop.max_read_bytes` is read whole (offline providers patch it from
+# its text) but shown to the model only as regions.
+MAX_FILE_BYTES = 10_000_000
+# Lines shown either side of a finding in a file too large to show whole.
+CONTEXT_LINES = 20
+# What the model may name in a todo title: "line 120", "lines 120-140", "tabulate.py:120".
+_NAMED_LINES = re.compile(r"(?:\blines?\s+|\.py:)(\d{1,7})(?:\s*[-\u2013]\s*(\d{1,7}))?")
 _TITLE_GATES = {
     "coverage": ["pytest"],
     "ruff": ["ruff"],
@@ -48,16 +59,163 @@ def goal_met(gates: list[str], run: GateRun) -> bool:
     )
 
 
+def _row(i: int, line: str) -> str:
+    return f"{i:5d} | {line}"
+
+
 def numbered(text: str) -> str:
-    return "".join(f"{i:5d} | {line}" for i, line in enumerate(text.splitlines(True), 1))
+    return "".join(_row(i, line) for i, line in enumerate(text.splitlines(True), 1))
+
+
+@dataclass(frozen=True)
+class FileView:
+    """What the model is shown of one file: all of it, numbered, or regions of it."""
+
+    text: str
+    size: int  # bytes of the whole file
+    lines: int
+    regions: tuple[tuple[int, int], ...] = ()  # empty: the file is shown whole
+    basis: str = ""  # why these regions: "around its findings", ...
+
+    @property
+    def whole(self) -> bool:
+        return not self.regions
+
+
+def _runs(chosen: Iterable[int]) -> list[tuple[int, int]]:
+    runs: list[tuple[int, int]] = []
+    for i in sorted(chosen):
+        if runs and runs[-1][1] == i - 1:
+            runs[-1] = (runs[-1][0], i)
+        else:
+            runs.append((i, i))
+    return runs
+
+
+def _spans(runs: Sequence[tuple[int, int]]) -> str:
+    return ", ".join(f"{a}-{b}" if a != b else str(a) for a, b in runs)
+
+
+def _hidden(a: int, b: int) -> str:
+    # No "NNNNN |" prefix: a marker must never pass for a line of the file.
+    return (
+        f"~~~~~ lines {a}-{b} not shown ~~~~~\n" if a != b else f"~~~~~ line {a} not shown ~~~~~\n"
+    )
+
+
+def _render_regions(path: str, rows: list[str], size: int, chosen: set[int], why: str) -> str:
+    n = len(rows)
+    runs = _runs(chosen)
+    head = (
+        f"({path} has {n} lines, {round(size / 1000)} kB, too large to show whole: showing "
+        f"lines {_spans(runs) or 'none'} {why}. Lines keep the file's own numbers; lines "
+        "between the regions are hidden, so never guess them. To see more, call read_files "
+        f'with "ranges": [{{"path": "{path}", "start": N, "end": M}}].)\n'
+    )
+    parts = [head]
+    shown_to = 0
+    for a, b in runs:
+        if a > shown_to + 1:
+            parts.append(_hidden(shown_to + 1, a - 1))
+        parts += [r if r.endswith(("\n", "\r")) else r + "\n" for r in rows[a - 1 : b]]
+        shown_to = b
+    if shown_to < n:
+        parts.append(_hidden(shown_to + 1, n))
+    return "".join(parts)
+
+
+def file_view(
+    path: str,
+    text: str,
+    max_bytes: int,
+    focus: Sequence[tuple[int, int]] = (),
+    wanted: Sequence[tuple[int, int]] = (),
+) -> FileView:
+    """The whole file numbered when it fits in max_bytes; else the regions the item needs:
+    `wanted` (ranges the model asked for, latest first), then CONTEXT_LINES around each
+    `focus` span (findings, lines the item names), numbered exactly as `numbered` numbers the
+    whole file so hunks written against them locate, the total held to max_bytes."""
+    size = len(text.encode("utf-8"))
+    lines = text.splitlines(True)
+    n = len(lines)
+    if size <= max_bytes:
+        return FileView(numbered(text), size, n)
+    rows = [_row(i, line) for i, line in enumerate(lines, 1)]
+    cost = [len(r.encode("utf-8")) for r in rows]
+    focus = sorted({(a, b) for a, b in focus if a <= n})  # stale lines past the end are moot
+    windows = [*reversed(wanted), *((a - CONTEXT_LINES, b + CONTEXT_LINES) for a, b in focus)]
+    if wanted:
+        why = "around its findings and where asked" if focus else "where asked"
+    elif focus:
+        why = "around its findings"
+    else:
+        windows, why = [(1, n)], "from its top (no finding to center on)"
+    chosen: set[int] = set()
+    # Room for the header, the markers and the listing of regions in it.
+    used = len(_render_regions(path, [], size, set(), why).encode("utf-8")) + 2 * 40
+    for k, (a, b) in enumerate(windows):
+        new = [i for i in range(max(1, a), min(n, b) + 1) if i not in chosen]
+        # A line that starts a new region costs a marker and an entry in the header.
+        taken = chosen.union(new)
+        starts = sum(1 for i in new if i - 1 not in taken)
+        need = sum(cost[i - 1] for i in new) + 60 * starts
+        if used + need <= max_bytes:
+            chosen.update(new)
+            used += need
+            continue
+        # A range asked for, or the first region, is shown as far as it fits; a finding's
+        # region is shown whole or not at all (a stub of one need not hold its finding).
+        if k < len(wanted) or not chosen:
+            for i in new:
+                extra = 0 if i - 1 in chosen else 60
+                if used + cost[i - 1] + extra > max_bytes:
+                    break
+                chosen.add(i)
+                used += cost[i - 1] + extra
+        break
+    unseen = [a for a, b in focus if not chosen.intersection(range(a, b + 1))]
+    if unseen:
+        more = f" and {len(unseen) - 10} more" if len(unseen) > 10 else ""
+        listed = ", ".join(map(str, unseen[:10]))
+        why += f"; lines {listed}{more} of the findings did not fit in {max_bytes} bytes"
+    view = _render_regions(path, rows, size, chosen, why)
+    while chosen and len(view.encode("utf-8")) > max_bytes:  # the estimate is only an estimate
+        chosen.discard(max(chosen))
+        view = _render_regions(path, rows, size, chosen, why)
+    basis = why.split(";")[0]
+    return FileView(view, size, n, tuple(_runs(chosen)), basis)
+
+
+def named_lines(title: str) -> list[tuple[int, int]]:
+    """Line spans an item's title names ("line 120", "lines 120-140", "tabulate.py:120")."""
+    spans = []
+    for m in _NAMED_LINES.finditer(title):
+        a = int(m.group(1))
+        b = int(m.group(2) or a)
+        if 0 < a <= b:
+            spans.append((a, b))
+    return spans
+
+
+def wanted_range(text: str, max_bytes: int, start: int, end: int) -> tuple[int, int] | str:
+    """A line range the model asked for, clamped to the file's end; or why it is not shown.
+    `start` <= `end`, both >= 1, is checked by the ReadFiles schema."""
+    if len(text.encode("utf-8")) <= max_bytes:
+        return "the whole file is shown already"
+    n = len(text.splitlines())
+    if start > n:
+        return f"lines {start}-{end} are past the end of the file ({n} lines)"
+    return start, min(end, n)
 
 
 def finding_line(f: Finding) -> str:
     return f"{f.path}:{f.line or '-'} {f.code} {f.message}"
 
 
-def read_repo_file(root: Path, path: str, max_bytes: int) -> tuple[str | None, str]:
-    """(text, "") for a readable, reasonably small text file inside the repository, else
+def read_repo_file(
+    root: Path, path: str, max_bytes: int = MAX_FILE_BYTES
+) -> tuple[str | None, str]:
+    """(text, "") for a readable text file of at most max_bytes inside the repository, else
     (None, why not). `path` is model input: no name it sends may raise."""
     try:
         target = (root / path).resolve()
@@ -71,7 +229,7 @@ def read_repo_file(root: Path, path: str, max_bytes: int) -> tuple[str | None, s
     except OSError as exc:
         return None, f"not a usable file name ({exc.strerror or type(exc).__name__})"
     if size > max_bytes:
-        return None, f"{size} bytes is over the loop.max_read_bytes limit of {max_bytes}"
+        return None, f"{size} bytes is over the limit of {max_bytes} for a file to read"
     try:
         return target.read_text(encoding="utf-8"), ""
     except (OSError, UnicodeDecodeError) as exc:

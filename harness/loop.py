@@ -19,15 +19,18 @@ from pydantic import BaseModel, ValidationError
 
 from harness import __version__, prompts
 from harness.context import (
+    FileView,
     block_commands,
     block_context,
     block_gates,
+    file_view,
     finding_line,
     findings_text,
     goal_met,
-    numbered,
+    named_lines,
     read_repo_file,
     repo_map,
+    wanted_range,
 )
 from harness.errors import (
     ExitCode,
@@ -297,6 +300,8 @@ class Loop:
         """Ask for a patch until one lands or attempts run out. Returns (sha, rejections)."""
         self.say(f"  [{item.id}] {item.title}")
         files, missing = self.read_files(item.files)
+        wanted: dict[str, list[tuple[int, int]]] = {}  # line ranges the model asked to see
+        told: dict[str, tuple[tuple[int, int], ...]] = {}  # the regions last said on the console
         messages: list[Message] = []
         seen: set[str] = set()
         rejected = 0
@@ -309,18 +314,26 @@ class Loop:
                 self.say(f"    cannot check this item's files: {exc}")
                 self.rec.event("item_skipped", item=item.id, reason=str(exc))
                 return None, rejected
+            views = {
+                p: self.view(p, t, item, gates, findings, wanted.get(p, []), told)
+                for p, t in files.items()
+            }
             text = prompts.render(
                 "execute",
                 item=item.model_dump(),
-                files=[{"path": p, "text": numbered(t)} for p, t in files.items()]
+                files=[{"path": p, "text": v.text} for p, v in views.items()]
                 + [{"path": p, "text": f"(not shown: {why})"} for p, why in missing.items()],
+                in_regions=[p for p, v in views.items() if not v.whole],
                 findings=[finding_line(f) for f in findings],
                 max_lines=guard.max_changed_lines_per_file,
                 can_read=reads < self.policy.loop.max_read_files,
             )
             ctx = {
                 "item": item.model_dump(),
+                # Whole texts, even of files the model sees only regions of: an offline
+                # provider patches from the text, not from what fits in a prompt.
                 "files": files,
+                "missing": missing,
                 "findings": [f.model_dump() for f in findings],
                 "max_lines": guard.max_changed_lines_per_file,
                 "attempt": attempt,
@@ -335,16 +348,10 @@ class Loop:
                 return None, rejected
             call = Message(role="assistant", content=json.dumps(answer.model_dump()))
             if isinstance(answer, ReadFiles):
-                reads += len(answer.paths)
-                got, refused = self.read_files(answer.paths)
-                files.update(got)
-                for path in got:
-                    missing.pop(path, None)
-                if reads > self.policy.loop.max_read_files or not got:
+                reads += len(answer.paths) + len(answer.ranges)
+                note, more = self.read_more(answer, files, missing, wanted)
+                if reads > self.policy.loop.max_read_files or not more:
                     attempt += 1
-                note = f"Added {sorted(got)} to the files shown." + "".join(
-                    f" Not shown: {p} ({why})." for p, why in refused.items()
-                )
                 messages += [call, Message(role="user", content=note)]
                 continue
             attempt += 1
@@ -372,6 +379,70 @@ class Loop:
             self.say(f"    landed {sha[:10]}")
             return sha, rejected
         return None, rejected
+
+    def view(
+        self,
+        path: str,
+        text: str,
+        item: TodoItem,
+        gates: list[str],
+        quick: list[Finding],
+        wanted: list[tuple[int, int]],
+        told: dict[str, tuple[tuple[int, int], ...]],
+    ) -> FileView:
+        """What the model sees of one file: whole, or (too large) the regions around the
+        item's findings, the lines its title names and the ranges asked for."""
+        latest = self.latest().results
+        # ruff's findings come fresh from the quick check; the other gates' from the last run.
+        found = quick + [
+            f for g in gates if g != "ruff" and g in latest for f in latest[g].findings
+        ]
+        focus = [(f.line, f.line) for f in found if f.path == path and f.line]
+        shown = file_view(
+            path, text, self.policy.loop.max_read_bytes, focus + named_lines(item.title), wanted
+        )
+        if not shown.whole and told.get(path) != shown.regions:
+            told[path] = shown.regions
+            count = len(shown.regions)
+            self.say(
+                f"    file {path} ({round(shown.size / 1000)} kB) is shown to the model as "
+                f"{count} region{'s' if count != 1 else ''} {shown.basis}"
+            )
+            self.rec.event(
+                "file_regions", item=item.id, path=path, size=shown.size, regions=shown.regions
+            )
+        return shown
+
+    def read_more(
+        self,
+        ask: ReadFiles,
+        files: dict[str, str],
+        missing: dict[str, str],
+        wanted: dict[str, list[tuple[int, int]]],
+    ) -> tuple[str, bool]:
+        """Serve a read_files call (more files, more lines of a large one), updating the
+        item's files in place. Returns the note for the model and whether it got anything."""
+        asked = [*ask.paths, *(r.path for r in ask.ranges if r.path not in files)]
+        got, refused = self.read_files(list(dict.fromkeys(asked)))
+        files.update(got)
+        for path in got:
+            missing.pop(path, None)
+        added = []
+        for r in ask.ranges:
+            if r.path not in files:
+                continue  # refused above, with the reason
+            span = wanted_range(files[r.path], self.policy.loop.max_read_bytes, r.start, r.end)
+            if isinstance(span, str):
+                refused[f"{r.path} lines {r.start}-{r.end}"] = span
+            else:
+                wanted.setdefault(r.path, []).append(span)
+                added.append(f"{r.path} lines {span[0]}-{span[1]}")
+        note = " ".join(
+            ([f"Added {sorted(got)} to the files shown."] if got else [])
+            + ([f"Added {', '.join(added)} to the regions shown."] if added else [])
+            + [f"Not shown: {p} ({why})." for p, why in refused.items()]
+        )
+        return note, bool(got or added)
 
     def land(
         self,
@@ -569,7 +640,10 @@ class Loop:
                     )
                 return allowed[response.tool].model_validate(response.input or {})
             except (ValueError, ValidationError) as exc:
-                error = str(exc).splitlines()[0] if isinstance(exc, ValueError) else _short(exc)
+                # A ValidationError is a ValueError too, whose first line names no field.
+                error = (
+                    _short(exc) if isinstance(exc, ValidationError) else str(exc).splitlines()[0]
+                )
                 self.rec.event("invalid_output", phase=phase, error=error)
                 said = response.text if response.input is None else json.dumps(response.input)
                 convo += [
@@ -624,11 +698,12 @@ class Loop:
         return {"argv": ruff_gate.check_argv(ctx), "cwd": str(self.wt)}
 
     def read_files(self, paths: list[str]) -> tuple[dict[str, str], dict[str, str]]:
-        """The texts of the readable paths, and why each other one could not be shown."""
+        """The whole texts of the readable paths (however large: `view` decides what the model
+        is shown), and why each other one could not be read."""
         texts: dict[str, str] = {}
         missing: dict[str, str] = {}
         for path in paths:
-            text, why = read_repo_file(self.wt, path, self.policy.loop.max_read_bytes)
+            text, why = read_repo_file(self.wt, path)
             if text is None:
                 missing[path] = why
             else:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class _Out(BaseModel):
@@ -43,10 +43,36 @@ class PatchProposal(_Out):
     explanation: str = Field("", max_length=2000)
 
 
-class ReadFiles(_Out):
-    """read_files: ask to see more files before proposing a patch."""
+class LineRange(_Out):
+    path: str = Field(description="repo-relative file")
+    start: int = Field(ge=1, description="first line, as numbered in the file (1-based)")
+    end: int = Field(ge=1, description="last line, inclusive")
 
-    paths: list[str] = Field(min_length=1, max_length=8)
+    @model_validator(mode="after")
+    def _ordered(self) -> LineRange:
+        if self.end < self.start:
+            raise ValueError(f"end {self.end} is before start {self.start}")
+        return self
+
+
+class ReadFiles(_Out):
+    """read_files: ask to see more files, or more lines of a file too large to show whole,
+    before proposing a patch."""
+
+    paths: list[str] = Field(
+        default_factory=list, max_length=8, description="repo-relative files to show"
+    )
+    ranges: list[LineRange] = Field(
+        default_factory=list,
+        max_length=8,
+        description="line ranges to add to a large file's view (its other lines stay hidden)",
+    )
+
+    @model_validator(mode="after")
+    def _asks_something(self) -> ReadFiles:
+        if not self.paths and not self.ranges:
+            raise ValueError("give at least one path or line range")
+        return self
 
 
 PHASE_TOOLS: dict[str, list[tuple[str, type[_Out]]]] = {

@@ -5,7 +5,18 @@ from pathlib import Path
 
 import pytest
 
-from harness.context import block_gates, read_repo_file, repo_map
+from harness.context import (
+    CONTEXT_LINES,
+    block_gates,
+    file_view,
+    named_lines,
+    numbered,
+    read_repo_file,
+    repo_map,
+    wanted_range,
+)
+from harness.guard import check_patch
+from harness.policy import GuardConfig
 from harness.steps import parse_steps
 
 from .conftest import git
@@ -72,3 +83,107 @@ def test_block_gates_from_commands_then_title() -> None:
     first, second = script.blocks
     assert block_gates(first) == ["ruff"]
     assert block_gates(second) == ["command:make check", "pytest"]
+
+
+# 1000 functions with identical bodies (50 kB, 5001 lines): a hunk whose lines are only
+# body lines can land only where its header's line number says.
+BIG = "import os\n" + "".join(
+    f"\n\ndef f{i}(x):\n    total = x + 1\n    return total\n" for i in range(1000)
+)
+
+
+def total_line(i: int) -> int:
+    return 1 + 5 * i + 4  # "    total = x + 1" of f<i>
+
+
+def shown_rows(view: str) -> dict[int, str]:
+    rows = [r.split(" | ", 1) for r in view.splitlines(True) if " | " in r[:8]]
+    return {int(n): line for n, line in rows}
+
+
+def test_a_small_file_is_shown_whole() -> None:
+    view = file_view("pkg/big.py", BIG, len(BIG))
+    assert view.whole and view.text == numbered(BIG) and view.lines == 5001
+
+
+def test_a_large_file_is_shown_as_numbered_regions_around_the_findings() -> None:
+    far = [total_line(3), total_line(500), total_line(990)]
+    view = file_view("pkg/big.py", BIG, 20_000, [(n, n) for n in far])
+    assert view.regions == tuple((max(1, n - CONTEXT_LINES), n + CONTEXT_LINES) for n in far)
+    assert len(view.text.encode()) <= 20_000
+    whole = numbered(BIG).splitlines(True)
+    rows = shown_rows(view.text)
+    assert sorted(rows) == [i for a, b in view.regions for i in range(a, b + 1)]
+    assert all(f"{n:5d} | {line}" == whole[n - 1] for n, line in rows.items())
+    header = view.text.splitlines()[0]
+    assert header.startswith("(pkg/big.py has 5001 lines, 50 kB, too large to show whole: ")
+    assert "showing lines 1-40, 2485-2525, 4935-4975 around its findings" in header
+    assert '"ranges": [{"path": "pkg/big.py", "start": N, "end": M}]' in header
+    markers = [r for r in view.text.splitlines() if r.startswith("~~~~~")]
+    assert markers == [
+        "~~~~~ lines 41-2484 not shown ~~~~~",
+        "~~~~~ lines 2526-4934 not shown ~~~~~",
+        "~~~~~ lines 4976-5001 not shown ~~~~~",
+    ]
+    assert view.basis == "around its findings"
+
+
+def test_a_patch_written_against_the_shown_numbers_lands(make_repo: Callable[..., Path]) -> None:
+    repo = make_repo({"pkg/big.py": BIG})
+    n = total_line(900)
+    rows = shown_rows(file_view("pkg/big.py", BIG, 20_000, [(n, n)]).text)
+    # Only body lines: a thousand places match them, the header's number picks one.
+    diff = (
+        f"--- a/pkg/big.py\n+++ b/pkg/big.py\n@@ -{n},2 +{n},2 @@\n"
+        f"-{rows[n]}+    total = x + 2\n {rows[n + 1]}"
+    )
+    verdict = check_patch(diff, repo, GuardConfig())
+    assert verdict.accepted, verdict.violations
+    after = (verdict.contents["pkg/big.py"] or b"").decode().splitlines()
+    assert after[n - 2 : n + 1] == ["def f900(x):", "    total = x + 2", "    return total"]
+    assert after.count("    total = x + 2") == 1
+
+
+def test_regions_are_capped_and_what_did_not_fit_is_named() -> None:
+    every = [(total_line(i), total_line(i)) for i in range(0, 1000, 10)]
+    view = file_view("pkg/big.py", BIG, 5_000, every)
+    assert len(view.text.encode()) <= 5_000
+    # Whole regions in file order while they fit; no stub of a region without its finding.
+    assert view.regions == ((1, 25), (35, 75), (85, 125), (135, 175), (185, 225), (235, 275))
+    assert (
+        "lines 305, 355, 405, 455, 505, 555, 605, 655, 705, 755 and 84 more of the findings "
+        "did not fit in 5000 bytes"
+    ) in view.text.splitlines()[0]
+
+
+def test_asked_ranges_come_first_and_no_finding_shows_the_top() -> None:
+    focus = [(total_line(10), total_line(10))]
+    view = file_view("pkg/big.py", BIG, 3_000, focus, [(4000, 4010)])
+    assert view.regions == ((35, 75), (4000, 4010))
+    assert view.basis == "around its findings and where asked"
+    # A range asked for comes before the findings' regions, and is cut to fit.
+    wide = file_view("pkg/big.py", BIG, 3_000, focus, [(4000, 4010), (100, 900)])
+    assert wide.regions[0][0] == 100 and (35, 75) not in wide.regions
+    assert len(wide.text.encode()) <= 3_000
+    top = file_view("pkg/big.py", BIG, 3_000)
+    assert top.regions[0][0] == 1 and top.basis.startswith("from its top")
+    assert len(top.text.encode()) <= 3_000
+
+
+def test_named_lines_and_wanted_ranges() -> None:
+    assert named_lines("fix E501 on line 120 and lines 300-310 (pkg/big.py:4000)") == [
+        (120, 120),
+        (300, 310),
+        (4000, 4000),
+    ]
+    assert named_lines("lines 0-3, line 9-2") == []
+    assert wanted_range(BIG, 20_000, 4990, 6000) == (4990, 5001)
+    assert wanted_range(BIG, 20_000, 6000, 6001) == (
+        "lines 6000-6001 are past the end of the file (5001 lines)"
+    )
+    assert wanted_range("x = 1\n", 20_000, 1, 1) == "the whole file is shown already"
+
+
+def test_read_repo_file_reads_large_files_whole(make_repo: Callable[..., Path]) -> None:
+    repo = make_repo({"pkg/big.py": BIG})
+    assert read_repo_file(repo, "pkg/big.py") == (BIG, "")

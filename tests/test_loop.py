@@ -9,10 +9,13 @@ from typing import Any
 
 import pytest
 
+from harness.context import numbered
 from harness.errors import GitError
 from harness.loop import Loop, RunOptions
 from harness.outcome import RunSummary
 from harness.policy import parse_policy
+from harness.providers.base import Provider
+from harness.providers.builtin import BuiltinProvider
 from harness.providers.scripted import ScriptedProvider
 from harness.record import read_events, recorded_responses
 from harness.steps import parse_steps
@@ -120,7 +123,7 @@ def run_loop(
 
 def options(
     repo: Path,
-    provider: ScriptedProvider,
+    provider: Provider,
     steps: str = STEPS,
     policy: str = POLICY,
     runs_dir: Path | None = None,
@@ -387,20 +390,119 @@ def test_only_the_culprits_are_reverted_not_commits_on_top_of_them(run_loop) -> 
     assert summary.summary["pytest"]["failed"] == 0
 
 
-def test_a_file_too_big_to_show_is_named_with_the_reason(make_repo, tmp_path: Path) -> None:
-    big = FILES["pkg/calc.py"] + "".join(f"# padding line {i}\n" for i in range(80))
-    repo = make_repo({**FILES, "pkg/calc.py": big})
-    skip = {
-        "phase": "execute",
-        "tool": "propose_patch",
-        "input": {"item_id": "T1", "action": "skip", "explanation": "cannot see it"},
-    }
-    provider = ScriptedProvider.from_responses([plan(), todos("T1"), skip])
-    policy = POLICY + "max_read_bytes = 1000\n"
-    opts = options(repo, provider, policy=policy)
-    Loop(opts).run()
-    execute = provider.requests[2].messages[0].content
-    assert "pkg/calc.py" in execute and "over the loop.max_read_bytes limit of 1000" in execute
+# Over the default loop.max_read_bytes (60 kB): 1400 functions with identical bodies, two of
+# them with the same unused local (F841) far apart, so a hunk of body lines lands only where
+# its line number says.
+UNUSED = "\n\ndef g{}(x):\n    total = x + 1\n    unused = 2\n    return total\n"
+BIG = "import os\n" + "".join(
+    UNUSED.format(i)
+    if i in (300, 1300)
+    else f"\n\ndef f{i}(x):\n    total = x + 1\n    return total\n"
+    for i in range(1400)
+)
+
+
+def line_of(text: str, needle: str) -> int:
+    return text.splitlines().index(needle) + 1
+
+
+def read(ranges: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"phase": "execute", "tool": "read_files", "input": {"ranges": ranges}}
+
+
+def test_a_large_file_is_shown_as_regions_and_a_patch_on_their_numbers_lands(
+    make_repo, tmp_path: Path
+) -> None:
+    assert len(BIG.encode()) > 60_000
+    repo = make_repo({**FILES, "pkg/big.py": BIG})
+    near, far = line_of(BIG, "def g300(x):") + 2, line_of(BIG, "def g1300(x):") + 2
+    mid = line_of(BIG, "def f800(x):")
+    items = [{"id": "T1", "title": "drop unused locals", "files": ["pkg/big.py"], "gate": "ruff"}]
+    # Body lines only: they occur twice, so the header's number alone places the hunk.
+    diff = (
+        f"--- a/pkg/big.py\n+++ b/pkg/big.py\n@@ -{far - 1},3 +{far - 1},2 @@\n"
+        "     total = x + 1\n-    unused = 2\n     return total\n"
+    )
+    provider = ScriptedProvider.from_responses(
+        [
+            plan(),
+            {"phase": "todo", "tool": "submit_todos", "input": {"items": items}},
+            read([{"path": "pkg/big.py", "start": mid, "end": mid + 2}]),
+            read([{"path": "pkg/big.py", "start": 9000, "end": 9001}]),
+            read([{"path": "pkg/big.py", "start": 5, "end": 2}]),
+            patch("T1", diff),
+        ]
+    )
+    said: list[str] = []
+    opts = options(repo, provider)
+    opts.progress = said.append
+    summary = Loop(opts).run()
+
+    whole = numbered(BIG).splitlines(True)
+    first = provider.requests[2].messages[0].content
+    for n in (1, near, far):
+        assert whole[n - 1] in first  # the findings' lines, numbered as in the file
+    assert whole[mid - 1] not in first and "~~~~~ lines 22-" in first
+    assert "pkg/big.py has 7003 lines, 70 kB, too large to show whole" in first
+    assert "is too large to show\nwhole and is shown as regions" in first
+    assert (
+        "    file pkg/big.py (70 kB) is shown to the model as 3 regions around its findings" in said
+    )
+    # Asked-for lines join the view; bad ranges get one line back each.
+    assert whole[mid - 1] in provider.requests[3].messages[0].content
+    assert provider.requests[3].messages[-1].content == (
+        f"Added pkg/big.py lines {mid}-{mid + 2} to the regions shown."
+    )
+    assert "as 4 regions around its findings and where asked" in " ".join(said)
+    assert provider.requests[4].messages[-1].content == (
+        "Not shown: pkg/big.py lines 9000-9001 (lines 9000-9001 are past the end of the file "
+        "(7003 lines))."
+    )
+    invalid = provider.requests[5].messages[-1].content
+    assert "ranges.0: Value error, end 2 is before start 5 (1 error(s))" in invalid
+    # The hunk written against the shown numbers landed at the far copy, not the near one.
+    assert summary.blocks[0].commits
+    text = branch_file(repo, summary.branch, "pkg/big.py").splitlines()
+    assert text[near - 1] == "    unused = 2" and text[far - 2 : far] == [
+        "    total = x + 1",
+        "    return total",
+    ]
+
+
+# A module over 60 kB with 25 safe fixes (unused imports) at its top, and two findings far
+# below that ruff has no safe fix for.
+BIG_FIXABLE = (
+    "".join(f"import mod{i}\n" for i in range(25))
+    + "".join(f"\n\ndef f{i}(x):\n    total = x + 1\n    return total\n" for i in range(1300))
+    + "\n\ndef g(x):\n    if x == None:\n        return 1\n    l = 2\n    return l\n"
+)
+
+
+def test_the_builtin_provider_fixes_a_large_file_within_the_line_limit(make_repo) -> None:
+    assert len(BIG_FIXABLE.encode()) > 60_000
+    clean = "def add(a, b):\n    return a + b\n"
+    repo = make_repo({**FILES, "pkg/calc.py": clean, "pkg/big.py": BIG_FIXABLE})
+    policy = POLICY.replace("max_iterations = 1", "max_iterations = 3")
+    opts = options(repo, BuiltinProvider(), policy=policy)
+    said: list[str] = []
+    opts.progress = said.append
+    summary = Loop(opts).run()
+
+    out = summary.blocks[0]
+    assert len(out.commits) == 2 and out.rejected == 0 and not out.reverted
+    for sha in out.commits:  # 20 imports, then the last 5: each within the per-file limit
+        added, removed, path = git(repo, "show", "--numstat", "--format=", sha).split()
+        assert path == "pkg/big.py" and int(added) + int(removed) <= 20
+    text = branch_file(repo, summary.branch, "pkg/big.py")
+    assert "import mod" not in text and text == BIG_FIXABLE.split("\n", 25)[25]
+    assert summary.summary["gates"]["ruff"]["details"]["by_code"] == {"E711": 1, "E741": 1}
+    # What the plan says it leaves is true of what is left.
+    assert out.cannot_do == [
+        "ruff: 1 finding has no automatic fix",
+        "ruff: 1 finding has only a fix ruff marks unsafe (it may change behaviour)",
+    ]
+    assert any(m.startswith("    file pkg/big.py (6") and "regions" in m for m in said)
+    assert not any("not shown" in m or "cannot build" in m for m in said)
 
 
 def test_bad_repository_fails_before_anything_is_recorded(tmp_path: Path) -> None:

@@ -33,6 +33,7 @@ VARIABLES: dict[str, dict[str, Any]] = {
     "execute": {
         "item": ITEM,
         "files": [{"path": "lukhas/a.py", "text": "1 | import os\n2 | x = a < b & c"}],
+        "in_regions": [],
         "findings": ["lukhas/a.py:1 F401 `os` imported but unused"],
         "max_lines": 15,
         "can_read": True,
@@ -115,6 +116,13 @@ def test_execute_prompt_shows_files_verbatim() -> None:
     assert "`read_files`" in text
     no_read = render("execute", **{**VARIABLES["execute"], "can_read": False})
     assert "read_files" not in no_read
+    assert "too large to show" not in text
+
+
+def test_execute_prompt_explains_files_shown_as_regions() -> None:
+    text = render("execute", **{**VARIABLES["execute"], "in_regions": ["lukhas/a.py"]})
+    assert "lukhas/a.py is too large to show\nwhole and is shown as regions" in text
+    assert "`~~~~~` markers" in text and "`ranges` (path, start, end)" in text
 
 
 def test_feedback_prompts_name_item_and_reasons() -> None:

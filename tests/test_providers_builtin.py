@@ -179,21 +179,27 @@ def test_checked_patch_respects_limit(make_repo) -> None:
 
 
 def test_skip_says_when_the_file_was_not_shown() -> None:
-    # The loop leaves out files over loop.max_read_bytes; the skip must not claim there is
-    # nothing to fix in a file the provider never saw.
+    # The loop hands over every readable file whole, and says why it could not read the others;
+    # the skip must not claim there is nothing to fix in a file the provider never saw.
     item = {"id": "R1", "title": "t", "files": ["pkg/big.py"], "gate": "ruff"}
     finding = {"gate": "ruff", "code": "F401", "path": "pkg/big.py", "line": 1, "message": "m"}
+    why = "not readable as UTF-8 text (UnicodeDecodeError)"
     req = ModelRequest(
         phase="execute",
         system="",
         messages=[],
         tools=[],
-        context={"item": item, "files": {}, "findings": [finding], "max_lines": 20},
+        context={
+            "item": item,
+            "files": {},
+            "missing": {"pkg/big.py": why},
+            "findings": [finding],
+            "max_lines": 20,
+        },
     )
     resp = BuiltinProvider().complete(req)
     assert resp.input is not None and resp.input["action"] == "skip"
-    assert "pkg/big.py" in resp.input["explanation"]
-    assert "max_read_bytes" in resp.input["explanation"]
+    assert f"pkg/big.py ({why})" in resp.input["explanation"]
     shown = req.model_copy(update={"context": {**req.context, "files": {"pkg/big.py": "x = 1\n"}}})
     resp = BuiltinProvider().complete(shown)
     assert resp.input is not None and resp.input["explanation"] == "no safe fix applies"
@@ -228,3 +234,30 @@ def test_limit_is_counted_as_the_guard_counts(make_repo) -> None:
     assert sum(numstat(repo)) == 20
     assert lint("pkg/tz.py", (repo / "pkg/tz.py").read_text()) == []
     assert build_fix_patch("pkg/tz.py", IMPORTS, findings, 19) == ""
+
+
+def test_plan_says_truly_why_each_ruff_finding_is_left(make_repo) -> None:
+    # A safe fix, an unsafe one, none at all, and a safe one outside the lanes: "no safe
+    # automatic fix" must not be said of a finding that has one.
+    code = (
+        "import mod1\n\n\ndef g(x):\n    if x == None:\n        return 1\n    l = 2\n    return l\n"
+    )
+    repo = make_repo({"pkg/m.py": code, "tests/t.py": "import os\n"})
+    lint = ruff_stdin_linter([*LINT[:6], "F,E", *LINT[7:]], str(repo))
+    findings = lint("pkg/m.py", code) + lint("tests/t.py", "import os\n")
+    ctx = {
+        "block": {"gates": ["ruff"]},
+        "findings": {"ruff": findings},
+        "lanes": ["pkg/**"],
+        "max_lines": 20,
+    }
+    resp = BuiltinProvider().complete(
+        ModelRequest(phase="plan", system="", messages=[], tools=[], context=ctx)
+    )
+    assert resp.input is not None
+    assert resp.input["steps"][0].startswith("Apply ruff's safe fixes (1 in 1 files)")
+    assert resp.input["cannot_do"] == [
+        "ruff: 1 finding has a safe fix, in a file outside this block's lanes",
+        "ruff: 1 finding has no automatic fix",
+        "ruff: 1 finding has only a fix ruff marks unsafe (it may change behaviour)",
+    ]

@@ -2,6 +2,8 @@
 
 It works only on what a rule can fix safely (ruff's `safe` fixes), splits each file's fixes
 so a patch stays within the per-file limit, and says plainly which goals it cannot work on.
+It patches from a file's whole text, which the loop hands it however large the file is (a
+model is shown only regions of a file over `loop.max_read_bytes`).
 """
 
 from __future__ import annotations
@@ -210,6 +212,24 @@ class BuiltinProvider:
                 by_file.setdefault(f["path"], []).append(f["code"])
         return by_file
 
+    @staticmethod
+    def _not_fixable(ctx: dict[str, Any]) -> list[str]:
+        """Why the other ruff findings are left, each reason with its own count: a finding
+        with an unsafe fix, or a safe one outside the lanes, is not one with "no fix"."""
+        lanes = list(ctx.get("lanes") or [])
+        why: Counter[str] = Counter()
+        for f in ctx.get("findings", {}).get("ruff", []):
+            applicability = (f.get("fix") or {}).get("applicability")
+            if applicability is None:
+                why["no automatic fix"] += 1
+            elif applicability != "safe":
+                why[f"only a fix ruff marks {applicability} (it may change behaviour)"] += 1
+            elif not _in_lanes(f["path"], lanes):
+                why["a safe fix, in a file outside this block's lanes"] += 1
+        return [
+            f"ruff: {n} finding{'s have' if n != 1 else ' has'} {w}" for w, n in sorted(why.items())
+        ]
+
     def _plan(self, ctx: dict[str, Any]) -> ModelResponse:
         gates = list(ctx.get("block", {}).get("gates") or [])
         cannot = [f"{g}: {CANNOT[g]}" for g in gates if g in CANNOT]
@@ -219,15 +239,10 @@ class BuiltinProvider:
             count = sum(len(v) for v in fixable.values())
             steps.append(
                 f"Apply ruff's safe fixes ({count} in {len(fixable)} files), one file per "
-                f"patch, at most {ctx.get('max_lines', 20)} changed lines per file."
+                f"patch, at most {ctx.get('max_lines', 20)} changed lines per file; a safe fix "
+                "that would leave a new finding is skipped."
             )
-            unfixable = len(ctx.get("findings", {}).get("ruff", [])) - count
-            if unfixable > 0:
-                cannot.append(
-                    f"ruff: {unfixable} findings have no safe automatic fix (or lie outside "
-                    "this block's lanes); a safe fix that would leave a new finding is "
-                    "skipped too"
-                )
+            cannot += self._not_fixable(ctx)
         summary = " ".join(steps) if steps else "Nothing in this block can be fixed by rules."
         plan = {"summary": summary, "steps": steps, "cannot_do": cannot}
         return ModelResponse(tool="submit_plan", input=plan, model=self.model)
@@ -277,11 +292,13 @@ class BuiltinProvider:
                     + ", ".join(sorted({str(f["code"]) for f in mine})),
                 }
                 return ModelResponse(tool="propose_patch", input=proposal, model=self.model)
+        missing = ctx.get("missing") or {}
         unseen = [p for p in item.get("files", []) if p not in ctx.get("files", {})]
         # Saying "no safe fix applies" about a file it never saw would be a false claim.
         why = (
-            f"not shown the text of {', '.join(unseen)} (unreadable, or larger than the "
-            "policy's loop.max_read_bytes); cannot build a patch for it"
+            "not given the text of "
+            + ", ".join(f"{p} ({missing.get(p, 'unreadable')})" for p in unseen)
+            + "; cannot build a patch for it"
             if unseen
             else "no safe fix applies"
         )
