@@ -40,6 +40,7 @@ _PY_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 class Detected(BaseModel):
     """What the repository is, and how each finding was made (`notes`)."""
 
+    name: str = Field("", description="the distribution's name, as an import name")
     layout: Layout = Field(description="src, flat (packages at the root), module, or none")
     packages: list[str] = Field(default_factory=list, description="import names of the code")
     package_paths: list[str] = Field(
@@ -57,6 +58,9 @@ class Detected(BaseModel):
     bandit_config: str | None = Field(None, description="a file bandit reads with -c")
     imports_config: str | None = Field(None, description="the file holding import contracts")
     notes: list[str] = Field(default_factory=list)
+
+    def tests_in_packages(self) -> list[str]:
+        return [t for t in self.tests if any(t.startswith(p + "/") for p in self.package_paths)]
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -205,6 +209,7 @@ def detect(repo: Path) -> Detected:
     notes.append(f"tests: {', '.join(tests)}" if tests else "tests: none found")
     python, python_source = _interpreter(repo, notes)
     det = Detected(
+        name=dist,
         layout=layout,
         packages=packages,
         package_paths=paths,
@@ -305,6 +310,10 @@ def defaults(det: Detected, raw: dict[str, Any]) -> dict[str, Any]:
     bandit = gate("bandit")
     if "paths" not in bandit and det.package_paths:
         bandit["paths"] = list(det.package_paths)
+        inside = det.tests_in_packages()
+        if inside and "args" not in bandit:
+            # Tests inside the package: bandit's B101 would flag every assert in them.
+            bandit["args"] = ["-x", ",".join(inside)]
     if "config" not in bandit and det.bandit_config:
         bandit["config"] = det.bandit_config
     pytest = gate("pytest")

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import git
 from pydantic import BaseModel, ValidationError
 
 from harness import __version__, prompts
@@ -63,7 +64,7 @@ from harness.guard import Verdict, check_patch
 from harness.guard.commit import write_contents
 from harness.guard.globs import match_any
 from harness.outcome import BlockOutcome, RunSummary, progress_entry
-from harness.policy import GateConfig, GuardConfig, Policy
+from harness.policy import POLICY_FILE, GateConfig, GuardConfig, Policy
 from harness.providers.base import Message, ModelRequest, Phase, Provider, ToolSpec
 from harness.record import Manifest, Recorder, new_run_id, utcnow
 from harness.schemas import PHASE_TOOLS, PatchProposal, Plan, ReadFiles, TodoItem, TodoList
@@ -121,12 +122,14 @@ class Loop:
         self.rec.write_json("manifest.json", manifest.model_dump())
         self.rec.event("run_started", **manifest.model_dump())
         self.say(f"run {self.run_id}: provider {self.provider.name} ({self.provider.model})")
-        if is_dirty(user_repo):
+        changed = self._user_changes(user_repo)
+        if changed:
             # The run starts from HEAD in its own worktree; the user's edits are not in it.
             self.say(
-                f"note: uncommitted changes in {self.opts.repo.resolve()} are not part of this run"
+                f"note: uncommitted changes in {self.opts.repo.resolve()} are not part of this "
+                f"run ({', '.join(changed[:3])}{', ...' if len(changed) > 3 else ''})"
             )
-            self.rec.event("user_changes_ignored", base=base)
+            self.rec.event("user_changes_ignored", base=base, paths=changed)
         outcomes: list[BlockOutcome] = []
         exit_code = 2
         try:
@@ -161,6 +164,21 @@ class Loop:
             self.rec.write_json("manifest.json", manifest.model_dump())
             self.rec.event("run_finished", exit_code=exit_code)
             self.rec.close()
+
+    def _user_changes(self, repo: git.Repo) -> list[str]:
+        """Paths the user changed that the run will not see; the harness's own files (an
+        untracked harness.toml or STEPS script, read from the checkout) are not among them."""
+        if not is_dirty(repo):
+            return []
+        own = {POLICY_FILE}
+        root = Path(repo.working_tree_dir or ".").resolve()
+        steps = Path(self.opts.steps.source).resolve()
+        if steps.is_relative_to(root):
+            own.add(steps.relative_to(root).as_posix())
+        changed = [d.a_path or d.b_path or "" for d in repo.index.diff(None)]
+        changed += [d.a_path or d.b_path or "" for d in repo.index.diff("HEAD")]
+        changed += [p for p in repo.untracked_files if p not in own]
+        return sorted(set(changed) - {""})
 
     def run_block(self, block: Block) -> BlockOutcome:
         gates = block_gates(block)

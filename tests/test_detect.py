@@ -136,3 +136,11 @@ def test_mypy_files_in_config_means_no_paths(make_repo: Callable[..., Path]) -> 
     repo = make_repo({"pkg/__init__.py": "", "mypy.ini": "[mypy]\nfiles = pkg\n"})
     policy = Policy.model_validate(defaults(detect(repo), {}))
     assert policy.gates.mypy.paths == []
+
+
+def test_bandit_leaves_out_tests_inside_the_package(make_repo: Callable[..., Path]) -> None:
+    repo = make_repo({"toolz/__init__.py": "", "toolz/tests/test_a.py": "assert 1\n"})
+    det = detect(repo)
+    assert det.tests_in_packages() == ["toolz/tests"]
+    policy = Policy.model_validate(defaults(det, {}))
+    assert policy.gates.bandit.args == ["-x", "toolz/tests"]

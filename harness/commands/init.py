@@ -69,8 +69,9 @@ def render_policy(det: Detected, root: Path, name: str) -> str:
             pythonpath=[det.source_root] if det.layout != "none" else [],
             pythonpath_why=f"{layout_why}: this copy of the code is the one imported and measured",
             layout_why=layout_why,
+            tests_in_packages=det.tests_in_packages(),
             rest=_guardrails_and_prices(),
-            **det.model_dump(exclude={"python"}),
+            **det.model_dump(exclude={"python", "name"}),
         )
     )
     parse_policy(text, POLICY_FILE)  # what init writes must load; a template bug fails here
@@ -103,7 +104,7 @@ def render_steps(det: Detected, name: str) -> str:
 
 
 def _project_name(root: Path, det: Detected) -> str:
-    name = det.packages[0] if det.packages else root.name
+    name = det.name or (det.packages[0] if det.packages else root.name)
     return re.sub(r"[^\w.-]+", "-", name) or "project"
 
 
