@@ -88,6 +88,11 @@ class MypyGate:
             except ValueError:
                 first = []
             detail = f"{first[0].path}:{first[0].line}: {first[0].message}" if first else proc.tail
+            if not first and "INTERNAL ERROR" in proc.stderr:
+                # The tail is mypy's plea to report a bug; which run crashed says more.
+                detail = "mypy crashed (INTERNAL ERROR)"
+                if "--python-executable" in proc.argv:
+                    detail += f" with --python-executable {ctx.python}"
             return error(
                 NAME, NAME, f"mypy could not check (exit {proc.returncode}): {detail}", proc
             )
