@@ -6,6 +6,9 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
+from harness.gates import bandit as bandit_gate
 from harness.gates.base import GATES
 from harness.gates.common import GateContext
 from harness.gates.models import GateStatus
@@ -46,9 +49,12 @@ def test_config_file_is_used_when_present(make_repo: Callable[..., Path]) -> Non
     assert GATES["bandit"].run(_ctx(repo, paths=["pkg"], config="bandit.yaml")).status == (
         GateStatus.PASSED
     )
-    # Configured but absent: bandit runs with its defaults rather than not at all.
+    # Configured but absent: an error, not a run with bandit's defaults (the user's own
+    # `bandit -c nope.yaml` fails too).
     missing = GATES["bandit"].run(_ctx(repo, paths=["pkg"], config="nope.yaml"))
-    assert {f.code for f in missing.findings} == {"B101", "B404", "B602"}
+    assert missing.status == GateStatus.ERROR
+    assert missing.reason == "bandit config not found: nope.yaml"
+    assert missing.findings == []
 
 
 def test_unscannable_file_is_an_error_not_a_pass(make_repo: Callable[..., Path]) -> None:
@@ -59,14 +65,14 @@ def test_unscannable_file_is_an_error_not_a_pass(make_repo: Callable[..., Path])
     assert result.reason.startswith("bandit could not scan 1 file(s): pkg/broken.py")
 
 
-def test_garbage_interpreter_is_an_error(make_repo: Callable[..., Path], tmp_path: Path) -> None:
-    garbage = tmp_path / "garbage-python"
-    garbage.write_text("#!/bin/sh\necho '{\"results\": oops'\n")
-    garbage.chmod(0o755)
-    repo = make_repo({"pkg/ok.py": "X = 1\n"})
-    result = GATES["bandit"].run(_ctx(repo, python=str(garbage)))
-    assert result.status == GateStatus.ERROR
-    assert result.reason is not None and result.reason.startswith("bandit wrote no report")
+def test_unparsable_report_is_refused(tmp_path: Path) -> None:
+    ctx = _ctx(tmp_path)
+    with pytest.raises(ValueError, match="not JSON"):
+        bandit_gate.parse('{"results": oops', ctx)
+    with pytest.raises(ValueError, match="no 'results' list"):
+        bandit_gate.parse('{"errors": []}', ctx)
+    with pytest.raises(ValueError, match="unexpected result entry"):
+        bandit_gate.parse('{"results": [{"filename": "a.py"}]}', ctx)
 
 
 def test_a_missing_path_is_an_error_not_a_clean_scan(make_repo: Callable[..., Path]) -> None:

@@ -18,7 +18,56 @@ def test_registry_names_and_versions() -> None:
     assert all(gate.name == name for name, gate in GATES.items())
     assert GATES["ruff"].version(sys.executable).startswith("ruff ")
     assert GATES["pytest"].version(sys.executable).startswith("pytest ")
-    assert GATES["ruff"].version("/nonexistent/python") == "unknown"
+    # pytest runs in the target's interpreter: one that does not answer has no version.
+    assert GATES["pytest"].version("/nonexistent/python") == "unknown"
+
+
+def _bare_venv(tmp_path: Path) -> str:
+    """An interpreter whose env has none of the gate tools (no pip, nothing installed)."""
+    base = getattr(sys, "_base_executable", sys.executable)
+    subprocess.run([base, "-m", "venv", "--without-pip", str(tmp_path / "bare")], check=True)
+    return str(tmp_path / "bare" / "bin" / "python")
+
+
+STATIC_FILES = {
+    "pkg/__init__.py": "",
+    "pkg/other.py": "X = 1\n",
+    "pkg/run.py": "import subprocess\n\n\ndef run(cmd: str) -> int:\n"
+    "    return subprocess.call(cmd, shell=True)\n",
+    "linter.ini": "[importlinter]\nroot_package = pkg\n\n[importlinter:contract:one]\n"
+    "name = run is a leaf\ntype = forbidden\nsource_modules =\n    pkg.run\n"
+    "forbidden_modules =\n    pkg.other\n",
+}
+
+
+def test_static_tools_run_from_the_harness_env_whatever_the_target_has(
+    make_repo: Callable[..., Path], tmp_path: Path
+) -> None:
+    bare = _bare_venv(tmp_path)
+    repo = make_repo(STATIC_FILES)
+    configs = {
+        "ruff": {"paths": ["pkg"], "args": ["--select", "S602"]},
+        "mypy": {"paths": ["pkg"]},
+        "bandit": {"paths": ["pkg"]},
+        "imports": {"config": "linter.ini"},
+        "secrets": {},
+    }
+    got = {}
+    for name, cfg in configs.items():
+        ctx = GateContext(repo=repo, python=bare, cfg=GateConfig.model_validate(cfg))
+        result = GATES[name].run(ctx)
+        got[name] = (result.status, sorted({f.code for f in result.findings}))
+        # The version (part of the cache key) is that of the tool that ran, not "missing".
+        assert "missing" not in GATES[name].version(bare).split(";")[0], name
+    assert got == {
+        "ruff": (GateStatus.FAILED, ["S602"]),
+        "mypy": (GateStatus.PASSED, []),
+        "bandit": (GateStatus.FAILED, ["B404", "B602"]),
+        "imports": (GateStatus.PASSED, []),
+        "secrets": (GateStatus.PASSED, []),
+    }
+    assert GATES["ruff"].version(bare) == GATES["ruff"].version(sys.executable)
+    assert GATES["pytest"].version(bare).startswith("pytest missing pytest-cov missing")
 
 
 def test_command_gate_judges_by_exit_code(make_repo: Callable[..., Path]) -> None:
@@ -38,17 +87,16 @@ def test_command_gate_judges_by_exit_code(make_repo: Callable[..., Path]) -> Non
 
 
 def test_version_changes_when_the_targets_env_changes(tmp_path: Path) -> None:
-    base = getattr(sys, "_base_executable", sys.executable)
-    subprocess.run([base, "-m", "venv", "--without-pip", str(tmp_path / "env")], check=True)
-    python = str(tmp_path / "env" / "bin" / "python")
+    python = _bare_venv(tmp_path)
     before = GATES["mypy"].version(python)
-    assert before.startswith("mypy missing (env ")
+    assert before.startswith("mypy ") and "; target (env " in before
+    assert GATES["mypy"].version(sys.executable).startswith(before.split("; ")[0])
 
     # A new distribution (say, a stub package) changes mypy's verdict without changing mypy.
-    [site] = list((tmp_path / "env" / "lib").glob("python3*/site-packages"))
+    [site] = list((tmp_path / "bare" / "lib").glob("python3*/site-packages"))
     info = site / "types_demo-1.0.dist-info"
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: types-demo\nVersion: 1.0\n")
     after = GATES["mypy"].version(python)
-    assert after.startswith("mypy missing (env ")
+    assert after.split("; ")[0] == before.split("; ")[0]
     assert after != before

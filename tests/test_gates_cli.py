@@ -66,7 +66,13 @@ def test_gate_error_and_bad_arguments_exit_2(
     garbage.chmod(0o755)
     proc = _harness("--repo", str(repo), "--policy", str(policy), "--python", str(garbage))
     assert proc.returncode == 2
-    assert "harness: error: gate ruff could not run: unparsable ruff output" in proc.stderr
+    # ruff runs from the harness's env all the same; mypy asks the target's python for its
+    # search path, and crashes on the answer.
+    assert "harness: error: gate mypy could not run: mypy could not check (exit 2): mypy " in (
+        proc.stderr
+    )
+    assert "crashed (INTERNAL ERROR)" in proc.stderr
+    assert f"--python-executable {garbage}" in proc.stderr
 
     unknown = _harness("--repo", str(repo), "--policy", str(policy), "--only", "lint")
     assert unknown.returncode == 2

@@ -115,3 +115,40 @@ def test_text_error_line_in_json_output_is_unparsable(make_repo: Callable[..., P
     with pytest.raises(ValueError, match="unexpected line"):
         mypy_gate.parse_json("mod.py:1: error: Something  [misc]\n", _ctx(repo))
     assert mypy_gate.parse_json("setup.cfg: note: unused section(s): [mypy-x]\n", _ctx(repo)) == []
+
+
+def test_imports_resolve_in_the_targets_env_and_the_repos_own_copy_wins(
+    make_repo: Callable[..., Path], tmp_path: Path
+) -> None:
+    # Repo A's `pkg` is what the target env has installed (a .pth, as an editable install);
+    # repo B, the one checked, has its own copy whose `double` returns str.
+    user = {"tests/test_x.py": "from pkg import double\n\ny: int = double(2)\n"}
+    repo_a = make_repo(
+        {
+            **user,
+            "src/pkg/__init__.py": "def double(x: int) -> int:\n    return x * 2\n",
+            "src/pkg/py.typed": "",
+        },
+        name="a",
+    )
+    repo_b = make_repo(
+        {**user, "src/pkg/__init__.py": "def double(x: int) -> str:\n    return str(x * 2)\n"},
+        name="b",
+    )
+    base = getattr(sys, "_base_executable", sys.executable)
+    subprocess.run([base, "-m", "venv", "--without-pip", str(tmp_path / "env")], check=True)
+    [site] = list((tmp_path / "env" / "lib").glob("python3*/site-packages"))
+    (site / "checkout_a.pth").write_text(f"{repo_a / 'src'}\n")
+    target = str(tmp_path / "env" / "bin" / "python")
+
+    def run(python: str, pythonpath: tuple[str, ...]) -> list[str]:
+        cfg = GateConfig(paths=["tests"])
+        ctx = GateContext(repo=repo_b, python=python, cfg=cfg, pythonpath=pythonpath)
+        result = GATES["mypy"].run(ctx)
+        assert result.status != GateStatus.ERROR, result.reason
+        return [f.code for f in result.findings]
+
+    # mypy itself is the harness's; `pkg` is found where the target's interpreter finds it.
+    assert run(sys.executable, ()) == ["import-not-found"]
+    assert run(target, ()) == []  # repo A's copy, through the target env
+    assert run(target, ("src",)) == ["assignment"]  # repo B's own copy wins

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
+import sysconfig
 from collections.abc import Callable
 from pathlib import Path
 
 from harness.gates.base import GATES
 from harness.gates.common import GateContext
-from harness.gates.models import GateStatus
-from harness.policy import PytestGateConfig
+from harness.gates.models import GateResult, GateStatus
+from harness.gates.runner import run_tests
+from harness.policy import PytestGateConfig, parse_policy
 
 from .conftest import git
 
@@ -124,11 +127,28 @@ def test_collection_error_is_an_error_with_the_reason(make_repo: Callable[..., P
             "tests/test_bad.py": "import no_such_module_here\n",
         }
     )
+    for cfg in ({}, {"cov": ["tests"]}):  # with coverage too: no "no coverage report" reason
+        result = GATES["pytest"].run(_ctx(repo, **cfg))
+        assert result.status == GateStatus.ERROR
+        assert result.exit_code == 2
+        assert result.reason == (
+            "collection error in tests/test_bad.py: "
+            "ModuleNotFoundError: No module named 'no_such_module_here'"
+        )
+
+
+def test_a_syntax_error_is_named_by_its_exception(make_repo: Callable[..., Path]) -> None:
+    repo = make_repo(
+        {
+            "tests/test_a.py": "def test_a(:\n    pass\n",
+            "tests/test_b.py": "import no_such_module_either\n",
+        }
+    )
     result = GATES["pytest"].run(_ctx(repo))
     assert result.status == GateStatus.ERROR
-    assert result.exit_code == 2
     assert result.reason is not None
-    assert result.reason.startswith("test run interrupted: tests/test_bad.py: ")
+    assert result.reason.startswith("collection error in tests/test_a.py: SyntaxError: ")
+    assert result.reason.endswith(" (and 1 more)")
 
 
 def test_usage_error_and_no_tests_are_errors(make_repo: Callable[..., Path]) -> None:
@@ -185,5 +205,97 @@ def test_a_conftest_import_error_is_not_a_missing_pytest(make_repo: Callable[...
     )
     result = GATES["pytest"].run(_ctx(repo))
     assert result.status == GateStatus.ERROR
-    assert result.reason is not None and "not installed" not in result.reason
-    assert "no_such_dependency_xyz" in result.reason
+    assert result.reason == (
+        "collection error in tests/conftest.py: "
+        "ModuleNotFoundError: No module named 'no_such_dependency_xyz'"
+    )
+
+
+def test_a_named_coverage_config_that_is_missing_is_an_error(
+    make_repo: Callable[..., Path],
+) -> None:
+    repo = make_repo({"pkg/__init__.py": "", "tests/test_a.py": "def test_a():\n    pass\n"})
+    result = GATES["pytest"].run(_ctx(repo, cov=["pkg"], config=".coveragerc"))
+    assert result.status == GateStatus.ERROR
+    assert result.reason == "coverage config not found: .coveragerc"
+    assert result.command == []  # pytest never ran
+
+
+def test_no_coverage_data_is_reported_in_coverages_words(make_repo: Callable[..., Path]) -> None:
+    repo = make_repo({"pkg/__init__.py": "", "tests/test_a.py": "def test_a():\n    pass\n"})
+    result = GATES["pytest"].run(_ctx(repo, cov=["no_such_pkg"]))
+    assert result.status == GateStatus.ERROR
+    assert result.reason is not None
+    assert result.reason.startswith(
+        "coverage wrote no JSON report: Module no_such_pkg was never imported"
+    )
+
+
+def _target_python(tmp_path: Path, planted: Path) -> str:
+    """A target env, made offline: a bare venv that sees the harness env's packages (pytest,
+    pytest-cov) through a .pth, and another copy of `pkg` through a second .pth, as an
+    editable install of a different checkout would."""
+    base = getattr(sys, "_base_executable", sys.executable)
+    env = tmp_path / "target-env"
+    subprocess.run([base, "-m", "venv", "--without-pip", str(env)], check=True)
+    [site] = list((env / "lib").glob("python3*/site-packages"))
+    ours = dict.fromkeys([sysconfig.get_path("purelib"), sysconfig.get_path("platlib")])
+    (site / "harness_env.pth").write_text("".join(f"{d}\n" for d in ours))
+    (site / "planted_checkout.pth").write_text(f"{planted}\n")
+    return str(env / "bin" / "python")
+
+
+WHERE_TEST = """\
+import os
+
+import pkg
+
+
+def test_pkg_is_this_checkouts():
+    print("pkg from", pkg.__file__)
+    assert pkg.__file__.startswith(os.getcwd() + os.sep), pkg.__file__
+    assert pkg.double(2) == 4
+"""
+
+
+def test_the_repository_given_is_measured_not_the_one_the_env_points_at(
+    make_repo: Callable[..., Path], tmp_path: Path
+) -> None:
+    files = {
+        "src/pkg/__init__.py": "def double(x):\n    return x * 2\n",
+        "tests/test_where.py": WHERE_TEST,
+    }
+    repo_a = make_repo(files, name="a")
+    repo_b = make_repo(files, name="b")
+    python = _target_python(tmp_path, repo_a / "src")
+
+    def gate(pythonpath: tuple[str, ...]) -> GateResult:
+        cfg = PytestGateConfig(cov=["pkg"], paths=["tests"], args=["-rA"])
+        return GATES["pytest"].run(
+            GateContext(repo=repo_b, python=python, cfg=cfg, pythonpath=pythonpath)
+        )
+
+    # Without pythonpath the env's copy (repo A) is imported: the trap this guards against.
+    trap = gate(())
+    assert trap.status == GateStatus.FAILED
+    assert str(repo_a / "src" / "pkg" / "__init__.py") in (trap.tests[0].message or "")
+    assert trap.coverage is not None
+    assert set(trap.coverage.per_file) == {str(repo_a / "src" / "pkg" / "__init__.py")}
+
+    result = gate(("src",))
+    assert result.status == GateStatus.PASSED, result.reason
+    assert [(t.id, t.outcome) for t in result.tests] == [
+        ("tests/test_where.py::test_pkg_is_this_checkouts", "passed")
+    ]
+    assert result.coverage is not None
+    assert set(result.coverage.per_file) == {"src/pkg/__init__.py"}  # repo B's file
+    assert result.coverage.percent == 100.0
+
+    # Re-running chosen tests (the loop's flaky check) imports the same copy.
+    policy = parse_policy(f'[gates]\npython = "{python}"\npythonpath = ["src"]\n')
+    test_id = "tests/test_where.py::test_pkg_is_this_checkouts"
+    assert run_tests(repo_b, policy, [test_id]) == {test_id: "passed"}
+    assert run_tests(repo_b, policy, [test_id], block_network=True) == {test_id: "passed"}
+    policy.gates.pythonpath = []
+    assert run_tests(repo_b, policy, [test_id]) == {test_id: "failed"}
+    assert git(repo_b, "status", "--porcelain", "--ignored") == ""

@@ -80,16 +80,17 @@ def test_errors_never_pass(make_repo: Callable[..., Path], tmp_path: Path) -> No
     assert forced.tool == "gitleaks"
     assert forced.reason == "gitleaks is not on PATH"
 
-    garbage = tmp_path / "garbage-python"
-    garbage.write_text("#!/bin/sh\necho 'no secrets here, promise'\n")
-    garbage.chmod(0o755)
-    result = GATES["secrets"].run(_ctx(repo, python=str(garbage)))
-    assert result.status == GateStatus.ERROR
-    assert result.reason is not None and "unparsable detect-secrets output" in result.reason
-
     missing = GATES["secrets"].run(_ctx(repo, config=".secrets.baseline"))
     assert missing.status == GateStatus.ERROR
     assert missing.reason == "detect-secrets baseline not found: .secrets.baseline"
+    no_config = GATES["secrets"].run(_ctx(repo, tool="gitleaks", config=".gitleaks.toml"))
+    assert no_config.status == GateStatus.ERROR
+    assert no_config.reason == "gitleaks config not found: .gitleaks.toml"
+
+    with pytest.raises(ValueError, match="JSONDecodeError"):
+        secrets_gate.parse_detect_secrets("no secrets here, promise", repo)
+    with pytest.raises(ValueError, match="'results' is not an object"):
+        secrets_gate.parse_detect_secrets('{"results": []}', repo)
 
 
 def test_gitleaks_report_parsing(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ import tempfile
 from pathlib import Path
 
 from harness.gates.common import (
+    HARNESS_PYTHON,
     GateContext,
     SourceLines,
     config_path,
@@ -27,17 +28,17 @@ class BanditGate:
     name = NAME
 
     def version(self, python: str) -> str:
-        return dist_versions(python, ["bandit"])
+        return dist_versions(HARNESS_PYTHON, ["bandit"])
 
     def run(self, ctx: GateContext) -> GateResult:
-        why = missing_input(ctx, NAME, config_required=False)
+        why = missing_input(ctx, NAME)
         if why is not None:
             return error(NAME, NAME, why)
         with tempfile.TemporaryDirectory(prefix="harness-bandit-") as tmp:
             report = Path(tmp) / "bandit.json"
-            argv = [ctx.python, "-m", "bandit", "-r", "-q", "-f", "json", "-o", str(report)]
+            argv = [HARNESS_PYTHON, "-m", "bandit", "-r", "-q", "-f", "json", "-o", str(report)]
             cfg_file = config_path(ctx)
-            if cfg_file is not None and cfg_file.is_file():
+            if cfg_file is not None:
                 argv += ["-c", str(cfg_file)]
             argv += [*ctx.cfg.args, *(ctx.cfg.paths or ["."])]
             proc = run_tool(argv, ctx)

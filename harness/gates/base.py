@@ -17,7 +17,9 @@ class Gate(Protocol):
     def run(self, ctx: GateContext) -> GateResult: ...
 
     def version(self, python: str) -> str:
-        """Version(s) of the tool in the target env; part of the result-cache key."""
+        """Version(s) of the tool in the interpreter that runs it, plus the digest of the
+        target's env (`python`) where that env decides the result; part of the result-cache
+        key. Static tools run from the harness's env, pytest from the target's."""
         ...
 
 

@@ -7,8 +7,10 @@ without an import cycle.
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
+import sysconfig
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -28,6 +30,11 @@ BASE_ENV: dict[str, str] = {
 }
 
 VERSION_TIMEOUT = 60.0
+
+# Static tools (ruff, bandit, detect-secrets, import-linter, mypy itself) run from the harness's
+# own environment: they read the target's code, they need not import it, and the target's env
+# need not have them installed.
+HARNESS_PYTHON = sys.executable
 
 
 @dataclass(frozen=True)
@@ -77,8 +84,9 @@ def proc_failure(
 ) -> str | None:
     """The reason a tool run is unusable regardless of its output, or None.
 
-    `module` is what `python -m` was asked to run: only runpy's own complaint about *that*
-    module means the tool is missing (a target's conftest failing an import does not).
+    `module` is what `python -m` was asked to run (by `argv[0]`): only runpy's own complaint
+    about *that* module means the tool is missing (a target's conftest failing an import does
+    not).
     """
     if proc.missing:
         return f"{tool}: executable not found: {proc.argv[0]}"
@@ -87,8 +95,43 @@ def proc_failure(
     if module and proc.returncode != 0:
         pattern = rf"^\S.*: No module named {re.escape(module)}\s*$"
         if re.search(pattern, proc.stderr, re.MULTILINE):
-            return f"{tool} is not installed for {ctx.python} (no module {module})"
+            return f"{tool} is not installed for {proc.argv[0]} (no module {module})"
     return None
+
+
+def same_interpreter(a: str, b: str) -> bool:
+    """Absolute, but not resolve()d: a venv's python is a symlink to the shared base one."""
+    return Path(a).absolute() == Path(b).absolute()
+
+
+def harness_script(name: str) -> Path | None:
+    """A console script installed next to the running harness (`lint-imports`), or None."""
+    scripts = Path(sysconfig.get_path("scripts"))
+    for candidate in (scripts / name, scripts / f"{name}.exe"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def repo_pythonpath(ctx: GateContext) -> list[str]:
+    """The `pythonpath` dirs as absolute paths inside the repo, in their configured order."""
+    return [str(ctx.repo / d) for d in ctx.pythonpath]
+
+
+def with_pythonpath(
+    ctx: GateContext, env: Mapping[str, str] | None = None, *, first: Sequence[str] = ()
+) -> dict[str, str]:
+    """`env` plus PYTHONPATH = `first`, the repo's pythonpath dirs, then any inherited entries.
+
+    PYTHONPATH precedes site-packages, so the repo's own copy of its packages is the one
+    imported even when the interpreter's env has another copy installed (editable or not).
+    """
+    out = dict(env or {})
+    inherited = out.get("PYTHONPATH", os.environ.get("PYTHONPATH", ""))
+    parts = [*first, *repo_pythonpath(ctx), *[p for p in inherited.split(os.pathsep) if p]]
+    if parts:
+        out["PYTHONPATH"] = os.pathsep.join(parts)
+    return out
 
 
 def config_path(ctx: GateContext) -> Path | None:
@@ -98,16 +141,26 @@ def config_path(ctx: GateContext) -> Path | None:
     return ctx.repo / ctx.cfg.config
 
 
-def missing_input(ctx: GateContext, tool: str, *, config_required: bool = True) -> str | None:
+def missing_config(ctx: GateContext, tool: str) -> str | None:
+    """A config file the policy names must exist: run without it, a tool would fall back to its
+    defaults (or to another file) and judge by rules the user did not choose."""
+    cfg_file = config_path(ctx)
+    if cfg_file is not None and not cfg_file.is_file():
+        return f"{tool} config not found: {ctx.cfg.config}"
+    return None
+
+
+def missing_input(ctx: GateContext, tool: str) -> str | None:
     """Why the gate cannot look at what it is configured to look at, or None.
 
     A configured path that does not exist would be reported by the tool as one more finding
-    (ruff's E902) or skipped silently (bandit): either way the gate would judge code it never
-    looked at. A config file is required unless the tool runs without one (`config_required`).
+    (ruff's E902) or skipped silently (bandit); a configured config file that does not exist
+    would be skipped by some tools and their defaults used: either way the gate would judge
+    something other than what the user's own command judges.
     """
-    cfg_file = config_path(ctx)
-    if config_required and cfg_file is not None and not cfg_file.is_file():
-        return f"{tool} config not found: {ctx.cfg.config}"
+    why = missing_config(ctx, tool)
+    if why is not None:
+        return why
     for rel in ctx.cfg.paths:
         if not (ctx.repo / rel).exists():
             return f"path not found: {rel}"
@@ -195,7 +248,7 @@ def _probe(python: str, stamp: tuple[tuple[str, int], ...]) -> dict[str, str]:
 
 
 def dist_versions(python: str, dists: Sequence[str]) -> str:
-    """'ruff 0.6.1 (env 3f2a...)': the tool's versions in the target interpreter's env.
+    """'ruff 0.6.1 (env 3f2a...)': the tools' versions in the env of interpreter `python`.
 
     Part of the result-cache key. The env digest covers every installed distribution, because
     a new stub package changes mypy's verdict as surely as a new mypy does. 'unknown' when the
@@ -207,8 +260,8 @@ def dist_versions(python: str, dists: Sequence[str]) -> str:
     if not data:
         _probe.cache_clear()  # an interpreter that did not answer is asked again next time
         return "unknown"
-    tools = " ".join(f"{d} {data.get(d.lower()) or 'missing'}" for d in dists)
-    return f"{tools} (env {data.get('(env)', '?')})"
+    tools = "".join(f"{d} {data.get(d.lower()) or 'missing'} " for d in dists)
+    return f"{tools}(env {data.get('(env)', '?')})"
 
 
 def findings_result(name: str, proc: ProcResult, findings: list[Finding], noun: str) -> GateResult:

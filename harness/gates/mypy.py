@@ -6,12 +6,14 @@ Exit codes: 0 clean, 1 type errors, 2 mypy could not check (crash, usage, blocki
 from __future__ import annotations
 
 import json
+import os
 import re
 import tempfile
 from pathlib import Path
 
 from harness.gates.cache import mypy_dir
 from harness.gates.common import (
+    HARNESS_PYTHON,
     GateContext,
     SourceLines,
     config_path,
@@ -22,7 +24,9 @@ from harness.gates.common import (
     one_line,
     proc_failure,
     rel_path,
+    repo_pythonpath,
     run_tool,
+    same_interpreter,
 )
 from harness.gates.models import Finding, GateResult, fingerprint
 from harness.proc import ProcResult
@@ -49,7 +53,11 @@ class MypyGate:
     name = NAME
 
     def version(self, python: str) -> str:
-        return dist_versions(python, ["mypy"])
+        own = dist_versions(HARNESS_PYTHON, ["mypy"])
+        if same_interpreter(python, HARNESS_PYTHON):
+            return own
+        # The target's env decides what imports resolve to (and which stubs exist).
+        return f"{own}; target {dist_versions(python, [])}"
 
     def run(self, ctx: GateContext) -> GateResult:
         why = missing_input(ctx, NAME)
@@ -57,15 +65,18 @@ class MypyGate:
             return error(NAME, NAME, why)
         with tempfile.TemporaryDirectory(prefix="harness-mypy-") as tmp:
             cache = _cache_dir(ctx, Path(tmp))
-            base = [ctx.python, "-m", "mypy", "--cache-dir", str(cache)]
+            base = [HARNESS_PYTHON, "-m", "mypy", "--cache-dir", str(cache)]
+            if not same_interpreter(ctx.python, HARNESS_PYTHON):
+                base += ["--python-executable", ctx.python]
             cfg_file = config_path(ctx)
             if cfg_file is not None:
                 base += ["--config-file", str(cfg_file)]
             tail = [*ctx.cfg.args, *(ctx.cfg.paths or ["."])]
-            proc = run_tool([*base, "--output", "json", *tail], ctx)
+            env = _mypypath(ctx)
+            proc = run_tool([*base, "--output", "json", *tail], ctx, env=env)
             json_mode = True
             if _no_json_output(proc):
-                proc = run_tool([*base, *_TEXT_FLAGS, *tail], ctx)
+                proc = run_tool([*base, *_TEXT_FLAGS, *tail], ctx, env=env)
                 json_mode = False
         why = proc_failure(NAME, proc, ctx, "mypy")
         if why is not None:
@@ -77,6 +88,11 @@ class MypyGate:
             except ValueError:
                 first = []
             detail = f"{first[0].path}:{first[0].line}: {first[0].message}" if first else proc.tail
+            if not first and "INTERNAL ERROR" in proc.stderr:
+                # The tail is mypy's plea to report a bug; which run crashed says more.
+                detail = "mypy crashed (INTERNAL ERROR)"
+                if "--python-executable" in proc.argv:
+                    detail += f" with --python-executable {ctx.python}"
             return error(
                 NAME, NAME, f"mypy could not check (exit {proc.returncode}): {detail}", proc
             )
@@ -89,6 +105,14 @@ class MypyGate:
         if proc.returncode == 0 and findings:
             return error(NAME, NAME, "mypy exited 0 but reported errors", proc)
         return findings_result(NAME, proc, findings, "mypy error(s)")
+
+
+def _mypypath(ctx: GateContext) -> dict[str, str]:
+    """The repo's pythonpath dirs first on MYPYPATH: its own copy of a package wins over one
+    installed in the target's env (which `--python-executable` puts on mypy's search path)."""
+    dirs = repo_pythonpath(ctx)
+    inherited = [p for p in os.environ.get("MYPYPATH", "").split(os.pathsep) if p]
+    return {"MYPYPATH": os.pathsep.join([*dirs, *inherited])} if dirs else {}
 
 
 def _cache_dir(ctx: GateContext, tmp: Path) -> Path:

@@ -18,13 +18,16 @@ from harness.gates.common import (
     GateContext,
     dist_versions,
     error,
+    missing_config,
     one_line,
     proc_failure,
     rel_path,
     run_tool,
+    with_pythonpath,
 )
 from harness.gates.models import Coverage, GateResult, GateStatus, TestCase
 from harness.policy import GateConfig, PytestGateConfig
+from harness.proc import ProcResult
 
 NAME = "pytest"
 
@@ -56,9 +59,10 @@ def base_argv(python: str, junit: Path) -> list[str]:
     ]
 
 
-def tool_env(tmp: Path) -> dict[str, str]:
-    # Coverage data goes to the temp dir, never into the target's tree.
-    return {"COVERAGE_FILE": str(tmp / ".coverage")}
+def tool_env(ctx: GateContext, tmp: Path, *, first: list[str] | None = None) -> dict[str, str]:
+    """Coverage data goes to the temp dir, never into the target's tree; the repo's pythonpath
+    dirs (after `first`) lead PYTHONPATH, so the code measured is this repo's copy."""
+    return with_pythonpath(ctx, {"COVERAGE_FILE": str(tmp / ".coverage")}, first=first or [])
 
 
 class PytestGate:
@@ -69,6 +73,10 @@ class PytestGate:
 
     def run(self, ctx: GateContext) -> GateResult:
         cfg = pytest_config(ctx.cfg)
+        # Paths are left to pytest, which rejects a missing one itself (exit 4).
+        why = missing_config(ctx, "coverage")
+        if why is not None:
+            return error(NAME, NAME, why)
         with tempfile.TemporaryDirectory(prefix="harness-pytest-") as tmp_name:
             tmp = Path(tmp_name)
             junit, cov_json = tmp / "junit.xml", tmp / "coverage.json"
@@ -76,10 +84,10 @@ class PytestGate:
             if cfg.cov:
                 argv += [f"--cov={target}" for target in cfg.cov]
                 argv += [f"--cov-report=json:{cov_json}"]
-                if cfg.config and (ctx.repo / cfg.config).is_file():
+                if cfg.config:
                     argv += [f"--cov-config={cfg.config}"]
             argv += [*cfg.args, *cfg.paths]
-            proc = run_tool(argv, ctx, env=tool_env(tmp))
+            proc = run_tool(argv, ctx, env=tool_env(ctx, tmp))
             why = proc_failure(NAME, proc, ctx, "pytest")
             if why is not None:
                 return error(NAME, NAME, why, proc)
@@ -101,7 +109,7 @@ class PytestGate:
                     except ValueError as exc:
                         cov_problem = f"unparsable coverage JSON: {exc}"
                 else:
-                    cov_problem = "no coverage JSON report was written (is pytest-cov installed?)"
+                    cov_problem = f"coverage wrote no JSON report: {_coverage_complaint(proc)}"
 
         result = GateResult(
             gate=NAME,
@@ -115,10 +123,22 @@ class PytestGate:
         )
         errors = [t for t in tests if t.outcome == "error"]
         if proc.returncode not in (0, 1):
-            what = _EXIT_REASONS.get(proc.returncode, f"pytest exited {proc.returncode}")
-            if errors:
+            collection = [t for t in errors if (t.message or "").startswith(COLLECTION_FAILURE)]
+            conftest = _CONFTEST_ERROR.search(proc.stderr + proc.stdout)
+            if collection:
+                first = collection[0]
+                detail = (first.message or "")[len(COLLECTION_FAILURE) :].lstrip(": ")
+                what = f"collection error in {first.id}: {detail or 'no detail'}"
+                if len(collection) > 1:
+                    what += f" (and {len(collection) - 1} more)"
+            elif conftest is not None:
+                where = rel_path(ctx.repo, conftest["path"])
+                what = f"collection error in {where}: {_raised(proc.stderr + proc.stdout)}"
+            elif errors:
+                what = _EXIT_REASONS.get(proc.returncode, f"pytest exited {proc.returncode}")
                 what += f": {errors[0].id}: {errors[0].message or 'error'}"
             else:
+                what = _EXIT_REASONS.get(proc.returncode, f"pytest exited {proc.returncode}")
                 what += f": {proc.tail}"
             return _as_error(result, what)
         if junit_problem or cov_problem:
@@ -152,6 +172,34 @@ def _as_error(result: GateResult, reason: str) -> GateResult:
 
 
 _COV_GOAL = re.compile(r"Required test coverage of [\d.]+% not reached\.[^\n]*")
+# What pytest's junitxml writes as the message of a test module that could not be collected.
+COLLECTION_FAILURE = "collection failure"
+_CONFTEST_ERROR = re.compile(r"^ImportError while loading conftest '(?P<path>[^']+)'", re.M)
+# pytest marks the lines of the exception itself with "E   ".
+_E_LINE = re.compile(r"^E\s+(?P<text>\S.*)$", re.M)
+_EXC_LINE = re.compile(r"^[A-Za-z_][\w.]*(?:Error|Exception|Exit|Failed|Warning)\b")
+_COV_WARNING = re.compile(
+    r"(?:CoverageWarning|CovReportWarning): (?P<text>.+?)(?: \([a-z-]+\); see \S+)?$", re.M
+)
+
+
+def _raised(text: str) -> str:
+    """The exception pytest shows in a longrepr: its `E` line naming the exception type (a
+    SyntaxError's `E` lines first quote the source), else the last `E` line."""
+    lines = [m["text"].strip() for m in _E_LINE.finditer(text)]
+    named = [line for line in lines if _EXC_LINE.match(line)]
+    if named:
+        return named[-1]
+    if lines:
+        return lines[-1]
+    return one_line(text.strip().splitlines()[0]) if text.strip() else ""
+
+
+def _coverage_complaint(proc: ProcResult) -> str:
+    """Why coverage produced no report, in coverage's words ("Module x was never imported")."""
+    said = list(dict.fromkeys(m["text"].strip() for m in _COV_WARNING.finditer(proc.stderr)))
+    return "; ".join(said) if said else proc.tail or "no output"
+
 
 _SEVERITY = {"passed": 0, "skipped": 1, "failed": 2, "error": 3}
 
@@ -175,6 +223,8 @@ def parse_junit(text: str, repo: Path) -> list[TestCase]:
                 outcome, message = "failed", child.get("message")
             elif child.tag == "error":
                 outcome, message = "error", child.get("message")
+                if message == COLLECTION_FAILURE and child.text:
+                    message = f"{COLLECTION_FAILURE}: {_raised(child.text)}"
             elif child.tag == "skipped" and outcome == "passed":
                 outcome, message = "skipped", child.get("message")
         tc = TestCase(

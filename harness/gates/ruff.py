@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from harness.gates.common import (
+    HARNESS_PYTHON,
     GateContext,
     SourceLines,
     config_path,
@@ -24,7 +25,7 @@ NAME = "ruff"
 
 def check_argv(ctx: GateContext) -> list[str]:
     """`ruff check` as this gate runs it, without the paths (callers add paths or stdin)."""
-    argv = [ctx.python, "-m", "ruff", "check", "--output-format", "json", "--no-cache"]
+    argv = [HARNESS_PYTHON, "-m", "ruff", "check", "--output-format", "json", "--no-cache"]
     argv += ["--exit-zero"]  # the findings decide the status; exit 2 still means ruff failed
     cfg_file = config_path(ctx)
     if cfg_file is not None:
@@ -36,7 +37,7 @@ class RuffGate:
     name = NAME
 
     def version(self, python: str) -> str:
-        return dist_versions(python, ["ruff"])
+        return dist_versions(HARNESS_PYTHON, ["ruff"])
 
     def run(self, ctx: GateContext) -> GateResult:
         why = missing_input(ctx, NAME)

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import sys
 import tempfile
@@ -193,13 +192,14 @@ def _run_ids(
     with tempfile.TemporaryDirectory(prefix="harness-rerun-") as tmp_name:
         tmp = Path(tmp_name)
         junit = tmp / "junit.xml"
-        env = pytest_gate.tool_env(tmp)
         argv = pytest_gate.base_argv(ctx.python, junit)
+        plugin_dirs: list[str] = []
         if block_network:
             (tmp / f"{NETBLOCK_MODULE}.py").write_text(_NETBLOCK_PLUGIN, encoding="utf-8")
-            old = os.environ.get("PYTHONPATH")
-            env["PYTHONPATH"] = str(tmp) + (os.pathsep + old if old else "")
+            plugin_dirs.append(str(tmp))
             argv += ["-p", NETBLOCK_MODULE]
+        # The same imports as the pytest gate: the repo's pythonpath dirs lead.
+        env = pytest_gate.tool_env(ctx, tmp, first=plugin_dirs)
         # The target's own args (markers, -q) apply; its coverage goals do not.
         argv += [*cfg.args, "--", *ids]
         proc = run_tool(argv, ctx, env=env)

@@ -16,6 +16,7 @@ import git
 
 from harness.errors import GitError
 from harness.gates.common import (
+    HARNESS_PYTHON,
     GateContext,
     config_path,
     dist_versions,
@@ -48,7 +49,7 @@ class SecretsGate:
 
     def version(self, python: str) -> str:
         gl = shutil.which(GITLEAKS)
-        ds = dist_versions(python, ["detect-secrets"])
+        ds = dist_versions(HARNESS_PYTHON, ["detect-secrets"])
         if gl is None:
             return ds
         proc = run([gl, "version"], Path.cwd(), timeout=60)
@@ -76,6 +77,9 @@ def _result(
 
 
 def _gitleaks(ctx: GateContext) -> GateResult:
+    cfg_file = config_path(ctx)
+    if cfg_file is not None and not cfg_file.is_file():
+        return error(NAME, GITLEAKS, f"gitleaks config not found: {ctx.cfg.config}")
     exe = shutil.which(GITLEAKS)
     if exe is None:
         return error(NAME, GITLEAKS, "gitleaks is not on PATH")
@@ -83,8 +87,7 @@ def _gitleaks(ctx: GateContext) -> GateResult:
         report = Path(tmp) / "gitleaks.json"
         argv = [exe, "detect", "--no-banner", "--redact", "--report-format", "json"]
         argv += ["--report-path", str(report), "--source", "."]
-        cfg_file = config_path(ctx)
-        if cfg_file is not None and cfg_file.is_file():
+        if cfg_file is not None:
             argv += ["--config", str(cfg_file)]
         argv += ctx.cfg.args
         proc = run_tool(argv, ctx)
@@ -175,12 +178,12 @@ def _detect_secrets(ctx: GateContext) -> GateResult:
         where = ", ".join(ctx.cfg.paths) or "the repository"
         return error(NAME, tool, f"no files to scan under {where}")
     findings: list[Finding] = []
-    seconds, argv, code = 0.0, [ctx.python, "-m", "detect_secrets", "scan"], 0
+    seconds, argv, code = 0.0, [HARNESS_PYTHON, "-m", "detect_secrets", "scan"], 0
     for start in range(0, max(len(files), 1), _CHUNK):
         chunk = files[start : start + _CHUNK]
         if not chunk:
             break
-        cmd = [ctx.python, "-m", "detect_secrets", "scan", *ctx.cfg.args, *chunk]
+        cmd = [HARNESS_PYTHON, "-m", "detect_secrets", "scan", *ctx.cfg.args, *chunk]
         proc = run_tool(cmd, ctx)
         seconds += proc.seconds
         why = proc_failure(tool, proc, ctx, "detect_secrets")
