@@ -311,3 +311,12 @@ def test_no_secret_reaches_the_cache_and_cached_equals_fresh(
     for path in files:
         data = path.read_bytes()
         assert AWS.encode() not in data and PASSWORD.encode() not in data, path
+
+
+def test_the_key_names_which_copy_of_the_code_is_imported() -> None:
+    from harness.gates.cache import result_key
+    from harness.policy import GateConfig
+
+    cfg = GateConfig()
+    plain = result_key("pytest", "t", cfg, "v", "python3")
+    assert result_key("pytest", "t", cfg, "v", "python3", pythonpath=("src",)) != plain

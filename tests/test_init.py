@@ -108,3 +108,11 @@ def test_starter_script_names_only_what_exists(make_repo: Callable[..., Path]) -
     assert "lukhas" not in text
     assert "ruff check calc.py" in text and "--cov=calc" in text
     assert "lint-imports" not in text  # no contracts to check
+
+
+def test_what_init_writes_is_not_a_secrets_finding(make_repo: Callable[..., Path]) -> None:
+    repo = make_repo(LAYOUTS["flat"])
+    assert harness("init", "--repo", str(repo), cwd=repo).returncode == 0
+    proc = harness("gates", "--repo", str(repo), "--only", "secrets", "--json", cwd=repo)
+    report = json.loads(proc.stdout)
+    assert report["gates"]["secrets"]["findings"] == 0, proc.stdout

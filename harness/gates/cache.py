@@ -130,7 +130,13 @@ def interpreter_id(python: str) -> str:
 
 
 def result_key(
-    gate: str, tree: str, cfg: GateConfig, version: str, python: str, ignored: str = ""
+    gate: str,
+    tree: str,
+    cfg: GateConfig,
+    version: str,
+    python: str,
+    ignored: str = "",
+    pythonpath: Sequence[str] = (),
 ) -> str:
     raw = json.dumps(
         {
@@ -141,6 +147,8 @@ def result_key(
             "config": cfg.model_dump(mode="json"),
             "version": version,
             "python": interpreter_id(python),
+            # Which copy of the code is imported decides pytest's and mypy's verdicts.
+            "pythonpath": list(pythonpath),
         },
         sort_keys=True,
     )

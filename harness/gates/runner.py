@@ -62,7 +62,9 @@ def _run_one(gate: Gate, ctx: GateContext, tree: str, cache_dir: Path | None) ->
         path = None
         if cache_dir is not None:
             ignored = cache.ignored_digest(ctx.repo, cache.gate_paths(ctx.cfg))
-            key = cache.result_key(gate.name, tree, ctx.cfg, version, ctx.python, ignored)
+            key = cache.result_key(
+                gate.name, tree, ctx.cfg, version, ctx.python, ignored, ctx.pythonpath
+            )
             path = cache.result_path(cache_dir, key)
             hit = cache.load(path)
             if hit is not None:
