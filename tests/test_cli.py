@@ -284,9 +284,9 @@ def test_ctrl_c_during_a_run_says_where_the_record_and_branch_are(
     )
     assert proc.stderr is not None
     seen = []
-    for line in proc.stderr:  # the block's gate (sleep 60) starts right after this line
+    for line in proc.stderr:  # the block's gate (sleep 60) starts right after these lines
         seen.append(line)
-        if line.startswith("block 1:"):
+        if line.startswith("  lanes:"):
             break
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
