@@ -374,7 +374,7 @@ def patch_id(repo: git.Repo, diff: str) -> str:
     text = diff if diff.endswith("\n") else diff + "\n"
     if not any(line.startswith("diff --git ") for line in text.splitlines()):
         text = _with_git_headers(text)
-    proc = run(["git", "patch-id", "--stable"], repo.working_tree_dir or ".", stdin=text)
+    proc = run(["git", "patch-id", "--stable"], str(repo.working_tree_dir or "."), stdin=text)
     if proc.returncode != 0:
         raise GitError(f"git patch-id failed: {proc.tail}")
     return proc.stdout.split()[0] if proc.stdout.strip() else ""
