@@ -183,6 +183,37 @@ def checked_out(repo: git.Repo, sha: str, without: Sequence[str] = ()) -> Iterat
         repo.git.checkout(back)
 
 
+@contextmanager
+def applied(repo: git.Repo, base: str, commits: Sequence[str]) -> Iterator[bool]:
+    """Detach HEAD at `base` with exactly `commits` cherry-picked on it (in order, committed on
+    the detached HEAD, so tools that tidy the tree keep them), for a look; then go back to where
+    we were. Yields False when they do not apply without the commits left out (the look's tree
+    is then `base` itself)."""
+    if is_dirty(repo):
+        raise GitError(f"working tree has uncommitted changes: {repo.working_tree_dir}")
+    back = repo.active_branch.name if not repo.head.is_detached else head(repo)
+    repo.git.checkout("--detach", base)
+    clean = True
+    try:
+        for commit in commits:
+            try:
+                repo.git.cherry_pick(
+                    "--allow-empty", "--keep-redundant-commits", commit, env=_identity(repo)
+                )
+            except git.GitCommandError:
+                clean = False
+                with suppress(git.GitCommandError):
+                    repo.git.cherry_pick("--abort")
+                _reset_to(repo, base)
+                break
+        yield clean
+    finally:
+        with suppress(git.GitCommandError):
+            repo.git.cherry_pick("--abort")
+        _reset_to(repo, "HEAD")
+        repo.git.checkout(back)
+
+
 _LOCK_REASON = "harness pid "
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,7 @@ from harness.context import (
     repo_map,
     wanted_range,
 )
+from harness.culprits import find_culprits
 from harness.errors import (
     ExitCode,
     GateError,
@@ -50,11 +52,13 @@ from harness.gates.models import Finding, GateResult, GateRun, GateStatus, Regre
 from harness.gates.runner import context_for, gate_config, run_gates, run_tests
 from harness.gates.summary import seed_summary
 from harness.gitutil import (
-    checked_out,
+    applied,
+    commit_patch_id,
     commit_paths,
     head,
     is_dirty,
     open_repo,
+    patch_id,
     restore_on_failure,
     revert_commits,
     tidy,
@@ -63,7 +67,7 @@ from harness.gitutil import (
 from harness.guard import Verdict, check_patch
 from harness.guard.commit import write_contents
 from harness.guard.globs import match_any
-from harness.outcome import BlockOutcome, RunSummary, progress_entry
+from harness.outcome import BlockOutcome, Revert, RunSummary, progress_entry
 from harness.policy import POLICY_FILE, GateConfig, GuardConfig, Policy
 from harness.providers.base import Message, ModelRequest, Phase, Provider, ToolSpec
 from harness.record import Manifest, Recorder, new_run_id, utcnow
@@ -71,6 +75,7 @@ from harness.schemas import PHASE_TOOLS, PatchProposal, Plan, ReadFiles, TodoIte
 from harness.steps import Block, StepsScript, apply_to_policy, block_lanes
 
 Progress = Callable[[str], None]
+_RULE = re.compile(r"\b[A-Z]{1,4}\d{3,4}\b")  # a ruff rule code in an item's title
 
 
 class InvalidOutput(HarnessError):
@@ -109,6 +114,12 @@ class Loop:
         self.commands: dict[str, str] = {}
         self.stopped: str | None = None  # why the run stopped early (provider failure)
         self.failed_gate: str | None = None  # a gate a block depends on could not run
+        self.block_base = ""  # the commit the current block started from
+        self._steady: dict[str, bool] = {}  # test id -> passed every full run at block start
+        # Changes refused at landing or reverted: none of them lands again in this run.
+        self.avoid: list[dict[str, Any]] = []
+        self._pids: dict[str, str] = {}  # landed commit -> patch-id of its change
+        self._titles: dict[str, str] = {}
 
     # ------------------------------------------------------------------ the run
     def run(self) -> RunSummary:
@@ -205,6 +216,8 @@ class Loop:
             lanes=guard.lanes,
         )
         start = self.gates(f"block {block.number} start")
+        self.block_base = head(open_repo(self.wt))
+        self._steady = {}
         out = BlockOutcome(
             number=block.number,
             title=block.title,
@@ -243,12 +256,11 @@ class Loop:
             if out.commits:
                 after = self.gates(f"block {block.number} iteration {iteration}")
                 if self.regressions(start, after):
-                    out.reverted += self.revert_culprits(start, out.commits, out.reverted)
-                    out.commits = [c for c in out.commits if c not in out.reverted]
+                    self.revert_culprits(start, out)
             if not landed:
                 out.status = "nothing_left" if landed == 0 else out.status
                 break
-        final = self.gates(f"block {block.number} end")
+        final = self.hold_the_contract(start, out, self.gates(f"block {block.number} end"))
         out.regressions = self.regressions(start, final, include_flaky=True)
         if any(final.results[g].status == GateStatus.ERROR for g in gates if g in final.results):
             out.status = "gate_error"
@@ -282,12 +294,15 @@ class Loop:
     # ------------------------------------------------------------------ phases
     def plan(self, block: Block, gates: list[str], guard: GuardConfig) -> Plan:
         run = self.latest()
-        ctx = block_context(block, gates, guard, run, self.policy.loop.max_todo_items)
+        ctx = block_context(block, gates, guard, run, self.policy.loop.max_todo_items) | {
+            "avoid": list(self.avoid)
+        }
         text = prompts.render(
             "plan",
             block=ctx["block"],
             findings=findings_text(gates, run),
             repo_map=repo_map(self.wt),
+            avoid=[f"{a['title']} ({', '.join(a['paths'])}): {a['reason']}" for a in self.avoid],
         )
         plan = self.ask("plan", [Message(role="user", content=text)], ctx, guard)
         if not isinstance(plan, Plan):
@@ -297,7 +312,8 @@ class Loop:
 
     def todos(self, block: Block, gates: list[str], guard: GuardConfig, plan: Plan) -> TodoList:
         ctx = block_context(block, gates, guard, self.latest(), self.policy.loop.max_todo_items) | {
-            "plan": plan.model_dump()
+            "plan": plan.model_dump(),
+            "avoid": list(self.avoid),
         }
         text = prompts.render(
             "todo",
@@ -355,8 +371,13 @@ class Loop:
                 "findings": [f.model_dump() for f in findings],
                 "max_lines": guard.max_changed_lines_per_file,
                 "attempt": attempt,
-                "block": {"number": block.number, "gates": gates},
+                "block": {
+                    "number": block.number,
+                    "gates": gates,
+                    "gate_commands": block.gate_commands,
+                },
                 "lint": self.lint_command(),
+                "avoid": list(self.avoid),
             }
             convo = [Message(role="user", content=text), *messages]
             try:
@@ -485,6 +506,14 @@ class Loop:
         if not verdict.accepted:
             raise PatchRejected("patch rejected by the guard", verdict.violations)
         repo = open_repo(self.wt)
+        pid = patch_id(repo, verdict.diff) if verdict.diff.strip() else ""
+        earlier = next((a for a in self.avoid if pid and a["patch_id"] == pid), None)
+        if earlier is not None:
+            self.rec.event("refused_again", item=item.id, patch_id=pid, reason=earlier["reason"])
+            raise PatchRejected(
+                "this change was taken out earlier in this run",
+                [f"the same change was {earlier['reason']}; propose a different one"],
+            )
         trailers = {
             "Harness-Run": self.run_id,
             "Harness-Block": str(block.number),
@@ -492,10 +521,17 @@ class Loop:
         }
         before = self.quick_findings([f.path for f in verdict.files])
         tidy(repo)
+        paths = [f.path for f in verdict.files]
         with restore_on_failure(repo):
             write_contents(self.wt, verdict)
-            trailers |= self.check_landed(block, gates, verdict, before)
+            try:
+                trailers |= self.check_landed(block, gates, verdict, before)
+            except PatchRejected as exc:
+                first = str(exc.violations[0]) if exc.violations else str(exc)
+                self.remember(pid, paths, item.title, f"refused at landing: {first}")
+                raise
             sha = commit_paths(repo, list(verdict.contents), f"harness: {item.title}", trailers)
+        self._pids[sha], self._titles[sha] = pid, f"harness: {item.title}"
         tidy(repo)  # a test run may have left files behind
         self.rec.event("applied", block=block.number, item=item.id, sha=sha, patch=patch_file)
         return sha
@@ -570,50 +606,122 @@ class Loop:
         found = compare(
             start, after, self.policy.regression, rerun=make_rerunner(self.wt, self.policy)
         )
+        # Passing alone is not being flaky: a test that fails in the full run after the change
+        # and passed every full run at the block's start fails because of the change (order).
+        suspects = [r.subject for r in found if r.flaky and r.gate == "pytest"]
+        steady = self.steady_at_start(suspects)
+        for r in found:
+            if r.flaky and r.subject in steady:
+                r.flaky = False
+                r.message += (
+                    f"; it passed {self.policy.regression.rerun_failed + 1} full runs at the "
+                    "block's start: it fails with this change in the suite (order-dependent)"
+                )
         if found:
             self.rec.event("regressions", items=[r.model_dump() for r in found])
         return found if include_flaky else blocking(found)
 
-    def revert_culprits(self, start: GateRun, commits: list[str], earlier: list[str]) -> list[str]:
-        """Bisect the block's kept commits for the first one that regresses, revert it, repeat.
+    def steady_at_start(self, test_ids: list[str]) -> set[str]:
+        """The tests among `test_ids` that pass every full run of the suite at the block's start
+        (measured once per block, not assumed)."""
+        todo = [t for t in test_ids if t not in self._steady]
+        if todo:
+            failed: set[str] = set()
+            repo = open_repo(self.wt)
+            for i in range(self.policy.regression.rerun_failed):
+                with applied(repo, self.block_base, []):
+                    run = run_gates(self.wt, self.policy, only=["pytest"], use_cache=False)
+                tidy(repo)
+                result = run.results["pytest"]
+                failed |= {t.id for t in result.tests if t.outcome in ("failed", "error")}
+                self.rec.event("start_rerun", round=i + 1, failed=sorted(failed & set(todo)))
+            for t in todo:
+                self._steady[t] = t not in failed
+        return {t for t in test_ids if self._steady.get(t)}
 
-        Every look is at a tree with the culprits found so far (`earlier` ones included) taken
-        out, and later searches look only after the last culprit, so a commit that merely sits
-        on top of a culprit is not blamed. A culprit whose revert conflicts with later commits
-        is reverted together with them (they depend on it).
+    def revert_culprits(self, start: GateRun, out: BlockOutcome) -> None:
+        """Find the commits that cause a regression by delta debugging over the block's kept
+        commits (harness/culprits.py: single culprits, several, an interacting pair), each look
+        at the block's start with exactly a subset applied, and revert them. A culprit whose
+        revert conflicts with later commits is reverted together with them (they depend on it).
         """
         repo = open_repo(self.wt)
-        suspects = list(commits)
-        known = list(earlier)
-        reverted: list[str] = []
-        while suspects and self.regressions(start, self.gates("regression check")):
-            lo, hi = 0, len(suspects) - 1
-            while lo < hi:
-                mid = (lo + hi) // 2
-                with checked_out(repo, suspects[mid], without=known) as clean:
-                    # A commit that cannot stand without a culprit falls with it.
-                    bad = not clean or bool(self.regressions(start, self.gates(f"bisect {mid}")))
-                lo, hi = (lo, mid) if bad else (mid + 1, hi)
-            culprit, later = suspects[lo], suspects[lo + 1 :]
+        commits = list(out.commits)
+        seen: dict[tuple[str, ...], list[Regression]] = {}
+
+        def fails(subset: list[str]) -> bool | None:
+            with applied(repo, self.block_base, subset) as clean:
+                if not clean:
+                    return None  # cannot stand without a commit left out: not shown to fail
+                label = f"bisect: {len(subset)} of {len(commits)} commits"
+                regs = self.regressions(start, self.gates(label))
+            seen[tuple(subset)] = regs
+            return bool(regs)
+
+        for culprit, minimal in find_culprits(commits, fails):
+            if culprit not in out.commits:
+                continue  # already reverted with a culprit it depends on
+            because = [r.message for r in seen.get(tuple(minimal), [])] or ["regression"]
+            later = [c for c in out.commits if commits.index(c) > commits.index(culprit)]
             try:
                 revert_commits(repo, [culprit], f"harness: revert {culprit[:10]} (regression)")
-                gone, suspects = [culprit], later
+                gone = [culprit]
             except GitError:
-                gone, suspects = [culprit, *later], []
+                gone = [culprit, *later]
                 revert_commits(
                     repo,
                     list(reversed(gone)),
                     f"harness: revert {culprit[:10]} and the {len(later)} commit(s) built on it",
                 )
-            known += gone
-            reverted += gone
-            self.rec.event("reverted", sha=culprit, with_dependents=gone[1:])
-            self.say(f"  reverted {culprit[:10]}: it caused a regression")
-        if not suspects and self.regressions(start, self.gates("regression check")):
-            # Nothing of this block is left to blame (a flaky gate or environment): say so.
-            self.rec.event("regression_persists", reverted=reverted)
-            self.say("  a regression persists that no commit of this block explains")
-        return reverted
+            for sha in gone:
+                self.taken_out(out, sha, because, "culprit" if sha == culprit else "with_culprit")
+            self.say(f"  reverted {culprit[:10]}: {because[0]}")
+
+    def hold_the_contract(self, start: GateRun, out: BlockOutcome, final: GateRun) -> GateRun:
+        """At a block's end the branch shows no blocking regression against the block's start.
+        When no culprit could be isolated, the block's commits are reverted newest first until
+        none is left, down to the block's start if need be."""
+        repo = open_repo(self.wt)
+        regs = self.regressions(start, final)
+        while regs and out.commits:
+            sha = out.commits[-1]
+            revert_commits(repo, [sha], f"harness: revert {sha[:10]} (regression not isolated)")
+            self.taken_out(out, sha, [r.message for r in regs], "contract")
+            self.say(f"  reverted {sha[:10]}: a regression no single culprit explains")
+            final = self.gates(f"block {out.number} end, after reverting {sha[:10]}")
+            regs = self.regressions(start, final)
+        if regs:
+            # Every commit of the block is out: what is left is not this block's doing.
+            self.rec.event("regression_persists", items=[r.model_dump() for r in regs])
+            self.say("  a regression persists with all of this block's commits reverted")
+        return final
+
+    def taken_out(self, out: BlockOutcome, sha: str, because: list[str], how: str) -> None:
+        """Record a revert: in the outcome, in the record, and in the ledger of changes that
+        must not land again in this run."""
+        repo = open_repo(self.wt)
+        pid = self._pids.get(sha) or commit_patch_id(repo, sha)
+        title = self._titles.get(sha) or str(repo.commit(sha).summary)
+        out.commits = [c for c in out.commits if c != sha]
+        out.reverted.append(sha)
+        out.reverts.append(Revert(sha=sha, title=title, patch_id=pid, because=because, how=how))
+        files = [str(p) for p in repo.commit(sha).stats.files]
+        self.remember(pid, files, title, f"reverted: {because[0]}")
+        self.rec.event("reverted", sha=sha, patch_id=pid, because=because, how=how)
+
+    def remember(self, pid: str, files: list[str], title: str, reason: str) -> None:
+        if pid and all(a["patch_id"] != pid for a in self.avoid):
+            rule = _RULE.search(title)
+            self.avoid.append(
+                {
+                    "patch_id": pid,
+                    "path": files[0] if files else "",
+                    "paths": files,
+                    "rule": rule.group(0) if rule else None,
+                    "title": title,
+                    "reason": reason,
+                }
+            )
 
     # ------------------------------------------------------------------ model calls
     def ask(

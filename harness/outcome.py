@@ -21,6 +21,16 @@ BlockStatus = Literal[
 ]
 
 
+class Revert(BaseModel):
+    """One change taken out of the branch, and why."""
+
+    sha: str = Field(description="the reverted commit")
+    title: str = Field(description="its subject")
+    patch_id: str = Field("", description="git patch-id --stable of its change")
+    because: list[str] = Field(description="the regressions it caused, one line each")
+    how: str = Field(description="culprit | with_culprit | contract (no culprit isolated)")
+
+
 class BlockOutcome(BaseModel):
     number: int
     title: str
@@ -34,6 +44,9 @@ class BlockOutcome(BaseModel):
     rejected: int = Field(0, description="patches refused by the guard or by checks")
     cannot_do: list[str] = Field(default_factory=list)
     regressions: list[Regression] = Field(default_factory=list)
+    reverts: list[Revert] = Field(
+        default_factory=list, description="what was reverted, and the regression that caused it"
+    )
     before: dict[str, Any] = Field(default_factory=dict)
     after: dict[str, Any] = Field(default_factory=dict)
 
@@ -92,5 +105,8 @@ def progress_entry(when: str, number: int, title: str, out: BlockOutcome) -> str
         f"patches rejected: {out.rejected}\n"
         f"- before: {json.dumps(seed_keys(out.before))}\n"
         f"- after: {json.dumps(seed_keys(out.after))}\n"
+    )
+    entry += "".join(
+        f"- reverted {r.sha[:10]} ({r.title}): {'; '.join(r.because[:3])}\n" for r in out.reverts
     )
     return entry + "".join(f"- not attempted: {c}\n" for c in out.cannot_do)

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.markup import escape
 
 from harness import ui
 from harness.errors import UsageError
@@ -132,16 +133,33 @@ def show(summary: RunSummary) -> None:
             ui.out.print(f"      {deltas(b)}", markup=False)
         for c in b.cannot_do:
             ui.out.print(f"      not attempted: {c}", markup=False)
+        for r in b.reverts:
+            ui.out.print(
+                f"      reverted {r.sha[:10]} {r.title}: {'; '.join(r.because[:2])}", markup=False
+            )
+        for g in b.regressions:
+            kind = "flaky" if g.flaky else "REGRESSION"
+            ui.out.print(f"      {kind}: {g.message}", markup=False)
     ui.print_json({k: summary.summary[k] for k in SEED_KEYS if k in summary.summary})
     if summary.stopped:
         ui.out.print(f"[bold red]stopped early:[/] {summary.stopped}")
     ui.out.print(f"record:  {summary.run_dir}", markup=False)
     ui.out.print(f"branch:  {summary.branch}", markup=False)
     ui.out.print(
-        f"review:  git -C {summary.repo} log --stat {summary.base_commit[:10]}..{summary.branch}\n"
-        f"merge:   git -C {summary.repo} merge --ff-only {summary.branch}",
+        f"review:  git -C {summary.repo} log --stat {summary.base_commit[:10]}..{summary.branch}",
         markup=False,
     )
+    known = [r for b in summary.blocks for r in b.regressions if not r.flaky]
+    if known:
+        # A branch with a known regression is never offered for merging.
+        ui.out.print(
+            f"[bold red]not merge-ready:[/] {len(known)} regression(s) remain "
+            f"(first: {escape(known[0].message)})"
+        )
+    else:
+        ui.out.print(
+            f"merge:   git -C {summary.repo} merge --ff-only {summary.branch}", markup=False
+        )
 
 
 def command(
