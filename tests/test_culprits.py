@@ -12,6 +12,7 @@ from harness.culprits import find_culprits as _find
 def find_culprits(commits, fails):
     return [c for c, _minimal in _find(commits, fails)]
 
+
 COMMITS = [f"c{i}" for i in range(9)]
 
 
