@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import tempfile
@@ -430,3 +431,26 @@ def _with_git_headers(diff: str) -> str:
             out.append(f"diff --git a/{a} b/{b}\n")
         out.append(line)
     return "".join(out)
+
+
+def change_key(diff: str) -> str:
+    """What a diff changes, without where: per file, its removed and added lines (whitespace
+    squeezed), in order. `git patch-id` also hashes context lines, so the same fix proposed on
+    a file whose neighbouring lines moved would look new; this key does not."""
+    rows: list[str] = []
+    path = ""
+    for line in diff.splitlines():
+        if line.startswith("+++ "):
+            name = line[4:].split("\t")[0].strip()
+            path = name[2:] if name.startswith("b/") else name
+            rows.append(f"@{path}")
+        elif line.startswith("--- ") or line.startswith("diff --git "):
+            continue
+        elif line[:1] in ("+", "-") and path:
+            rows.append(line[0] + " ".join(line[1:].split()))
+    body = "\n".join(rows)
+    return hashlib.sha256(body.encode("utf-8")).hexdigest()[:20] if rows else ""
+
+
+def commit_change_key(repo: git.Repo, sha: str) -> str:
+    return change_key(repo.git.show(sha, "--format=", "--no-color"))

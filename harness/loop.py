@@ -53,12 +53,12 @@ from harness.gates.runner import context_for, gate_config, run_gates, run_tests
 from harness.gates.summary import seed_summary
 from harness.gitutil import (
     applied,
-    commit_patch_id,
+    change_key,
+    commit_change_key,
     commit_paths,
     head,
     is_dirty,
     open_repo,
-    patch_id,
     restore_on_failure,
     revert_commits,
     tidy,
@@ -506,7 +506,7 @@ class Loop:
         if not verdict.accepted:
             raise PatchRejected("patch rejected by the guard", verdict.violations)
         repo = open_repo(self.wt)
-        pid = patch_id(repo, verdict.diff) if verdict.diff.strip() else ""
+        pid = change_key(verdict.diff)
         earlier = next((a for a in self.avoid if pid and a["patch_id"] == pid), None)
         if earlier is not None:
             self.rec.event("refused_again", item=item.id, patch_id=pid, reason=earlier["reason"])
@@ -700,7 +700,7 @@ class Loop:
         """Record a revert: in the outcome, in the record, and in the ledger of changes that
         must not land again in this run."""
         repo = open_repo(self.wt)
-        pid = self._pids.get(sha) or commit_patch_id(repo, sha)
+        pid = self._pids.get(sha) or commit_change_key(repo, sha)
         title = self._titles.get(sha) or str(repo.commit(sha).summary)
         out.commits = [c for c in out.commits if c != sha]
         out.reverted.append(sha)

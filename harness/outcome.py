@@ -26,7 +26,7 @@ class Revert(BaseModel):
 
     sha: str = Field(description="the reverted commit")
     title: str = Field(description="its subject")
-    patch_id: str = Field("", description="git patch-id --stable of its change")
+    patch_id: str = Field("", description="its change without where (gitutil.change_key)")
     because: list[str] = Field(description="the regressions it caused, one line each")
     how: str = Field(description="culprit | with_culprit | contract (no culprit isolated)")
 
