@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
+
+import pytest
 
 from harness.gates.compare import blocking, compare, make_rerunner
 from harness.gates.models import GateRun, GateStatus
@@ -468,3 +472,89 @@ def test_an_import_line_sorted_elsewhere_and_trimmed_keeps_its_findings(
     assert [f.line for f in before.results["ruff"].findings] == [1, 1]
     assert [f.line for f in after.results["ruff"].findings] == [5, 5]
     assert compare(before, after, RegressionRules()) == []
+
+
+# python-dateutil 2.8.2: several `open()` calls outside `with` (SIM115); one also carries a
+# redundant mode (UP015). ruff's UP015 fix rewrites that line, which keeps its SIM115, and
+# after the fix its text is the same as the other SIM115 lines.
+DATEUTIL = """\
+import os
+
+
+def read_a(path):
+    fp = open(path)
+    return fp.read()
+
+
+def read_b(path):
+    fp = open(path, "r")
+    return fp.read()
+
+
+def read_c(path):
+    fp = open(path)
+    return fp.read()
+
+
+def read_d(path):
+    fp = open(path)
+    return fp.read()
+"""
+
+
+def _ruff_fix(repo: Path, select: str) -> None:
+    ruff = Path(sys.executable).with_name("ruff")
+    subprocess.run(
+        [str(ruff), "check", "--select", select, "--fix", "--no-cache", "pkg"],
+        cwd=repo,
+        capture_output=True,
+        check=False,
+    )
+
+
+# Lines added above everything, and lines added between the unchanged `import os` (F401) and
+# the open() calls, so that no finding left untouched pins the shift down.
+SHIFTS = {
+    "none": ("", ""),
+    "above": ('"""Readers."""\n\nimport sys\n\nX = sys.argv\n\n', ""),
+    "between": ("", "\nY = 1\nZ = 2\n"),
+}
+
+
+@pytest.mark.parametrize("where", sorted(SHIFTS))
+def test_a_fix_that_rewrites_a_findings_line_keeps_that_finding(
+    make_repo: Callable[..., Path], where: str
+) -> None:
+    top, between = SHIFTS[where]
+    repo = make_repo({"pkg/__init__.py": "", "pkg/du.py": DATEUTIL})
+    policy = _policy(["ruff"])
+    policy.gates.ruff.args = ["--select", "SIM115,UP015,F401"]
+    before = _run(repo, policy)
+    assert sorted(f.code for f in before.results["ruff"].findings) == [
+        "F401",
+        *["SIM115"] * 4,
+        "UP015",
+    ]
+    _ruff_fix(repo, "UP015")  # the real fix, then lines shifted above it in the same commit
+    fixed = (repo / "pkg/du.py").read_text().replace("import os\n", "import os\n" + between)
+    shift = top
+    assert 'open(path, "r")' not in fixed
+    _commit(repo, {"pkg/du.py": shift + fixed})
+    after = _run(repo, policy)
+    assert sorted(f.code for f in after.results["ruff"].findings) == ["F401", *["SIM115"] * 4]
+    assert compare(before, after, RegressionRules()) == []
+
+    # A fifth unmanaged open() further down is new, even though its line reads like the others.
+    _commit(
+        repo,
+        {
+            "pkg/du.py": shift + fixed + "\n\ndef read_e(path):\n    fp = open(path)\n"
+            "    return fp.read()\n"
+        },
+    )
+    more = _run(repo, policy)
+    regs = compare(before, more, RegressionRules())
+    assert [r.message.split(": ", 1)[1] for r in regs] == [
+        "SIM115 Use a context manager for opening files"
+    ]
+    assert regs[0].message.startswith(f"pkg/du.py:{(top + between).count(chr(10)) + 25}:")
