@@ -8,9 +8,10 @@ Rules (policy `[regression]`):
 - test_missing: a test that passed before is not in the after run at all (deleted, renamed,
   no longer collected). Only tests that passed before are judged: a test that is new after the
   change is never a regression.
-- coverage_drop: total coverage fell by more than `coverage_tolerance` points AND more
-  statements/branches are uncovered than before. Deleting covered code (an unused import) lowers
-  the percentage without uncovering anything; that is not a regression.
+- coverage_drop: more statements/branches are uncovered than before AND the covered share,
+  computed exactly from coverage's counts (not its rounded or float percent), fell by more than
+  `coverage_tolerance` points. Deleting covered code (an unused import) lowers the percentage
+  without uncovering anything; that is not a regression.
 - new_finding: a ruff/mypy/bandit/secrets finding that is not in the earlier result (see
   `new_findings`). Same rule, same file and same subject is the same finding, whatever its line
   now reads and wherever it moved; findings are a multiset (two identical before and three after
@@ -32,6 +33,7 @@ import re
 from bisect import bisect_left, bisect_right
 from collections import Counter
 from collections.abc import Callable, Sequence
+from fractions import Fraction
 from pathlib import Path
 
 from harness.gates.models import (
@@ -161,22 +163,26 @@ def _coverage(b: GateResult, a: GateResult, rules: RegressionRules) -> list[Regr
                 message=f"coverage was {b.coverage.percent:.2f}% before and is not measured after",
             )
         ]
-    drop = b.coverage.percent - a.coverage.percent
-    # Reports without line counts (older coverage) fall back to the percentage alone.
-    counted = b.coverage.num_statements > 0 and a.coverage.num_statements > 0
-    uncovered_more = not counted or a.coverage.uncovered > b.coverage.uncovered
-    # The epsilon absorbs float noise in coverage's own percentages, not real drops.
-    if drop > rules.coverage_tolerance + 1e-9 and uncovered_more:
-        return [
-            Regression(
-                gate=a.gate,
-                rule="coverage_drop",
-                subject="coverage",
-                message=f"coverage fell {b.coverage.percent:.2f}% -> {a.coverage.percent:.2f}% "
-                f"(-{drop:.2f} points, tolerance {rules.coverage_tolerance:g})",
-            )
-        ]
-    return []
+    was, now = b.coverage, a.coverage
+    if now.uncovered <= was.uncovered:
+        return []  # nothing newly uncovered: deleted covered code, moved lines, comments
+    was_pc, now_pc = was.exact, now.exact
+    if was_pc is None or now_pc is None:
+        return []  # nothing measured on one side: no uncovered line either
+    # Exact fractions: the floats coverage prints, and rounding them, are not the verdict.
+    drop = was_pc - now_pc
+    if drop <= Fraction(str(rules.coverage_tolerance)):
+        return []
+    return [
+        Regression(
+            gate=a.gate,
+            rule="coverage_drop",
+            subject="coverage",
+            message=f"coverage fell {float(was_pc):.2f}% -> {float(now_pc):.2f}% "
+            f"(-{float(drop):.3g} points, tolerance {rules.coverage_tolerance:g}; "
+            f"uncovered lines and branches {was.uncovered} -> {now.uncovered})",
+        )
+    ]
 
 
 def _loose(f: Finding) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 from enum import StrEnum
+from fractions import Fraction
 
 from pydantic import BaseModel, Field
 
@@ -50,10 +51,12 @@ class TestCase(BaseModel):
 
 
 class Coverage(BaseModel):
-    percent: float
+    percent: float = Field(description="coverage's own percent_covered, for display")
     per_file: dict[str, float] = Field(default_factory=dict)
     covered_lines: int = 0
     num_statements: int = 0
+    num_branches: int = Field(0, description="0 unless branch coverage is measured")
+    covered_branches: int = 0
     missing_branches: int = 0
 
     @property
@@ -61,6 +64,15 @@ class Coverage(BaseModel):
         """Statements and branches not covered: deleting covered code lowers the percent
         without uncovering anything, so regressions are judged on this too."""
         return self.num_statements - self.covered_lines + self.missing_branches
+
+    @property
+    def exact(self) -> Fraction | None:
+        """Covered share from the counts, as coverage computes its percent but without floats;
+        None when there is nothing to measure."""
+        total = self.num_statements + self.num_branches
+        if total == 0:
+            return None
+        return Fraction(100 * (self.covered_lines + self.covered_branches), total)
 
 
 class Contract(BaseModel):

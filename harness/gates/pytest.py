@@ -275,6 +275,8 @@ def parse_coverage(text: str, repo: Path) -> Coverage:
             per_file=per_file,
             covered_lines=int(totals.get("covered_lines", 0)),
             num_statements=int(totals.get("num_statements", 0)),
+            num_branches=int(totals.get("num_branches", 0)),
+            covered_branches=int(totals.get("covered_branches", 0)),
             missing_branches=int(totals.get("missing_branches", 0)),
         )
     except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
