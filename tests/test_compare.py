@@ -681,3 +681,61 @@ def test_coverage_drop_is_judged_on_counts_not_on_rounded_percents() -> None:
         "coverage fell 80.00% -> 75.00% (-5 points, tolerance 0; uncovered lines and branches "
         "2 -> 3)"
     ]
+
+
+XFAIL_BEFORE = """\
+import pytest
+
+
+@pytest.fixture
+def res():
+    yield
+
+
+def test_marked(res):
+    assert True
+
+
+def test_teardown(res):
+    assert True
+
+
+def test_strict(res):
+    assert True
+"""
+
+
+def test_xfail_and_teardown_error_after_a_pass_are_regressions(
+    make_repo: Callable[..., Path],
+) -> None:
+    repo = make_repo({"pkg/__init__.py": "", "tests/test_x.py": XFAIL_BEFORE})
+    policy = _policy(["pytest"])
+    before = _run(repo, policy)
+    after_text = (
+        XFAIL_BEFORE.replace("    yield\n", "    yield\n    raise RuntimeError('late')\n")
+        .replace("def res():", "def res_ok():\n    yield\n\n\n@pytest.fixture\ndef res():")
+        .replace(
+            "def test_marked(res):",
+            "@pytest.mark.xfail\ndef test_marked(res_ok):\n    1 / 0\n\n\ndef _x(res):",
+        )
+        .replace(
+            "def test_strict(res):", "@pytest.mark.xfail(strict=True)\ndef test_strict(res_ok):"
+        )
+    )
+    _commit(repo, {"tests/test_x.py": after_text})
+    after = _run(repo, policy)
+    got = {
+        t.id.split("::")[1]: (t.outcome, t.teardown_error) for t in after.results["pytest"].tests
+    }
+    assert got == {
+        "test_marked": ("xfailed", False),
+        "test_teardown": ("passed", True),
+        "test_strict": ("failed", False),
+    }
+    regs = compare(before, after, policy.regression, rerun=make_rerunner(repo, policy))
+    assert [(r.rule, r.subject.split("::")[1], r.flaky) for r in regs] == [
+        ("test_skipped", "test_marked", False),
+        ("test_broken", "test_strict", False),
+        ("test_broken", "test_teardown", False),
+    ]
+    assert "errored in teardown" in regs[2].message

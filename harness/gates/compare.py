@@ -1,10 +1,12 @@
 """Before/after verdict: the list of regressions a change caused.
 
 Rules (policy `[regression]`):
-- test_broken: a test that passed before fails or errors after. Newly failing tests are re-run
-  `rerun_failed` times; one that passes on any re-run is returned with `flaky=True`.
-- test_skipped: a test that passed before is skipped (or xfailed) after: a skip mark, a
-  `pytest.skip()`, a skip condition the change made true. Re-run like test_broken.
+- test_broken: a test that passed before fails or errors after (in setup, call or teardown).
+  Newly failing tests are re-run `rerun_failed` times; one that passes on any re-run is
+  returned with `flaky=True`.
+- test_skipped: a test that passed before is skipped or xfailed after: a skip or xfail mark, a
+  `pytest.skip()`, a skip condition the change made true. Re-run like test_broken. An xpassed
+  test ran and passed: not a regression (a strict xpass is a failure, so test_broken).
 - test_missing: a test that passed before is not in the after run at all (deleted, renamed,
   no longer collected). Only tests that passed before are judged: a test that is new after the
   change is never a regression.
@@ -51,6 +53,7 @@ from harness.policy import Policy, RegressionRules
 Rerun = Callable[[list[str]], dict[str, str]]
 
 _BAD = ("failed", "error")
+_NOT_RUN = ("skipped", "xfailed")
 
 
 def compare(
@@ -107,13 +110,14 @@ def _tests(
 ) -> list[Regression]:
     # Only tests that passed before are judged: a test new after the change is never a
     # regression, and one already failing or skipped before has nothing left to lose.
-    passed_before = sorted(t.id for t in b.tests if t.outcome == "passed")
+    passed_before = sorted(t.id for t in b.tests if t.verdict == "passed")
     after_by_id = {t.id: t for t in a.tests}
     missing = [tid for tid in passed_before if tid not in after_by_id]
+    # An xpass ran and passed (a strict one is "failed" already): it is not worse.
     worse = [
         tid
         for tid in passed_before
-        if tid in after_by_id and after_by_id[tid].outcome in (*_BAD, "skipped")
+        if tid in after_by_id and after_by_id[tid].verdict in (*_BAD, *_NOT_RUN)
     ]
     flaky: set[str] = set()
     pending = list(worse)
@@ -141,12 +145,13 @@ def _tests(
 
 
 def _worse(gate: str, t: TestCase, is_flaky: bool) -> Regression:
-    rule = "test_skipped" if t.outcome == "skipped" else "test_broken"
+    rule = "test_skipped" if t.verdict in _NOT_RUN else "test_broken"
     detail = f": {t.message}" if t.message else ""
+    how = "passed, then errored in teardown," if t.verdict != t.outcome else t.verdict
     message = (
-        f"{t.id} passed before, {t.outcome} after, then passed on a re-run (flaky)"
+        f"{t.id} passed before, {how} after, then passed on a re-run (flaky)"
         if is_flaky
-        else f"{t.id} passed before, {t.outcome} after{detail}"
+        else f"{t.id} passed before, {how} after{detail}"
     )
     return Regression(gate=gate, rule=rule, subject=t.id, message=message, flaky=is_flaky)
 

@@ -45,9 +45,20 @@ class TestCase(BaseModel):
     __test__ = False  # not a pytest class
 
     id: str = Field(description="pytest node id, e.g. tests/test_x.py::test_y")
-    outcome: str = Field(description="passed | failed | error | skipped")
+    outcome: str = Field(
+        description="the test's own outcome as pytest counts it: passed | failed | error (in "
+        "setup, or not collected) | skipped | xfailed | xpassed (a strict xpass is failed)"
+    )
+    teardown_error: bool = Field(
+        False, description="its teardown raised too: pytest counts that as one more error"
+    )
     message: str | None = None
     seconds: float = 0.0
+
+    @property
+    def verdict(self) -> str:
+        """The outcome a regression is judged on: a teardown that raises spoils a pass."""
+        return "error" if self.teardown_error and self.outcome == "passed" else self.outcome
 
 
 class Coverage(BaseModel):
@@ -97,12 +108,25 @@ class GateResult(BaseModel):
     cached: bool = False
 
     def counts(self) -> dict[str, int]:
-        """Test outcome counts (pytest gate)."""
-        out = {"passed": 0, "failed": 0, "errors": 0, "skipped": 0}
-        key = {"passed": "passed", "failed": "failed", "error": "errors", "skipped": "skipped"}
+        """Test outcome counts (pytest gate), as pytest's summary line counts them: a test that
+        fails and then errors in teardown is one failed and one error."""
+        out = dict.fromkeys(COUNT_KEYS, 0)
         for t in self.tests:
-            out[key.get(t.outcome, "errors")] += 1
+            out[_COUNT_KEY.get(t.outcome, "errors")] += 1
+            if t.teardown_error:
+                out["errors"] += 1
         return out
+
+
+COUNT_KEYS = ("passed", "failed", "errors", "skipped", "xfailed", "xpassed")
+_COUNT_KEY = {
+    "passed": "passed",
+    "failed": "failed",
+    "error": "errors",
+    "skipped": "skipped",
+    "xfailed": "xfailed",
+    "xpassed": "xpassed",
+}
 
 
 class GateRun(BaseModel):
