@@ -46,7 +46,6 @@ def _run(repo: Path, policy: Policy) -> GateRun:
 LINT_BEFORE = """\
 import os
 import sys
-from fractions import Fraction
 
 
 def f(a):
@@ -62,7 +61,6 @@ LINT_AFTER = '''\
 # a comment that shifts every line
 import json
 import sys
-from fractions import Fraction
 
 
 def f(a):
