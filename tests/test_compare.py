@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Callable
+from fractions import Fraction
 from pathlib import Path
 
+import pytest
+
 from harness.gates.compare import blocking, compare, make_rerunner
-from harness.gates.models import GateRun, GateStatus
+from harness.gates.models import Coverage, GateResult, GateRun, GateStatus
 from harness.gates.runner import run_gates
 from harness.policy import Policy, RegressionRules, parse_policy
 
@@ -468,3 +473,267 @@ def test_an_import_line_sorted_elsewhere_and_trimmed_keeps_its_findings(
     assert [f.line for f in before.results["ruff"].findings] == [1, 1]
     assert [f.line for f in after.results["ruff"].findings] == [5, 5]
     assert compare(before, after, RegressionRules()) == []
+
+
+# python-dateutil 2.8.2: several `open()` calls outside `with` (SIM115); one also carries a
+# redundant mode (UP015). ruff's UP015 fix rewrites that line, which keeps its SIM115, and
+# after the fix its text is the same as the other SIM115 lines.
+DATEUTIL = """\
+import os
+
+
+def read_a(path):
+    fp = open(path)
+    return fp.read()
+
+
+def read_b(path):
+    fp = open(path, "r")
+    return fp.read()
+
+
+def read_c(path):
+    fp = open(path)
+    return fp.read()
+
+
+def read_d(path):
+    fp = open(path)
+    return fp.read()
+"""
+
+
+def _ruff_fix(repo: Path, select: str) -> None:
+    ruff = Path(sys.executable).with_name("ruff")
+    subprocess.run(
+        [str(ruff), "check", "--select", select, "--fix", "--no-cache", "pkg"],
+        cwd=repo,
+        capture_output=True,
+        check=False,
+    )
+
+
+# Lines added above everything, and lines added between the unchanged `import os` (F401) and
+# the open() calls, so that no finding left untouched pins the shift down.
+SHIFTS = {
+    "none": ("", ""),
+    "above": ('"""Readers."""\n\nimport sys\n\nX = sys.argv\n\n', ""),
+    "between": ("", "\nY = 1\nZ = 2\n"),
+}
+
+
+@pytest.mark.parametrize("where", sorted(SHIFTS))
+def test_a_fix_that_rewrites_a_findings_line_keeps_that_finding(
+    make_repo: Callable[..., Path], where: str
+) -> None:
+    top, between = SHIFTS[where]
+    repo = make_repo({"pkg/__init__.py": "", "pkg/du.py": DATEUTIL})
+    policy = _policy(["ruff"])
+    policy.gates.ruff.args = ["--select", "SIM115,UP015,F401"]
+    before = _run(repo, policy)
+    assert sorted(f.code for f in before.results["ruff"].findings) == [
+        "F401",
+        *["SIM115"] * 4,
+        "UP015",
+    ]
+    _ruff_fix(repo, "UP015")  # the real fix, then lines shifted above it in the same commit
+    fixed = (repo / "pkg/du.py").read_text().replace("import os\n", "import os\n" + between)
+    shift = top
+    assert 'open(path, "r")' not in fixed
+    _commit(repo, {"pkg/du.py": shift + fixed})
+    after = _run(repo, policy)
+    assert sorted(f.code for f in after.results["ruff"].findings) == ["F401", *["SIM115"] * 4]
+    assert compare(before, after, RegressionRules()) == []
+
+    # A fifth unmanaged open() further down is new, even though its line reads like the others.
+    _commit(
+        repo,
+        {
+            "pkg/du.py": shift + fixed + "\n\ndef read_e(path):\n    fp = open(path)\n"
+            "    return fp.read()\n"
+        },
+    )
+    more = _run(repo, policy)
+    regs = compare(before, more, RegressionRules())
+    assert [r.message.split(": ", 1)[1] for r in regs] == [
+        "SIM115 Use a context manager for opening files"
+    ]
+    assert regs[0].message.startswith(f"pkg/du.py:{(top + between).count(chr(10)) + 25}:")
+
+
+COVERED = """\
+import os
+
+
+def f(x):
+    # pick one
+    if x:
+        return 1
+    return 2
+
+
+def g():
+    return os.sep
+"""
+
+
+@pytest.mark.parametrize(
+    ("what", "edit"),
+    [
+        ("covered line deleted", lambda t: t.replace("import os\n", "").replace("os.sep", "'/'")),
+        (
+            "covered line moved",
+            lambda t: t.replace("def g():\n    return os.sep\n", "").replace(
+                "import os\n\n\n", "import os\n\n\ndef g():\n    return os.sep\n\n\n"
+            ),
+        ),
+        ("comment changed", lambda t: t.replace("# pick one", "# pick the first of two")),
+    ],
+)
+@pytest.mark.parametrize("branch", [False, True])
+def test_harmless_edits_are_no_coverage_drop(
+    make_repo: Callable[..., Path], what: str, edit: Callable[[str], str], branch: bool
+) -> None:
+    # f(0) is never called: one line (and, with branches, one branch) is uncovered throughout.
+    repo = make_repo(
+        {
+            "pkg/__init__.py": "",
+            "pkg/m.py": COVERED,
+            "tests/test_m.py": "from pkg.m import f\n\n\ndef test_f():\n    assert f(1) == 1\n",
+            ".coveragerc": f"[run]\nbranch = {branch}\n",
+        }
+    )
+    policy = _policy(["pytest"])
+    before = _run(repo, policy)
+    _commit(repo, {"pkg/m.py": edit(COVERED)})
+    after = _run(repo, policy)
+    was, now = before.results["pytest"].coverage, after.results["pytest"].coverage
+    assert was is not None and now is not None
+    assert (was.num_branches > 0) is branch
+    assert now.uncovered == was.uncovered
+    if what == "covered line deleted":
+        assert now.percent < was.percent
+    else:
+        assert (now.covered_lines, now.num_statements) == (was.covered_lines, was.num_statements)
+    assert compare(before, after, RegressionRules()) == []
+
+    # One line more left uncovered is a drop, with lines or branches counted.
+    _commit(repo, {"pkg/m.py": edit(COVERED) + "\n\ndef h():\n    return 3\n"})
+    worse = _run(repo, policy)
+    regs = compare(before, worse, RegressionRules())
+    assert [r.rule for r in regs] == ["coverage_drop"]
+    assert f"uncovered lines and branches {was.uncovered} -> {was.uncovered + 1}" in regs[0].message
+
+
+def _cov_run(cov: Coverage) -> GateRun:
+    result = GateResult(gate="pytest", status=GateStatus.PASSED, tool="pytest", coverage=cov)
+    return GateRun(tree="t", results={"pytest": result})
+
+
+def test_coverage_drop_is_judged_on_counts_not_on_rounded_percents() -> None:
+    # The real case: 7052 of 7811 statements covered before and after, but the percent floats
+    # differ in their last digits (a cached, re-rounded or branch-shuffled value).
+    was = Coverage(percent=90.28293432339009, covered_lines=7052, num_statements=7811)
+    same = Coverage(percent=90.2829343233900, covered_lines=7052, num_statements=7811)
+    assert compare(_cov_run(was), _cov_run(same), RegressionRules()) == []
+
+    # Covered code deleted: the percent falls, nothing more is uncovered.
+    shrunk = Coverage(percent=90.27, covered_lines=7042, num_statements=7801)
+    assert compare(_cov_run(was), _cov_run(shrunk), RegressionRules()) == []
+
+    # One statement newly uncovered: 7052/7812 is 0.0116 points lower.
+    one_more = Coverage(percent=90.27, covered_lines=7052, num_statements=7812)
+    assert [r.rule for r in compare(_cov_run(was), _cov_run(one_more), RegressionRules())] == [
+        "coverage_drop"
+    ]
+    drop = float(Fraction(705200, 7811) - Fraction(705200, 7812))
+    assert (
+        compare(_cov_run(was), _cov_run(one_more), RegressionRules(coverage_tolerance=0.02)) == []
+    )
+    assert compare(_cov_run(was), _cov_run(one_more), RegressionRules(coverage_tolerance=0.01))
+    assert 0.01 < drop < 0.02
+
+    # The boundary is exact: a drop of exactly the tolerance is allowed.
+    half = Coverage(percent=50.0, covered_lines=1, num_statements=2)
+    quarter = Coverage(percent=25.0, covered_lines=1, num_statements=4)
+    assert compare(_cov_run(half), _cov_run(quarter), RegressionRules(coverage_tolerance=25)) == []
+    assert compare(_cov_run(half), _cov_run(quarter), RegressionRules(coverage_tolerance=24.999))
+
+    # More uncovered, but more covered too: the share rose, so no drop.
+    grown = Coverage(percent=60.0, covered_lines=6, num_statements=10)
+    assert compare(_cov_run(half), _cov_run(grown), RegressionRules()) == []
+
+    # Branches count like coverage counts them: (lines + branches covered) / (both in total).
+    lines_only = Coverage(percent=80.0, covered_lines=8, num_statements=10)
+    partial = Coverage(
+        percent=75.0,
+        covered_lines=8,
+        num_statements=10,
+        num_branches=2,
+        covered_branches=1,
+        missing_branches=1,
+    )
+    assert partial.exact == 75
+    regs = compare(_cov_run(lines_only), _cov_run(partial), RegressionRules())
+    assert [r.message for r in regs] == [
+        "coverage fell 80.00% -> 75.00% (-5 points, tolerance 0; uncovered lines and branches "
+        "2 -> 3)"
+    ]
+
+
+XFAIL_BEFORE = """\
+import pytest
+
+
+@pytest.fixture
+def res():
+    yield
+
+
+def test_marked(res):
+    assert True
+
+
+def test_teardown(res):
+    assert True
+
+
+def test_strict(res):
+    assert True
+"""
+
+
+def test_xfail_and_teardown_error_after_a_pass_are_regressions(
+    make_repo: Callable[..., Path],
+) -> None:
+    repo = make_repo({"pkg/__init__.py": "", "tests/test_x.py": XFAIL_BEFORE})
+    policy = _policy(["pytest"])
+    before = _run(repo, policy)
+    after_text = (
+        XFAIL_BEFORE.replace("    yield\n", "    yield\n    raise RuntimeError('late')\n")
+        .replace("def res():", "def res_ok():\n    yield\n\n\n@pytest.fixture\ndef res():")
+        .replace(
+            "def test_marked(res):",
+            "@pytest.mark.xfail\ndef test_marked(res_ok):\n    1 / 0\n\n\ndef _x(res):",
+        )
+        .replace(
+            "def test_strict(res):", "@pytest.mark.xfail(strict=True)\ndef test_strict(res_ok):"
+        )
+    )
+    _commit(repo, {"tests/test_x.py": after_text})
+    after = _run(repo, policy)
+    got = {
+        t.id.split("::")[1]: (t.outcome, t.teardown_error) for t in after.results["pytest"].tests
+    }
+    assert got == {
+        "test_marked": ("xfailed", False),
+        "test_teardown": ("passed", True),
+        "test_strict": ("failed", False),
+    }
+    regs = compare(before, after, policy.regression, rerun=make_rerunner(repo, policy))
+    assert [(r.rule, r.subject.split("::")[1], r.flaky) for r in regs] == [
+        ("test_skipped", "test_marked", False),
+        ("test_broken", "test_strict", False),
+        ("test_broken", "test_teardown", False),
+    ]
+    assert "errored in teardown" in regs[2].message

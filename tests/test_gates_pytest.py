@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import sysconfig
@@ -87,7 +88,14 @@ def test_outcomes_by_node_id_and_coverage(make_repo: Callable[..., Path]) -> Non
         "tests/test_lib.py::TestGroup::test_param[1]": "passed",
         "tests/test_lib.py::TestGroup::test_param[2]": "passed",
     }
-    assert result.counts() == {"passed": 3, "failed": 1, "errors": 1, "skipped": 1}
+    assert result.counts() == {
+        "passed": 3,
+        "failed": 1,
+        "errors": 1,
+        "skipped": 1,
+        "xfailed": 0,
+        "xpassed": 0,
+    }
     assert result.reason == "1 failed, 1 error(s)"
     # lib.py: 6 statements; the body of unused() (3 of them) never runs.
     assert result.coverage is not None
@@ -299,3 +307,96 @@ def test_the_repository_given_is_measured_not_the_one_the_env_points_at(
     policy.gates.pythonpath = []
     assert run_tests(repo_b, policy, [test_id]) == {test_id: "failed"}
     assert git(repo_b, "status", "--porcelain", "--ignored") == ""
+
+
+EVERY_OUTCOME = """\
+import pytest
+
+
+@pytest.fixture
+def broken_setup():
+    raise RuntimeError("setup boom")
+
+
+@pytest.fixture
+def broken_teardown():
+    yield
+    raise RuntimeError("teardown boom")
+
+
+def test_pass():
+    assert True
+
+
+def test_fail():
+    assert 1 == 2
+
+
+def test_setup_error(broken_setup):
+    pass
+
+
+def test_fail_and_teardown_error(broken_teardown):
+    assert 1 == 2
+
+
+def test_pass_and_teardown_error(broken_teardown):
+    pass
+
+
+def test_skip():
+    pytest.skip("not here")
+
+
+@pytest.mark.xfail(reason="known bug")
+def test_xfail():
+    assert 1 == 2
+
+
+@pytest.mark.xfail(reason="must fail", strict=True)
+def test_xpass_strict():
+    assert True
+"""
+
+_SUMMARY = re.compile(r"(\d+) (passed|failed|errors?|skipped|xfailed|xpassed)")
+
+
+def test_counts_are_pytests_own(make_repo: Callable[..., Path]) -> None:
+    repo = make_repo({"tests/test_every.py": EVERY_OUTCOME})
+    result = GATES["pytest"].run(_ctx(repo))
+    own = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "tests"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    last = own.stdout.strip().splitlines()[-1]
+    said = {("errors" if k.startswith("error") else k): int(n) for n, k in _SUMMARY.findall(last)}
+    assert said == {"passed": 2, "failed": 3, "errors": 3, "skipped": 1, "xfailed": 1}
+    assert result.counts() == {**dict.fromkeys(("xpassed",), 0), **said}
+    assert result.status == GateStatus.FAILED
+    assert result.reason == "3 failed, 3 error(s)"
+    by_id = {t.id.split("::")[1]: (t.outcome, t.teardown_error) for t in result.tests}
+    assert by_id == {
+        "test_pass": ("passed", False),
+        "test_fail": ("failed", False),
+        "test_setup_error": ("error", False),
+        "test_fail_and_teardown_error": ("failed", True),
+        "test_pass_and_teardown_error": ("passed", True),
+        "test_skip": ("skipped", False),
+        "test_xfail": ("xfailed", False),
+        "test_xpass_strict": ("failed", False),
+    }
+    # A re-run reports what a regression is judged on: a pass spoilt by its teardown is an error.
+    ids = [f"tests/test_every.py::{name}" for name in by_id]
+    assert run_tests(repo, parse_policy(""), ids) == {
+        ids[0]: "passed",
+        ids[1]: "failed",
+        ids[2]: "error",
+        ids[3]: "failed",
+        ids[4]: "error",
+        ids[5]: "skipped",
+        ids[6]: "xfailed",
+        ids[7]: "failed",
+    }

@@ -52,7 +52,14 @@ def test_seed_keys_and_gate_details_from_a_real_run(make_repo: Callable[..., Pat
     ]
     assert s["ruff_stable_ok"] is False
     assert s["mypy_ok"] is None  # not run is not ok
-    assert s["pytest"] == {"passed": 1, "failed": 1, "errors": 0, "skipped": 0}
+    assert s["pytest"] == {
+        "passed": 1,
+        "failed": 1,
+        "errors": 0,
+        "skipped": 0,
+        "xfailed": 0,
+        "xpassed": 0,
+    }
     assert s["coverage_stable"] == "80%"  # 4 of 5 statements
     assert s["lane_guard_ok"] is None
     assert s["bandit_ok"] is True

@@ -45,7 +45,7 @@ CACHE_ENV = "HARNESS_CACHE_DIR"
 MAX_MB_ENV = "HARNESS_CACHE_MAX_MB"
 DEFAULT_MAX_MB = 256
 # Bump when the shape or meaning of cached results changes.
-CACHE_SCHEMA = 5  # 5: findings carry redacted text
+CACHE_SCHEMA = 6  # 5: findings carry redacted text; 6: branch counts, xfail/xpass outcomes
 
 RESULTS = "results"
 MYPY = "mypy"

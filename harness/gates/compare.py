@@ -1,20 +1,24 @@
 """Before/after verdict: the list of regressions a change caused.
 
 Rules (policy `[regression]`):
-- test_broken: a test that passed before fails or errors after. Newly failing tests are re-run
-  `rerun_failed` times; one that passes on any re-run is returned with `flaky=True`.
-- test_skipped: a test that passed before is skipped (or xfailed) after: a skip mark, a
-  `pytest.skip()`, a skip condition the change made true. Re-run like test_broken.
+- test_broken: a test that passed before fails or errors after (in setup, call or teardown).
+  Newly failing tests are re-run `rerun_failed` times; one that passes on any re-run is
+  returned with `flaky=True`.
+- test_skipped: a test that passed before is skipped or xfailed after: a skip or xfail mark, a
+  `pytest.skip()`, a skip condition the change made true. Re-run like test_broken. An xpassed
+  test ran and passed: not a regression (a strict xpass is a failure, so test_broken).
 - test_missing: a test that passed before is not in the after run at all (deleted, renamed,
   no longer collected). Only tests that passed before are judged: a test that is new after the
   change is never a regression.
-- coverage_drop: total coverage fell by more than `coverage_tolerance` points AND more
-  statements/branches are uncovered than before. Deleting covered code (an unused import) lowers
-  the percentage without uncovering anything; that is not a regression.
-- new_finding: a ruff/mypy/bandit/secrets finding that is new (see `new_findings`): a multiset
-  of fingerprints (two identical findings before and three after is one new finding), where a
-  finding whose own line was edited (same file, code and message, different source line) is
-  the same finding, not a new one.
+- coverage_drop: more statements/branches are uncovered than before AND the covered share,
+  computed exactly from coverage's counts (not its rounded or float percent), fell by more than
+  `coverage_tolerance` points. Deleting covered code (an unused import) lowers the percentage
+  without uncovering anything; that is not a regression.
+- new_finding: a ruff/mypy/bandit/secrets finding that is not in the earlier result (see
+  `new_findings`). Same rule, same file and same subject is the same finding, whatever its line
+  now reads and wherever it moved; findings are a multiset (two identical before and three after
+  is one new one); a message that names nothing (E501, B101, SIM115) is followed by its place,
+  so a fixed one here and a new one elsewhere is still new.
 - contract_broken: an import contract kept before is broken after.
 - gate_error: a gate that ran (passed or failed) before cannot run after.
 - command_failed: a plain command gate (a STEPS command that maps onto no gate) that passed
@@ -28,9 +32,10 @@ regressions that do.
 from __future__ import annotations
 
 import re
+from bisect import bisect_left, bisect_right
 from collections import Counter
 from collections.abc import Callable, Sequence
-from difflib import SequenceMatcher
+from fractions import Fraction
 from pathlib import Path
 
 from harness.gates.models import (
@@ -48,6 +53,7 @@ from harness.policy import Policy, RegressionRules
 Rerun = Callable[[list[str]], dict[str, str]]
 
 _BAD = ("failed", "error")
+_NOT_RUN = ("skipped", "xfailed")
 
 
 def compare(
@@ -104,13 +110,14 @@ def _tests(
 ) -> list[Regression]:
     # Only tests that passed before are judged: a test new after the change is never a
     # regression, and one already failing or skipped before has nothing left to lose.
-    passed_before = sorted(t.id for t in b.tests if t.outcome == "passed")
+    passed_before = sorted(t.id for t in b.tests if t.verdict == "passed")
     after_by_id = {t.id: t for t in a.tests}
     missing = [tid for tid in passed_before if tid not in after_by_id]
+    # An xpass ran and passed (a strict one is "failed" already): it is not worse.
     worse = [
         tid
         for tid in passed_before
-        if tid in after_by_id and after_by_id[tid].outcome in (*_BAD, "skipped")
+        if tid in after_by_id and after_by_id[tid].verdict in (*_BAD, *_NOT_RUN)
     ]
     flaky: set[str] = set()
     pending = list(worse)
@@ -138,12 +145,13 @@ def _tests(
 
 
 def _worse(gate: str, t: TestCase, is_flaky: bool) -> Regression:
-    rule = "test_skipped" if t.outcome == "skipped" else "test_broken"
+    rule = "test_skipped" if t.verdict in _NOT_RUN else "test_broken"
     detail = f": {t.message}" if t.message else ""
+    how = "passed, then errored in teardown," if t.verdict != t.outcome else t.verdict
     message = (
-        f"{t.id} passed before, {t.outcome} after, then passed on a re-run (flaky)"
+        f"{t.id} passed before, {how} after, then passed on a re-run (flaky)"
         if is_flaky
-        else f"{t.id} passed before, {t.outcome} after{detail}"
+        else f"{t.id} passed before, {how} after{detail}"
     )
     return Regression(gate=gate, rule=rule, subject=t.id, message=message, flaky=is_flaky)
 
@@ -160,83 +168,239 @@ def _coverage(b: GateResult, a: GateResult, rules: RegressionRules) -> list[Regr
                 message=f"coverage was {b.coverage.percent:.2f}% before and is not measured after",
             )
         ]
-    drop = b.coverage.percent - a.coverage.percent
-    # Reports without line counts (older coverage) fall back to the percentage alone.
-    counted = b.coverage.num_statements > 0 and a.coverage.num_statements > 0
-    uncovered_more = not counted or a.coverage.uncovered > b.coverage.uncovered
-    # The epsilon absorbs float noise in coverage's own percentages, not real drops.
-    if drop > rules.coverage_tolerance + 1e-9 and uncovered_more:
-        return [
-            Regression(
-                gate=a.gate,
-                rule="coverage_drop",
-                subject="coverage",
-                message=f"coverage fell {b.coverage.percent:.2f}% -> {a.coverage.percent:.2f}% "
-                f"(-{drop:.2f} points, tolerance {rules.coverage_tolerance:g})",
-            )
-        ]
-    return []
+    was, now = b.coverage, a.coverage
+    if now.uncovered <= was.uncovered:
+        return []  # nothing newly uncovered: deleted covered code, moved lines, comments
+    was_pc, now_pc = was.exact, now.exact
+    if was_pc is None or now_pc is None:
+        return []  # nothing measured on one side: no uncovered line either
+    # Exact fractions: the floats coverage prints, and rounding them, are not the verdict.
+    drop = was_pc - now_pc
+    if drop <= Fraction(str(rules.coverage_tolerance)):
+        return []
+    return [
+        Regression(
+            gate=a.gate,
+            rule="coverage_drop",
+            subject="coverage",
+            message=f"coverage fell {float(was_pc):.2f}% -> {float(now_pc):.2f}% "
+            f"(-{float(drop):.3g} points, tolerance {rules.coverage_tolerance:g}; "
+            f"uncovered lines and branches {was.uncovered} -> {now.uncovered})",
+        )
+    ]
 
 
 def _loose(f: Finding) -> str:
     return fingerprint(f.gate, f.path, f.code, f.message)
 
 
-# How far an edited line's finding may move and still be the same finding (an in-place edit
-# that wraps or joins a line or two); anything further is the same finding only if its source
-# line is recognisably the same line edited (an import line re-sorted and trimmed).
+# How far an edited line's finding may be from where its old line maps to and still be the same
+# finding (an in-place edit that wraps or joins a line or two).
 _EDIT_REACH = 2
-_SAME_LINE_RATIO = 0.6
 
-
-# A message that names what it is about (ruff's `typing.Dict`, mypy's "Optional[int]").
+# A message that names its subject (F401's `os`, ruff's `typing.Dict`, mypy's "Optional[int]").
 _NAMES_SOMETHING = re.compile(r"`[^`]+`|\"[^\"]+\"|'[^']+'")
 
 
-def _same(a: Finding, b: Finding) -> bool:
-    if a.line is not None and b.line is not None and abs(a.line - b.line) <= _EDIT_REACH:
-        return True
-    # Further apart, only a message that names its subject can tell a moved, edited line
-    # (an import re-sorted and trimmed) from a fixed finding here and a new one there.
-    if a.context and b.context and _NAMES_SOMETHING.search(a.message):
-        return SequenceMatcher(None, a.context, b.context).ratio() >= _SAME_LINE_RATIO
-    return a.line is None and b.line is None
+def names_its_subject(f: Finding) -> bool:
+    return _NAMES_SOMETHING.search(f.message) is not None
 
 
 def new_findings(before: Sequence[Finding], after: Sequence[Finding]) -> list[Finding]:
-    """Findings in `after` that are not in `before`.
+    """Findings in `after` that are not in `before`: same rule, same file and same subject is
+    the same finding, wherever its line went and whatever its line now reads.
 
-    First exact fingerprints are matched as a multiset. What is left on each side is then
-    matched on (path, code, normalised message), but only when it is the same line edited:
-    within a couple of lines, or a source line still alike (a partial fix of an import line
-    that sorting also moved). Messages alike after number normalisation (E501, B101) on
-    different code are a fixed one and a new one, not a move.
+    Findings are counted as a multiset: two identical findings before and three after is one
+    new finding. A finding's subject is what its message names (F401's `os`); a message that
+    names nothing (E501, B101, SIM115) has only its place, so its line is followed through the
+    file by anchors (see `_FileMatch`): a fixed one here and a new one elsewhere stay apart.
     """
-    unmatched_after = _beyond(after, Counter(f.fingerprint for f in before))
-    gone: dict[str, list[Finding]] = {}
-    for f in _beyond(before, Counter(f.fingerprint for f in after)):
-        gone.setdefault(_loose(f), []).append(f)
-    fresh: list[Finding] = []
-    for f in unmatched_after:
-        left = gone.get(_loose(f), [])
-        same = [i for i, g in enumerate(left) if _same(g, f)]
-        if same:
-            # The closest one: two edited lines side by side must each keep their own.
-            left.pop(min(same, key=lambda i: abs((left[i].line or 0) - (f.line or 0))))
+    by_path: dict[str, tuple[list[Finding], list[Finding]]] = {}
+    for f in before:
+        by_path.setdefault(f.path, ([], []))[0].append(f)
+    for f in after:
+        by_path.setdefault(f.path, ([], []))[1].append(f)
+    fresh: set[int] = set()
+    for bs, as_ in by_path.values():
+        fresh |= _FileMatch(bs, as_).unmatched_after()
+    return [f for f in after if id(f) in fresh]
+
+
+class _FileMatch:
+    """Pairs one file's findings before and after.
+
+    Anchors come first: findings whose exact identity (rule, message and source line) occurs
+    once on each side, kept where they agree on order (a patience diff over findings). They
+    split the file into gaps. Then, in order of evidence:
+    1. the same identity within the same gap, by the line shift most such pairs agree on
+       (identical lines keep their own partner, not the nearest look-alike);
+    2. the same rule and message within the same gap, at a shift that anchors or step 1
+       established for that gap, give or take `_EDIT_REACH`: a line whose text a fix rewrote;
+    3. the same identity anywhere (a function moved past others), the nearest first;
+    4. the same rule and message anywhere, when that message names its subject (an import
+       sorted elsewhere and trimmed).
+    What is left after is new. Findings without a line (whole-file ones) are matched on
+    identity, then on rule and message.
+    """
+
+    def __init__(self, before: list[Finding], after: list[Finding]) -> None:
+        self.before, self.after = before, after
+        self.pairs: dict[int, int] = {}  # after index -> before index
+        self.taken: set[int] = set()  # before indexes
+        self.bl: list[int] = []  # anchors' lines before and after, both ascending
+        self.al: list[int] = []
+        self._anchor()
+
+    def _pair(self, i: int, j: int) -> None:
+        self.pairs[j] = i
+        self.taken.add(i)
+
+    def _anchor(self) -> None:
+        nb = Counter(f.fingerprint for f in self.before)
+        na = Counter(f.fingerprint for f in self.after)
+        where_b = {f.fingerprint: i for i, f in enumerate(self.before) if f.line is not None}
+        cands = sorted(
+            (self.before[where_b[f.fingerprint]].line or 0, f.line, where_b[f.fingerprint], j)
+            for j, f in enumerate(self.after)
+            if f.line is not None
+            and f.fingerprint in where_b
+            and nb[f.fingerprint] == 1
+            and na[f.fingerprint] == 1
+        )
+        for b_line, a_line, i, j in _increasing(cands):
+            self._pair(i, j)
+            self.bl.append(b_line)
+            self.al.append(a_line)
+
+    def _gap(self, lines: list[int], line: int) -> tuple[int, int]:
+        return bisect_left(lines, line), bisect_right(lines, line)
+
+    def _same_gap(self, b_line: int, a_line: int) -> bool:
+        blo, bhi = self._gap(self.bl, b_line)
+        alo, ahi = self._gap(self.al, a_line)
+        return max(blo, alo) <= min(bhi, ahi)
+
+    def _open(self, lined: bool) -> tuple[list[int], list[int]]:
+        """Unpaired indexes before and after, of findings with (or without) a line."""
+        return (
+            [
+                i
+                for i, f in enumerate(self.before)
+                if i not in self.taken and (f.line is not None) == lined
+            ],
+            [
+                j
+                for j, f in enumerate(self.after)
+                if j not in self.pairs and (f.line is not None) == lined
+            ],
+        )
+
+    def _line(self, f: Finding) -> int:
+        return f.line or 0
+
+    def _exact_by_shift(self) -> None:
+        bs, as_ = self._open(lined=True)
+        by_key: dict[str, list[int]] = {}
+        for i in bs:
+            by_key.setdefault(self.before[i].fingerprint, []).append(i)
+        cands: list[tuple[int, int, int]] = []  # (shift, before, after)
+        for j in as_:
+            a_line = self._line(self.after[j])
+            for i in by_key.get(self.after[j].fingerprint, []):
+                b_line = self._line(self.before[i])
+                if self._same_gap(b_line, a_line):
+                    cands.append((a_line - b_line, i, j))
+        support = Counter(shift for shift, _, _ in cands)
+        # The shift most pairs agree on first; of equals, the smaller move.
+        for _, i, j in sorted(cands, key=lambda c: (-support[c[0]], abs(c[0]), c[0], c[1])):
+            if i not in self.taken and j not in self.pairs:
+                self._pair(i, j)
+
+    def _shifts_near(self, a_line: int) -> set[int]:
+        """Line shifts known for the gap `a_line` is in: its anchors' and its exact pairs'."""
+        lo, hi = self._gap(self.al, a_line)
+        shifts = {self.al[lo - 1] - self.bl[lo - 1]} if lo > 0 else {0}
+        if hi < len(self.al):
+            shifts.add(self.al[hi] - self.bl[hi])
+        for j, i in self.pairs.items():
+            a, b = self.after[j], self.before[i]
+            if (
+                a.fingerprint == b.fingerprint
+                and a.line is not None
+                and b.line is not None
+                and self._gap(self.al, a.line) == (lo, hi)
+                and self._same_gap(b.line, a_line)
+            ):
+                shifts.add(a.line - b.line)
+        return shifts
+
+    def _loose_in_gap(self) -> None:
+        bs, as_ = self._open(lined=True)
+        for j in as_:
+            a = self.after[j]
+            a_line = self._line(a)
+            shifts = self._shifts_near(a_line)
+            scored = []
+            for i in bs:
+                b = self.before[i]
+                if i in self.taken or _loose(b) != _loose(a):
+                    continue
+                b_line = self._line(b)
+                distance = min(abs(a_line - shift - b_line) for shift in shifts)
+                if distance <= _EDIT_REACH and self._same_gap(b_line, a_line):
+                    scored.append((distance, b_line, i))
+            if scored:
+                self._pair(min(scored)[2], j)
+
+    def _anywhere(
+        self, key: Callable[[Finding], str], when: Callable[[Finding], bool], lined: bool
+    ) -> None:
+        bs, as_ = self._open(lined=lined)
+        for j in as_:
+            a = self.after[j]
+            if not when(a):
+                continue
+            options = [
+                (abs(self._line(self.before[i]) - self._line(a)), i)
+                for i in bs
+                if i not in self.taken and key(self.before[i]) == key(a)
+            ]
+            if options:
+                self._pair(min(options)[1], j)
+
+    def unmatched_after(self) -> set[int]:
+        def exact(f: Finding) -> str:
+            return f.fingerprint
+
+        self._exact_by_shift()
+        self._loose_in_gap()
+        self._anywhere(exact, lambda f: True, lined=True)
+        self._anywhere(_loose, names_its_subject, lined=True)
+        self._anywhere(exact, lambda f: True, lined=False)
+        self._anywhere(_loose, lambda f: True, lined=False)
+        return {id(a) for j, a in enumerate(self.after) if j not in self.pairs}
+
+
+def _increasing(cands: list[tuple[int, int, int, int]]) -> list[tuple[int, int, int, int]]:
+    """The longest run of `cands` (sorted by line before) whose lines after never decrease:
+    anchors that cross each other cannot all be right, so the fewest are dropped."""
+    tails: list[int] = []  # line after ending the best run of each length
+    ends: list[int] = []  # index into cands of that run's end
+    prev: list[int] = [-1] * len(cands)
+    for k, (_, a_line, _, _) in enumerate(cands):
+        n = bisect_right(tails, a_line)
+        prev[k] = ends[n - 1] if n > 0 else -1
+        if n == len(tails):
+            tails.append(a_line)
+            ends.append(k)
         else:
-            fresh.append(f)
-    return fresh
-
-
-def _beyond(findings: Sequence[Finding], other: Counter[str]) -> list[Finding]:
-    """The findings whose fingerprint occurs more often here than in `other` (the last ones)."""
-    seen: Counter[str] = Counter()
-    out = []
-    for f in findings:
-        seen[f.fingerprint] += 1
-        if seen[f.fingerprint] > other[f.fingerprint]:
-            out.append(f)
-    return out
+            tails[n], ends[n] = a_line, k
+    out: list[tuple[int, int, int, int]] = []
+    k = ends[-1] if ends else -1
+    while k >= 0:
+        out.append(cands[k])
+        k = prev[k]
+    return out[::-1]
 
 
 def _findings(b: GateResult, a: GateResult) -> list[Regression]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 from enum import StrEnum
+from fractions import Fraction
 
 from pydantic import BaseModel, Field
 
@@ -44,16 +45,29 @@ class TestCase(BaseModel):
     __test__ = False  # not a pytest class
 
     id: str = Field(description="pytest node id, e.g. tests/test_x.py::test_y")
-    outcome: str = Field(description="passed | failed | error | skipped")
+    outcome: str = Field(
+        description="the test's own outcome as pytest counts it: passed | failed | error (in "
+        "setup, or not collected) | skipped | xfailed | xpassed (a strict xpass is failed)"
+    )
+    teardown_error: bool = Field(
+        False, description="its teardown raised too: pytest counts that as one more error"
+    )
     message: str | None = None
     seconds: float = 0.0
 
+    @property
+    def verdict(self) -> str:
+        """The outcome a regression is judged on: a teardown that raises spoils a pass."""
+        return "error" if self.teardown_error and self.outcome == "passed" else self.outcome
+
 
 class Coverage(BaseModel):
-    percent: float
+    percent: float = Field(description="coverage's own percent_covered, for display")
     per_file: dict[str, float] = Field(default_factory=dict)
     covered_lines: int = 0
     num_statements: int = 0
+    num_branches: int = Field(0, description="0 unless branch coverage is measured")
+    covered_branches: int = 0
     missing_branches: int = 0
 
     @property
@@ -61,6 +75,15 @@ class Coverage(BaseModel):
         """Statements and branches not covered: deleting covered code lowers the percent
         without uncovering anything, so regressions are judged on this too."""
         return self.num_statements - self.covered_lines + self.missing_branches
+
+    @property
+    def exact(self) -> Fraction | None:
+        """Covered share from the counts, as coverage computes its percent but without floats;
+        None when there is nothing to measure."""
+        total = self.num_statements + self.num_branches
+        if total == 0:
+            return None
+        return Fraction(100 * (self.covered_lines + self.covered_branches), total)
 
 
 class Contract(BaseModel):
@@ -85,12 +108,25 @@ class GateResult(BaseModel):
     cached: bool = False
 
     def counts(self) -> dict[str, int]:
-        """Test outcome counts (pytest gate)."""
-        out = {"passed": 0, "failed": 0, "errors": 0, "skipped": 0}
-        key = {"passed": "passed", "failed": "failed", "error": "errors", "skipped": "skipped"}
+        """Test outcome counts (pytest gate), as pytest's summary line counts them: a test that
+        fails and then errors in teardown is one failed and one error."""
+        out = dict.fromkeys(COUNT_KEYS, 0)
         for t in self.tests:
-            out[key.get(t.outcome, "errors")] += 1
+            out[_COUNT_KEY.get(t.outcome, "errors")] += 1
+            if t.teardown_error:
+                out["errors"] += 1
         return out
+
+
+COUNT_KEYS = ("passed", "failed", "errors", "skipped", "xfailed", "xpassed")
+_COUNT_KEY = {
+    "passed": "passed",
+    "failed": "failed",
+    "error": "errors",
+    "skipped": "skipped",
+    "xfailed": "xfailed",
+    "xpassed": "xpassed",
+}
 
 
 class GateRun(BaseModel):

@@ -201,11 +201,16 @@ def _coverage_complaint(proc: ProcResult) -> str:
     return "; ".join(said) if said else proc.tail or "no output"
 
 
-_SEVERITY = {"passed": 0, "skipped": 1, "failed": 2, "error": 3}
+# How pytest's junitxml marks what happened outside the test's call.
+_SETUP_ERROR = "failed on setup with"
+_TEARDOWN_ERROR = "failed on teardown with"
 
 
 def parse_junit(text: str, repo: Path) -> list[TestCase]:
-    """JUnit XML (xunit1) -> TestCases keyed by pytest node id, one per id (worst outcome)."""
+    """JUnit XML (xunit1) -> TestCases keyed by pytest node id, one per id, counted as pytest
+    counts them: an error in teardown is a flag beside the call's own outcome (junitxml writes
+    a second <testcase> for it), an xfail is <skipped type="pytest.xfail">, a strict xpass a
+    <failure> "[XPASS(strict)]". A non-strict xpass leaves no trace in JUnit: it reads passed."""
     # Only reports our own pytest subprocess wrote into a private temp dir are parsed.
     try:
         # The report is written by code under test: parse it as untrusted XML.
@@ -217,26 +222,36 @@ def parse_junit(text: str, repo: Path) -> list[TestCase]:
     by_id: dict[str, TestCase] = {}
     for case in root.iter("testcase"):
         test_id = node_id(case, repo)
-        outcome, message = "passed", None
+        outcome, message, teardown = "passed", None, False
         for child in case:
+            said = child.get("message")
             if child.tag == "failure":
-                outcome, message = "failed", child.get("message")
+                outcome, message = "failed", said
+            elif child.tag == "error" and (said or "").startswith(_TEARDOWN_ERROR):
+                teardown, message = True, said
             elif child.tag == "error":
-                outcome, message = "error", child.get("message")
-                if message == COLLECTION_FAILURE and child.text:
+                outcome, message = "error", said
+                if said == COLLECTION_FAILURE and child.text:
                     message = f"{COLLECTION_FAILURE}: {_raised(child.text)}"
-            elif child.tag == "skipped" and outcome == "passed":
-                outcome, message = "skipped", child.get("message")
-        tc = TestCase(
+            elif child.tag == "skipped":
+                xfail = child.get("type") == "pytest.xfail"
+                outcome, message = ("xfailed" if xfail else "skipped"), said
+        seconds = float(case.get("time") or 0.0)
+        prev = by_id.get(test_id)
+        if prev is not None and teardown and outcome == "passed":
+            # The teardown's own <testcase> after the call's: the call's outcome stands.
+            prev.teardown_error = True
+            if prev.message is None and message:
+                prev.message = one_line(message, 300)
+            prev.seconds += seconds
+            continue
+        by_id[test_id] = TestCase(
             id=test_id,
             outcome=outcome,
+            teardown_error=teardown,
             message=one_line(message, 300) if message else None,
-            seconds=float(case.get("time") or 0.0),
+            seconds=seconds,
         )
-        # A test that fails and then errors in teardown appears twice: keep the worse.
-        prev = by_id.get(test_id)
-        if prev is None or _SEVERITY[tc.outcome] > _SEVERITY[prev.outcome]:
-            by_id[test_id] = tc
     return list(by_id.values())
 
 
@@ -275,6 +290,8 @@ def parse_coverage(text: str, repo: Path) -> Coverage:
             per_file=per_file,
             covered_lines=int(totals.get("covered_lines", 0)),
             num_statements=int(totals.get("num_statements", 0)),
+            num_branches=int(totals.get("num_branches", 0)),
+            covered_branches=int(totals.get("covered_branches", 0)),
             missing_branches=int(totals.get("missing_branches", 0)),
         )
     except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:

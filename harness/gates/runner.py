@@ -218,6 +218,6 @@ def _run_ids(
             return {}, not_found
         raise GateError(f"pytest wrote no JUnit XML report: {proc.tail}")
     try:
-        return {t.id: t.outcome for t in pytest_gate.parse_junit(text, repo)}, not_found
+        return {t.id: t.verdict for t in pytest_gate.parse_junit(text, repo)}, not_found
     except ValueError as exc:
         raise GateError(f"unparsable JUnit XML from re-run: {exc}") from exc

@@ -43,9 +43,14 @@ def _details(r: GateResult) -> dict[str, Any]:
             d["by_confidence"] = dict(Counter(f.confidence or "UNDEFINED" for f in r.findings))
     if r.tests:
         d["not_passing"] = [
-            {"id": t.id, "outcome": t.outcome, "message": t.message}
+            {
+                "id": t.id,
+                "outcome": t.outcome,
+                "teardown_error": t.teardown_error,
+                "message": t.message,
+            }
             for t in r.tests
-            if t.outcome in ("failed", "error")
+            if t.outcome in ("failed", "error") or t.teardown_error
         ]
     if r.contracts:
         d["kept"] = [c.name for c in r.contracts if c.kept]
@@ -95,6 +100,8 @@ def _coverage_entry(r: GateResult, cov: Coverage | None) -> dict[str, Any]:
         "details": {
             "covered_lines": cov.covered_lines,
             "num_statements": cov.num_statements,
+            "covered_branches": cov.covered_branches,
+            "num_branches": cov.num_branches,
             "per_file": {k: round(v, 2) for k, v in sorted(cov.per_file.items())},
         }
         if cov
