@@ -107,7 +107,7 @@ DROP_REEXPORT = (
 )
 SKIP = {"phase": "execute", "tool": "propose_patch", "input": {"item_id": "T5", "action": "skip"}}
 PLAIN_STRING = (
-    '--- a/pkg/mod.py\n+++ b/pkg/mod.py\n@@ -9 +9 @@\n-LABEL = f"plain"\n+LABEL = "plain"\n'  # noqa: E501
+    '--- a/pkg/mod.py\n+++ b/pkg/mod.py\n@@ -9 +9 @@\n-LABEL = f"plain"\n+LABEL = "plain"\n'
 )
 
 
