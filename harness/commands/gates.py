@@ -29,7 +29,8 @@ def _numbers(r: GateResult) -> str:
         return r.reason or "error"
     if r.gate == "pytest":
         c = r.counts()
-        text = ", ".join(f"{c[k]} {k}" for k in ("passed", "failed", "errors", "skipped"))
+        shown = ("passed", "failed", "errors", "skipped", "xfailed", "xpassed")
+        text = ", ".join(f"{c[k]} {k}" for k in shown if c.get(k) or k in shown[:4])
         if r.coverage is not None:
             text += f"; coverage {coverage_display(r.coverage.percent)}"
         return text
