@@ -70,6 +70,8 @@ paths = ["{PACKAGE}"]
 paths = ["tests"]
 cov = ["click"]
 args = ["-q"]
+# The whole suite takes about 20 s on a loaded machine; a mutant can loop forever.
+timeout = 120
 [gates.bandit]
 paths = ["{PACKAGE}"]
 [gates.imports]
