@@ -1,0 +1,610 @@
+"""Per-patch verification: before a patch is committed, run the tests that exercise the lines it
+changes and let the mypy daemon re-check it, so a harmful patch is refused alone, at landing.
+
+Test selection comes from coverage contexts recorded once at the block's start (pytest-cov's
+`--cov-context=test`, read through coverage's public `CoverageData` API in the target's own
+interpreter). A changed line is widened to its whole statement (coverage records only some
+lines of a multi-line one) and mapped back to the start commit through the diff of what landed
+since; the tests that ran it are selected. A line that runs at import time (a constant, a def
+line, a decorator) reaches anything that uses the module, so it selects every test that ran code
+of that file. What the map cannot answer (a new, deleted or unmeasured file, a test file, a
+conftest.py, configuration) runs the whole suite. A test that passed at the block's start and
+fails, errors or is skipped now is a reason to refuse, once re-runs show it is not flaky (the
+same rule as the full gates' compare).
+
+Known blind spots, which the full gates at the iteration's end still catch: code that runs once
+for many tests (a session or module fixture, a cache) is recorded only for the first of them.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import shutil
+import signal
+import tempfile
+import time
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from types import TracebackType
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from harness.errors import GateError
+from harness.gates import mypy as mypy_gate
+from harness.gates import pytest as pytest_gate
+from harness.gates.common import (
+    BASE_ENV,
+    HARNESS_PYTHON,
+    config_path,
+    one_line,
+    rel_path,
+    repo_pythonpath,
+    run_tool,
+    same_interpreter,
+)
+from harness.gates.compare import new_findings
+from harness.gates.models import Finding, GateRun, GateStatus
+from harness.gates.runner import context_for, run_gates, run_tests
+from harness.guard.globs import match_any
+from harness.policy import Policy
+from harness.proc import ProcResult, run
+
+# Files that change how every test runs or is collected: no line map can say which tests they
+# reach.
+CONFIG_FILES = frozenset({"pyproject.toml", "setup.cfg", "tox.ini", "pytest.ini", ".coveragerc"})
+
+_BAD = ("failed", "error", "skipped")
+# Seconds the mypy daemon gets to exit once told to stop.
+STOP_WAIT = 10.0
+
+
+class PatchCheck(BaseModel):
+    """The verdict on one patch written to the worktree, before it is committed."""
+
+    ok: bool = Field(description="nothing that passed at the block's start regressed")
+    reasons: list[str] = Field(
+        default_factory=list, description="why not ok, one line each, for the model and the record"
+    )
+    tests_run: list[str] = Field(default_factory=list, description="pytest node ids run")
+    selection: Literal["selected", "all", "none"] = Field(
+        description="selected: the tests that ran the changed lines; all: the whole suite; "
+        "none: no test runs the changed code (or pytest is not judged)"
+    )
+    why: str = Field(description="why this selection, and whether mypy judged")
+    flaky: list[str] = Field(
+        default_factory=list, description="tests that failed and then passed on a re-run"
+    )
+    mypy_new: list[str] = Field(
+        default_factory=list,
+        description="new mypy errors (in any file: a changed signature "
+        "breaks its callers), when the block's gates include mypy",
+    )
+    mypy_judged: bool = False
+    seconds: float = 0.0
+
+
+@dataclass
+class CoverageMap:
+    """Which tests ran each line, as of the commit the map was recorded at."""
+
+    commit: str
+    # repo-relative path -> line -> test node ids; "" is code that ran outside any test (import)
+    lines: dict[str, dict[int, frozenset[str]]] = field(default_factory=dict)
+
+    def tests_of_file(self, path: str) -> set[str]:
+        out: set[str] = set()
+        for tests in self.lines.get(path, {}).values():
+            out |= tests
+        out.discard("")
+        return out
+
+
+# Runs in the target's interpreter, with the coverage it has: its data file format is its own.
+_DRIVER = """
+import json, sys
+from coverage import CoverageData
+
+data = CoverageData(basename=sys.argv[1])
+data.read()
+names, index, files = [], {}, {}
+for path in data.measured_files():
+    lines = {}
+    for lineno, contexts in (data.contexts_by_lineno(path) or {}).items():
+        ids = set()
+        for ctx in contexts:
+            # pytest-cov names a context "<node id>|setup|run|teardown"; ids may hold "|".
+            test = ctx.rsplit("|", 1)[0] if "|" in ctx else ctx
+            if test not in index:
+                index[test] = len(names)
+                names.append(test)
+            ids.add(index[test])
+        lines[str(lineno)] = sorted(ids)
+    files[path] = lines
+with open(sys.argv[2], "w", encoding="utf-8") as out:
+    json.dump({"contexts": names, "files": files}, out)
+"""
+
+
+class Verifier:
+    """Per-patch checks on one worktree for one block; see the module docstring."""
+
+    def __init__(self, repo: Path, policy: Policy, gates: list[str], baseline: GateRun) -> None:
+        self.repo = Path(repo).resolve()
+        self.policy = policy
+        self.gates = gates
+        self.baseline = baseline
+        self.map: CoverageMap | None = None
+        self.map_problem = "the coverage map was not recorded (start() not called)"
+        self.daemon: MypyDaemon | None = None
+        self.mypy_before: list[Finding] = []
+        self.mypy_problem: str | None = None
+        start = baseline.results.get("pytest")
+        self.tests_problem: str | None = None
+        if not policy.gates.pytest.enabled or start is None:
+            self.tests_problem = "pytest is not among the gates"
+        elif start.status == GateStatus.ERROR:
+            self.tests_problem = f"pytest could not run at the block's start: {start.reason}"
+        self.passed_at_start = {
+            t.id for t in (start.tests if start else []) if t.outcome == "passed"
+        }
+
+    # ------------------------------------------------------------------ lifecycle
+    def __enter__(self) -> Verifier:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def start(self) -> None:
+        """Record the coverage map and start the mypy daemon, side by side."""
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="verify") as pool:
+            tests = pool.submit(self._record_map) if self.tests_problem is None else None
+            mypy = pool.submit(self._start_mypy) if self._mypy_wanted() else None
+            if tests is not None:
+                tests.result()
+            if mypy is not None:
+                mypy.result()
+
+    def refresh(self) -> None:
+        """After commits landed or were reverted: mypy's baseline becomes the tree as it is now.
+        (The coverage map needs no refresh: changed lines are mapped to its commit by diff.)"""
+        if self.daemon is not None and self.mypy_problem is None:
+            found, problem = self.daemon.check(self._mypy_paths())
+            if problem is None:
+                self.mypy_before = found
+            else:
+                self.mypy_problem = f"mypy daemon could not re-check: {problem}"
+
+    def close(self) -> None:
+        if self.daemon is not None:
+            self.daemon.stop()
+            self.daemon = None
+
+    # ------------------------------------------------------------------ the check
+    def check(self, changed: list[str]) -> PatchCheck:
+        """Judge the patch now written to the worktree (changed files `changed`) against HEAD."""
+        t0 = time.monotonic()
+        selection, tests, why = self.select(changed)
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="verify") as pool:
+            mypy = (
+                pool.submit(self._check_mypy, self.daemon)
+                if self.daemon is not None and self.mypy_problem is None
+                else None
+            )
+            test_reasons, ran, flaky = self._check_tests(selection, tests)
+            mypy_reasons, mypy_new = mypy.result() if mypy is not None else ([], [])
+        if mypy is None and self._mypy_wanted():
+            why += f"; mypy not judged: {self.mypy_problem}"
+        reasons = test_reasons + mypy_reasons
+        return PatchCheck(
+            ok=not reasons,
+            reasons=reasons,
+            tests_run=ran,
+            selection=selection,
+            why=why,
+            flaky=flaky,
+            mypy_new=mypy_new,
+            mypy_judged=mypy is not None,
+            seconds=time.monotonic() - t0,
+        )
+
+    def select(
+        self, changed: list[str]
+    ) -> tuple[Literal["selected", "all", "none"], list[str], str]:
+        """Which tests to run for this patch, and why."""
+        if self.tests_problem is not None:
+            return "none", [], self.tests_problem
+        if not changed:
+            return "none", [], "no file changed"
+        picked: set[str] = set()
+        said: list[str] = []
+        for path in sorted(set(changed)):
+            if self.map is None:
+                return "all", [], self.map_problem
+            fallback = self._needs_all(path, self.map)
+            if fallback is not None:
+                return "all", [], fallback
+            tests, how = self._tests_for(path, self.map)
+            if tests is None:
+                return "all", [], how
+            picked |= tests
+            said.append(how)
+        run_now = sorted(picked & self.passed_at_start)
+        skipped = len(picked) - len(run_now)
+        note = f" ({skipped} covering test(s) were not passing at the start)" if skipped else ""
+        return ("selected" if run_now else "none"), run_now, "; ".join(said) + note
+
+    def _needs_all(self, path: str, cmap: CoverageMap) -> str | None:
+        name = PurePosixPath(path).name
+        if name == "conftest.py":
+            return f"{path} is a conftest.py: it can change how every test runs"
+        if name in CONFIG_FILES:
+            return f"{path} is configuration"
+        if match_any(path, self.policy.guard.test_globs):
+            return f"{path} is a test file"
+        if _git(self.repo, "cat-file", "-e", f"HEAD:{path}").returncode != 0:
+            return f"{path} is a new file"
+        if not (self.repo / path).is_file():
+            return f"{path} was deleted"
+        if path not in cmap.lines:
+            return f"{path} has no coverage data"
+        return None
+
+    def _tests_for(self, path: str, cmap: CoverageMap) -> tuple[set[str] | None, str]:
+        """The tests that ran the lines `path` changes; None when they cannot be told."""
+        old = _git(self.repo, "show", f"HEAD:{path}")
+        new_text = (self.repo / path).read_text(encoding="utf-8", errors="replace")
+        if old.returncode != 0:
+            return None, f"{path}: cannot read it at HEAD: {one_line(old.stderr)}"
+        if path.endswith(".py") and _same_code(old.stdout, new_text):
+            return set(), f"{path}: no code changed (same syntax tree)"
+        diff = _git(self.repo, "diff", "-U0", "--no-color", "--no-ext-diff", "HEAD", "--", path)
+        lines = set()
+        for old_start, old_len, _, _ in _hunks(diff.stdout):
+            # An insertion touches the statements on either side of it.
+            span = range(old_start, old_start + old_len) if old_len else (old_start, old_start + 1)
+            lines |= {n for n in span if n > 0}
+        if path.endswith(".py"):
+            lines = _statement_lines(old.stdout, lines)
+        since = _git(
+            self.repo, "diff", "-U0", "--no-color", "--no-ext-diff", cmap.commit, "HEAD", "--", path
+        )
+        at_start = _to_start(lines, _hunks(since.stdout))
+        by_line = cmap.lines[path]
+        tests: set[str] = set()
+        import_time: list[int] = []
+        for n in sorted(at_start):
+            ran = by_line.get(n, frozenset())
+            tests |= ran
+            if "" in ran:
+                import_time.append(n)
+        tests.discard("")
+        if import_time:
+            # Code that runs at import (a constant, a def line) reaches whatever uses the module.
+            tests |= cmap.tests_of_file(path)
+            return tests, (
+                f"{path}: line(s) {_ranges(import_time)} run at import: "
+                f"{len(tests)} test(s) that run code of {path}"
+            )
+        if not tests:
+            return tests, f"{path}: no test runs the changed lines"
+        return tests, f"{path}: {len(tests)} test(s) run the changed lines"
+
+    def _check_tests(
+        self, selection: str, tests: list[str]
+    ) -> tuple[list[str], list[str], list[str]]:
+        if selection == "none":
+            return [], [], []
+        try:
+            if selection == "all":
+                outcomes = self._run_suite()
+            else:
+                outcomes = run_tests(self.repo, self.policy, tests)
+        except GateError as exc:
+            return [f"pytest could not run: {exc}"], tests, []
+        ran = sorted(outcomes)
+        judged = sorted(self.passed_at_start) if selection == "all" else tests
+        worse = {t: outcomes.get(t, "missing") for t in judged}
+        worse = {t: o for t, o in worse.items() if o in (*_BAD, "missing")}
+        flaky: list[str] = []
+        pending = [t for t, o in worse.items() if o != "missing"]
+        for _ in range(self.policy.regression.rerun_failed):
+            if not pending:
+                break
+            try:
+                again = run_tests(self.repo, self.policy, pending)
+            except GateError:
+                break
+            now_passing = [t for t in pending if again.get(t) == "passed"]
+            flaky += now_passing
+            pending = [t for t in pending if t not in now_passing]
+        reasons = [
+            f"test {t} passed at the block's start and is {o} now"
+            if o != "missing"
+            else f"test {t} passed at the block's start and did not run now"
+            for t, o in sorted(worse.items())
+            if t not in flaky
+        ]
+        return reasons, ran, sorted(flaky)
+
+    def _run_suite(self) -> dict[str, str]:
+        """The whole suite as the pytest gate runs it, without the coverage measurement."""
+        policy = self.policy.model_copy(deep=True)
+        policy.gates.pytest.cov = []
+        policy.gates.pytest.fail_under = None
+        result = run_gates(self.repo, policy, only=["pytest"], use_cache=False).results["pytest"]
+        if result.status == GateStatus.ERROR:
+            raise GateError(result.reason or "pytest could not run", result)
+        return {t.id: t.outcome for t in result.tests}
+
+    # ------------------------------------------------------------------ coverage map
+    def _record_map(self) -> None:
+        cfg = pytest_gate.pytest_config(self.policy.gates.pytest)
+        ctx = context_for(self.repo, self.policy, cfg)
+        with tempfile.TemporaryDirectory(prefix="harness-verify-") as tmp_name:
+            tmp = Path(tmp_name)
+            argv = pytest_gate.base_argv(ctx.python, tmp / "junit.xml")
+            # The whole repository is measured, not only the coverage targets: any file the
+            # tests run is one whose changes can be mapped to tests.
+            argv += [f"--cov={self.repo}", "--cov-context=test", "--cov-report="]
+            if cfg.config:
+                argv += [f"--cov-config={cfg.config}"]
+            argv += [*cfg.args, *cfg.paths]
+            proc = run_tool(argv, ctx, env=pytest_gate.tool_env(ctx, tmp))
+            data = tmp / ".coverage"
+            if proc.returncode not in (0, 1) or not data.is_file():
+                self.map_problem = (
+                    f"no coverage map: pytest --cov-context=test exited {proc.returncode}: "
+                    f"{proc.tail}"
+                )
+                return
+            out = tmp / "map.json"
+            read = run(
+                [ctx.python, "-c", _DRIVER, str(data), str(out)],
+                self.repo,
+                timeout=cfg.timeout,
+                env=BASE_ENV,
+            )
+            if read.returncode != 0 or not out.is_file():
+                self.map_problem = f"no coverage map: reading the contexts failed: {read.tail}"
+                return
+            raw = json.loads(out.read_text(encoding="utf-8"))
+        names: list[str] = raw["contexts"]
+        head = _git(self.repo, "rev-parse", "HEAD").stdout.strip()
+        cmap = CoverageMap(commit=head)
+        for path, lines in raw["files"].items():
+            cmap.lines[rel_path(self.repo, path)] = {
+                int(n): frozenset(names[i] for i in ids) for n, ids in lines.items()
+            }
+        self.map = cmap
+
+    # ------------------------------------------------------------------ mypy
+    def _mypy_wanted(self) -> bool:
+        return "mypy" in self.gates and self.policy.gates.mypy.enabled
+
+    def _mypy_paths(self) -> list[str]:
+        return list(self.policy.gates.mypy.paths) or ["."]
+
+    def _start_mypy(self) -> None:
+        start = self.baseline.results.get("mypy")
+        if start is None or start.status == GateStatus.ERROR:
+            self.mypy_problem = "mypy could not run at the block's start"
+            return
+        self.daemon = MypyDaemon(self.repo, self.policy)
+        problem = self.daemon.start()
+        if problem is None:
+            self.mypy_before, problem = self.daemon.check(self._mypy_paths())
+        if problem is not None:
+            self.mypy_problem = f"mypy daemon: {problem}"
+
+    def _check_mypy(self, daemon: MypyDaemon) -> tuple[list[str], list[str]]:
+        after, problem = daemon.check(self._mypy_paths())
+        if problem is not None:
+            return [f"mypy could not check: {problem}"], []
+        new = [
+            f"{f.path}:{f.line if f.line is not None else '?'}: {f.code} {f.message}"
+            for f in new_findings(self.mypy_before, after)
+        ]
+        return [f"new mypy error: {line}" for line in new], new
+
+
+class MypyDaemon:
+    """`dmypy` from the harness's env, configured as the mypy gate runs mypy. Its status file,
+    socket, log and cache live in a private temp dir, never in the worktree."""
+
+    def __init__(self, repo: Path, policy: Policy) -> None:
+        self.repo = repo
+        self.ctx = context_for(repo, policy, policy.gates.mypy)
+        self.tmp = Path(tempfile.mkdtemp(prefix="harness-dmypy-"))
+        self.status = self.tmp / "status.json"
+
+    def _run(self, *args: str) -> ProcResult:
+        argv = [HARNESS_PYTHON, "-m", "mypy.dmypy", "--status-file", str(self.status), *args]
+        return run_tool(argv, self.ctx, env=self._env())
+
+    def _env(self) -> dict[str, str]:
+        # The repo's own copy of its packages first, as the mypy gate has it.
+        dirs = repo_pythonpath(self.ctx)
+        inherited = [p for p in os.environ.get("MYPYPATH", "").split(os.pathsep) if p]
+        return {"MYPYPATH": os.pathsep.join([*dirs, *inherited])} if dirs else {}
+
+    def start(self) -> str | None:
+        flags = ["--cache-dir", str(self.tmp / "cache"), "--output", "json"]
+        if not same_interpreter(self.ctx.python, HARNESS_PYTHON):
+            flags += ["--python-executable", self.ctx.python]
+        cfg_file = config_path(self.ctx)
+        if cfg_file is not None:
+            flags += ["--config-file", str(cfg_file)]
+        proc = self._run(
+            "start", "--log-file", str(self.tmp / "log"), "--", *flags, *self.ctx.cfg.args
+        )
+        if proc.returncode != 0:
+            return f"could not start (exit {proc.returncode}): {proc.tail}"
+        return None
+
+    def check(self, paths: Iterable[str]) -> tuple[list[Finding], str | None]:
+        proc = self._run("check", *paths)
+        if proc.timed_out:
+            return [], f"timed out after {self.ctx.cfg.timeout:g}s"
+        try:
+            found = mypy_gate.parse_json(proc.stdout, self.ctx)
+        except ValueError as exc:
+            return [], f"unparsable output (exit {proc.returncode}): {exc}"
+        if proc.returncode not in (0, 1):
+            detail = f"{found[0].path}:{found[0].line}: {found[0].message}" if found else proc.tail
+            return [], f"exit {proc.returncode}: {detail}"
+        return found, None
+
+    def pid(self) -> int | None:
+        try:
+            data = json.loads(self.status.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        pid = data.get("pid") if isinstance(data, dict) else None
+        return pid if isinstance(pid, int) else None
+
+    def stop(self) -> None:
+        pid = self.pid()
+        if self.status.exists() and self._run("stop").returncode != 0:
+            self._run("kill")
+        if pid is not None and not _wait_gone(pid, STOP_WAIT):
+            # Neither stop nor kill ended it in time: it is ours, end it.
+            os.kill(pid, signal.SIGKILL)
+            _wait_gone(pid, STOP_WAIT)
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------- helpers
+def _git(repo: Path, *args: str) -> ProcResult:
+    return run(["git", "-c", "core.quotepath=off", *args], repo, env={"GIT_OPTIONAL_LOCKS": "0"})
+
+
+def _alive(pid: int) -> bool:
+    """Whether `pid` still runs. A daemon that exited stays a zombie until init reaps it (it
+    double-forked away from us), and a zombie runs nothing."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8")
+    except OSError:
+        return True  # no procfs: trust the signal
+    return stat.rsplit(")", 1)[-1].split()[:1] != ["Z"]
+
+
+def _wait_gone(pid: int, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while _alive(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def _hunks(diff: str) -> list[tuple[int, int, int, int]]:
+    """(old start, old length, new start, new length) of each `@@` header of a unified diff."""
+    out = []
+    for line in diff.splitlines():
+        if not line.startswith("@@ "):
+            continue
+        old, new = line.split(" ")[1:3]
+        out.append((*_range(old[1:]), *_range(new[1:])))
+    return out
+
+
+def _range(text: str) -> tuple[int, int]:
+    start, _, length = text.partition(",")
+    return int(start), int(length) if length else 1
+
+
+def _to_start(lines: set[int], since: list[tuple[int, int, int, int]]) -> set[int]:
+    """HEAD line numbers -> the map commit's: shifted past the hunks landed since; a line that a
+    landed hunk wrote stands for the lines that hunk replaced."""
+    out: set[int] = set()
+    for n in lines:
+        shift = 0
+        mapped: set[int] | None = None
+        for old_start, old_len, new_start, new_len in since:
+            if new_len and new_start <= n < new_start + new_len:
+                span = (
+                    range(old_start, old_start + old_len) if old_len else (old_start, old_start + 1)
+                )
+                mapped = {m for m in span if m > 0}
+                break
+            end = new_start + new_len - 1 if new_len else new_start
+            if end < n:
+                shift = old_start + old_len - (new_start + new_len)
+                if not old_len:
+                    shift += 1
+                if not new_len:
+                    shift -= 1
+        out |= mapped if mapped is not None else {n + shift}
+    return out
+
+
+def _statement_lines(text: str, lines: set[int]) -> set[int]:
+    """`lines` widened to the statements they belong to: coverage records only some lines of a
+    statement that spans several, and the header of a compound one (up to its body)."""
+    try:
+        tree = ast.parse(text)
+    except SyntaxError:
+        return set(lines)
+    spans = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.stmt):
+            continue
+        first = _first_line(node)
+        last = node.end_lineno or node.lineno
+        body = getattr(node, "body", None)
+        own_last = last
+        if isinstance(body, list) and body and isinstance(body[0], ast.stmt):
+            own_last = max(first, _first_line(body[0]) - 1)
+        spans.append((first, last, own_last))
+    out = set(lines)
+    for n in lines:
+        inside = [s for s in spans if s[0] <= n <= s[1]]
+        if inside:
+            first, _, own_last = max(inside, key=lambda s: (s[0], -s[1]))
+            out |= set(range(first, own_last + 1))
+    return out
+
+
+def _first_line(node: ast.stmt) -> int:
+    """Where a statement starts: its first decorator, if it has any."""
+    decorators: list[ast.expr] = getattr(node, "decorator_list", [])
+    return min([node.lineno, *(d.lineno for d in decorators)])
+
+
+def _same_code(old: str, new: str) -> bool:
+    """Whether two versions of a module parse to the same tree (comments, blank lines and
+    layout are all that changed)."""
+    try:
+        return ast.dump(ast.parse(old)) == ast.dump(ast.parse(new))
+    except SyntaxError:
+        return False
+
+
+def _ranges(numbers: list[int]) -> str:
+    parts: list[str] = []
+    for n in sorted(numbers):
+        if parts and parts[-1].split("-")[-1] == str(n - 1):
+            parts[-1] = f"{parts[-1].split('-')[0]}-{n}"
+        else:
+            parts.append(str(n))
+    return ",".join(parts)
+
+
+__all__ = ["CONFIG_FILES", "CoverageMap", "MypyDaemon", "PatchCheck", "Verifier"]

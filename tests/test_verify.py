@@ -1,0 +1,178 @@
+"""Per-patch verification on real repositories: which tests a patch selects, what refuses it,
+and that nothing is left running or written once the verifier is closed."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from harness.gates.runner import run_gates
+from harness.policy import Policy, parse_policy
+from harness.verify import Verifier
+
+from .conftest import git, other_gates_off
+
+MOD = """\
+LIMIT = 3
+
+
+def big(x: int) -> bool:
+    return x > LIMIT
+
+
+def small(x: int) -> bool:
+    return x < LIMIT
+
+
+def unused(x: int) -> int:
+    return x + 1
+"""
+
+FILES = {
+    "pkg/__init__.py": "",
+    "pkg/mod.py": MOD,
+    "tests/__init__.py": "",
+    "tests/test_big.py": "from pkg.mod import big\n\n\ndef test_big():\n"
+    "    assert big(5) and not big(3)\n",
+    "tests/test_small.py": "from pkg.mod import small\n\n\ndef test_small():\n"
+    "    assert small(1)\n",
+}
+
+BIG = "tests/test_big.py::test_big"
+SMALL = "tests/test_small.py::test_small"
+
+
+def _policy(*gates: str) -> Policy:
+    tables = {
+        "pytest": '[gates.pytest]\npaths = ["tests"]\ncov = ["pkg"]\n',
+        "mypy": '[gates.mypy]\npaths = ["pkg"]\n',
+    }
+    return parse_policy("".join(tables[g] for g in gates) + other_gates_off(*gates))
+
+
+@contextmanager
+def _verifier(repo: Path, *gates: str) -> Iterator[Verifier]:
+    policy = _policy(*gates)
+    baseline = run_gates(repo, policy, use_cache=False)
+    with Verifier(repo, policy, list(gates), baseline) as verifier:
+        verifier.start()
+        yield verifier
+
+
+def _running(pid: int) -> bool:
+    """A process that exited but is not reaped yet (a zombie) runs nothing."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    return not (stat.exists() and stat.read_text().rsplit(")", 1)[-1].split()[0] == "Z")
+
+
+def _edit(repo: Path, path: str, old: str, new: str) -> None:
+    target = repo / path
+    text = target.read_text()
+    assert old in text
+    target.write_text(text.replace(old, new))
+
+
+def test_a_broken_covered_line_is_refused_by_the_tests_that_run_it(
+    make_repo: Callable[..., Path],
+) -> None:
+    repo = make_repo(FILES)
+    with _verifier(repo, "pytest") as v:
+        _edit(repo, "pkg/mod.py", "x > LIMIT", "x >= LIMIT")
+        check = v.check(["pkg/mod.py"])
+    assert not check.ok
+    assert check.selection == "selected"
+    assert check.tests_run == [BIG]
+    assert check.reasons == [f"test {BIG} passed at the block's start and is failed now"]
+
+
+def test_a_patch_to_a_line_no_test_runs_runs_none_and_passes(
+    make_repo: Callable[..., Path],
+) -> None:
+    repo = make_repo(FILES)
+    with _verifier(repo, "pytest") as v:
+        _edit(repo, "pkg/mod.py", "x + 1", "x + 2")
+        check = v.check(["pkg/mod.py"])
+        git(repo, "checkout", "-q", "--", ".")
+        _edit(repo, "pkg/mod.py", "def small", "# a comment\ndef small")
+        comment = v.check(["pkg/mod.py"])
+    assert check.ok and check.selection == "none" and check.tests_run == []
+    assert "no test runs the changed lines" in check.why
+    assert comment.selection == "none" and "same syntax tree" in comment.why
+
+
+def test_a_line_run_at_import_selects_the_tests_that_use_the_module(
+    make_repo: Callable[..., Path],
+) -> None:
+    repo = make_repo(FILES)
+    with _verifier(repo, "pytest") as v:
+        _edit(repo, "pkg/mod.py", "LIMIT = 3", "LIMIT = 0")
+        check = v.check(["pkg/mod.py"])
+    assert check.selection == "selected" and "run at import" in check.why
+    assert check.tests_run == [BIG, SMALL]
+    assert not check.ok and len(check.reasons) == 2
+
+
+def test_lines_moved_by_a_landed_commit_still_map_to_their_tests(
+    make_repo: Callable[..., Path],
+) -> None:
+    repo = make_repo(FILES)
+    with _verifier(repo, "pytest") as v:
+        _edit(
+            repo,
+            "pkg/mod.py",
+            "LIMIT = 3\n",
+            '"""Doc."""\n\nimport os\n\nLIMIT = 3\nHOME = os.sep\n',
+        )
+        git(repo, "commit", "-qam", "landed")
+        v.refresh()
+        _edit(repo, "pkg/mod.py", "x < LIMIT", "x <= LIMIT")
+        check = v.check(["pkg/mod.py"])
+    assert check.ok and check.tests_run == [SMALL]
+
+
+def test_conftest_new_file_and_config_fall_back_to_the_whole_suite(
+    make_repo: Callable[..., Path],
+) -> None:
+    repo = make_repo({**FILES, "tests/conftest.py": "", "setup.cfg": "[metadata]\nname = x\n"})
+    with _verifier(repo, "pytest") as v:
+        (repo / "tests/conftest.py").write_text("import pkg.mod\n\npkg.mod.LIMIT = 9\n")
+        conftest = v.check(["tests/conftest.py"])
+        git(repo, "checkout", "-q", "--", ".")
+        (repo / "pkg/extra.py").write_text("X = 1\n")
+        new = v.check(["pkg/extra.py"])
+        (repo / "pkg/extra.py").unlink()
+        _edit(repo, "setup.cfg", "name = x", "name = y")
+        config = v.check(["setup.cfg"])
+    assert conftest.selection == "all" and "conftest.py" in conftest.why
+    assert conftest.tests_run == [BIG, SMALL]
+    assert conftest.reasons == [f"test {BIG} passed at the block's start and is failed now"]
+    assert new.selection == "all" and "new file" in new.why and new.ok
+    assert config.selection == "all" and "configuration" in config.why and config.ok
+
+
+def test_a_type_error_is_refused_by_the_mypy_daemon_which_leaves_nothing_behind(
+    make_repo: Callable[..., Path],
+) -> None:
+    repo = make_repo(FILES)
+    with _verifier(repo, "pytest", "mypy") as v:
+        assert v.daemon is not None
+        pid, tmp = v.daemon.pid(), v.daemon.tmp
+        assert pid is not None and tmp.is_dir() and not tmp.is_relative_to(repo)
+        _edit(repo, "pkg/mod.py", "return x + 1", 'return "x"')
+        check = v.check(["pkg/mod.py"])
+        git(repo, "checkout", "-q", "--", ".")
+        clean = v.check(["pkg/mod.py"])
+    assert not check.ok and check.mypy_judged and check.selection == "none"
+    assert len(check.mypy_new) == 1 and "return-value" in check.mypy_new[0]
+    assert check.reasons == [f"new mypy error: {check.mypy_new[0]}"]
+    assert clean.ok and clean.mypy_new == []
+    # Closed: the daemon is gone, its temp dir too, and the tree holds nothing new.
+    assert not _running(pid)
+    assert not tmp.exists()
+    assert git(repo, "status", "--porcelain", "--ignored") == ""
