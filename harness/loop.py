@@ -73,6 +73,7 @@ from harness.providers.base import Message, ModelRequest, Phase, Provider, ToolS
 from harness.record import Manifest, Recorder, new_run_id, utcnow
 from harness.schemas import PHASE_TOOLS, PatchProposal, Plan, ReadFiles, TodoItem, TodoList
 from harness.steps import Block, StepsScript, apply_to_policy, block_lanes
+from harness.verify import Verifier
 
 Progress = Callable[[str], None]
 _RULE = re.compile(r"\b[A-Z]{1,4}\d{3,4}\b")  # a ruff rule code in an item's title
@@ -120,6 +121,8 @@ class Loop:
         self.avoid: list[dict[str, Any]] = []
         self._pids: dict[str, str] = {}  # landed commit -> patch-id of its change
         self._titles: dict[str, str] = {}
+        self.verifier: Verifier | None = None
+        self._verified: set[str] = set()  # commits the per-patch check passed
 
     # ------------------------------------------------------------------ the run
     def run(self) -> RunSummary:
@@ -239,6 +242,41 @@ class Loop:
             self.say(f"  {self.failed_gate}")
             self.rec.event("block_outcome", **out.model_dump())
             return out
+        self.verifier = self.start_verifier(gates, start)
+        try:
+            self.iterations(block, gates, guard, start, out, max_iter)
+        finally:
+            if self.verifier is not None:
+                self.verifier.close()
+                self.verifier = None
+        final = self.hold_the_contract(start, out, self.gates(f"block {block.number} end"))
+        out.regressions = self.regressions(start, final, include_flaky=True)
+        if any(final.results[g].status == GateStatus.ERROR for g in gates if g in final.results):
+            out.status = "gate_error"
+        elif blocking(out.regressions):
+            out.status = "regression"
+        elif goal_met(gates, final):
+            out.status = "goal_met"
+        out.after = seed_summary(final)
+        self.append_progress(block, out)
+        self.rec.event("block_outcome", **out.model_dump())
+        self.say(
+            f"block {block.number}: {out.status}; {len(out.commits)} kept, "
+            f"{len(out.reverted)} reverted, {out.rejected} rejected"
+        )
+        return out
+
+    def iterations(
+        self,
+        block: Block,
+        gates: list[str],
+        guard: GuardConfig,
+        start: GateRun,
+        out: BlockOutcome,
+        max_iter: int,
+    ) -> None:
+        """PLAN -> TODO -> EXECUTE rounds until the goal is met, nothing lands, or the limit;
+        after each round that landed something, the gates, and reverts of what regressed."""
         for iteration in range(1, max_iter + 1):
             out.iterations = iteration
             if goal_met(gates, self.latest()):
@@ -260,22 +298,6 @@ class Loop:
             if not landed:
                 out.status = "nothing_left" if landed == 0 else out.status
                 break
-        final = self.hold_the_contract(start, out, self.gates(f"block {block.number} end"))
-        out.regressions = self.regressions(start, final, include_flaky=True)
-        if any(final.results[g].status == GateStatus.ERROR for g in gates if g in final.results):
-            out.status = "gate_error"
-        elif blocking(out.regressions):
-            out.status = "regression"
-        elif goal_met(gates, final):
-            out.status = "goal_met"
-        out.after = seed_summary(final)
-        self.append_progress(block, out)
-        self.rec.event("block_outcome", **out.model_dump())
-        self.say(
-            f"block {block.number}: {out.status}; {len(out.commits)} kept, "
-            f"{len(out.reverted)} reverted, {out.rejected} rejected"
-        )
-        return out
 
     def iterate(self, block: Block, gates: list[str], guard: GuardConfig, out: BlockOutcome) -> int:
         """One PLAN -> TODO -> EXECUTE round. Returns how many items landed."""
@@ -526,15 +548,45 @@ class Loop:
             write_contents(self.wt, verdict)
             try:
                 trailers |= self.check_landed(block, gates, verdict, before)
+                trailers |= self.verify(paths)
             except PatchRejected as exc:
                 first = str(exc.violations[0]) if exc.violations else str(exc)
                 self.remember(pid, paths, item.title, f"refused at landing: {first}")
                 raise
             sha = commit_paths(repo, list(verdict.contents), f"harness: {item.title}", trailers)
         self._pids[sha], self._titles[sha] = pid, f"harness: {item.title}"
+        if "Harness-Verified" in trailers:
+            self._verified.add(sha)
         tidy(repo)  # a test run may have left files behind
         self.rec.event("applied", block=block.number, item=item.id, sha=sha, patch=patch_file)
         return sha
+
+    def start_verifier(self, gates: list[str], start: GateRun) -> Verifier | None:
+        """Per-patch verification for this block (harness/verify.py), when the policy wants it
+        and there is something to verify with."""
+        wanted = self.policy.loop.verify_patches and (
+            self.policy.gates.pytest.enabled or "mypy" in gates
+        )
+        if not wanted:
+            return None
+        verifier = Verifier(self.wt, self.policy, gates, start)
+        try:
+            verifier.start()
+        except BaseException:
+            verifier.close()
+            raise
+        tidy(open_repo(self.wt))
+        return verifier
+
+    def verify(self, paths: list[str]) -> dict[str, str]:
+        """The per-patch check of the written patch; raise PatchRejected to undo it."""
+        if self.verifier is None or any(match_any(p, self.policy.guard.test_globs) for p in paths):
+            return {}  # new tests are judged by check_new_tests, on the whole suite
+        check = self.verifier.check(paths)
+        self.rec.event("patch_check", **check.model_dump())
+        if not check.ok:
+            raise PatchRejected("the patch breaks what passed before it", check.reasons)
+        return {"Harness-Verified": f"{len(check.tests_run)} test(s), {check.selection}"}
 
     def check_landed(
         self, block: Block, gates: list[str], verdict: Verdict, before: list[Finding]

@@ -143,6 +143,12 @@ class LoopConfig(Strict):
     max_patch_attempts: int = Field(3, ge=1, description="tries per TODO item")
     max_invalid_outputs: int = Field(2, ge=0, description="re-asks on invalid model output")
     test_stability_runs: int = Field(3, ge=1, description="passes in a row for a new test")
+    verify_patches: bool = Field(
+        True,
+        description="check each patch before it lands: the tests that run the lines it changes "
+        "(coverage contexts recorded at the block's start) and, in a block judged by mypy, the "
+        "mypy daemon; a patch that breaks what passed is refused alone, at landing",
+    )
     max_read_files: int = Field(8, ge=0, description="files the model may ask to read, per item")
     max_read_bytes: int = Field(
         60_000, ge=1000, description="a larger file is shown as the regions around its findings"

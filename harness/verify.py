@@ -63,6 +63,9 @@ _BAD = ("failed", "error", "skipped")
 STOP_WAIT = 10.0
 
 
+_CONFIRM_BATCH = 5  # failing tests re-run together while looking for one that is not flaky
+
+
 class PatchCheck(BaseModel):
     """The verdict on one patch written to the worktree, before it is committed."""
 
@@ -292,6 +295,11 @@ class Verifier:
         if import_time:
             # Code that runs at import (a constant, a def line) reaches whatever uses the module.
             tests |= cmap.tests_of_file(path)
+            if not tests:
+                # No test runs code of this module, yet they may import what it defines
+                # (`from pkg.mod import A`): who uses it cannot be told, so everything runs.
+                return None, f"{path}: line(s) {_ranges(import_time)} run at import and no test "
+                "runs code of it: who imports it cannot be told"
             return tests, (
                 f"{path}: line(s) {_ranges(import_time)} run at import: "
                 f"{len(tests)} test(s) that run code of {path}"
@@ -317,17 +325,26 @@ class Verifier:
         worse = {t: outcomes.get(t, "missing") for t in judged}
         worse = {t: o for t, o in worse.items() if o in (*_BAD, "missing")}
         flaky: list[str] = []
-        pending = [t for t, o in worse.items() if o != "missing"]
-        for _ in range(self.policy.regression.rerun_failed):
-            if not pending:
+        failing = sorted(t for t, o in worse.items() if o != "missing")
+        confirmed = any(o == "missing" for o in worse.values())
+        # One failure that survives its re-runs is enough to refuse the patch: re-run a few at
+        # a time and stop at the first confirmed one, not every failing test of a broken patch.
+        batches = [failing[i : i + _CONFIRM_BATCH] for i in range(0, len(failing), _CONFIRM_BATCH)]
+        for batch in batches:
+            if confirmed:
                 break
-            try:
-                again = run_tests(self.repo, self.policy, pending)
-            except GateError:
-                break
-            now_passing = [t for t in pending if again.get(t) == "passed"]
-            flaky += now_passing
-            pending = [t for t in pending if t not in now_passing]
+            pending = list(batch)
+            for _ in range(self.policy.regression.rerun_failed):
+                if not pending:
+                    break
+                try:
+                    again = run_tests(self.repo, self.policy, pending)
+                except GateError:
+                    break
+                now_passing = [t for t in pending if again.get(t) == "passed"]
+                flaky += now_passing
+                pending = [t for t in pending if t not in now_passing]
+            confirmed = bool(pending)
         reasons = [
             f"test {t} passed at the block's start and is {o} now"
             if o != "missing"

@@ -53,6 +53,9 @@ forbidden = ["docs/audits/CLAUDE_PROGRESS.md"]
 [loop]
 max_iterations = 1
 test_stability_runs = 2
+# These tests drive the revert machinery: harmful patches must land to be found and reverted.
+# Per-patch verification, which refuses them at landing, is tested in test_loop_reverts.py.
+verify_patches = false
 """
 )
 

@@ -35,8 +35,10 @@ args = ["--select", "F"]
 args = ["-q"]
 [loop]
 max_iterations = 2
+verify_patches = false
 """
 )
+VERIFIED = POLICY.replace("verify_patches = false", "verify_patches = true")
 
 
 def todos(*items: tuple[str, str]) -> dict[str, Any]:
@@ -49,10 +51,13 @@ def patch(item: str, diff: str) -> dict[str, Any]:
 
 
 def run(
-    make_repo: Callable[..., Path], files: dict[str, str], responses: list[dict[str, Any]]
+    make_repo: Callable[..., Path],
+    files: dict[str, str],
+    responses: list[dict[str, Any]],
+    policy: str = POLICY,
 ) -> tuple[RunSummary, Path]:
     repo = make_repo(files)
-    opts = options(repo, ScriptedProvider.from_responses(responses), steps=STEPS, policy=POLICY)
+    opts = options(repo, ScriptedProvider.from_responses(responses), steps=STEPS, policy=policy)
     return Loop(opts).run(), repo
 
 
@@ -114,6 +119,7 @@ PLAIN_STRING = (
 def test_the_slots_and_reexport_traps_end_with_green_tests_and_innocent_fixes_kept(
     make_repo: Callable[..., Path],
 ) -> None:
+    """Without per-patch verification: the gates find the harm, delta debugging the culprits."""
     items = [("T1", "ruff F401 os"), ("T2", "ruff RUF023 slots"), ("T3", "ruff F401 OrderedDict")]
     responses = [
         plan(),
@@ -193,3 +199,36 @@ def test_an_order_dependent_failure_is_a_regression_not_a_flake(
     assert "SEEN.append" not in git(repo, "show", f"{summary.branch}:pkg/mod.py")
     reruns = [e for e in events(summary) if e["kind"] == "start_rerun"]
     assert len(reruns) == 2  # measured at the block's start, not assumed
+
+
+def test_with_verification_the_traps_are_refused_at_landing_alone(
+    make_repo: Callable[..., Path],
+) -> None:
+    items = [("T1", "ruff F401 os"), ("T2", "ruff RUF023 slots"), ("T3", "ruff F401 OrderedDict")]
+    responses = [
+        plan(),
+        todos(*items, ("T4", "ruff F541 LABEL")),
+        patch("T1", DROP_OS),
+        patch("T2", SORT_SLOTS),
+        {**SKIP, "input": {"item_id": "T2", "action": "skip"}},
+        patch("T3", DROP_REEXPORT),
+        {**SKIP, "input": {"item_id": "T3", "action": "skip"}},
+        patch("T4", PLAIN_STRING),
+        plan(),
+        todos(("T5", "ruff RUF023 slots again")),
+        patch("T5", SORT_SLOTS),
+        SKIP,
+    ]
+    summary, repo = run(make_repo, TRAPS, responses, policy=VERIFIED)
+    block = summary.blocks[0]
+    assert block.reverts == [] and block.rejected >= 3, block  # refused alone, nothing reverted
+    assert len(block.commits) == 2
+    tip = git(repo, "show", f"{summary.branch}:pkg/mod.py")
+    assert "import os" not in tip and 'LABEL = "plain"' in tip
+    assert '("b", "a")' in tip and "OrderedDict" in tip
+    assert tip_test_summary(repo, summary.branch).startswith("2 passed")
+    checks = [e for e in events(summary) if e["kind"] == "patch_check"]
+    refused = [c for c in checks if not c["ok"]]
+    assert len(refused) == 2, checks  # each harmful patch, alone
+    again = [e for e in events(summary) if e["kind"] == "refused_again"]
+    assert again and "refused at landing" in again[0]["reason"]
