@@ -101,6 +101,10 @@ def _dist_name(repo: Path, pyproject: dict[str, Any], setup_cfg: configparser.Co
         except OSError:
             text = ""
         m = re.search(r"\bname\s*=\s*['\"]([^'\"]+)['\"]", text)
+        # `NAME = "attrs"` ... `setup(name=NAME)`: follow one constant.
+        ref = re.search(r"\bname\s*=\s*([A-Za-z_]\w*)\s*[,)]", text)
+        if m is None and ref is not None:
+            m = re.search(rf"^{re.escape(ref.group(1))}\s*=\s*['\"]([^'\"]+)['\"]", text, re.M)
         name = m.group(1) if m else ""
     return re.sub(r"[-.]+", "_", name.strip()).lower()
 
@@ -307,6 +311,10 @@ def defaults(det: Detected, raw: dict[str, Any]) -> dict[str, Any]:
     mypy = gate("mypy")
     if "paths" not in mypy and not det.mypy_has_files and det.package_paths:
         mypy["paths"] = list(det.package_paths)
+        inside = det.tests_in_packages()
+        if inside and "args" not in mypy:
+            # The project's code, not the tests that live inside it (as for bandit).
+            mypy["args"] = ["--exclude", "|".join(f"^{re.escape(t)}/" for t in inside)]
     bandit = gate("bandit")
     if "paths" not in bandit and det.package_paths:
         bandit["paths"] = list(det.package_paths)

@@ -144,3 +144,15 @@ def test_bandit_leaves_out_tests_inside_the_package(make_repo: Callable[..., Pat
     assert det.tests_in_packages() == ["toolz/tests"]
     policy = Policy.model_validate(defaults(det, {}))
     assert policy.gates.bandit.args == ["-x", "toolz/tests"]
+
+
+def test_mypy_leaves_out_tests_inside_the_package_too(make_repo: Callable[..., Path]) -> None:
+    repo = make_repo({"toolz/__init__.py": "", "toolz/tests/test_a.py": "x: int = 'a'\n"})
+    policy = Policy.model_validate(defaults(detect(repo), {}))
+    assert policy.gates.mypy.args == ["--exclude", "^toolz/tests/"]
+
+
+def test_the_name_setup_py_gives_through_a_constant(make_repo: Callable[..., Path]) -> None:
+    setup = 'NAME = "attrs"\n\nsetup(name=NAME, version="1")\n'
+    det = detect(make_repo({"setup.py": setup, "src/attr/__init__.py": ""}))
+    assert det.name == "attrs"

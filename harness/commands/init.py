@@ -70,6 +70,7 @@ def render_policy(det: Detected, root: Path, name: str) -> str:
             pythonpath_why=f"{layout_why}: this copy of the code is the one imported and measured",
             layout_why=layout_why,
             tests_in_packages=det.tests_in_packages(),
+            mypy_exclude="|".join(f"^{re.escape(t)}/" for t in det.tests_in_packages()),
             rest=_guardrails_and_prices(),
             **det.model_dump(exclude={"python", "name"}),
         )
