@@ -367,6 +367,9 @@ UP032 = (
 )
 
 
+WHY_E501 = "not attempted: each fix within the line limit would leave a new ruff finding"
+
+
 def test_a_fix_that_would_add_e501_costs_only_itself(make_repo) -> None:
     # `ruff check --fix` takes all three and leaves a 113-character line; all at once adds an
     # E501, so the rule is applied finding by finding, and the other two are kept.
@@ -387,10 +390,10 @@ def test_a_fix_that_would_add_e501_costs_only_itself(make_repo) -> None:
     assert execute(provider, repo, items[0], ctx) == {
         "item_id": "R1",
         "action": "skip",
-        "explanation": "no fix applies",
+        "explanation": WHY_E501,
     }
     assert ask(provider, "todo", ctx)["items"] == []
-    assert "ruff UP032 in u.py: no fix applies" in ask(provider, "plan", ctx)["cannot_do"]
+    assert f"ruff UP032 in u.py: {WHY_E501}" in ask(provider, "plan", ctx)["cannot_do"]
 
 
 UGLY_SMALL = "x = {'a':1}\n"

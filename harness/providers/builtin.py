@@ -274,7 +274,10 @@ def build_checked_fix_patch(
         return ""
     found = lint(path, text)
     whole, taken = _greedy(text, found, max_lines, rule, applicability, take)
-    if taken:
+    mine = [f for f in found if rule in (None, f["code"]) and _applicability(f) == applicability]
+    # Fewer taken than asked for (two fixes that each insert `import contextlib` overlap):
+    # one at a time, re-linting between, takes them all.
+    if taken and taken >= min(take or len(mine), len(mine)):
         settled = _settle(lint, path, found, whole)
         if settled is not None and _changed_lines(text, settled) <= max_lines:
             return unified_diff(path, text, settled)
@@ -468,6 +471,20 @@ def _estimate(finding: dict[str, Any]) -> int:
     return max(1, total)
 
 
+def _why_no_fix(text: str, findings: list[dict[str, Any]], kind: str, budget: int) -> str:
+    lines = text.splitlines(keepends=True)
+    sizes = [
+        _changed_lines(text, _apply_edits(text, edits))
+        for f in findings
+        if (edits := _fix_edits(f, lines, kind)) is not None
+    ]
+    if not sizes:
+        return "no fix applies"
+    if min(sizes) > budget:
+        return f"not attempted: over the per-file limit ({min(sizes)} lines in 1 file)"
+    return "not attempted: each fix within the line limit would leave a new ruff finding"
+
+
 class BuiltinProvider:
     name = "builtin"
     model = "builtin-rules"
@@ -631,6 +648,8 @@ class BuiltinProvider:
                 why = f"the same change was {refused}"
             if work is not None:
                 chosen = [f for f in mine if f.get("code") == work.rule]
+                if not diff and work.kind != FORMAT:
+                    why = _why_no_fix(text, chosen, work.kind, budget)
                 key = _text_key(text) if work.kind == FORMAT else _fingerprints(chosen)
                 self._dead[(work.kind, path, work.rule, key)] = why
         missing = ctx.get("missing") or {}
