@@ -492,18 +492,21 @@ def test_the_builtin_provider_fixes_a_large_file_within_the_line_limit(make_repo
     summary = Loop(opts).run()
 
     out = summary.blocks[0]
-    assert len(out.commits) == 2 and out.rejected == 0 and not out.reverted
-    for sha in out.commits:  # 20 imports, then the last 5: each within the per-file limit
+    assert len(out.commits) == 3 and out.rejected == 0 and not out.reverted
+    # 20 imports, then the last 5, each within the per-file limit; then E711's unsafe fix.
+    assert subjects(repo, out.commits) == [
+        "harness: ruff E711 in pkg/big.py (1 unsafe fix)",
+        "harness: ruff F401 in pkg/big.py (20 of 25 fixes)",
+        "harness: ruff F401 in pkg/big.py (5 of 25 fixes)",
+    ]
+    for sha in out.commits:
         added, removed, path = git(repo, "show", "--numstat", "--format=", sha).split()
         assert path == "pkg/big.py" and int(added) + int(removed) <= 20
     text = branch_file(repo, summary.branch, "pkg/big.py")
-    assert "import mod" not in text and text == BIG_FIXABLE.split("\n", 25)[25]
-    assert summary.summary["gates"]["ruff"]["details"]["by_code"] == {"E711": 1, "E741": 1}
+    assert "import mod" not in text and "x is None" in text
+    assert summary.summary["gates"]["ruff"]["details"]["by_code"] == {"E741": 1}
     # What the plan says it leaves is true of what is left.
-    assert out.cannot_do == [
-        "ruff: 1 finding has no automatic fix",
-        "ruff: 1 finding has only a fix ruff marks unsafe (it may change behaviour)",
-    ]
+    assert out.cannot_do == ["ruff: 1 finding has no automatic fix"]
     assert any(m.startswith("    file pkg/big.py (6") and "regions" in m for m in said)
     assert not any("not shown" in m or "cannot build" in m for m in said)
 

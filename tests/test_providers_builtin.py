@@ -4,13 +4,21 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
+from harness.gitutil import commit_patch_id, open_repo
 from harness.providers.base import ModelRequest
 from harness.providers.builtin import (
+    FORMAT,
+    SAFE,
+    UNSAFE,
     BuiltinProvider,
+    Work,
     _new,
     build_checked_fix_patch,
     build_fix_patch,
+    item_rule,
+    item_work,
     ruff_stdin_linter,
 )
 from tests.conftest import git
@@ -132,7 +140,11 @@ def test_todo_respects_lanes(make_repo) -> None:
         )
     )
     assert inside.input is not None and outside.input is not None
-    assert [i["files"] for i in inside.input["items"]] == [["pkg/m.py"]]
+    # 30 fixes of one rule are more than 20 lines: two items, each naming its part.
+    assert [(i["title"], i["files"]) for i in inside.input["items"]] == [
+        ("ruff F401 in pkg/m.py (20 of 30 fixes)", ["pkg/m.py"]),
+        ("ruff F401 in pkg/m.py (10 of 30 fixes)", ["pkg/m.py"]),
+    ]
     assert outside.input["items"] == []
 
 
@@ -202,7 +214,7 @@ def test_skip_says_when_the_file_was_not_shown() -> None:
     assert f"pkg/big.py ({why})" in resp.input["explanation"]
     shown = req.model_copy(update={"context": {**req.context, "files": {"pkg/big.py": "x = 1\n"}}})
     resp = BuiltinProvider().complete(shown)
-    assert resp.input is not None and resp.input["explanation"] == "no safe fix applies"
+    assert resp.input is not None and resp.input["explanation"] == "no fix applies"
 
 
 # An import block shaped like python-dateutil 2.8.2's tz/tz.py after its other fixes, in a file
@@ -256,8 +268,196 @@ def test_plan_says_truly_why_each_ruff_finding_is_left(make_repo) -> None:
     )
     assert resp.input is not None
     assert resp.input["steps"][0].startswith("Apply ruff's safe fixes (1 in 1 files)")
+    assert resp.input["steps"][1].startswith("Apply ruff's unsafe fixes (1 in 1 files)")
     assert resp.input["cannot_do"] == [
-        "ruff: 1 finding has a safe fix, in a file outside this block's lanes",
+        "ruff: 1 finding has a fix, in a file outside this block's lanes",
         "ruff: 1 finding has no automatic fix",
-        "ruff: 1 finding has only a fix ruff marks unsafe (it may change behaviour)",
     ]
+
+
+# -------------------------------------------------------------- one rule per patch, and beyond
+# A sorted `__slots__` (RUF023) that a test may rely on, next to innocent fixes: an unused
+# import (F401), `List` (UP006, whose fix leaves `List` unused), an f-string without
+# placeholders (F541), and `== None` (E711, a fix ruff marks unsafe).
+SLOTS = (
+    'import os\nfrom typing import List\n\n\nclass A:\n    __slots__ = ("b", "a")\n\n\n'
+    'def names(xs: List[str], x=None) -> str:\n    if x == None:\n        return ""\n'
+    '    return f"names: " + ",".join(xs)\n'
+)
+WIDE = [*LINT[:6], "F,E,I,UP,RUF", *LINT[7:]]
+
+
+def ask(provider: BuiltinProvider, phase: str, ctx: dict[str, Any]) -> dict[str, Any]:
+    req = ModelRequest(phase=phase, system="", messages=[], tools=[], context=ctx)  # type: ignore[arg-type]
+    resp = provider.complete(req)
+    assert resp.input is not None
+    return resp.input
+
+
+def block_ctx(repo: Path, argv: list[str], paths: list[str], **more: Any) -> dict[str, Any]:
+    """What the loop gives the plan and todo phases, with the gate's findings of `paths`."""
+    lint = ruff_stdin_linter(argv, str(repo))
+    found = [f for p in paths for f in lint(p, (repo / p).read_text())]
+    return {
+        "block": {"gates": ["ruff"], "gate_commands": more.pop("commands", ["ruff check ."])},
+        "findings": {"ruff": found},
+        "lanes": [],
+        "max_lines": 20,
+        "max_items": 12,
+        "lint": {"argv": argv, "cwd": str(repo)},
+        **more,
+    }
+
+
+def execute(
+    provider: BuiltinProvider, repo: Path, item: dict[str, Any], ctx: dict[str, Any]
+) -> dict[str, Any]:
+    """The execute phase as the loop calls it; a patch is applied and committed."""
+    lint = ruff_stdin_linter(ctx["lint"]["argv"], str(repo))
+    files = {p: (repo / p).read_text() for p in item["files"]}
+    found = [f for p, t in files.items() for f in lint(p, t)]
+    answer = ask(
+        provider,
+        "execute",
+        {**ctx, "item": item, "files": files, "findings": found, "attempt": 0},
+    )
+    if answer["action"] == "patch":
+        subprocess.run(["git", "apply", "-"], cwd=repo, input=answer["diff"], text=True, check=True)
+        git(repo, "commit", "-qam", item["title"])
+    return answer
+
+
+def codes(repo: Path, argv: list[str], path: str) -> list[str]:
+    lint = ruff_stdin_linter(argv, str(repo))
+    return sorted(f["code"] for f in lint(path, (repo / path).read_text()))
+
+
+def test_one_rule_per_patch_safe_fixes_first_then_unsafe(make_repo) -> None:
+    repo = make_repo({"m.py": SLOTS})
+    provider = BuiltinProvider()
+    ctx = block_ctx(repo, WIDE, ["m.py"])
+    items = ask(provider, "todo", ctx)["items"]
+    assert [i["title"] for i in items] == [
+        "ruff F401 in m.py (1 fix)",
+        "ruff F541 in m.py (1 fix)",
+        "ruff RUF023 in m.py (1 fix)",
+        "ruff UP006 in m.py (1 fix)",
+        "ruff E711 in m.py (1 unsafe fix)",
+    ]
+    assert {i["gate"] for i in items} == {"ruff"} and all(i["files"] == ["m.py"] for i in items)
+    assert codes(repo, WIDE, "m.py") == ["E711", "F401", "F541", "RUF023", "UP006", "UP035"]
+    left = [["E711", "F541", "RUF023", "UP006", "UP035"], ["E711", "RUF023", "UP006", "UP035"]]
+    # UP006's fix leaves `List` unused: its patch also takes ruff's fix of that (fix-point).
+    left += [["E711", "UP006", "UP035"], ["E711"], []]
+    for item, after in zip(items, left, strict=True):
+        answer = execute(provider, repo, item, ctx)
+        assert answer["action"] == "patch", answer
+        assert codes(repo, WIDE, "m.py") == after, item["title"]
+    log = git(repo, "log", "--format=%s", "-5").splitlines()
+    assert log == [i["title"] for i in reversed(items)]
+    assert '__slots__ = ("a", "b")' in (repo / "m.py").read_text()
+
+
+UP032 = (
+    "def f(name, value, other):\n"
+    '    a = "{} is {}".format(name, value)\n'
+    '    b = "result for this item: {0} / {0} / {0} / {0}".format(other.attribute)\n'
+    '    c = "{}-{}".format(name, other)\n'
+    "    return a, b, c\n"
+)
+
+
+WHY_E501 = "not attempted: each fix within the line limit would leave a new ruff finding"
+
+
+def test_a_fix_that_would_add_e501_costs_only_itself(make_repo) -> None:
+    # `ruff check --fix` takes all three and leaves a 113-character line; all at once adds an
+    # E501, so the rule is applied finding by finding, and the other two are kept.
+    repo = make_repo({"u.py": UP032})
+    argv = [*LINT[:6], "UP032,E501", *LINT[7:]]
+    provider = BuiltinProvider()
+    ctx = block_ctx(repo, argv, ["u.py"])
+    items = ask(provider, "todo", ctx)["items"]
+    assert [i["title"] for i in items] == ["ruff UP032 in u.py (3 fixes)"]
+    assert execute(provider, repo, items[0], ctx)["action"] == "patch"
+    text = (repo / "u.py").read_text()
+    assert 'a = f"{name} is {value}"' in text and 'c = f"{name}-{other}"' in text
+    assert ".format(other.attribute)" in text
+    assert codes(repo, argv, "u.py") == ["UP032"]
+    # What is left adds an E501 whatever is done: it is not listed again in this run.
+    ctx = block_ctx(repo, argv, ["u.py"])
+    items = ask(provider, "todo", ctx)["items"]
+    assert execute(provider, repo, items[0], ctx) == {
+        "item_id": "R1",
+        "action": "skip",
+        "explanation": WHY_E501,
+    }
+    assert ask(provider, "todo", ctx)["items"] == []
+    assert f"ruff UP032 in u.py: {WHY_E501}" in ask(provider, "plan", ctx)["cannot_do"]
+
+
+UGLY_SMALL = "x = {'a':1}\n"
+UGLY_BIG = "".join(f"def f{i}( a,b ):\n  return a+b\n" for i in range(10))
+
+
+def test_ruff_format_where_the_block_runs_it_within_the_limit(make_repo) -> None:
+    repo = make_repo({"pkg/small.py": UGLY_SMALL, "pkg/big.py": UGLY_BIG, "pkg/ok.py": "x = 1\n"})
+    provider = BuiltinProvider()
+    ctx = block_ctx(repo, WIDE, [], commands=["ruff check pkg", "ruff format --check pkg"])
+    plan = ask(provider, "plan", ctx)
+    assert plan["steps"] == ["Run ruff format on 1 files, one file per patch."]
+    # The count is the one the guard would make (git's numstat) of the whole format.
+    subprocess.run(
+        [sys.executable, "-m", "ruff", "format", "-q", "pkg/big.py"], cwd=repo, check=True
+    )
+    n = sum(numstat(repo))
+    git(repo, "checkout", "--", "pkg/big.py")
+    assert n > 20
+    assert [c for c in plan["cannot_do"] if c.startswith("ruff format")] == [
+        f"ruff format: not attempted: over the per-file limit ({n} lines in 1 files: pkg/big.py)"
+    ]
+    items = ask(provider, "todo", ctx)["items"]
+    assert [i["title"] for i in items] == ["ruff format pkg/small.py (2 changed lines)"]
+    assert execute(provider, repo, items[0], ctx)["action"] == "patch"
+    assert (repo / "pkg/small.py").read_text() == 'x = {"a": 1}\n'
+    # Without a `ruff format` command in the block, nothing is formatted.
+    ctx = block_ctx(repo, WIDE, [], commands=["ruff check pkg"])
+    assert ask(provider, "todo", ctx)["items"] == []
+
+
+def test_a_refused_or_reverted_change_is_not_proposed_again(make_repo) -> None:
+    repo = make_repo({"m.py": SLOTS})
+    reason = "reverted earlier in this run (tests/test_m.py::test_order broke)"
+    # By (path, rule): the plan says why, and no item is made for it.
+    avoid = [{"patch_id": "0" * 40, "path": "m.py", "rule": "RUF023", "reason": reason}]
+    ctx = block_ctx(repo, WIDE, ["m.py"], avoid=avoid)
+    provider = BuiltinProvider()
+    assert f"ruff RUF023 in m.py: {reason}" in ask(provider, "plan", ctx)["cannot_do"]
+    titles = [i["title"] for i in ask(provider, "todo", ctx)["items"]]
+    assert "ruff RUF023 in m.py (1 fix)" not in titles and len(titles) == 4
+    # By patch-id: the id of the commit that landed the change and was reverted.
+    item = {"id": "R1", "title": "ruff RUF023 in m.py (1 fix)", "files": ["m.py"], "gate": "ruff"}
+    assert execute(provider, repo, item, block_ctx(repo, WIDE, ["m.py"]))["action"] == "patch"
+    landed = commit_patch_id(open_repo(repo), "HEAD")
+    git(repo, "revert", "--no-edit", "HEAD")
+    avoid = [{"patch_id": landed, "path": "m.py", "rule": None, "reason": reason}]
+    ctx = block_ctx(repo, WIDE, ["m.py"], avoid=avoid)
+    answer = execute(provider, repo, item, ctx)
+    assert answer["action"] == "skip"
+    assert answer["explanation"] == f"the same change was {reason}"
+    assert "ruff RUF023 in m.py (1 fix)" not in [
+        i["title"] for i in ask(provider, "todo", ctx)["items"]
+    ]
+    # The other fixes are still proposed, and land.
+    other = {**item, "title": "ruff F541 in m.py (1 fix)"}
+    assert execute(provider, repo, other, ctx)["action"] == "patch"
+
+
+def test_titles_read_back() -> None:
+    assert item_work("ruff UP032 in src/a b.py (3 of 17 fixes)") == Work(
+        SAFE, "UP032", "src/a b.py", 3
+    )
+    assert item_work("ruff E711 in x.py (1 unsafe fix)") == Work(UNSAFE, "E711", "x.py", 1)
+    assert item_work("ruff format x.py (2 changed lines)") == Work(FORMAT, FORMAT, "x.py")
+    assert item_rule("Fix the typing errors in x.py") is None
+    assert item_rule("ruff format x.py (1 changed line)") == "format"

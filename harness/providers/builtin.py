@@ -1,20 +1,29 @@
-"""Offline, deterministic provider: patches built from the tools' own safe fix suggestions.
+"""Offline, deterministic provider: patches built from the tools' own fix suggestions.
 
-It works only on what a rule can fix safely (ruff's `safe` fixes), splits each file's fixes
-so a patch stays within the per-file limit, and says plainly which goals it cannot work on.
-It patches from a file's whole text, which the loop hands it however large the file is (a
-model is shown only regions of a file over `loop.max_read_bytes`).
+Each patch is one ruff rule in one file (or as many of that rule's fixes as fit the per-file
+limit), so a fix that breaks a test is reverted alone and the innocent ones stay. It proposes
+ruff's safe fixes first, then its unsafe ones, then `ruff format` where the block runs it; the
+loop's verification and gates decide what lands. A change the loop refused or reverted in this
+run (`ctx["avoid"]`) is never proposed again. It patches from a file's whole text, which the
+loop hands it however large the file is (a model is shown only regions of a file over
+`loop.max_read_bytes`).
 """
 
 from __future__ import annotations
 
 import difflib
+import hashlib
 import json
+import re
+import shlex
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from harness.errors import ProviderError
+from harness.errors import HarnessError, ProviderError
+from harness.gitutil import open_repo, patch_id
 from harness.guard.globs import match_any
 from harness.guard.textdiff import count_changes, split_lines
 from harness.proc import run
@@ -22,6 +31,7 @@ from harness.providers.base import ModelRequest, ModelResponse
 
 # (path, text) -> ruff's findings for that text, as dicts with code, message, line, fix.
 Lint = Callable[[str, str], list[dict[str, Any]]]
+Edit = tuple[int, int, str]
 
 CANNOT = {
     "pytest": "writing tests to raise coverage needs a language model; the builtin provider "
@@ -31,6 +41,49 @@ CANNOT = {
     "secrets": "a leaked secret must be rotated by a person; no automatic fix is safe",
     "imports": "a broken import contract needs a design decision, not a rule-based fix",
 }
+SAFE, UNSAFE, FORMAT = "safe", "unsafe", "format"
+# The titles this provider writes are also what it reads back in the execute phase (the loop
+# hands it the item, not the plan), and they become the commit subjects.
+_RULE_TITLE = re.compile(
+    r"^ruff (?P<rule>[A-Za-z]+[0-9]+) in (?P<path>.+) \((?:(?P<take>\d+) of )?(?P<total>\d+) "
+    r"(?P<unsafe>unsafe )?fix(?:es)?\)$"
+)
+_FORMAT_TITLE = re.compile(r"^ruff format (?P<path>.+) \(\d+ changed lines?\)$")
+# `ruff format` options that take a value: the value is not a path to format.
+_FORMAT_VALUED = {"--config", "--line-length", "--target-version", "--exclude", "--extension"}
+_FORMAT_DROPPED = {"--check", "--diff", "--quiet", "-q", "--no-cache", "--force-exclude"}
+
+
+@dataclass(frozen=True)
+class Work:
+    """What one item asks for: `take` fixes of one rule in one file, or a file's format."""
+
+    kind: str  # SAFE | UNSAFE | FORMAT
+    rule: str  # a ruff code, or "format"
+    path: str
+    take: int = 0  # at most this many fixes; 0: as many as fit
+
+
+def item_work(title: str) -> Work | None:
+    """Read back an item title this provider wrote (None for any other title)."""
+    m = _RULE_TITLE.match(title)
+    if m:
+        kind = UNSAFE if m["unsafe"] else SAFE
+        return Work(kind, m["rule"], m["path"], int(m["take"] or m["total"]))
+    m = _FORMAT_TITLE.match(title)
+    return Work(FORMAT, FORMAT, m["path"]) if m else None
+
+
+def item_rule(title: str) -> str | None:
+    """The rule an item title names ("UP032", "format"): what the loop keys `avoid` entries by."""
+    work = item_work(title)
+    return work.rule if work else None
+
+
+def _rule_title(kind: str, rule: str, path: str, take: int, total: int) -> str:
+    part = f"{take} of {total}" if take != total else str(total)
+    noun = ("unsafe " if kind == UNSAFE else "") + ("fix" if total == 1 else "fixes")
+    return f"ruff {rule} in {path} ({part} {noun})"
 
 
 def _offset(lines: list[str], row: int, col: int) -> int:
@@ -38,7 +91,7 @@ def _offset(lines: list[str], row: int, col: int) -> int:
     return sum(len(line) for line in lines[: row - 1]) + (col - 1)
 
 
-def _apply_edits(text: str, edits: list[tuple[int, int, str]]) -> str:
+def _apply_edits(text: str, edits: list[Edit]) -> str:
     for start, end, content in sorted(edits, reverse=True):
         text = text[:start] + content + text[end:]
     return text
@@ -60,12 +113,18 @@ def unified_diff(path: str, old: str, new: str) -> str:
     return "".join(body)
 
 
-def _safe_fix_edits(finding: dict[str, Any], lines: list[str]) -> list[tuple[int, int, str]] | None:
+def _applicability(finding: dict[str, Any]) -> str | None:
     fix = finding.get("fix")
-    if not isinstance(fix, dict) or fix.get("applicability") != "safe":
+    return str(fix.get("applicability")) if isinstance(fix, dict) else None
+
+
+def _fix_edits(
+    finding: dict[str, Any], lines: list[str], applicability: str = SAFE
+) -> list[Edit] | None:
+    if _applicability(finding) != applicability:
         return None
     edits = []
-    for edit in fix.get("edits") or []:
+    for edit in finding["fix"].get("edits") or []:
         loc, end = edit["location"], edit["end_location"]
         start = _offset(lines, loc["row"], loc["column"])
         stop = _offset(lines, end["row"], end["column"])
@@ -73,30 +132,61 @@ def _safe_fix_edits(finding: dict[str, Any], lines: list[str]) -> list[tuple[int
     return edits or None
 
 
-def build_fix_patch(path: str, text: str, findings: list[dict[str, Any]], max_lines: int) -> str:
-    """Greedily take non-overlapping safe fixes, top of file first, while the file's change
-    stays within max_lines. Returns "" when nothing can be taken."""
+def _safe_fix_edits(finding: dict[str, Any], lines: list[str]) -> list[Edit] | None:
+    return _fix_edits(finding, lines, SAFE)
+
+
+def _overlaps(edits: list[Edit], chosen: list[Edit]) -> bool:
+    return any((s < ce and cs < e) or s == cs for s, e, _ in edits for cs, ce, _c in chosen)
+
+
+def _by_line(f: dict[str, Any]) -> tuple[int, str, str]:
+    return (f.get("line") or 0, str(f.get("code")), str(f.get("message")))
+
+
+def _greedy(
+    text: str,
+    findings: list[dict[str, Any]],
+    max_lines: int,
+    rule: str | None,
+    applicability: str,
+    take: int,
+) -> tuple[str, int]:
+    """Non-overlapping fixes, top of file first, while the change stays within max_lines:
+    the new text and how many fixes it took."""
     lines = text.splitlines(keepends=True)
-    if not text.endswith("\n"):
-        return ""  # a diff without "\ No newline" handling would be wrong; leave such files
-    chosen: list[tuple[int, int, str]] = []
-    ordered = sorted(
-        findings, key=lambda f: ((f.get("line") or 0), str(f.get("code")), str(f.get("message")))
-    )
-    for finding in ordered:
-        edits = _safe_fix_edits(finding, lines)
-        if edits is None:
+    chosen: list[Edit] = []
+    taken = 0
+    for finding in sorted(findings, key=_by_line):
+        if (rule is not None and finding.get("code") != rule) or (take and taken >= take):
             continue
-        overlaps = any((s < ce and cs < e) or s == cs for s, e, _ in edits for cs, ce, _c in chosen)
-        if overlaps:
+        edits = _fix_edits(finding, lines, applicability)
+        if edits is None or _overlaps(edits, chosen):
             continue
         trial = _apply_edits(text, chosen + edits)
         if not trial.endswith("\n") or _changed_lines(text, trial) > max_lines:
             continue
         chosen.extend(edits)
-    if not chosen:
-        return ""
-    return unified_diff(path, text, _apply_edits(text, chosen))
+        taken += 1
+    return _apply_edits(text, chosen), taken
+
+
+def build_fix_patch(
+    path: str,
+    text: str,
+    findings: list[dict[str, Any]],
+    max_lines: int,
+    *,
+    rule: str | None = None,
+    applicability: str = SAFE,
+    take: int = 0,
+) -> str:
+    """Greedily take non-overlapping fixes (of `rule` alone, if given), top of file first,
+    while the file's change stays within max_lines. Returns "" when nothing can be taken."""
+    if not text.endswith("\n"):
+        return ""  # a diff without "\ No newline" handling would be wrong; leave such files
+    new, taken = _greedy(text, findings, max_lines, rule, applicability, take)
+    return unified_diff(path, text, new) if taken else ""
 
 
 def ruff_stdin_linter(argv: list[str], cwd: str) -> Lint:
@@ -146,7 +236,7 @@ def _settle(lint: Lint, path: str, base: list[dict[str, Any]], text: str) -> str
         if not new:
             return text
         lines = text.splitlines(keepends=True)
-        edits: list[tuple[int, int, str]] = []
+        edits: list[Edit] = []
         for finding in new:
             more = _safe_fix_edits(finding, lines)
             if more is None:
@@ -157,42 +247,252 @@ def _settle(lint: Lint, path: str, base: list[dict[str, Any]], text: str) -> str
     return None
 
 
-def build_checked_fix_patch(path: str, text: str, lint: Lint, max_lines: int) -> str:
-    """Take safe fixes one at a time, each verified by ruff to introduce no new finding (after
-    following ruff's fix-point), while the file's change stays within max_lines."""
+def _identity(finding: dict[str, Any], lines: list[str]) -> tuple[str, str, str]:
+    """Which finding this is across re-lints: many share a message (every UP032 says "Use
+    f-string instead of `format` call"), so the text of its line tells them apart."""
+    row = int(finding.get("line") or 0)
+    line = lines[row - 1].strip() if 0 < row <= len(lines) else ""
+    return (str(finding["code"]), str(finding["message"]), line)
+
+
+def build_checked_fix_patch(
+    path: str,
+    text: str,
+    lint: Lint,
+    max_lines: int,
+    *,
+    rule: str | None = None,
+    applicability: str = SAFE,
+    take: int = 0,
+) -> str:
+    """The fixes (of `rule` alone, if given) that ruff confirms introduce no new finding, after
+    following ruff's fix-point, while the file's change stays within max_lines.
+
+    All of them at once when that adds nothing; otherwise one finding at a time, keeping each
+    that adds nothing, so a fix that would lengthen a line past E501 costs only itself."""
     if not text.endswith("\n"):
         return ""
+    found = lint(path, text)
+    whole, taken = _greedy(text, found, max_lines, rule, applicability, take)
+    mine = [f for f in found if rule in (None, f["code"]) and _applicability(f) == applicability]
+    # Fewer taken than asked for (two fixes that each insert `import contextlib` overlap):
+    # one at a time, re-linting between, takes them all.
+    if taken and taken >= min(take or len(mine), len(mine)):
+        settled = _settle(lint, path, found, whole)
+        if settled is not None and _changed_lines(text, settled) <= max_lines:
+            return unified_diff(path, text, settled)
     current = text
-    refused: set[tuple[str, str]] = set()
+    refused: set[tuple[str, str, str]] = set()
+    taken = 0
     progress = True
-    while progress:
+    while progress and not (take and taken >= take):
         progress = False
-        found = lint(path, current)
         lines = current.splitlines(keepends=True)
-        for finding in sorted(found, key=lambda f: (f["line"] or 0, f["code"], f["message"])):
-            key = (finding["code"], finding["message"])
-            edits = _safe_fix_edits(finding, lines)
-            if edits is None or key in refused:
+        for finding in sorted(found, key=_by_line):
+            key = _identity(finding, lines)
+            edits = _fix_edits(finding, lines, applicability)
+            if (rule is not None and finding["code"] != rule) or edits is None or key in refused:
                 continue
             trial = _apply_edits(current, edits)
-            if not trial.endswith("\n") or _changed_lines(text, trial) > max_lines:
-                continue
-            settled = _settle(lint, path, found, trial)
+            settled = None
+            if trial.endswith("\n") and _changed_lines(text, trial) <= max_lines:
+                settled = _settle(lint, path, found, trial)
             if settled is None or _changed_lines(text, settled) > max_lines:
                 refused.add(key)
                 continue
-            current, progress = settled, True
+            current, progress, taken = settled, True, taken + 1
+            found = lint(path, current)
             break
     return unified_diff(path, text, current) if current != text else ""
 
 
+# ----------------------------------------------------------------------------- ruff format
+def _ruff_prefix(ctx: dict[str, Any]) -> tuple[list[str], list[str], str] | None:
+    """(the ruff the gate runs, its --config, the worktree), from the loop's lint command."""
+    lint = ctx.get("lint")
+    if not isinstance(lint, dict) or "check" not in lint.get("argv", []):
+        return None
+    argv = [str(a) for a in lint["argv"]]
+    at = argv.index("check")
+    config = []
+    if "--config" in argv[at:]:
+        i = argv.index("--config", at)
+        config = argv[i : i + 2]
+    return argv[:at], config, str(lint["cwd"])
+
+
+def format_commands(ctx: dict[str, Any]) -> list[list[str]]:
+    """The block's `ruff format` commands, as argv after `format` (a check or a fixer alike:
+    either says the block wants formatted code)."""
+    block = ctx.get("block") or {}
+    cmds = list(block.get("gate_commands") or [])
+    cmds += [
+        g.removeprefix("command:") for g in block.get("gates") or [] if g.startswith("command:")
+    ]
+    out: list[list[str]] = []
+    for cmd in cmds:
+        try:
+            argv = shlex.split(cmd)
+        except ValueError:
+            continue
+        words = [w for w in argv if w not in ("-m",) and not Path(w).name.startswith("python")]
+        if len(words) >= 2 and Path(words[0]).name == "ruff" and words[1] == "format":
+            args = words[2:]
+            if args not in out:
+                out.append(args)
+    return out
+
+
+def _split_format_args(args: list[str]) -> tuple[list[str], list[str]]:
+    """(options to format with, paths to format)."""
+    options: list[str] = []
+    paths: list[str] = []
+    it = iter(args)
+    for a in it:
+        if a in _FORMAT_DROPPED:
+            continue
+        if a in _FORMAT_VALUED:
+            options += [a, next(it, "")]
+        elif a.startswith("-"):
+            options.append(a)
+        else:
+            paths.append(a)
+    return options, paths or ["."]
+
+
+def _format_argv(ctx: dict[str, Any], options: list[str]) -> tuple[list[str], str] | None:
+    found = _ruff_prefix(ctx)
+    if found is None:
+        return None
+    ruff, config, cwd = found
+    own = config if "--config" not in options else []
+    return [*ruff, "format", "--no-cache", *own, *options], cwd
+
+
+def format_sizes(ctx: dict[str, Any]) -> tuple[dict[str, int], str | None]:
+    """Changed lines per file that `ruff format` would change, as its own --diff counts them,
+    and why it could not tell (None when it could)."""
+    sizes: dict[str, int] = {}
+    for args in format_commands(ctx):
+        options, paths = _split_format_args(args)
+        made = _format_argv(ctx, options)
+        if made is None:
+            return {}, "the loop gave no ruff command or working directory to format with"
+        argv, cwd = made
+        proc = run([*argv, "--diff", *paths], cwd, timeout=300)
+        if proc.missing or proc.timed_out or (proc.returncode not in (0, 1) and not proc.stdout):
+            return sizes, f"ruff format could not run: {proc.tail}"
+        current = ""
+        for line in proc.stdout.splitlines():
+            if line.startswith("--- "):
+                name = line[4:].split("\t")[0].strip()
+                current = _relative(name.removeprefix("a/"), cwd)
+                sizes.setdefault(current, 0)
+            elif line.startswith("+++ "):
+                continue
+            elif current and line[:1] in ("+", "-"):
+                sizes[current] += 1
+    return sizes, None
+
+
+def _relative(name: str, cwd: str) -> str:
+    path = Path(name)
+    if path.is_absolute():
+        try:
+            return path.resolve().relative_to(Path(cwd).resolve()).as_posix()
+        except ValueError:
+            return path.as_posix()
+    return path.as_posix().removeprefix("./")
+
+
+def format_text(ctx: dict[str, Any], path: str, text: str) -> tuple[str | None, str]:
+    """The file's text as the block's `ruff format` leaves it (None, and why, if it cannot)."""
+    options = _split_format_args(next(iter(format_commands(ctx)), []))[0]
+    made = _format_argv(ctx, options)
+    if made is None:
+        return None, "the loop gave no ruff command or working directory to format with"
+    argv, cwd = made
+    proc = run([*argv, "--stdin-filename", path, "-"], cwd, stdin=text, timeout=120)
+    if proc.returncode != 0:
+        return None, f"ruff format could not format {path}: {proc.tail}"
+    return proc.stdout, ""
+
+
+# ----------------------------------------------------------------------------- the provider
 def _in_lanes(path: str, lanes: list[str]) -> bool:
     return match_any(path, lanes) if lanes else True
+
+
+def _avoid(ctx: dict[str, Any]) -> list[dict[str, Any]]:
+    """The loop's refused and reverted changes of this run; older callers pass none."""
+    return [a for a in ctx.get("avoid") or [] if isinstance(a, dict)]
+
+
+def _avoided_rule(ctx: dict[str, Any], path: str, rule: str) -> str | None:
+    for a in _avoid(ctx):
+        if a.get("path") == path and a.get("rule") == rule:
+            return str(a.get("reason") or "refused or reverted earlier in this run")
+    return None
+
+
+def _text_key(text: str) -> frozenset[str]:
+    return frozenset({hashlib.sha256(text.encode()).hexdigest()})
+
+
+def _read(ctx: dict[str, Any], path: str) -> str:
+    found = _ruff_prefix(ctx)
+    try:
+        return (Path(found[2]) / path).read_text(encoding="utf-8") if found else ""
+    except (OSError, UnicodeDecodeError):
+        return ""
+
+
+def _fingerprints(findings: list[dict[str, Any]]) -> frozenset[str]:
+    return frozenset(str(f.get("fingerprint") or _by_line(f)) for f in findings)
+
+
+@dataclass
+class _Candidate:
+    work: Work
+    findings: list[dict[str, Any]]
+    size: int  # changed lines: estimated for fixes, ruff's count for a format
+
+
+def _estimate(finding: dict[str, Any]) -> int:
+    """Changed lines a fix makes, from its edits alone (no text at hand in the todo phase):
+    enough to split a rule's fixes into patches that fit the per-file limit."""
+    total = 0
+    for edit in (finding.get("fix") or {}).get("edits") or []:
+        loc, end, content = edit["location"], edit["end_location"], str(edit.get("content") or "")
+        whole_lines = loc["column"] == 1 and end["column"] == 1
+        removed = end["row"] - loc["row"] + (0 if whole_lines else 1)
+        added = content.count("\n") + (0 if whole_lines else 1)
+        total += removed + added
+    return max(1, total)
+
+
+def _why_no_fix(text: str, findings: list[dict[str, Any]], kind: str, budget: int) -> str:
+    lines = text.splitlines(keepends=True)
+    sizes = [
+        _changed_lines(text, _apply_edits(text, edits))
+        for f in findings
+        if (edits := _fix_edits(f, lines, kind)) is not None
+    ]
+    if not sizes:
+        return "no fix applies"
+    if min(sizes) > budget:
+        return f"not attempted: over the per-file limit ({min(sizes)} lines in 1 file)"
+    return "not attempted: each fix within the line limit would leave a new ruff finding"
 
 
 class BuiltinProvider:
     name = "builtin"
     model = "builtin-rules"
+
+    def __init__(self) -> None:
+        # Items whose execution found nothing to propose, keyed by the findings they were for:
+        # listing them again would only end the next round early.
+        self._dead: dict[tuple[str, str, str, frozenset[str]], str] = {}
 
     def complete(self, request: ModelRequest) -> ModelResponse:
         ctx = request.context
@@ -202,30 +502,69 @@ class BuiltinProvider:
             return self._todo(ctx)
         return self._execute(ctx)
 
-    @staticmethod
-    def _fixable(ctx: dict[str, Any]) -> dict[str, list[str]]:
+    # --------------------------------------------------------------- what there is to do
+    def _candidates(self, ctx: dict[str, Any]) -> tuple[list[_Candidate], list[str]]:
+        """Every (file, rule) patch to propose, in order (safe fixes, unsafe fixes, formats),
+        and why each of the others is not proposed."""
         lanes = list(ctx.get("lanes") or [])
-        by_file: dict[str, list[str]] = {}
-        for f in ctx.get("findings", {}).get("ruff", []):
-            fix = f.get("fix") or {}
-            if fix.get("applicability") == "safe" and _in_lanes(f["path"], lanes):
-                by_file.setdefault(f["path"], []).append(f["code"])
-        return by_file
+        gates = list(ctx.get("block", {}).get("gates") or [])
+        if "ruff" not in gates and not format_commands(ctx):
+            return [], []
+        groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+        for f in ctx.get("findings", {}).get("ruff", []) if "ruff" in gates else []:
+            kind = _applicability(f)
+            if kind in (SAFE, UNSAFE) and _in_lanes(f["path"], lanes):
+                groups.setdefault((kind, f["path"], f["code"]), []).append(f)
+        out: list[_Candidate] = []
+        skipped: list[str] = []
+        for (kind, path, rule), found in sorted(groups.items(), key=lambda kv: kv[0][0] != SAFE):
+            label = f"ruff {rule} in {path}" + (" (unsafe fix)" if kind == UNSAFE else "")
+            why = _avoided_rule(ctx, path, rule) or self._dead.get(
+                (kind, path, rule, _fingerprints(found))
+            )
+            if why:
+                skipped.append(f"{label}: {why}")
+                continue
+            out.append(_Candidate(Work(kind, rule, path), sorted(found, key=_by_line), 0))
+        out.sort(key=lambda c: (c.work.kind != SAFE, c.work.path, c.work.rule))
+        if format_commands(ctx):
+            sizes, failed = format_sizes(ctx)
+            if failed:
+                skipped.append(f"ruff format: not attempted: {failed}")
+            limit = int(ctx.get("max_lines", 20))
+            over = {p: n for p, n in sizes.items() if n > limit and _in_lanes(p, lanes)}
+            for path, n in sorted(sizes.items()):
+                if not n or path in over or not _in_lanes(path, lanes):
+                    continue
+                why = _avoided_rule(ctx, path, FORMAT) or self._dead.get(
+                    (FORMAT, path, FORMAT, _text_key(_read(ctx, path)))
+                )
+                if why:
+                    skipped.append(f"ruff format {path}: {why}")
+                    continue
+                out.append(_Candidate(Work(FORMAT, FORMAT, path), [], n))
+            if over:
+                skipped.append(
+                    f"ruff format: not attempted: over the per-file limit "
+                    f"({sum(over.values())} lines in {len(over)} files: "
+                    f"{', '.join(sorted(over)[:5])}{', ...' if len(over) > 5 else ''})"
+                )
+        return out, skipped
 
     @staticmethod
     def _not_fixable(ctx: dict[str, Any]) -> list[str]:
         """Why the other ruff findings are left, each reason with its own count: a finding
-        with an unsafe fix, or a safe one outside the lanes, is not one with "no fix"."""
+        with a fix outside the lanes is not one with "no fix"."""
         lanes = list(ctx.get("lanes") or [])
         why: Counter[str] = Counter()
         for f in ctx.get("findings", {}).get("ruff", []):
-            applicability = (f.get("fix") or {}).get("applicability")
+            applicability = _applicability(f)
             if applicability is None:
                 why["no automatic fix"] += 1
-            elif applicability != "safe":
-                why[f"only a fix ruff marks {applicability} (it may change behaviour)"] += 1
+            elif applicability not in (SAFE, UNSAFE):
+                why[f"only a fix ruff marks {applicability} (it shows it, never applies it)"] += 1
             elif not _in_lanes(f["path"], lanes):
-                why["a safe fix, in a file outside this block's lanes"] += 1
+                why["a fix, in a file outside this block's lanes"] += 1
         return [
             f"ruff: {n} finding{'s have' if n != 1 else ' has'} {w}" for w, n in sorted(why.items())
         ]
@@ -233,74 +572,160 @@ class BuiltinProvider:
     def _plan(self, ctx: dict[str, Any]) -> ModelResponse:
         gates = list(ctx.get("block", {}).get("gates") or [])
         cannot = [f"{g}: {CANNOT[g]}" for g in gates if g in CANNOT]
+        candidates, skipped = self._candidates(ctx)
+        limit = ctx.get("max_lines", 20)
         steps = []
+        for kind, what in ((SAFE, "safe fixes"), (UNSAFE, "unsafe fixes")):
+            mine = [c for c in candidates if c.work.kind == kind]
+            if mine:
+                count = sum(len(c.findings) for c in mine)
+                files = len({c.work.path for c in mine})
+                steps.append(
+                    f"Apply ruff's {what} ({count} in {files} files), one rule in one file per "
+                    f"patch, at most {limit} changed lines per file; a fix that would leave a "
+                    "new finding is left out, the others of its rule kept."
+                    + (" Each may change behaviour: the gates decide." if kind == UNSAFE else "")
+                )
+        formats = [c for c in candidates if c.work.kind == FORMAT]
+        if formats:
+            steps.append(f"Run ruff format on {len(formats)} files, one file per patch.")
         if "ruff" in gates:
-            fixable = self._fixable(ctx)
-            count = sum(len(v) for v in fixable.values())
-            steps.append(
-                f"Apply ruff's safe fixes ({count} in {len(fixable)} files), one file per "
-                f"patch, at most {ctx.get('max_lines', 20)} changed lines per file; a safe fix "
-                "that would leave a new finding is skipped."
-            )
             cannot += self._not_fixable(ctx)
+        cannot += skipped
         summary = " ".join(steps) if steps else "Nothing in this block can be fixed by rules."
         plan = {"summary": summary, "steps": steps, "cannot_do": cannot}
         return ModelResponse(tool="submit_plan", input=plan, model=self.model)
 
     def _todo(self, ctx: dict[str, Any]) -> ModelResponse:
         items: list[dict[str, Any]] = []
-        gates = list(ctx.get("block", {}).get("gates") or [])
-        if "ruff" in gates:
-            max_items = int(ctx.get("max_items", 12))
-            for i, (path, codes) in enumerate(sorted(self._fixable(ctx).items()), start=1):
-                if len(items) >= max_items:
-                    break
-                shown = ", ".join(sorted(set(codes)))[:150]
-                items.append(
-                    {
-                        "id": f"R{i}",
-                        "title": f"Apply ruff safe fixes in {path} ({shown})",
-                        "files": [path],
-                        "gate": "ruff",
-                    }
-                )
+        max_items = int(ctx.get("max_items", 12))
+        limit = int(ctx.get("max_lines", 20))
+        candidates, _ = self._candidates(ctx)
+        for c in candidates:
+            w = c.work
+            if w.kind == FORMAT:
+                titles = [f"ruff format {w.path} ({c.size} changed line{'s' * (c.size != 1)})"]
+            else:
+                titles = []
+                # A rule whose fixes together exceed the limit: consecutive parts that fit.
+                part, size = 0, 0
+                for f in c.findings:
+                    n = _estimate(f)
+                    if part and size + n > limit:
+                        titles.append(_rule_title(w.kind, w.rule, w.path, part, len(c.findings)))
+                        part, size = 0, 0
+                    part, size = part + 1, size + n
+                titles.append(_rule_title(w.kind, w.rule, w.path, part, len(c.findings)))
+            for title in titles:
+                if len(items) < max_items:
+                    i = len(items) + 1
+                    items.append({"id": f"R{i}", "title": title, "files": [w.path], "gate": "ruff"})
         return ModelResponse(tool="submit_todos", input={"items": items}, model=self.model)
 
+    # --------------------------------------------------------------- one patch
     def _execute(self, ctx: dict[str, Any]) -> ModelResponse:
         item = ctx["item"]
         # Halve the budget on each retry, so a guard that counts differently still gets a
         # patch it accepts.
         budget = max(1, int(ctx.get("max_lines", 20)) >> int(ctx.get("attempt", 0)))
         findings = [f for f in ctx.get("findings", []) if f.get("gate") == "ruff"]
-        for path in item.get("files", []):
+        work = item_work(str(item.get("title", "")))
+        paths = [work.path] if work else list(item.get("files", []))
+        why = "no fix applies"
+        for path in paths:
             text = ctx.get("files", {}).get(path)
             if text is None:
                 continue
             mine = [f for f in findings if f.get("path") == path]
-            lint = ctx.get("lint")
-            if isinstance(lint, dict):
-                linter = ruff_stdin_linter(list(lint["argv"]), str(lint["cwd"]))
-                diff = build_checked_fix_patch(path, text, linter, budget)
+            if work is not None and work.kind == FORMAT:
+                diff, why = self._format_patch(ctx, path, text, budget)
             else:
-                diff = build_fix_patch(path, text, mine, budget)
+                diff = self._fix_patch(ctx, work, path, text, mine, budget)
             if diff:
-                proposal = {
-                    "item_id": item["id"],
-                    "action": "patch",
-                    "diff": diff,
-                    "explanation": "ruff safe fixes: "
-                    + ", ".join(sorted({str(f["code"]) for f in mine})),
-                }
-                return ModelResponse(tool="propose_patch", input=proposal, model=self.model)
+                refused = self._avoided_patch(ctx, diff)
+                if refused is None:
+                    return self._proposal(item, diff, work, mine)
+                why = f"the same change was {refused}"
+            if work is not None:
+                chosen = [f for f in mine if f.get("code") == work.rule]
+                if not diff and work.kind != FORMAT:
+                    why = _why_no_fix(text, chosen, work.kind, budget)
+                key = _text_key(text) if work.kind == FORMAT else _fingerprints(chosen)
+                self._dead[(work.kind, path, work.rule, key)] = why
         missing = ctx.get("missing") or {}
-        unseen = [p for p in item.get("files", []) if p not in ctx.get("files", {})]
-        # Saying "no safe fix applies" about a file it never saw would be a false claim.
-        why = (
-            "not given the text of "
-            + ", ".join(f"{p} ({missing.get(p, 'unreadable')})" for p in unseen)
-            + "; cannot build a patch for it"
-            if unseen
-            else "no safe fix applies"
-        )
+        unseen = [p for p in paths if p not in ctx.get("files", {})]
+        # Saying "no fix applies" about a file it never saw would be a false claim.
+        if unseen:
+            why = (
+                "not given the text of "
+                + ", ".join(f"{p} ({missing.get(p, 'unreadable')})" for p in unseen)
+                + "; cannot build a patch for it"
+            )
         skip = {"item_id": item["id"], "action": "skip", "explanation": why}
         return ModelResponse(tool="propose_patch", input=skip, model=self.model)
+
+    def _proposal(
+        self, item: dict[str, Any], diff: str, work: Work | None, mine: list[dict[str, Any]]
+    ) -> ModelResponse:
+        if work is None:
+            what = "ruff safe fixes: " + ", ".join(sorted({str(f["code"]) for f in mine}))
+        elif work.kind == FORMAT:
+            what = f"ruff format of {work.path}"
+        else:
+            what = f"ruff {work.kind} fixes of {work.rule} in {work.path}"
+        proposal = {"item_id": item["id"], "action": "patch", "diff": diff, "explanation": what}
+        return ModelResponse(tool="propose_patch", input=proposal, model=self.model)
+
+    @staticmethod
+    def _fix_patch(
+        ctx: dict[str, Any],
+        work: Work | None,
+        path: str,
+        text: str,
+        mine: list[dict[str, Any]],
+        budget: int,
+    ) -> str:
+        # An item of another provider's making (a replayed run): all safe fixes of the file.
+        rule, kind, take = (work.rule, work.kind, work.take) if work else (None, SAFE, 0)
+        lint = ctx.get("lint")
+        if isinstance(lint, dict):
+            linter = ruff_stdin_linter(list(lint["argv"]), str(lint["cwd"]))
+            return build_checked_fix_patch(
+                path, text, linter, budget, rule=rule, applicability=kind, take=take
+            )
+        return build_fix_patch(path, text, mine, budget, rule=rule, applicability=kind, take=take)
+
+    @staticmethod
+    def _format_patch(ctx: dict[str, Any], path: str, text: str, budget: int) -> tuple[str, str]:
+        formatted, why = format_text(ctx, path, text)
+        if formatted is None:
+            return "", why
+        if formatted == text:
+            return "", "ruff format leaves the file as it is"
+        n = _changed_lines(text, formatted)
+        if n > budget:
+            return "", f"not attempted: over the per-file limit ({n} lines in 1 file)"
+        lint = ctx.get("lint")
+        if isinstance(lint, dict):
+            linter = ruff_stdin_linter(list(lint["argv"]), str(lint["cwd"]))
+            new = _new(linter(path, text), linter(path, formatted))
+            if new:
+                return "", f"ruff format would add a finding: {new[0]['code']} {new[0]['message']}"
+        return unified_diff(path, text, formatted), ""
+
+    @staticmethod
+    def _avoided_patch(ctx: dict[str, Any], diff: str) -> str | None:
+        """Why the loop refused or reverted this very change earlier in the run, if it did."""
+        reasons = {
+            str(a.get("patch_id")): a.get("reason") for a in _avoid(ctx) if a.get("patch_id")
+        }
+        lint = ctx.get("lint")
+        if not reasons or not isinstance(lint, dict):
+            return None
+        try:
+            pid = patch_id(open_repo(str(lint["cwd"])), diff)
+        except HarnessError as exc:
+            raise ProviderError(f"builtin: cannot tell a patch's id: {exc}") from exc
+        if pid in reasons:
+            return str(reasons[pid] or "refused or reverted earlier in this run")
+        return None
