@@ -317,7 +317,8 @@ class Loop:
     def plan(self, block: Block, gates: list[str], guard: GuardConfig) -> Plan:
         run = self.latest()
         ctx = block_context(block, gates, guard, run, self.policy.loop.max_todo_items) | {
-            "avoid": list(self.avoid)
+            "avoid": list(self.avoid),
+            "lint": self.lint_command(),
         }
         text = prompts.render(
             "plan",
@@ -336,6 +337,7 @@ class Loop:
         ctx = block_context(block, gates, guard, self.latest(), self.policy.loop.max_todo_items) | {
             "plan": plan.model_dump(),
             "avoid": list(self.avoid),
+            "lint": self.lint_command(),
         }
         text = prompts.render(
             "todo",

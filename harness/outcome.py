@@ -96,6 +96,29 @@ def seed_keys(summary: dict[str, Any]) -> dict[str, Any]:
     return {k: summary[k] for k in SEED_KEYS if k in summary}
 
 
+def _measure(summary: dict[str, Any], gate: str) -> str:
+    entry = summary.get("gates", {}).get("coverage" if gate == "pytest" else gate)
+    if not isinstance(entry, dict):
+        return "?"
+    if entry.get("status") == "error":
+        return "error"
+    found = entry.get("findings")
+    if isinstance(found, dict) and "percent" in found:
+        percent = found["percent"]
+        return f"{percent:.1f}%" if isinstance(percent, int | float) else "?"
+    return "?" if found is None else str(found)
+
+
+def deltas(block: BlockOutcome) -> str:
+    """`ruff 110 -> 28, coverage 43.0% -> 43.0%` for the gates that judge the block."""
+    parts = []
+    for gate in block.gates:
+        name = "coverage" if gate == "pytest" else gate
+        before, after = _measure(block.before, gate), _measure(block.after, gate)
+        parts.append(f"{name} {before} -> {after}")
+    return ", ".join(parts)
+
+
 def progress_entry(when: str, number: int, title: str, out: BlockOutcome) -> str:
     """One block's entry for the STEPS script's progress log (markdown)."""
     entry = (
@@ -106,6 +129,8 @@ def progress_entry(when: str, number: int, title: str, out: BlockOutcome) -> str
         f"- before: {json.dumps(seed_keys(out.before))}\n"
         f"- after: {json.dumps(seed_keys(out.after))}\n"
     )
+    if out.gates:
+        entry += f"- gates: {deltas(out)}\n"
     entry += "".join(
         f"- reverted {r.sha[:10]} ({r.title}): {'; '.join(r.because[:3])}\n" for r in out.reverts
     )

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from harness.gitutil import commit_patch_id, open_repo
+from harness.gitutil import commit_change_key, open_repo
 from harness.providers.base import ModelRequest
 from harness.providers.builtin import (
     FORMAT,
@@ -438,7 +438,7 @@ def test_a_refused_or_reverted_change_is_not_proposed_again(make_repo) -> None:
     # By patch-id: the id of the commit that landed the change and was reverted.
     item = {"id": "R1", "title": "ruff RUF023 in m.py (1 fix)", "files": ["m.py"], "gate": "ruff"}
     assert execute(provider, repo, item, block_ctx(repo, WIDE, ["m.py"]))["action"] == "patch"
-    landed = commit_patch_id(open_repo(repo), "HEAD")
+    landed = commit_change_key(open_repo(repo), "HEAD")
     git(repo, "revert", "--no-edit", "HEAD")
     avoid = [{"patch_id": landed, "path": "m.py", "rule": None, "reason": reason}]
     ctx = block_ctx(repo, WIDE, ["m.py"], avoid=avoid)

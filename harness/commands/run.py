@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import typer
 from rich.markup import escape
@@ -12,7 +11,7 @@ from harness import ui
 from harness.errors import UsageError
 from harness.gitutil import open_repo, resolve_repo
 from harness.loop import Loop, RunOptions
-from harness.outcome import SEED_KEYS, BlockOutcome, RunSummary
+from harness.outcome import SEED_KEYS, RunSummary, deltas
 from harness.policy import resolve_policy
 from harness.preflight import check_script_paths
 from harness.providers.registry import make_provider
@@ -97,29 +96,6 @@ def execute(
         )
     )
     return loop.run()
-
-
-def _measure(summary: dict[str, Any], gate: str) -> str:
-    entry = summary.get("gates", {}).get("coverage" if gate == "pytest" else gate)
-    if not isinstance(entry, dict):
-        return "?"
-    if entry.get("status") == "error":
-        return "error"
-    found = entry.get("findings")
-    if isinstance(found, dict) and "percent" in found:
-        percent = found["percent"]
-        return f"{percent:.1f}%" if isinstance(percent, int | float) else "?"
-    return "?" if found is None else str(found)
-
-
-def deltas(block: BlockOutcome) -> str:
-    """`ruff 110 -> 28, coverage 43.0% -> 43.0%` for the gates that judge the block."""
-    parts = []
-    for gate in block.gates:
-        name = "coverage" if gate == "pytest" else gate
-        before, after = _measure(block.before, gate), _measure(block.after, gate)
-        parts.append(f"{name} {before} -> {after}")
-    return ", ".join(parts)
 
 
 def show(summary: RunSummary) -> None:

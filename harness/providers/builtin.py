@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.errors import HarnessError, ProviderError
-from harness.gitutil import open_repo, patch_id
+from harness.errors import ProviderError
+from harness.gitutil import change_key
 from harness.guard.globs import match_any
 from harness.guard.textdiff import count_changes, split_lines
 from harness.proc import run
@@ -719,13 +719,10 @@ class BuiltinProvider:
         reasons = {
             str(a.get("patch_id")): a.get("reason") for a in _avoid(ctx) if a.get("patch_id")
         }
-        lint = ctx.get("lint")
-        if not reasons or not isinstance(lint, dict):
+        if not reasons:
             return None
-        try:
-            pid = patch_id(open_repo(str(lint["cwd"])), diff)
-        except HarnessError as exc:
-            raise ProviderError(f"builtin: cannot tell a patch's id: {exc}") from exc
+        # The loop keys its ledger by the change itself, without context (gitutil.change_key).
+        pid = change_key(diff)
         if pid in reasons:
             return str(reasons[pid] or "refused or reverted earlier in this run")
         return None
