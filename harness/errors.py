@@ -54,6 +54,17 @@ class GateError(HarnessError):
         self.result = result
 
 
+class ImportLeak(HarnessError):
+    """The target's interpreter would import a package from outside the repository under test
+    (an editable install of another checkout, a `.pth` file): the gates would judge that copy."""
+
+    exit_code = ExitCode.USAGE
+
+    def __init__(self, message: str, problems: list[Any]) -> None:
+        super().__init__(message)
+        self.problems = problems
+
+
 class PatchError(HarnessError):
     """The patch text itself is unusable (cannot be parsed or located)."""
 

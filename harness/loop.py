@@ -48,6 +48,7 @@ from harness.errors import (
 from harness.gates import ruff as ruff_gate
 from harness.gates.base import GATES, CommandGate
 from harness.gates.compare import blocking, compare, make_rerunner, new_findings
+from harness.gates.imported import measured_packages, require_worktree_imports
 from harness.gates.models import Finding, GateResult, GateRun, GateStatus, Regression
 from harness.gates.runner import context_for, gate_config, run_gates, run_tests
 from harness.gates.summary import seed_summary
@@ -149,6 +150,14 @@ class Loop:
         try:
             with worktree(user_repo, self.branch, base) as wt:
                 self.wt = wt
+                # The gates must judge this worktree's code, not a copy installed elsewhere.
+                found = require_worktree_imports(
+                    wt, self.policy, measured_packages(wt, self.policy)
+                )
+                self.policy = found.policy
+                self.rec.event("imports_checked", **found.record())
+                for note in found.notes():
+                    self.say(note)
                 for block in blocks:
                     outcomes.append(self.run_block(block))
                     if self.stopped or self.failed_gate:

@@ -15,8 +15,9 @@ from rich.table import Table
 
 from harness import ui
 from harness.errors import ExitCode, GateError, UsageError
+from harness.gates.imported import import_warnings
 from harness.gates.models import GateResult, GateRun, GateStatus
-from harness.gates.runner import run_gates
+from harness.gates.runner import run_gates, selected_gates
 from harness.gates.summary import coverage_display, seed_summary
 from harness.gitutil import left_as_found, open_repo, resolve_repo
 from harness.policy import resolve_policy
@@ -90,6 +91,9 @@ def command(
     names = [n.strip() for n in only.split(",") if n.strip()] if only is not None else None
     repository = open_repo(repo)
     ui.err.print(f"harness gates: {repo}")
+    if "pytest" in selected_gates(pol, names):
+        for line in import_warnings(repo, pol):
+            ui.err.print(f"warning: {line}", markup=False)
     # The target's own addopts may write reports (coverage.xml, htmlcov/) into the user's
     # checkout; a report left behind is a new file in the next run's tree, so nothing would
     # ever be cached either.

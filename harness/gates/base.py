@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from harness.gates import bandit, imports, mypy, pytest, ruff, secrets
-from harness.gates.common import GateContext, error, run_tool
+from harness.gates.common import GateContext, error, run_tool, with_pythonpath
 from harness.gates.models import GateResult, GateStatus
 
 __all__ = ["GATES", "CommandGate", "Gate", "GateContext"]
@@ -35,7 +35,8 @@ GATES: dict[str, Gate] = {
 
 
 class CommandGate:
-    """A STEPS command that maps onto no gate: run by `sh -c` in the repo, judged by exit code."""
+    """A STEPS command that maps onto no gate: run by `sh -c` in the repo, judged by exit code,
+    with the repo's `pythonpath` dirs first on PYTHONPATH."""
 
     def __init__(self, name: str, command: str) -> None:
         self.name = name
@@ -45,7 +46,8 @@ class CommandGate:
         return "sh"
 
     def run(self, ctx: GateContext) -> GateResult:
-        proc = run_tool(["/bin/sh", "-c", self.command], ctx)
+        # Code the command runs is imported from the repository, as under the pytest gate.
+        proc = run_tool(["/bin/sh", "-c", self.command], ctx, env=with_pythonpath(ctx))
         if proc.timed_out:
             return error(self.name, "sh", f"timed out after {ctx.cfg.timeout:g}s", proc)
         if proc.missing or proc.returncode in (126, 127):
