@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import ImportLeak
+from harness.errors import GateError, ImportLeak
 from harness.gates.base import CommandGate
 from harness.gates.common import GateContext
 from harness.gates.imported import check_imports, measured_packages, require_worktree_imports
@@ -336,3 +336,17 @@ def test_command_gate_imports_the_repos_code_through_its_pythonpath(
     failed = CommandGate("imp", command).run(without)
     assert failed.status == GateStatus.FAILED
     assert "No module named 'pkg'" in (failed.reason or "")
+
+
+def test_an_interpreter_that_cannot_be_asked_is_a_warning_for_the_gates_to_confirm(
+    make_repo: Callable[..., Path], tmp_path: Path
+) -> None:
+    repo = make_repo({"pkg/__init__.py": ""})
+    policy = _policy(str(tmp_path / "no-such-python"), [], "pkg")
+    with pytest.raises(GateError, match=r"^could not ask .*no-such-python where the packages"):
+        check_imports(repo, policy, ["pkg"])
+    found = require_worktree_imports(repo, policy, ["pkg"])
+    assert found.policy is policy and found.problems == []
+    assert found.notes()[0].startswith("warning: could not ask ")
+    result = run_gates(repo, policy, only=["pytest"], use_cache=False).results["pytest"]
+    assert result.status == GateStatus.ERROR

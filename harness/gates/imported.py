@@ -87,9 +87,12 @@ class ImportCheck:
     policy: Policy
     problems: list[ImportProblem]
     corrected: list[str] | None  # the pythonpath put in place of the policy's, if any
+    unchecked: str | None = None  # why the interpreter could not be asked
 
     def notes(self) -> list[str]:
         said = [f"warning: {p.line()}" for p in self.problems]
+        if self.unchecked is not None:
+            said.append(f"warning: {self.unchecked}")
         if self.corrected is not None:
             said.insert(
                 0,
@@ -103,6 +106,7 @@ class ImportCheck:
             "pythonpath": list(self.policy.gates.pythonpath),
             "corrected": self.corrected is not None,
             "problems": [p.line() for p in self.problems],
+            "unchecked": self.unchecked,
         }
 
 
@@ -201,8 +205,13 @@ def require_worktree_imports(
     """The policy under which every package imports from `repo`: as it is, or (with `correct`)
     with the source roots that hold them put first on its `pythonpath`. Raises ImportLeak (exit
     2) when another copy would still be imported; a package that is not importable at all is
-    left to warn about, since the gates report what that breaks themselves."""
-    problems = check_imports(repo, policy, packages)
+    left to warn about, since the gates report what that breaks themselves, and so is an
+    interpreter that cannot be asked: the pytest gate cannot run in it either, which is an
+    error, never a pass."""
+    try:
+        problems = check_imports(repo, policy, packages)
+    except GateError as exc:
+        return ImportCheck(policy=policy, problems=[], corrected=None, unchecked=str(exc))
     corrected: list[str] | None = None
     fixes = [p.fix for p in problems if p.fix is not None]
     if correct and fixes:
