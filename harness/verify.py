@@ -284,6 +284,19 @@ class Verifier:
         )
         at_start = _to_start(lines, _hunks(since.stdout))
         by_line = cmap.lines[path]
+        if path.endswith(".py"):
+            unrecorded = sorted(
+                n
+                for n in _module_level(cmap_text(self.repo, cmap.commit, path), at_start)
+                if n not in by_line
+            )
+            if unrecorded:
+                # Import-time code with no record at all: the module was imported before
+                # coverage started (a pytest plugin importing it), so who runs it is unknown.
+                return None, (
+                    f"{path}: line(s) {_ranges(unrecorded)} run at import and coverage has no "
+                    "record of them (imported before measuring began)"
+                )
         tests: set[str] = set()
         import_time: list[int] = []
         for n in sorted(at_start):
@@ -625,3 +638,29 @@ def _ranges(numbers: list[int]) -> str:
 
 
 __all__ = ["CONFIG_FILES", "CoverageMap", "MypyDaemon", "PatchCheck", "Verifier"]
+
+
+def cmap_text(repo: Path, commit: str, path: str) -> str:
+    """The file as it was where the coverage map was recorded."""
+    shown = _git(repo, "show", f"{commit}:{path}")
+    return shown.stdout if shown.returncode == 0 else ""
+
+
+def _module_level(text: str, lines: set[int]) -> set[int]:
+    """The lines among `lines` that run when the module is imported: outside every function
+    body (module and class bodies, def lines and decorators)."""
+    try:
+        tree = ast.parse(text)
+    except SyntaxError:
+        return set()
+    inside: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.body:
+            first = node.body[0].lineno
+            last = node.end_lineno or first
+            inside |= set(range(first, last + 1))
+    executable: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.stmt):
+            executable.add(node.lineno)
+    return {n for n in lines if n not in inside and n in executable}

@@ -176,3 +176,22 @@ def test_a_type_error_is_refused_by_the_mypy_daemon_which_leaves_nothing_behind(
     assert not _running(pid)
     assert not tmp.exists()
     assert git(repo, "status", "--porcelain", "--ignored") == ""
+
+
+def test_import_time_lines_are_told_from_function_bodies() -> None:
+    from harness.verify import _module_level
+
+    text = (
+        "import os\n"  # 1
+        "\n"
+        "class A:\n"  # 3
+        "    __slots__ = (\n"  # 4
+        '        "b",\n'  # 5
+        "    )\n"
+        "\n"
+        "    def f(self):\n"  # 8
+        "        return 1\n"  # 9
+        "\n"
+        "X = 2\n"  # 11
+    )
+    assert _module_level(text, {1, 4, 5, 8, 9, 11}) == {1, 4, 8, 11}
