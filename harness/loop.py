@@ -562,7 +562,7 @@ class Loop:
                 trailers |= self.verify(paths)
             except PatchRejected as exc:
                 first = str(exc.violations[0]) if exc.violations else str(exc)
-                self.remember(pid, paths, item.title, f"refused at landing: {first}")
+                self.remember(pid, paths, item.title, f"refused at landing: {first}", refused=True)
                 raise
             sha = commit_paths(repo, list(verdict.contents), f"harness: {item.title}", trailers)
         self._pids[sha], self._titles[sha] = pid, f"harness: {item.title}"
@@ -770,9 +770,13 @@ class Loop:
         out.reverts.append(Revert(sha=sha, title=title, patch_id=pid, because=because, how=how))
         files = [str(p) for p in repo.commit(sha).stats.files]
         self.remember(pid, files, title, f"reverted: {because[0]}")
+        if how == "culprit":
+            self.forget_refusals_after(sha)
         self.rec.event("reverted", sha=sha, patch_id=pid, because=because, how=how)
 
-    def remember(self, pid: str, files: list[str], title: str, reason: str) -> None:
+    def remember(
+        self, pid: str, files: list[str], title: str, reason: str, *, refused: bool = False
+    ) -> None:
         if pid and all(a["patch_id"] != pid for a in self.avoid):
             rule = _RULE.search(title)
             self.avoid.append(
@@ -783,8 +787,23 @@ class Loop:
                     "rule": rule.group(0) if rule else None,
                     "title": title,
                     "reason": reason,
+                    # A refusal may be a culprit's doing: it is forgotten if one landed earlier
+                    # and is reverted (see forget_refusals_after).
+                    "after": len(self._pids) if refused else None,
                 }
             )
+
+    def forget_refusals_after(self, sha: str) -> None:
+        """A reverted culprit that landed before some refusals may have caused them (a test it
+        broke failed every later patch's check): those patches deserve another chance."""
+        landed = list(self._pids)
+        if sha not in landed:
+            return
+        k = landed.index(sha)
+        kept = [a for a in self.avoid if a["after"] is None or a["after"] <= k]
+        if len(kept) != len(self.avoid):
+            self.rec.event("refusals_forgotten", culprit=sha, count=len(self.avoid) - len(kept))
+        self.avoid = kept
 
     # ------------------------------------------------------------------ model calls
     def ask(

@@ -232,3 +232,18 @@ def test_with_verification_the_traps_are_refused_at_landing_alone(
     assert len(refused) == 2, checks  # each harmful patch, alone
     again = [e for e in events(summary) if e["kind"] == "refused_again"]
     assert again and "refused at landing" in again[0]["reason"]
+
+
+def test_refusals_a_reverted_culprit_may_have_caused_are_forgotten(
+    make_repo: Callable[..., Path],
+) -> None:
+    repo = make_repo(TRAPS)
+    loop = Loop(options(repo, ScriptedProvider.from_responses([]), steps=STEPS, policy=POLICY))
+    loop._pids = {"early": "k0"}
+    loop.remember("k-before", ["pkg/a.py"], "before", "refused at landing: x", refused=True)
+    loop._pids["culprit"] = "k1"
+    loop.remember("k-after", ["pkg/b.py"], "after", "refused at landing: y", refused=True)
+    loop.remember("k-rev", ["pkg/c.py"], "reverted one", "reverted: z")
+    loop.forget_refusals_after("culprit")
+    assert [a["patch_id"] for a in loop.avoid] == ["k-before", "k-rev"]
+    loop.rec.close()
