@@ -303,7 +303,14 @@ class Loop:
             if out.commits:
                 after = self.gates(f"block {block.number} iteration {iteration}")
                 if self.regressions(start, after):
+                    reverted = len(out.reverts)
                     self.revert_culprits(start, out)
+                    for r in out.reverts[reverted:]:
+                        if r.sha in self._verified:
+                            # The full gates win; how often they disagree is measured here.
+                            self.rec.event("verify_disagreed", sha=r.sha, because=r.because)
+                    if self.verifier is not None:
+                        self.verifier.refresh()
             if not landed:
                 out.status = "nothing_left" if landed == 0 else out.status
                 break

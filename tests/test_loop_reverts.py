@@ -247,3 +247,20 @@ def test_refusals_a_reverted_culprit_may_have_caused_are_forgotten(
     loop.forget_refusals_after("culprit")
     assert [a["patch_id"] for a in loop.avoid] == ["k-before", "k-rev"]
     loop.rec.close()
+
+
+def test_when_the_full_gates_overrule_the_per_patch_check_it_is_recorded(
+    make_repo: Callable[..., Path],
+) -> None:
+    # Only test_fill runs register(); the check passes; the full run's order breaks test_empty.
+    remember = (
+        "--- a/pkg/mod.py\n+++ b/pkg/mod.py\n@@ -6,2 +6,3 @@\n def register(name):\n"
+        "+    SEEN.append(name)\n     return name\n"
+    )
+    responses = [plan(), todos(("T1", "remember names")), patch("T1", remember)]
+    responses += [plan(), todos()]
+    summary, repo = run(make_repo, ORDER, responses, policy=VERIFIED)
+    block = summary.blocks[0]
+    assert [r.title for r in block.reverts] == ["harness: remember names"], block
+    kinds = [e["kind"] for e in events(summary)]
+    assert "patch_check" in kinds and "verify_disagreed" in kinds
