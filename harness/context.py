@@ -292,6 +292,9 @@ def block_context(
         "findings": {
             g: [f.model_dump() for f in run.results[g].findings] for g in gates if g in run.results
         },
+        "contracts_broken": [c.name for c in run.results["imports"].contracts if not c.kept]
+        if "imports" in run.results
+        else [],
         "lanes": guard.lanes,
         "max_lines": guard.max_changed_lines_per_file,
         "max_items": max_items,

@@ -259,7 +259,7 @@ def test_when_the_full_gates_overrule_the_per_patch_check_it_is_recorded(
     )
     responses = [plan(), todos(("T1", "remember names")), patch("T1", remember)]
     responses += [plan(), todos()]
-    summary, repo = run(make_repo, ORDER, responses, policy=VERIFIED)
+    summary, _repo = run(make_repo, ORDER, responses, policy=VERIFIED)
     block = summary.blocks[0]
     assert [r.title for r in block.reverts] == ["harness: remember names"], block
     kinds = [e["kind"] for e in events(summary)]

@@ -115,13 +115,19 @@ def test_plan_names_what_it_cannot_do() -> None:
         system="",
         messages=[],
         tools=[],
-        context={"block": {"gates": ["pytest", "mypy"]}, "findings": {}},
+        context={
+            "block": {"gates": ["pytest", "mypy", "bandit", "imports"]},
+            "findings": {"mypy": [{"code": "arg-type", "message": "m", "path": "a.py"}]},
+            "contracts_broken": [],
+        },
     )
     resp = BuiltinProvider().complete(req)
     assert resp.tool == "submit_plan"
     assert resp.input is not None
     cannot = " ".join(resp.input["cannot_do"])
     assert "pytest" in cannot and "mypy" in cannot
+    # Nothing left to do for bandit, and every contract is kept: no excuse is made for them.
+    assert "bandit" not in cannot and "imports" not in cannot
 
 
 def test_todo_respects_lanes(make_repo) -> None:
