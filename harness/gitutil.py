@@ -13,7 +13,6 @@ from pathlib import Path
 import git
 
 from harness.errors import GitError
-from harness.proc import run
 
 
 def open_repo(path: str | Path) -> git.Repo:
@@ -156,32 +155,6 @@ def revert_commits(repo: git.Repo, shas: list[str], message: str | None = None) 
         raise GitError(
             f"cannot revert {shas[0][:10]}: {first[0] if first else 'git failed'}"
         ) from exc
-
-
-@contextmanager
-def checked_out(repo: git.Repo, sha: str, without: Sequence[str] = ()) -> Iterator[bool]:
-    """Detach HEAD at `sha` for a look (e.g. to run gates), then go back to where we were.
-
-    `without`: commits (older than `sha`) whose changes are taken out of the tree for the look.
-    Yields False when they cannot be taken out cleanly (the look's tree is then `sha` itself).
-    """
-    if is_dirty(repo):
-        raise GitError(f"working tree has uncommitted changes: {repo.working_tree_dir}")
-    back = repo.active_branch.name if not repo.head.is_detached else head(repo)
-    repo.git.checkout("--detach", sha)
-    clean = True
-    try:
-        for commit in reversed(without):
-            try:
-                repo.git.revert("--no-commit", commit)
-            except git.GitCommandError:
-                clean = False
-                _reset_to(repo, "HEAD")
-                break
-        yield clean
-    finally:
-        _reset_to(repo, "HEAD")
-        repo.git.checkout(back)
 
 
 @contextmanager
@@ -398,39 +371,6 @@ def _remove(full: Path) -> None:
         shutil.rmtree(full)
     else:
         full.unlink(missing_ok=True)
-
-
-def patch_id(repo: git.Repo, diff: str) -> str:
-    """`git patch-id --stable` of a diff: the same change has the same id whatever its line
-    numbers, context or commit. '' for a diff git finds no change in."""
-    text = diff if diff.endswith("\n") else diff + "\n"
-    if not any(line.startswith("diff --git ") for line in text.splitlines()):
-        text = _with_git_headers(text)
-    proc = run(["git", "patch-id", "--stable"], str(repo.working_tree_dir or "."), stdin=text)
-    if proc.returncode != 0:
-        raise GitError(f"git patch-id failed: {proc.tail}")
-    return proc.stdout.split()[0] if proc.stdout.strip() else ""
-
-
-def commit_patch_id(repo: git.Repo, sha: str) -> str:
-    """The patch-id of a commit's change against its parent."""
-    return patch_id(repo, repo.git.show(sha, "--format=", "--no-color", "--full-index"))
-
-
-def _with_git_headers(diff: str) -> str:
-    """git patch-id reads only `diff --git` patches: give a plain unified diff its headers."""
-    lines = diff.splitlines(keepends=True)
-    out: list[str] = []
-    for i, line in enumerate(lines):
-        nxt = lines[i + 1] if i + 1 < len(lines) else ""
-        if line.startswith("--- ") and nxt.startswith("+++ "):
-            old = line[4:].strip().split("\t")[0]
-            new = nxt[4:].strip().split("\t")[0]
-            a = old[2:] if old.startswith("a/") else new[2:] if new.startswith("b/") else old
-            b = new[2:] if new.startswith("b/") else a
-            out.append(f"diff --git a/{a} b/{b}\n")
-        out.append(line)
-    return "".join(out)
 
 
 def change_key(diff: str) -> str:

@@ -180,18 +180,15 @@ def test_only_unchecked_out_harness_branches_are_deleted(
     assert git(repo, "branch", "--list", "harness/*") == ""
 
 
-def test_patch_id_ignores_line_numbers_and_names_the_change(
-    make_repo: Callable[..., Path],
-) -> None:
-    from harness.gitutil import commit_patch_id, patch_id
+def test_change_key_names_the_change_not_where_it_sits(make_repo: Callable[..., Path]) -> None:
+    from harness.gitutil import change_key, commit_change_key
 
     repo = make_repo({"x.py": "import os\nimport sys\n"})
-    r = open_repo(repo)
     at1 = "--- a/x.py\n+++ b/x.py\n@@ -1,2 +1 @@\n-import os\n import sys\n"
-    at9 = "--- a/x.py\n+++ b/x.py\n@@ -9,2 +9 @@\n-import os\n import sys\n"
+    moved = "--- a/x.py\n+++ b/x.py\n@@ -9,2 +9 @@\n-import os\n import re\n"
     other = "--- a/x.py\n+++ b/x.py\n@@ -1,2 +1 @@\n import os\n-import sys\n"
-    assert patch_id(r, at1) == patch_id(r, at9) != ""
-    assert patch_id(r, at1) != patch_id(r, other)
+    assert change_key(at1) == change_key(moved) != ""  # line numbers and context do not count
+    assert change_key(at1) != change_key(other)
     (repo / "x.py").write_text("import sys\n")
     git(repo, "commit", "-qam", "drop os")
-    assert commit_patch_id(r, "HEAD") == patch_id(r, at1)
+    assert commit_change_key(open_repo(repo), "HEAD") == change_key(at1)
