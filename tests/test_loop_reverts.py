@@ -110,7 +110,19 @@ DROP_REEXPORT = (
     "--- a/pkg/mod.py\n+++ b/pkg/mod.py\n@@ -2,3 +2,2 @@\n"
     "-from collections import OrderedDict\n \n \n"
 )
-SKIP = {"phase": "execute", "tool": "propose_patch", "input": {"item_id": "T5", "action": "skip"}}
+TRAP_TODOS = todos(
+    ("T1", "ruff F401 os"),
+    ("T2", "ruff RUF023 slots"),
+    ("T3", "ruff F401 OrderedDict"),
+    ("T4", "ruff F541 LABEL"),
+)
+
+
+def skip(item: str) -> dict[str, Any]:
+    answer = {"item_id": item, "action": "skip"}
+    return {"phase": "execute", "tool": "propose_patch", "input": answer}
+
+
 PLAIN_STRING = (
     '--- a/pkg/mod.py\n+++ b/pkg/mod.py\n@@ -9 +9 @@\n-LABEL = f"plain"\n+LABEL = "plain"\n'
 )
@@ -120,10 +132,9 @@ def test_the_slots_and_reexport_traps_end_with_green_tests_and_innocent_fixes_ke
     make_repo: Callable[..., Path],
 ) -> None:
     """Without per-patch verification: the gates find the harm, delta debugging the culprits."""
-    items = [("T1", "ruff F401 os"), ("T2", "ruff RUF023 slots"), ("T3", "ruff F401 OrderedDict")]
     responses = [
         plan(),
-        todos(*items, ("T4", "ruff F541 LABEL")),
+        TRAP_TODOS,
         patch("T1", DROP_OS),
         patch("T2", SORT_SLOTS),
         patch("T3", DROP_REEXPORT),
@@ -133,7 +144,7 @@ def test_the_slots_and_reexport_traps_end_with_green_tests_and_innocent_fixes_ke
         todos(("T5", "ruff RUF023 slots again")),
         patch("T5", SORT_SLOTS),
         patch("T5", SORT_SLOTS.replace("@@ -5,2 +5,2 @@", "@@ -4,2 +4,2 @@")),
-        SKIP,
+        skip("T5"),
     ]
     summary, repo = run(make_repo, TRAPS, responses)
     block = summary.blocks[0]
@@ -204,20 +215,19 @@ def test_an_order_dependent_failure_is_a_regression_not_a_flake(
 def test_with_verification_the_traps_are_refused_at_landing_alone(
     make_repo: Callable[..., Path],
 ) -> None:
-    items = [("T1", "ruff F401 os"), ("T2", "ruff RUF023 slots"), ("T3", "ruff F401 OrderedDict")]
     responses = [
         plan(),
-        todos(*items, ("T4", "ruff F541 LABEL")),
+        TRAP_TODOS,
         patch("T1", DROP_OS),
         patch("T2", SORT_SLOTS),
-        {**SKIP, "input": {"item_id": "T2", "action": "skip"}},
+        skip("T2"),
         patch("T3", DROP_REEXPORT),
-        {**SKIP, "input": {"item_id": "T3", "action": "skip"}},
+        skip("T3"),
         patch("T4", PLAIN_STRING),
         plan(),
         todos(("T5", "ruff RUF023 slots again")),
         patch("T5", SORT_SLOTS),
-        SKIP,
+        skip("T5"),
     ]
     summary, repo = run(make_repo, TRAPS, responses, policy=VERIFIED)
     block = summary.blocks[0]
