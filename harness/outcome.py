@@ -134,6 +134,4 @@ def progress_entry(when: str, number: int, title: str, out: BlockOutcome) -> str
     entry += "".join(
         f"- reverted {r.sha[:10]} ({r.title}): {'; '.join(r.because[:3])}\n" for r in out.reverts
     )
-    return entry + "".join(
-        f"- {c if 'not attempted' in c else 'not attempted: ' + c}\n" for c in out.cannot_do
-    )
+    return entry + "".join(f"- not attempted: {c}\n" for c in out.cannot_do)

@@ -373,7 +373,7 @@ UP032 = (
 )
 
 
-WHY_E501 = "not attempted: each fix within the line limit would leave a new ruff finding"
+WHY_E501 = "each fix within the line limit would leave a new ruff finding"
 
 
 def test_a_fix_that_would_add_e501_costs_only_itself(make_repo) -> None:
@@ -420,7 +420,7 @@ def test_ruff_format_where_the_block_runs_it_within_the_limit(make_repo) -> None
     git(repo, "checkout", "--", "pkg/big.py")
     assert n > 20
     assert [c for c in plan["cannot_do"] if c.startswith("ruff format")] == [
-        f"ruff format: not attempted: over the per-file limit ({n} lines in 1 files: pkg/big.py)"
+        f"ruff format: over the per-file limit ({n} lines in 1 files: pkg/big.py)"
     ]
     items = ask(provider, "todo", ctx)["items"]
     assert [i["title"] for i in items] == ["ruff format pkg/small.py (2 changed lines)"]

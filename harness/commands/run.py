@@ -108,8 +108,7 @@ def show(summary: RunSummary) -> None:
         if b.gates:
             ui.out.print(f"      {deltas(b)}", markup=False)
         for c in b.cannot_do:
-            said = c if "not attempted" in c else f"not attempted: {c}"
-            ui.out.print(f"      {said}", markup=False)
+            ui.out.print(f"      not attempted: {c}", markup=False)
         for r in b.reverts:
             ui.out.print(
                 f"      reverted {r.sha[:10]} {r.title}: {'; '.join(r.because[:2])}", markup=False

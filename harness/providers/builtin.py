@@ -481,8 +481,8 @@ def _why_no_fix(text: str, findings: list[dict[str, Any]], kind: str, budget: in
     if not sizes:
         return "no fix applies"
     if min(sizes) > budget:
-        return f"not attempted: over the per-file limit ({min(sizes)} lines in 1 file)"
-    return "not attempted: each fix within the line limit would leave a new ruff finding"
+        return f"over the per-file limit ({min(sizes)} lines in 1 file)"
+    return "each fix within the line limit would leave a new ruff finding"
 
 
 class BuiltinProvider:
@@ -530,7 +530,7 @@ class BuiltinProvider:
         if format_commands(ctx):
             sizes, failed = format_sizes(ctx)
             if failed:
-                skipped.append(f"ruff format: not attempted: {failed}")
+                skipped.append(f"ruff format: {failed}")
             limit = int(ctx.get("max_lines", 20))
             over = {p: n for p, n in sizes.items() if n > limit and _in_lanes(p, lanes)}
             for path, n in sorted(sizes.items()):
@@ -545,7 +545,7 @@ class BuiltinProvider:
                 out.append(_Candidate(Work(FORMAT, FORMAT, path), [], n))
             if over:
                 skipped.append(
-                    f"ruff format: not attempted: over the per-file limit "
+                    f"ruff format: over the per-file limit "
                     f"({sum(over.values())} lines in {len(over)} files: "
                     f"{', '.join(sorted(over)[:5])}{', ...' if len(over) > 5 else ''})"
                 )
@@ -709,7 +709,7 @@ class BuiltinProvider:
             return "", "ruff format leaves the file as it is"
         n = _changed_lines(text, formatted)
         if n > budget:
-            return "", f"not attempted: over the per-file limit ({n} lines in 1 file)"
+            return "", f"over the per-file limit ({n} lines in 1 file)"
         lint = ctx.get("lint")
         if isinstance(lint, dict):
             linter = ruff_stdin_linter(list(lint["argv"]), str(lint["cwd"]))
