@@ -28,12 +28,22 @@ def test_accepted_json_from_stdin(make_repo: MakeRepo) -> None:
     repo = make_repo({"lukhas/a.py": "x = 1\n"})
     proc = run("--repo", str(repo), "--json", "-", stdin=PATCH)
     assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout) == {
+    out = json.loads(proc.stdout)
+    layers = out.pop("layers")
+    assert out == {
         "accepted": True,
         "repaired": False,
         "files": [{"path": "lukhas/a.py", "added": 1, "removed": 1}],
         "violations": [],
     }
+    # It says which layers it ran, and that the test-running ones are not among them.
+    assert [(x["layer"], x["ran"]) for x in layers] == [
+        ("static", True),
+        ("secrets", True),
+        ("behaviour", False),
+        ("mutation", False),
+        ("review", False),
+    ]
     assert git(repo, "status", "--porcelain") == ""
 
 

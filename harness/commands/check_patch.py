@@ -30,12 +30,21 @@ def read_patch(source: str) -> str:
         raise UsageError(f"cannot read patch {source}: {exc.strerror or exc}") from exc
 
 
+# check-patch is static: the layers that run tests or a model are `harness apply`'s and
+# `harness run`'s, and the verdict says so rather than implying they passed.
+NOT_RUN = [
+    {"layer": name, "ran": False, "why": "check-patch runs no tests or model", "seconds": 0.0}
+    for name in ("behaviour", "mutation", "review")
+]
+
+
 def verdict_json(v: Verdict) -> dict[str, object]:
     return {
         "accepted": v.accepted,
         "repaired": v.repaired,
         "files": [f.model_dump() for f in v.files],
         "violations": [x.model_dump() for x in v.violations],
+        "layers": [x.model_dump() for x in v.layers] + NOT_RUN,
     }
 
 
@@ -59,7 +68,12 @@ def print_verdict(v: Verdict) -> None:
         ui.out.print(f"  [dim]repair: {escape(r)}[/dim]")
     for x in v.violations:
         # Messages name their own file and line, written for the model to act on.
-        ui.out.print(f"  [red]{x.rule}[/red] {escape(x.message)}")
+        ui.out.print(f"  [red]{x.rule}[/red] [dim]({x.layer})[/dim] {escape(x.message)}")
+    ran = [x.layer for x in v.layers if x.ran]
+    ui.out.print(
+        f"  [dim]layers run: {', '.join(ran)}; not run here: behaviour, mutation, review "
+        "(they need the tests or a model: harness apply and harness run apply them)[/dim]"
+    )
 
 
 def command(

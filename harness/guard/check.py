@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import stat
+import time
 from pathlib import Path
 
 from harness.errors import GitError, PatchError
 from harness.guard.locate import apply_hunks
-from harness.guard.models import FileStat, Verdict, Violation
+from harness.guard.models import FileStat, LayerRun, Verdict, Violation
 from harness.guard.parse import FilePatch, parse_patch
-from harness.guard.rules import FileChange, evaluate, path_problem
+from harness.guard.rules import SECRET_RULES, FileChange, evaluate, path_problem
 from harness.guard.textdiff import edits, render_hunks, split_lines
 from harness.policy import GuardConfig
 from harness.proc import run
@@ -285,9 +286,20 @@ def check_patch(text: str, repo: Path, cfg: GuardConfig) -> Verdict:
     changes = _changes(tree)
     if not changes and not violations:
         violations.append(Violation(rule="parse", message="the patch changes nothing"))
+    started = time.monotonic()
     violations.extend(evaluate(changes, cfg))
     violations.extend(_stub_problems(changes, tree, cfg))
     violations.extend(_ignored_problems(changes, root))
+    layers = [LayerRun(layer="static", ran=True, seconds=time.monotonic() - started)]
+    if violations:
+        layers.append(LayerRun(layer="secrets", ran=False, why="the static layer refused"))
+    else:
+        started = time.monotonic()
+        found = evaluate(changes, cfg, SECRET_RULES)
+        for v in found:
+            v.layer = "secrets"
+        violations.extend(found)
+        layers.append(LayerRun(layer="secrets", ran=True, seconds=time.monotonic() - started))
     stats = [FileStat(path=fc.path, added=fc.added, removed=fc.removed) for fc in changes]
     diff = "".join(
         _render(fc, f"{tree.modes.get(fc.old_path or '', 0o100644) & 0o777 | 0o100000:o}")
@@ -308,6 +320,7 @@ def check_patch(text: str, repo: Path, cfg: GuardConfig) -> Verdict:
         repairs=repairs,
         files=stats,
         violations=violations,
+        layers=layers,
         diff=diff,
         contents=contents,
         base=base,
