@@ -65,14 +65,22 @@ from harness.gitutil import (
     tidy,
     worktree,
 )
-from harness.guard import Verdict, check_patch
+from harness.guard import Verdict, Violation, check_patch
 from harness.guard.commit import write_contents
 from harness.guard.globs import match_any
 from harness.outcome import BlockOutcome, Revert, RunSummary, progress_entry
 from harness.policy import POLICY_FILE, GateConfig, GuardConfig, Policy
 from harness.providers.base import Message, ModelRequest, Phase, Provider, ToolSpec
 from harness.record import Manifest, Recorder, new_run_id, utcnow
-from harness.schemas import PHASE_TOOLS, PatchProposal, Plan, ReadFiles, TodoItem, TodoList
+from harness.schemas import (
+    PHASE_TOOLS,
+    PatchProposal,
+    Plan,
+    ReadFiles,
+    Review,
+    TodoItem,
+    TodoList,
+)
 from harness.steps import Block, StepsScript, apply_to_policy, block_lanes
 from harness.verify import Verifier
 
@@ -567,6 +575,7 @@ class Loop:
             try:
                 trailers |= self.check_landed(block, gates, verdict, before)
                 trailers |= self.verify(paths)
+                trailers |= self.review(guard, item, verdict)
             except PatchRejected as exc:
                 first = str(exc.violations[0]) if exc.violations else str(exc)
                 self.remember(pid, paths, item.title, f"refused at landing: {first}", refused=True)
@@ -578,6 +587,57 @@ class Loop:
         tidy(repo)  # a test run may have left files behind
         self.rec.event("applied", block=block.number, item=item.id, sha=sha, patch=patch_file)
         return sha
+
+    def review_mode(self, guard: GuardConfig) -> str:
+        """The reviewer layer's mode for this block. 'auto' asks the Anthropic model, and a
+        scripted provider whose script (or recorded run) has review answers, so a replay asks
+        exactly where the recorded run did; the builtin provider cannot review."""
+        mode = guard.review.mode
+        if self.provider.name == "builtin":
+            return "off"
+        if mode != "auto":
+            return mode
+        scripted = "review" in getattr(self.provider, "phases", ())
+        return "flag" if self.provider.name == "anthropic" or scripted else "off"
+
+    def review(self, guard: GuardConfig, item: TodoItem, verdict: Verdict) -> dict[str, str]:
+        """A second model's opinion on a patch every other layer accepted. Its 'games a gate'
+        refuses the patch in 'refuse' mode and is recorded (and shown) in 'flag' mode."""
+        mode = self.review_mode(guard)
+        if mode == "off":
+            return {}
+        note = prompts.render(
+            "review", item_id=item.id, title=item.title, gate=item.gate or "", diff=verdict.diff
+        )
+        context = {"item": item.model_dump(), "diff": verdict.diff}
+        system = prompts.render("review_system")
+        asked = [Message(role="user", content=note)]
+        try:
+            answer = self.ask("review", asked, context, guard, system)
+        except InvalidOutput as exc:
+            self.rec.event("review", item=item.id, mode=mode, games_gate=None, how=str(exc))
+            if mode == "refuse":  # fail closed: no opinion is not a clean bill
+                raise PatchRejected(
+                    "the reviewer gave no valid answer",
+                    [Violation(rule="review.no_answer", layer="review", message=str(exc))],
+                ) from exc
+            self.say(f"    reviewer: no valid answer ({exc})")
+            return {"Harness-Review": "no valid answer"}
+        if not isinstance(answer, Review):  # ask() validated it against submit_review
+            raise InvalidOutput(f"review: expected submit_review, got {type(answer).__name__}")
+        self.rec.event(
+            "review", item=item.id, mode=mode, games_gate=answer.games_gate, how=answer.how
+        )
+        if not answer.games_gate:
+            return {"Harness-Review": "no gaming seen"}
+        how = " ".join(answer.how.split()) or "(no reason given)"
+        if mode == "refuse":
+            raise PatchRejected(
+                "the reviewer says the patch games a gate",
+                [Violation(rule="review.games_gate", layer="review", message=how)],
+            )
+        self.say(f"    reviewer flags this patch: {how[:200]}")
+        return {"Harness-Review": f"flagged: {how[:200]}"}
 
     def start_verifier(self, gates: list[str], start: GateRun) -> Verifier | None:
         """Per-patch verification for this block (harness/verify.py), when the policy wants it
@@ -814,9 +874,15 @@ class Loop:
 
     # ------------------------------------------------------------------ model calls
     def ask(
-        self, phase: Phase, messages: list[Message], context: dict[str, Any], guard: GuardConfig
+        self,
+        phase: Phase,
+        messages: list[Message],
+        context: dict[str, Any],
+        guard: GuardConfig,
+        system: str | None = None,
     ) -> BaseModel:
-        """One validated structured answer; invalid output goes back, a bounded number of times."""
+        """One validated structured answer; invalid output goes back, a bounded number of times.
+        `system` replaces the worker's system prompt (the reviewer has its own)."""
         allowed = dict(PHASE_TOOLS[phase])
         tools = [
             ToolSpec(
@@ -824,12 +890,13 @@ class Loop:
             )
             for n, m in allowed.items()
         ]
-        system = prompts.render(
-            "system",
-            guardrails=[g.text for g in self.opts.steps.guardrails],
-            max_lines=guard.max_changed_lines_per_file,
-            lanes=guard.lanes,
-        )
+        if system is None:
+            system = prompts.render(
+                "system",
+                guardrails=[g.text for g in self.opts.steps.guardrails],
+                max_lines=guard.max_changed_lines_per_file,
+                lanes=guard.lanes,
+            )
         convo = list(messages)
         for _ in range(self.policy.loop.max_invalid_outputs + 1):
             request = ModelRequest(

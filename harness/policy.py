@@ -90,6 +90,17 @@ class SuppressionRule(Strict):
     )
 
 
+class ReviewRule(Strict):
+    mode: Literal["auto", "off", "flag", "refuse"] = Field(
+        "auto",
+        description=(
+            "a second model's opinion on each patch the other layers accepted: 'flag' records "
+            "a 'games a gate' answer, 'refuse' refuses the patch on it; 'auto' is 'flag' with "
+            "the Anthropic provider and off otherwise (never with the builtin provider)"
+        ),
+    )
+
+
 class GuardConfig(Strict):
     max_changed_lines_per_file: int = Field(
         20, ge=1, description='the STEPS guardrail "<=20 lines/file"; a larger patch is refused'
@@ -118,6 +129,9 @@ class GuardConfig(Strict):
         description="which files are tests",
     )
     secrets: bool = Field(True, description="refuse patches that add a secret")
+    review: ReviewRule = Field(
+        default_factory=ReviewRule, description="the reviewer layer (needs a model)"
+    )
 
 
 class BlockOverride(Strict):

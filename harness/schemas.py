@@ -75,8 +75,23 @@ class ReadFiles(_Out):
         return self
 
 
+class Review(_Out):
+    """submit_review: your judgement of one patch another model wrote: does it game a gate
+    (make a check pass or a number move without doing the work the item asks for)?"""
+
+    games_gate: bool = Field(
+        description="true if the patch games a gate, a test or the guard instead of fixing"
+    )
+    how: str = Field(
+        "",
+        max_length=1000,
+        description="if true: how it games, naming the file and lines; else empty or one line",
+    )
+
+
 PHASE_TOOLS: dict[str, list[tuple[str, type[_Out]]]] = {
     "plan": [("submit_plan", Plan)],
     "todo": [("submit_todos", TodoList)],
     "execute": [("propose_patch", PatchProposal), ("read_files", ReadFiles)],
+    "review": [("submit_review", Review)],
 }

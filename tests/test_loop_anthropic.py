@@ -47,6 +47,15 @@ def test_run_with_the_anthropic_provider(
                 cache_read=500,
             ),
         )
+        # The reviewer's second opinion on the accepted patch ('auto' = flag with this provider).
+        api.push(
+            200,
+            message_body(
+                [tool_use("submit_review", {"games_gate": False, "how": ""})],
+                input_tokens=300,
+                output_tokens=20,
+            ),
+        )
         for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
             monkeypatch.delenv(var, raising=False)
         env = {
@@ -83,18 +92,27 @@ def test_run_with_the_anthropic_provider(
     assert summary["blocks"][0]["status"] == "goal_met"
     assert "import os" not in git(repo, "show", f"{summary['branch']}:pkg/calc.py")
     # 529 retried: the first two requests are the same plan request.
-    assert len(requests) == 4 and requests[0] == requests[1]
+    assert len(requests) == 5 and requests[0] == requests[1]
     assert [r["tool_choice"] for r in requests[1:3]] == [
         {"type": "tool", "name": "submit_plan"},
         {"type": "tool", "name": "submit_todos"},
     ]
     assert {t["name"] for t in requests[3]["tools"]} == {"propose_patch", "read_files"}
     assert "cache_control" in json.dumps(requests[1]["system"])
-    assert summary["cost_usd"] > 0
+    # The review: its own tool, its own system prompt, the patch in the message, and its usage
+    # counted in the run's cost like any other call.
+    assert requests[4]["tool_choice"] == {"type": "tool", "name": "submit_review"}
+    assert "You review patches" in json.dumps(requests[4]["system"])
+    assert "-import os" in json.dumps(requests[4]["messages"])
+    # input 100+100+1000+300 at $2/M, 500 cache reads at a tenth of that, output 20+20+200+20
+    # at $10/M: the review's 300 in and 20 out are in it.
+    assert summary["cost_usd"] == pytest.approx(1500 * 2e-6 + 500 * 0.2e-6 + 260 * 1e-5)
     run_dir = Path(summary["run_dir"])
     responses = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
     usage = [e["usage"] for e in responses if e["kind"] == "model_response"]
-    assert usage[-1]["input_tokens"] == 1000 and usage[-1]["cache_read_input_tokens"] == 500
+    assert usage[-2]["input_tokens"] == 1000 and usage[-2]["cache_read_input_tokens"] == 500
+    reviews = [e for e in responses if e["kind"] == "review"]
+    assert [(r["mode"], r["games_gate"]) for r in reviews] == [("flag", False)]
     for path in run_dir.rglob("*"):
         if path.is_file():
             assert KEY not in path.read_text(errors="replace"), path

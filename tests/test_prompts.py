@@ -41,6 +41,8 @@ VARIABLES: dict[str, dict[str, Any]] = {
     "rejected": {"item_id": "T3", "reasons": ["lukhas/a.py: 31 changed lines > 20"]},
     "invalid": {"tool": "submit_todos", "error": "items.0.id: String should match pattern"},
     "regression": {"item_id": "T3", "regressions": ["pytest: tests/test_a.py::test_x fails"]},
+    "review_system": {},
+    "review": {"item_id": "T3", "title": "drop os", "gate": "ruff", "diff": "-import os\n"},
 }
 
 
@@ -136,8 +138,8 @@ def test_feedback_prompts_name_item_and_reasons() -> None:
 
 
 def test_unknown_template() -> None:
-    with pytest.raises(UsageError, match=r"no prompt template 'review\.j2'"):
-        render("review")
+    with pytest.raises(UsageError, match=r"no prompt template 'critique\.j2'"):
+        render("critique")
 
 
 def test_prompt_hashes_are_file_sha256() -> None:

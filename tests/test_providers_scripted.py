@@ -95,7 +95,7 @@ def test_usage_is_summed() -> None:
 @pytest.mark.parametrize(
     ("data", "message"),
     [
-        ({"responses": [{"phase": "review"}]}, "responses.0.phase: Input should be"),
+        ({"responses": [{"phase": "critique"}]}, "responses.0.phase: Input should be"),
         ({"responses": [{"tool": "x", "extra": 1}]}, "responses.0.extra: Extra inputs"),
         ({"model": "m"}, "responses: Field required"),
         ([1, 2], "<root>: Input should be a valid dictionary"),

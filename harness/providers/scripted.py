@@ -86,6 +86,11 @@ class ScriptedProvider:
         self.calls = 0
 
     @property
+    def phases(self) -> set[str]:
+        """The phases the script answers: the loop asks for a review only where it has one."""
+        return {r.phase for r in self.responses if r.phase is not None}
+
+    @property
     def remaining(self) -> int:
         return len(self.responses) - self.calls
 
