@@ -132,6 +132,10 @@ class Loop:
         self._titles: dict[str, str] = {}
         self.verifier: Verifier | None = None
         self._verified: set[str] = set()  # commits the per-patch check passed
+        # Progress-log entries of finished blocks, committed once when the run ends: a commit
+        # per block would change the tree between one block's end gates and the next one's
+        # start, so every block would start with an uncached run of all its gates.
+        self._progress: list[tuple[int, str]] = []
 
     # ------------------------------------------------------------------ the run
     def run(self) -> RunSummary:
@@ -166,11 +170,14 @@ class Loop:
                 self.rec.event("imports_checked", **found.record())
                 for note in found.notes():
                     self.say(note)
-                for block in blocks:
-                    outcomes.append(self.run_block(block))
-                    if self.stopped or self.failed_gate:
-                        break
-                final = self.latest() if self.failed_gate else self.gates("final")
+                try:
+                    for block in blocks:
+                        outcomes.append(self.run_block(block))
+                        if self.stopped or self.failed_gate:
+                            break
+                    final = self.latest() if self.failed_gate else self.gates("final")
+                finally:
+                    self.commit_progress()  # what finished is logged, also when a block fails
                 summary = self.summarize(base, outcomes, final)
             exit_code = summary.exit_code
             return summary
@@ -275,7 +282,9 @@ class Loop:
         elif goal_met(gates, final):
             out.status = "goal_met"
         out.after = seed_summary(final)
-        self.append_progress(block, out)
+        if self.opts.steps.progress_log:
+            entry = progress_entry(utcnow(), block.number, block.title, out)
+            self._progress.append((block.number, entry))
         self.rec.event("block_outcome", **out.model_dump())
         self.say(
             f"block {block.number}: {out.status}; {len(out.commits)} kept, "
@@ -992,23 +1001,26 @@ class Loop:
                 texts[path] = text
         return texts, missing
 
-    def append_progress(self, block: Block, out: BlockOutcome) -> None:
+    def commit_progress(self) -> None:
+        """Append the finished blocks' entries to the script's progress log, as one commit."""
         log = self.opts.steps.progress_log
-        if not log:
+        if not log or not self._progress:
             return
+        entries, self._progress = self._progress, []
         path = self.wt / log
-        entry = progress_entry(utcnow(), block.number, block.title, out)
         repo = open_repo(self.wt)
         tidy(repo)
+        blocks = [str(number) for number, _entry in entries]
         with restore_on_failure(repo):
             path.parent.mkdir(parents=True, exist_ok=True)  # after tidy, which removes new dirs
             with path.open("a", encoding="utf-8") as fh:
-                fh.write(entry)
+                fh.write("".join(entry for _number, entry in entries))
             commit_paths(
                 repo,
                 [log],
-                f"harness: progress log for block {block.number}",
-                {"Harness-Run": self.run_id, "Harness-Block": str(block.number)},
+                f"harness: progress log for block{'s' if len(blocks) > 1 else ''} "
+                f"{', '.join(blocks)}",
+                {"Harness-Run": self.run_id, "Harness-Blocks": ", ".join(blocks)},
             )
 
     def summarize(self, base: str, outcomes: list[BlockOutcome], final: GateRun) -> RunSummary:

@@ -599,3 +599,25 @@ def test_the_progress_log_is_created_when_the_repo_has_none(run_loop) -> None:
     summary, repo = run_loop([plan(), todos("T1"), patch("T1", REMOVE_OS)], files)
     log = branch_file(repo, summary.branch, "docs/audits/CLAUDE_PROGRESS.md")
     assert "harness block 1" in log
+
+
+def test_blocks_start_from_the_cache_and_the_progress_log_is_one_commit(make_repo) -> None:
+    steps = STEPS.replace(
+        "## Guardrails", "## BLOCK 2 — Ruff again\n\n```bash\nruff check pkg\n```\n\n## Guardrails"
+    )
+    repo = make_repo(FILES)
+    provider = ScriptedProvider.from_responses(
+        [plan(), todos("T1"), patch("T1", REMOVE_OS), plan(), todos()]
+    )
+    summary = Loop(options(repo, provider, steps=steps)).run()
+    assert [b.number for b in summary.blocks] == [1, 2]
+    events = read_events(Path(summary.run_dir))
+    runs = {e["label"]: e["results"] for e in events if e["kind"] == "gates"}
+    # Block 2 starts on the tree block 1 ended on, and the run ends there too: cached.
+    for label in ("block 2 start", "final"):
+        assert all(r["cached"] for r in runs[label].values()), label
+    subjects = git(repo, "log", "--format=%s", f"main..{summary.branch}").splitlines()
+    assert subjects[0] == "harness: progress log for blocks 1, 2"
+    assert sum("progress log" in s for s in subjects) == 1
+    log = branch_file(repo, summary.branch, "docs/audits/CLAUDE_PROGRESS.md")
+    assert log.index("harness block 1") < log.index("harness block 2")
