@@ -10,8 +10,8 @@ from pathlib import Path
 from harness.errors import GitError, PatchError
 from harness.guard.locate import apply_hunks
 from harness.guard.models import FileStat, LayerRun, Verdict, Violation
-from harness.guard.parse import FilePatch, parse_patch
-from harness.guard.rules import SECRET_RULES, FileChange, evaluate, path_problem
+from harness.guard.parse import FilePatch, RawSection, parse_patch, prepare_patch
+from harness.guard.rules import RULES, SECRET_RULES, FileChange, evaluate, path_problem
 from harness.guard.textdiff import edits, render_hunks, split_lines
 from harness.policy import GuardConfig
 from harness.proc import run
@@ -256,13 +256,124 @@ def _ignored_problems(changes: list[FileChange], root: Path) -> list[Violation]:
     ]
 
 
+# Caps on the diff as written, checked before it is parsed. A changed line counts as one
+# line whatever its length, and a hunk may remove and re-add lines that do not change, so
+# neither the line limit nor the final counts bound the work of reading a patch: these do.
+# The secrets layer reads every added character (about 4 us each in detect-secrets, more on
+# long lines), so the added text is bounded as a whole and per line.
+MAX_PATCH_CHARS = 2_000_000
+MAX_ADDED_CHARS = 250_000
+MAX_LINE_CHARS = 5_000
+RAW_LINES_PER_LIMIT = 50  # '+'/'-' lines per file: 50 x the limit, and at least 1,000
+_MIN_RAW_LINES = 1_000
+
+
+def _raw_size_problems(sections: list[RawSection], cfg: GuardConfig) -> list[Violation]:
+    """Refusals decided from the diff's own line counts, before it is parsed or applied.
+
+    A file's line count changes by exactly (lines added - lines removed) however the hunks
+    land, and both ways of counting changed lines are at least that difference; so a file
+    whose difference is over the limit is refused here for the price of counting lines,
+    before parsing, applying, diffing and every other rule. Sections of one file (the same
+    path, or linked by a rename) count together.
+    """
+    limit = cfg.max_changed_lines_per_file
+    group: dict[str, int] = {}
+    totals: dict[int, RawSection] = {}
+    for idx, sec in enumerate(sections):
+        paths = [p for p in (sec.old_path, sec.new_path) if p]
+        g = next((group[p] for p in paths if p in group), idx)
+        for p in paths:
+            group[p] = g
+        tot = totals.setdefault(g, RawSection(sec.old_path, sec.new_path))
+        tot.new_path = sec.new_path or sec.old_path or tot.new_path
+        tot.added += sec.added
+        tot.removed += sec.removed
+        tot.longest = max(tot.longest, sec.longest)
+        tot.added_chars += sec.added_chars
+    raw_cap = max(_MIN_RAW_LINES, RAW_LINES_PER_LIMIT * limit)
+    out: list[Violation] = []
+    for tot in totals.values():
+        path = tot.new_path or tot.old_path or "?"
+        net = tot.added - tot.removed
+        if abs(net) > limit:
+            how = "added + removed" if cfg.count_method == "numstat" else "max(added, removed)"
+            more = f"adds {net} more lines than it removes" if net > 0 else ""
+            more = more or f"removes {-net} more lines than it adds"
+            out.append(
+                Violation(
+                    rule="size",
+                    path=path,
+                    message=f"{path}: at least {abs(net)} changed lines ({how}; the diff {more}), "
+                    f"the limit is {limit} per file; make a smaller change and do the rest in a "
+                    "later patch",
+                )
+            )
+            continue
+        if tot.added + tot.removed > raw_cap:
+            more = f"has {tot.added} '+' and {tot.removed} '-' lines"
+            why = f"the guard reads at most {raw_cap} per file; send only the lines that change"
+        elif tot.longest > MAX_LINE_CHARS:
+            more = f"adds a line of {tot.longest:,} characters"
+            why = f"the guard accepts lines of up to {MAX_LINE_CHARS:,}"
+        else:
+            continue
+        out.append(
+            Violation(
+                rule="size",
+                path=path,
+                message=f"{path}: the diff {more}, {why}; make a smaller change and do the "
+                "rest in a later patch",
+            )
+        )
+    added = sum(t.added_chars for t in totals.values())
+    if not out and added > MAX_ADDED_CHARS:
+        out.append(
+            Violation(
+                rule="size",
+                message=f"the patch adds {added:,} characters, over the guard's "
+                f"{MAX_ADDED_CHARS:,}; split it into smaller patches",
+            )
+        )
+    return out
+
+
+def _too_long(text: str) -> list[Violation]:
+    if len(text) <= MAX_PATCH_CHARS:
+        return []
+    return [
+        Violation(
+            rule="size",
+            message=f"the patch is {len(text):,} characters long, over the guard's "
+            f"{MAX_PATCH_CHARS:,}; split it into smaller patches",
+        )
+    ]
+
+
 def check_patch(text: str, repo: Path, cfg: GuardConfig) -> Verdict:
     """Judge a model's diff against the repository's working tree and the policy."""
     root = Path(repo).resolve()
     if not (root / ".git").exists():
         raise GitError(f"not a git repository: {repo}")
+    started = time.monotonic()
     try:
-        parsed = parse_patch(text)
+        prepared = None if len(text) > MAX_PATCH_CHARS else prepare_patch(text)
+        too_big = _raw_size_problems(prepared.sections, cfg) if prepared else _too_long(text)
+        if too_big or prepared is None:
+            return Verdict(
+                accepted=False,
+                violations=too_big,
+                layers=[
+                    LayerRun(
+                        layer="static",
+                        ran=True,
+                        why="refused on the diff's line counts, before applying it",
+                        seconds=time.monotonic() - started,
+                    ),
+                    LayerRun(layer="secrets", ran=False, why="the static layer refused"),
+                ],
+            )
+        parsed = parse_patch(prepared)
     except PatchError as exc:
         return Verdict(accepted=False, violations=[Violation(rule="parse", message=str(exc))])
     repairs = list(parsed.repairs)
@@ -286,11 +397,21 @@ def check_patch(text: str, repo: Path, cfg: GuardConfig) -> Verdict:
     changes = _changes(tree)
     if not changes and not violations:
         violations.append(Violation(rule="parse", message="the patch changes nothing"))
-    started = time.monotonic()
-    violations.extend(evaluate(changes, cfg))
-    violations.extend(_stub_problems(changes, tree, cfg))
-    violations.extend(_ignored_problems(changes, root))
-    layers = [LayerRun(layer="static", ran=True, seconds=time.monotonic() - started)]
+    # The size rule first: the other rules parse and tokenize whole files, and a patch the
+    # size rule refuses gets no verdict from them worth that cost.
+    size_only = {name: rule for name, rule in RULES.items() if name == "size"}
+    violations.extend(evaluate(changes, cfg, size_only))
+    static_why = ""
+    if any(v.rule == "size" for v in violations):
+        static_why = "the size rule refused; the other static rules did not run"
+    else:
+        rest = {name: rule for name, rule in RULES.items() if name not in size_only}
+        violations.extend(evaluate(changes, cfg, rest))
+        violations.extend(_stub_problems(changes, tree, cfg))
+        violations.extend(_ignored_problems(changes, root))
+    layers = [
+        LayerRun(layer="static", ran=True, why=static_why, seconds=time.monotonic() - started)
+    ]
     if violations:
         layers.append(LayerRun(layer="secrets", ran=False, why="the static layer refused"))
     else:

@@ -67,6 +67,28 @@ class Parsed:
     repairs: list[str]
 
 
+@dataclass
+class RawSection:
+    """One file section as written: its paths and its '+' and '-' body lines, before parsing."""
+
+    old_path: str | None
+    new_path: str | None
+    added: int = 0
+    removed: int = 0
+    added_chars: int = 0  # characters of its '+' lines
+    longest: int = 0  # characters in its longest '+' line
+
+
+@dataclass
+class Prepared:
+    """A diff extracted and its hunk headers repaired, not yet parsed (parsing costs more)."""
+
+    text: str
+    positions: list[bool]
+    repairs: list[str]
+    sections: list[RawSection]
+
+
 def extract_diff(text: str) -> str:
     """The diff inside model text: fenced ```diff blocks, or raw diff text after any prose."""
     text = text.replace("\r\n", "\n") if "\r\n" in text else text
@@ -124,31 +146,40 @@ def _hunk_end(lines: list[str], i: int) -> int:
     return i
 
 
-def _repair_text(text: str) -> tuple[str, list[bool], list[str]]:
+def _repair_text(text: str) -> tuple[str, list[bool], list[str], list[RawSection]]:
     """Recount hunk headers from their bodies; keep only diff lines.
 
-    Returns the repaired text, for each hunk whether its header gave a position, and repairs.
+    Returns the repaired text, for each hunk whether its header gave a position, repairs, and
+    the '+'/'-' lines of each file section.
     """
     repairs: list[str] = []
+    sections: list[RawSection] = []
     lines = text.split("\n")
     if lines and lines[-1] == "":
         lines.pop()
     out: list[str] = []
     positions: list[bool] = []
-    in_file = False
+    in_file = git_header = False
     i, n = 0, len(lines)
     while i < n:
         ln = lines[i]
         if ln.startswith("diff --git "):
             out.append(ln)
-            in_file = True
+            in_file = git_header = True
+            sections.append(_git_section(ln))
             i += 1
         elif in_file and _GIT_EXT.match(ln):
             out.append(ln)
+            _rename_line(ln, sections)
             i += 1
         elif ln.startswith("--- ") and i + 1 < n and lines[i + 1].startswith("+++ "):
             out.extend((ln, lines[i + 1]))
-            in_file = True
+            old, new, _ = _strip_prefixes(ln[4:], lines[i + 1][4:])
+            if git_header:  # the "---"/"+++" of the section "diff --git" opened
+                sections[-1].old_path, sections[-1].new_path = old, new
+            else:
+                sections.append(RawSection(old, new))
+            in_file, git_header = True, False
             i += 2
         elif in_file and (ln.startswith("Binary files ") or ln == "GIT binary patch"):
             # Both markers as git writes them: unidiff flags the file section as binary
@@ -159,7 +190,19 @@ def _repair_text(text: str) -> tuple[str, list[bool], list[str]]:
             while i < n and not lines[i].startswith(("diff --git ", "--- ")):
                 i += 1
         elif in_file and ln.startswith("@@"):
+            start = len(out)
+            git_header = False
             i = _repair_hunk(lines, i, out, positions, repairs)
+            if not sections:
+                sections.append(RawSection(None, None))
+            sec = sections[-1]
+            for b in out[start + 1 :]:
+                if b[0] == "+":
+                    sec.added += 1
+                    sec.added_chars += len(b) - 1
+                    sec.longest = max(sec.longest, len(b) - 1)
+                elif b[0] == "-":
+                    sec.removed += 1
         elif in_file and ln and ln[0] in "+-" and ln.strip("+- "):
             raise PatchError(
                 f"diff line {i + 1} is outside any hunk: {ln[:60]!r}; "
@@ -168,7 +211,26 @@ def _repair_text(text: str) -> tuple[str, list[bool], list[str]]:
         else:
             # Prose around or between diffs is not part of the patch.
             i += 1
-    return "".join(line + "\n" for line in out), positions, repairs
+    return "".join(line + "\n" for line in out), positions, repairs, sections
+
+
+def _git_section(line: str) -> RawSection:
+    # "diff --git a/X b/Y": the paths are split at " b/", which is wrong only for a path that
+    # contains " b/" itself; the "---"/"+++" lines that follow (when there are hunks) win.
+    rest = line[len("diff --git ") :]
+    old, sep, new = rest.partition(" b/")
+    if not sep:
+        return RawSection(None, None)
+    return RawSection(old[2:] if old.startswith("a/") else old, new)
+
+
+def _rename_line(line: str, sections: list[RawSection]) -> None:
+    if not sections:
+        return
+    if line.startswith("rename from "):
+        sections[-1].old_path = line[len("rename from ") :].strip()
+    elif line.startswith("rename to "):
+        sections[-1].new_path = line[len("rename to ") :].strip()
 
 
 def _repair_hunk(
@@ -237,8 +299,8 @@ def _strip_prefixes(old: str, new: str) -> tuple[str | None, str | None, bool]:
     return o, w, not prefixed
 
 
-def parse_patch(text: str) -> Parsed:
-    """Extract, repair and parse. Raises PatchError when there is nothing usable."""
+def prepare_patch(text: str) -> Prepared:
+    """Extract and repair; the raw line counts of each section come for free, before parsing."""
     repairs: list[str] = []
     if "\r\n" in text:
         repairs.append("CRLF line endings in the patch normalised")
@@ -247,8 +309,15 @@ def parse_patch(text: str) -> Parsed:
         raise PatchError(
             "no unified diff found: send one diff with '--- a/PATH', '+++ b/PATH' and '@@' hunks"
         )
-    fixed, positions, text_repairs = _repair_text(raw)
+    fixed, positions, text_repairs, sections = _repair_text(raw)
     repairs.extend(text_repairs)
+    return Prepared(text=fixed, positions=positions, repairs=repairs, sections=sections)
+
+
+def parse_patch(text: str | Prepared) -> Parsed:
+    """Extract, repair and parse. Raises PatchError when there is nothing usable."""
+    prep = text if isinstance(text, Prepared) else prepare_patch(text)
+    fixed, positions, repairs = prep.text, prep.positions, list(prep.repairs)
     try:
         patch_set = PatchSet(fixed)
     except UnidiffParseError as exc:
