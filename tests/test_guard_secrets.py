@@ -6,8 +6,13 @@ that the refusal happens, by which rule and layer, and that what should pass pas
 
 from __future__ import annotations
 
+import hashlib
+import random
+import string
 from collections.abc import Callable
 from pathlib import Path
+
+import pytest
 
 from harness.guard import Verdict, check_patch
 from harness.guard.check import MAX_ADDED_CHARS, MAX_LINE_CHARS, MAX_PATCH_CHARS
@@ -107,3 +112,205 @@ def test_the_size_rule_stops_the_other_static_rules(make_repo: MakeRepo) -> None
     v = check_patch(f"--- a/a.py\n+++ b/a.py\n@@ -1,21 +1,21 @@\n{body}", repo, CFG)
     assert rules(v) == ["size"]
     assert "other static rules did not run" in v.layers[0].why
+
+
+# --- the secrets layer ----------------------------------------------------------------------
+
+# Keys are generated, never written out here: this file must not itself hold a secret.
+_RNG = random.Random(9)
+_ALNUM = string.ascii_letters + string.digits
+
+
+def _rand(n: int, alphabet: str = _ALNUM) -> str:
+    return "".join(_RNG.choice(alphabet) for _ in range(n))
+
+
+KEYS = {
+    "Anthropic API Key": "sk-ant-" + "api03-" + _rand(93, _ALNUM + "-_") + "AA",
+    "Anthropic admin": "sk-ant-" + "admin01-" + _rand(93, _ALNUM + "-_") + "AA",
+    "OpenAI Token": "sk-" + "proj-" + _rand(40) + "T3Blbk" + "FJ" + _rand(40),
+    "AWS Access Key": "AKIA" + _rand(16, string.ascii_uppercase + "234567"),
+    "GitHub Token": "ghp" + "_" + _rand(36),
+    "GitHub Fine-grained Token": "github" + "_pat_" + _rand(22) + "_" + _rand(59),
+    "GitLab Token": "glpat" + "-" + _rand(20),
+    "Slack Token": "xoxb"
+    + "-"
+    + _rand(11, string.digits)
+    + "-"
+    + _rand(12, string.digits)
+    + "-"
+    + _rand(24),
+    "Google API Key": "AI" + "za" + _rand(35, _ALNUM + "-_"),
+    "Stripe Access Key": "sk" + "_live_" + _rand(24),
+    "Hugging Face Token": "hf" + "_" + _rand(34),
+    "npm Access Token": "npm" + "_" + _rand(36),
+}
+PRIVATE_KEY_HEADER = "-----BEGIN RSA " + "PRIVATE KEY-----"
+
+
+def secret_rules(v: Verdict) -> list[tuple[str, str]]:
+    return [(x.rule, x.layer) for x in v.violations]
+
+
+@pytest.mark.parametrize("kind", sorted(KEYS))
+@pytest.mark.parametrize(
+    ("path", "template"),
+    [
+        ("notes.py", "# the key is {key}"),  # a comment
+        (".env", "API_KEY={key}"),  # dotenv
+        ("config/settings.yaml", "api_key: {key}"),
+        ("pyproject.toml", 'token = "{key}"'),
+        ("data.json", '{{"token": "{key}"}}'),
+        ("docs/setup.md", "Run `export TOKEN={key}` first."),
+    ],
+)
+def test_provider_keys_are_refused_in_any_file(
+    make_repo: MakeRepo, kind: str, path: str, template: str
+) -> None:
+    repo = make_repo({"a.py": "x = 1\n"})
+    v = check_patch(new_file(path, [template.format(key=KEYS[kind])]), repo, CFG)
+    assert secret_rules(v) == [("secrets", "secrets")], (kind, path, v.violations)
+    assert KEYS[kind] not in v.violations[0].message  # the message never repeats the value
+    expected = "Anthropic API Key" if kind == "Anthropic admin" else kind
+    assert f"({expected})" in v.violations[0].message
+
+
+def test_a_private_key_is_refused(make_repo: MakeRepo) -> None:
+    repo = make_repo({"a.py": "x = 1\n"})
+    v = check_patch(
+        new_file("deploy/id_rsa", [PRIVATE_KEY_HEADER, _rand(64), "-----END"]), repo, CFG
+    )
+    assert secret_rules(v) == [("secrets", "secrets")] and "Private Key" in v.violations[0].message
+
+
+def test_a_key_as_a_call_argument_is_refused(make_repo: MakeRepo) -> None:
+    # detect-secrets' indirect-reference filter (`x = get(...)`) is for guesses, not formats.
+    repo = make_repo({"a.py": "x = 1\n"})
+    line = f'key = os.environ.get("KEY", "{KEYS["Anthropic API Key"]}")'
+    v = check_patch(new_file("b.py", [line]), repo, CFG)
+    assert "Anthropic API Key" in v.violations[0].message
+
+
+def pieces(key: str) -> list[str]:
+    # 12 characters each: too short for an entropy guess, and no piece holds a whole format.
+    return [key[i : i + 12] for i in range(0, len(key), 12)]
+
+
+def quoted(key: str, quote: str = '"') -> list[str]:
+    return [f"{quote}{p}{quote}" for p in pieces(key)]
+
+
+@pytest.mark.parametrize("kind", ["Anthropic API Key", "Google API Key", "AWS Access Key"])
+@pytest.mark.parametrize("form", ["implicit", "implicit lines", "plus lines", "join"])
+def test_a_key_split_across_python_literals_is_refused(
+    make_repo: MakeRepo, kind: str, form: str
+) -> None:
+    parts = quoted(KEYS[kind])
+    lines = {
+        "implicit": ["KEY = " + " ".join(parts)],
+        "implicit lines": ["KEY = (", *[f"    {p}" for p in parts], ")"],
+        "plus lines": ["KEY = (", *[f"    + {p}" for p in parts], ")"],
+        "join": ['KEY = "".join([' + ", ".join(parts) + "])"],
+    }[form]
+    if form == "plus lines":
+        lines[1] = lines[1].replace("+ ", "")
+    repo = make_repo({"a.py": "x = 1\n"})
+    patch = new_file("b.py", lines)
+    for p in pieces(KEYS[kind]):  # no line alone is a secret
+        assert check_patch(new_file("c.py", [f'X = "{p}"']), repo, CFG).accepted
+    v = check_patch(patch, repo, CFG)
+    assert secret_rules(v) == [("secrets", "secrets")], v.violations
+    assert f"({kind})" in v.violations[0].message
+
+
+def test_a_split_key_added_next_to_existing_code_is_refused(make_repo: MakeRepo) -> None:
+    # Only the last piece is on an added line: the joined value still touches it.
+    parts = quoted(KEYS["Google API Key"])
+    old = ["KEY = (", *[f"    {p}" for p in parts[:-1]], ")"]
+    repo = make_repo({"a.py": "".join(f"{ln}\n" for ln in old)})
+    body = "".join(f" {ln}\n" for ln in old[:-1]) + f"+    {parts[-1]}\n )\n"
+    v = check_patch(
+        f"--- a/a.py\n+++ b/a.py\n@@ -1,{len(old)} +1,{len(old) + 1} @@\n{body}", repo, CFG
+    )
+    assert "(Google API Key)" in v.violations[0].message
+
+
+def test_a_key_split_across_literals_in_javascript_is_refused(make_repo: MakeRepo) -> None:
+    repo = make_repo({"a.py": "x = 1\n"})
+    line = "const token = " + " + ".join(quoted(KEYS["GitHub Fine-grained Token"], "'")) + ";"
+    v = check_patch(new_file("web/app.js", [line]), repo, CFG)
+    assert secret_rules(v) == [("secrets", "secrets")]
+    assert "(GitHub Fine-grained Token)" in v.violations[0].message
+
+
+HEX = "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"  # sha256(b"hello")
+
+
+@pytest.mark.parametrize(
+    "lines",
+    [
+        ['    assert hashlib.sha256(b"hello").hexdigest() == "{hex}"'],
+        ['    expected = "{hex}"', "    assert sha256(b'hello').hexdigest() == expected"],
+        [
+            '    digest = hashlib.new("sha256", b"hello")',
+            '    assert digest.hexdigest() == "{hex}"',
+        ],
+    ],
+)
+def test_a_hex_digest_in_a_test_next_to_a_hashing_call_is_accepted(
+    make_repo: MakeRepo, lines: list[str]
+) -> None:
+    assert hashlib.sha256(b"hello").hexdigest() == HEX
+    repo = make_repo({"a.py": "x = 1\n"})
+    body = ["import hashlib", "from hashlib import sha256", "", "", "def test_digest():"]
+    body += [ln.format(hex=HEX) for ln in lines]
+    v = check_patch(new_file("tests/test_digest.py", body), repo, CFG)
+    assert v.accepted, v.violations
+
+
+def test_high_entropy_secrets_stay_refused(make_repo: MakeRepo) -> None:
+    repo = make_repo({"a.py": "x = 1\n"})
+    # A hex secret in a test with no hashing call near it.
+    far = ["def test_x():", f'    token = "{HEX}"', "    assert token"]
+    v = check_patch(new_file("tests/test_far.py", far), repo, CFG)
+    assert [(x.rule, x.line) for x in v.violations] == [("secrets", 2)]
+    assert "Hex High Entropy String" in v.violations[0].message
+    # The same digest next to a hashing call, but in source code: only tests are excused.
+    src = ["import hashlib", "", f'SEED = "{HEX}"  # hashlib.sha256 of the seed']
+    assert rules(check_patch(new_file("pkg/seed.py", src), repo, CFG)) == ["secrets"]
+    # A hex string of no digest's length next to a hashing call, in a test.
+    odd = [
+        "import hashlib",
+        "def test_x():",
+        f'    assert hashlib.md5(b"").hexdigest() != "{HEX[:50]}"',
+    ]
+    assert rules(check_patch(new_file("tests/test_odd.py", odd), repo, CFG)) == ["secrets"]
+    # A provider key beside a hashing call, in a test: a format is never excused.
+    key = [
+        "import hashlib",
+        "def test_x():",
+        f'    assert hashlib.sha256(b"{KEYS["AWS Access Key"]}")',
+    ]
+    assert rules(check_patch(new_file("tests/test_key.py", key), repo, CFG)) == ["secrets"]
+
+
+def test_ordinary_code_and_text_are_accepted(make_repo: MakeRepo) -> None:
+    repo = make_repo({"a.py": "x = 1\n"})
+    lines = [
+        'MESSAGE = "a long message " "that continues on " + "and on"',
+        'URL = "https://example.org/" "path/to/resource"',
+        "# sk-ant-... keys go in the ANTHROPIC_API_KEY environment variable",
+        'KEY = os.environ["ANTHROPIC_API_KEY"]',
+    ]
+    assert check_patch(new_file("b.py", lines), repo, CFG).accepted
+    env = ["ANTHROPIC_API_KEY=", "DEBUG=1", "NAME=harness"]
+    assert check_patch(new_file(".env.example", env), repo, CFG).accepted
+
+
+def test_secrets_off_accepts_and_the_layer_runs_only_after_static(make_repo: MakeRepo) -> None:
+    repo = make_repo({"a.py": "x = 1\n"})
+    patch = new_file("b.py", [f'KEY = "{KEYS["Stripe Access Key"]}"'])
+    assert check_patch(patch, repo, GuardConfig(secrets=False)).accepted
+    # A static refusal (a path outside the lanes) stops the secrets layer.
+    v = check_patch(patch, repo, GuardConfig(lanes=["docs/**"]))
+    assert rules(v) == ["paths"] and ran(v) == {"static": True, "secrets": False}
