@@ -227,10 +227,21 @@ def _is_digest_in_test(value: str, line_no: int, new_lines: list[str]) -> bool:
 # --- the rule ---------------------------------------------------------------------------------
 
 
+# An added line that may hold part of a joined string: two literals, a line that starts with a
+# literal or a '+', one that ends in '+', or a join. Parsing the file costs more than scanning
+# its added lines, so it is parsed only when one of them is there.
+_JOIN_HINT = re.compile(
+    rf"""{_LITERAL}\s*\+?\s*{_LITERAL}|^\s*(?:[rRbBuUfF]{{0,2}}["']|\+)|\+\s*\(?\s*$|\.join\("""
+)
+
+
 def _candidates(fc: FileChange) -> Iterator[tuple[int, str]]:
     """Every added line, then the joined literals that touch an added line."""
     yield from fc.added_lines
     joined: Iterator[tuple[int, str]] | None = None
+    hinted = any(_JOIN_HINT.search(text) for _, text in fc.added_lines)
+    if not hinted:
+        return
     if fc.path.endswith((".py", ".pyi")) and fc.new_text:
         added = {n for n, _ in fc.added_lines}
         lines = [ln.rstrip("\r\n") for ln in fc.new_lines]
