@@ -273,7 +273,7 @@ def ruff_findings(pol: Policy, path: str) -> list[Finding]:
     return result.findings
 
 
-def bench(count: int, seed: int) -> None:
+def bench(count: int, seed: int, out: Path | None = None) -> None:
     os.environ.setdefault("HARNESS_CACHE_DIR", tempfile.mkdtemp(prefix="bench-verify-cache-"))
     git("reset", "-q", "--hard")
     git("clean", "-qfdx", "-e", "*.egg-info")
@@ -308,10 +308,13 @@ def bench(count: int, seed: int) -> None:
             # The per-patch check, as the loop runs it.
             t0 = time.monotonic()
             lint = new_findings(ruff_before[patch.path], ruff_findings(pol, patch.path))
-            check = verifier.check([patch.path])
+            # As in the loop, a patch ruff refuses goes no further.
+            check = None if lint else verifier.check([patch.path])
             quick_secs = time.monotonic() - t0
-            quick_ok = check.ok and not lint
-            quick_why = [f"ruff {f.code} {f.message}" for f in lint] + check.reasons
+            quick_ok = check is not None and check.ok
+            quick_why = [f"ruff {f.code} {f.message}" for f in lint] + (
+                check.reasons if check else []
+            )
             # The full gates on the same tree, against the start.
             t0 = time.monotonic()
             after = run_gates(REPO, pol)
@@ -326,20 +329,22 @@ def bench(count: int, seed: int) -> None:
                 "full_ok": not regs,
                 "quick_s": quick_secs,
                 "full_s": full_secs,
-                "selection": check.selection,
-                "tests_run": len(check.tests_run),
+                "selection": check.selection if check else "ruff",
+                "tests_run": len(check.tests_run) if check else 0,
                 "quick_why": quick_why[:3],
                 "full_why": [r.message for r in regs[:3]],
-                "why": check.why,
+                "why": check.why if check else "refused by ruff",
             }
             rows.append(row)
             print(
                 f"[{i:2}/{len(patches)}] {patch.kind:8} quick {'ok ' if quick_ok else 'BAD'} "
-                f"{quick_secs:5.1f}s ({check.selection}, {len(check.tests_run)} tests)  "
+                f"{quick_secs:5.1f}s ({row['selection']}, {row['tests_run']} tests)  "
                 f"full {'ok ' if not regs else 'BAD'} {full_secs:5.1f}s  {patch.name}",
                 flush=True,
             )
     git("reset", "-q", "--hard")
+    if out is not None:
+        out.write_text(json.dumps(rows, indent=1), encoding="utf-8")
     report(rows, start_secs, base_secs)
 
 
@@ -355,7 +360,7 @@ def report(rows: list[dict[str, object]], start_secs: float, base_secs: float) -
         f"refused by the full gates: {sum(not r['full_ok'] for r in rows)}; "
         f"by the per-patch check: {sum(not r['quick_ok'] for r in rows)}"
     )
-    for sel in ("selected", "all", "none"):
+    for sel in ("selected", "all", "none", "ruff"):
         print(f"  selection {sel}: {sum(r['selection'] == sel for r in rows)}")
     print(
         f"per patch, wall: per-patch check mean {statistics.mean(quick):.2f}s "
@@ -384,11 +389,12 @@ def main() -> None:
     r = sub.add_parser("run")
     r.add_argument("--patches", type=int, default=60)
     r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--out", type=Path, help="write each patch's row here as JSON")
     args = parser.parse_args()
     if args.cmd == "prepare":
         prepare()
     else:
-        bench(args.patches, args.seed)
+        bench(args.patches, args.seed, args.out)
 
 
 if __name__ == "__main__":

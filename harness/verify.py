@@ -42,6 +42,7 @@ from harness.gates.common import (
     HARNESS_PYTHON,
     config_path,
     one_line,
+    proc_failure,
     rel_path,
     repo_pythonpath,
     run_tool,
@@ -64,6 +65,13 @@ STOP_WAIT = 10.0
 
 
 _CONFIRM_BATCH = 5  # failing tests re-run together while looking for one that is not flaky
+
+# A patch's tests get this many times what they took at the block's start (pytest's start-up
+# included) before the patch counts as one that makes a test hang: a mutant that loops forever
+# would otherwise cost the pytest gate's whole timeout. Never less than the floor (a load spike
+# must not refuse a harmless patch), never more than the gate's own timeout.
+TIMEOUT_FACTOR = 5.0
+TIMEOUT_FLOOR = 10.0
 
 
 class PatchCheck(BaseModel):
@@ -155,6 +163,11 @@ class Verifier:
         self.passed_at_start = {
             t.id for t in (start.tests if start else []) if t.outcome == "passed"
         }
+        # What the start's pytest gate measured: each test's time, and the rest of its wall time
+        # (start-up, collection, coverage), which every run pays once.
+        self.durations = {t.id: t.seconds for t in (start.tests if start else [])}
+        self.suite_seconds = start.seconds if start else 0.0
+        self.overhead = max(0.0, self.suite_seconds - sum(self.durations.values()))
 
     # ------------------------------------------------------------------ lifecycle
     def __enter__(self) -> Verifier:
@@ -305,6 +318,26 @@ class Verifier:
             if "" in ran:
                 import_time.append(n)
         tests.discard("")
+        said = ""
+        if import_time and path.endswith(".py") and _signature_only(old.stdout, new_text):
+            # Only function signatures changed among what runs at import (a default, an
+            # annotation): a changed def line then reaches the calls of its function alone,
+            # which are the tests that ran its body.
+            start_text = cmap_text(self.repo, cmap.commit, path)
+            callers: set[str] = set()
+            explained = []
+            for n in import_time:
+                body_tests = _body_tests(start_text, n, by_line)
+                if body_tests:
+                    callers |= body_tests
+                    explained.append(n)
+            if explained:
+                tests |= callers
+                import_time = [n for n in import_time if n not in explained]
+                said = (
+                    f"{path}: line(s) {_ranges(explained)} in a function's signature: "
+                    f"{len(callers)} test(s) that ran its body"
+                )
         if import_time:
             # Code that runs at import (a constant, a def line) reaches whatever uses the module.
             tests |= cmap.tests_of_file(path)
@@ -317,6 +350,8 @@ class Verifier:
                 f"{path}: line(s) {_ranges(import_time)} run at import: "
                 f"{len(tests)} test(s) that run code of {path}"
             )
+        if said:
+            return tests, said
         if not tests:
             return tests, f"{path}: no test runs the changed lines"
         return tests, f"{path}: {len(tests)} test(s) run the changed lines"
@@ -326,38 +361,65 @@ class Verifier:
     ) -> tuple[list[str], list[str], list[str]]:
         if selection == "none":
             return [], [], []
+        if selection == "all":
+            return self._check_suite()
+        # One failure that survives its re-runs is enough to refuse the patch: pytest stops at
+        # the first failure (-x), that failure is re-run, and only if it was flaky do the tests
+        # after it run. A broken patch then costs one failing test, not all of them.
+        outcomes: dict[str, str] = {}
+        flaky: list[str] = []
+        remaining = list(tests)
+        while remaining:
+            try:
+                got = self._run_until_failure(remaining)
+            except GateError as exc:
+                return [str(exc)], sorted(outcomes), sorted(flaky)
+            if got is None:
+                # pytest refused the list (an id that no longer exists): run_tests sorts that out.
+                try:
+                    got = run_tests(self.repo, self._timed(remaining), remaining)
+                except GateError as exc:
+                    return [f"pytest could not run: {exc}"], sorted(outcomes), sorted(flaky)
+                outcomes |= got
+                reasons, more = self._judge(remaining, got)
+                return reasons, sorted(outcomes), sorted(flaky + more)
+            outcomes |= got
+            ran_now = [t for t in remaining if t in got]
+            confirmed, more = self._confirm([t for t in ran_now if got[t] in _BAD])
+            flaky += more
+            if confirmed:
+                return (
+                    [
+                        f"test {t} passed at the block's start and is {got[t]} now"
+                        for t in confirmed
+                    ],
+                    sorted(outcomes),
+                    sorted(flaky),
+                )
+            stopped = any(o in ("failed", "error") for o in got.values())
+            remaining = [t for t in remaining if t not in got]
+            if not (stopped and ran_now):
+                break
+        # Not stopped by a failure, yet not reported: they did not run (a collection error).
+        reasons = [f"test {t} passed at the block's start and did not run now" for t in remaining]
+        return reasons, sorted(outcomes), sorted(flaky)
+
+    def _check_suite(self) -> tuple[list[str], list[str], list[str]]:
         try:
-            if selection == "all":
-                outcomes = self._run_suite()
-            else:
-                outcomes = run_tests(self.repo, self.policy, tests)
+            outcomes = self._run_suite()
         except GateError as exc:
-            return [f"pytest could not run: {exc}"], tests, []
-        ran = sorted(outcomes)
-        judged = sorted(self.passed_at_start) if selection == "all" else tests
+            return [f"pytest could not run: {exc}"], [], []
+        reasons, flaky = self._judge(sorted(self.passed_at_start), outcomes)
+        return reasons, sorted(outcomes), flaky
+
+    def _judge(self, judged: list[str], outcomes: dict[str, str]) -> tuple[list[str], list[str]]:
+        """Reasons to refuse (the tests of `judged` that got worse and are not flaky), and the
+        flaky ones."""
         worse = {t: outcomes.get(t, "missing") for t in judged}
         worse = {t: o for t, o in worse.items() if o in (*_BAD, "missing")}
         flaky: list[str] = []
-        failing = sorted(t for t, o in worse.items() if o != "missing")
-        confirmed = any(o == "missing" for o in worse.values())
-        # One failure that survives its re-runs is enough to refuse the patch: re-run a few at
-        # a time and stop at the first confirmed one, not every failing test of a broken patch.
-        batches = [failing[i : i + _CONFIRM_BATCH] for i in range(0, len(failing), _CONFIRM_BATCH)]
-        for batch in batches:
-            if confirmed:
-                break
-            pending = list(batch)
-            for _ in range(self.policy.regression.rerun_failed):
-                if not pending:
-                    break
-                try:
-                    again = run_tests(self.repo, self.policy, pending)
-                except GateError:
-                    break
-                now_passing = [t for t in pending if again.get(t) == "passed"]
-                flaky += now_passing
-                pending = [t for t in pending if t not in now_passing]
-            confirmed = bool(pending)
+        if not any(o == "missing" for o in worse.values()):
+            _, flaky = self._confirm(sorted(t for t, o in worse.items() if o != "missing"))
         reasons = [
             f"test {t} passed at the block's start and is {o} now"
             if o != "missing"
@@ -365,11 +427,79 @@ class Verifier:
             for t, o in sorted(worse.items())
             if t not in flaky
         ]
-        return reasons, ran, sorted(flaky)
+        return reasons, sorted(flaky)
+
+    def _confirm(self, failing: list[str]) -> tuple[list[str], list[str]]:
+        """Re-run failing tests a few at a time until some fail every re-run: those (confirmed),
+        and the ones that passed on a re-run (flaky). Stops at the first confirmed batch."""
+        flaky: list[str] = []
+        for i in range(0, len(failing), _CONFIRM_BATCH):
+            pending = failing[i : i + _CONFIRM_BATCH]
+            for _ in range(self.policy.regression.rerun_failed):
+                if not pending:
+                    break
+                try:
+                    again = run_tests(self.repo, self._timed(pending), pending)
+                except GateError:
+                    break
+                now_passing = [t for t in pending if again.get(t) == "passed"]
+                flaky += now_passing
+                pending = [t for t in pending if t not in now_passing]
+            if pending:
+                return pending, flaky
+        return [], flaky
+
+    def budget(self, tests: list[str] | None) -> float:
+        """Seconds a run of `tests` (None: the whole suite) gets; see TIMEOUT_FACTOR."""
+        limit = pytest_gate.pytest_config(self.policy.gates.pytest).timeout
+        if self.suite_seconds <= 0:
+            return limit  # nothing measured to scale from
+        took = (
+            self.suite_seconds
+            if tests is None
+            else self.overhead + sum(self.durations.get(t, 0.0) for t in tests)
+        )
+        return min(limit, max(TIMEOUT_FLOOR, TIMEOUT_FACTOR * took))
+
+    def _timed(self, tests: list[str] | None) -> Policy:
+        policy = self.policy.model_copy(deep=True)
+        policy.gates.pytest.timeout = self.budget(tests)
+        return policy
+
+    def _run_until_failure(self, ids: list[str]) -> dict[str, str] | None:
+        """Run `ids`, stopping at the first test that fails or errors: the outcome of each test
+        that ran; None when pytest refused the list itself (usage error, no report). Raises
+        GateError when the run tells nothing, a hang (past the budget) included."""
+        policy = self._timed(ids)
+        cfg = pytest_gate.pytest_config(policy.gates.pytest)
+        ctx = context_for(self.repo, policy, cfg)
+        with tempfile.TemporaryDirectory(prefix="harness-verify-") as tmp_name:
+            tmp = Path(tmp_name)
+            junit = tmp / "junit.xml"
+            argv = [*pytest_gate.base_argv(ctx.python, junit), "-x", *cfg.args, "--", *ids]
+            proc = run_tool(argv, ctx, env=pytest_gate.tool_env(ctx, tmp))
+            text = junit.read_text(encoding="utf-8") if junit.is_file() else None
+        if proc.timed_out:
+            raise GateError(
+                f"the {len(ids)} selected test(s) did not finish in {cfg.timeout:g}s "
+                f"({TIMEOUT_FACTOR:g}x their time at the block's start): the patch makes "
+                "one hang or crawl"
+            )
+        why = proc_failure("pytest", proc, ctx, "pytest")
+        if why is not None:
+            raise GateError(f"pytest could not run: {why}")
+        if text is None:
+            if proc.returncode == 4:
+                return None
+            raise GateError(f"pytest could not run: it wrote no JUnit XML report: {proc.tail}")
+        try:
+            return {t.id: t.verdict for t in pytest_gate.parse_junit(text, self.repo)}
+        except ValueError as exc:
+            raise GateError(f"pytest could not run: unparsable JUnit XML: {exc}") from exc
 
     def _run_suite(self) -> dict[str, str]:
         """The whole suite as the pytest gate runs it, without the coverage measurement."""
-        policy = self.policy.model_copy(deep=True)
+        policy = self._timed(None)
         policy.gates.pytest.cov = []
         policy.gates.pytest.fail_under = None
         result = run_gates(self.repo, policy, only=["pytest"], use_cache=False).results["pytest"]
@@ -664,3 +794,92 @@ def _module_level(text: str, lines: set[int]) -> set[int]:
         if isinstance(node, ast.stmt):
             executable.add(node.lineno)
     return {n for n in lines if n not in inside and n in executable}
+
+
+class _Bodiless(ast.NodeTransformer):
+    """A module with every function reduced to its name and decorators: what runs at import,
+    but for signatures."""
+
+    def visit_FunctionDef(self, node: ast.FunctionDef) -> ast.AST:
+        return self._strip(node)
+
+    def visit_AsyncFunctionDef(self, node: ast.AsyncFunctionDef) -> ast.AST:
+        return self._strip(node)
+
+    def _strip(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> ast.AST:
+        node.body = [ast.Pass()]
+        node.args = ast.arguments(
+            posonlyargs=[],
+            args=[],
+            vararg=None,
+            kwonlyargs=[],
+            kw_defaults=[],
+            kwarg=None,
+            defaults=[],
+        )
+        node.returns = None
+        node.type_comment = None
+        return node
+
+
+# Expressions that can do more than compute a value when a default or annotation is evaluated.
+_ACTIONS = (ast.Call, ast.NamedExpr, ast.Await, ast.Yield, ast.YieldFrom)
+
+
+def _signature_only(old: str, new: str) -> bool:
+    """Whether `new` runs the same code as `old` at import but for function signatures, and the
+    signatures it changed call nothing: a new default that calls something could change the
+    module's state for every user of it."""
+    try:
+        before, after = ast.parse(old), ast.parse(new)
+        bare_before, bare_after = (
+            _Bodiless().visit(ast.parse(old)),
+            _Bodiless().visit(ast.parse(new)),
+        )
+    except SyntaxError:
+        return False
+    if ast.dump(bare_before) != ast.dump(bare_after):
+        return False
+    for was, now in zip(_import_functions(before), _import_functions(after), strict=True):
+        sig_was = ast.dump(was.args) + ast.dump(was.returns or ast.Pass())
+        sig_now = ast.dump(now.args) + ast.dump(now.returns or ast.Pass())
+        if sig_was != sig_now and any(
+            isinstance(n, _ACTIONS)
+            for part in (now.args, now.returns)
+            if part is not None
+            for n in ast.walk(part)
+        ):
+            return False
+    return True
+
+
+def _import_functions(
+    tree: ast.AST,
+) -> list[ast.FunctionDef | ast.AsyncFunctionDef]:
+    """The functions defined when the module is imported (module and class level, inside if and
+    try too), in source order; not those nested in a function."""
+    out: list[ast.FunctionDef | ast.AsyncFunctionDef] = []
+    for node in ast.iter_child_nodes(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            out.append(node)
+        elif isinstance(node, ast.stmt | ast.excepthandler | ast.match_case):
+            out += _import_functions(node)
+    return out
+
+
+def _body_tests(text: str, line: int, by_line: dict[int, frozenset[str]]) -> set[str]:
+    """The tests that ran the body of the function whose signature (decorators to the line
+    before its body) holds `line`; empty when none does."""
+    try:
+        tree = ast.parse(text)
+    except SyntaxError:
+        return set()
+    for fn in _import_functions(tree):
+        body = fn.body[0].lineno
+        if _first_line(fn) <= line < body:
+            out: set[str] = set()
+            for n in range(body, (fn.end_lineno or body) + 1):
+                out |= by_line.get(n, frozenset())
+            out.discard("")
+            return out
+    return set()

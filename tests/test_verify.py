@@ -113,9 +113,89 @@ def test_a_line_run_at_import_selects_the_tests_that_use_the_module(
     with _verifier(repo, "pytest") as v:
         _edit(repo, "pkg/mod.py", "LIMIT = 3", "LIMIT = 0")
         check = v.check(["pkg/mod.py"])
-    assert check.selection == "selected" and "run at import" in check.why
-    assert check.tests_run == [BIG, SMALL]
-    assert not check.ok and len(check.reasons) == 2
+    assert check.selection == "selected" and "run at import: 2 test(s)" in check.why
+    # Both are selected; pytest stops at the first one that fails, and that one refuses it.
+    assert check.tests_run == [BIG]
+    assert check.reasons == [f"test {BIG} passed at the block's start and is failed now"]
+
+
+def test_a_changed_signature_selects_the_tests_that_ran_its_body(
+    make_repo: Callable[..., Path],
+) -> None:
+    repo = make_repo(FILES)
+    with _verifier(repo, "pytest") as v:
+        _edit(repo, "pkg/mod.py", "def big(x: int)", "def big(x: int, k: int = 0)")
+        plain = v.check(["pkg/mod.py"])
+        git(repo, "checkout", "-q", "--", ".")
+        # A default that calls something runs at import and may change the module for all.
+        _edit(repo, "pkg/mod.py", "def big(x: int)", "def big(x: int, k: int = len([]))")
+        calls = v.check(["pkg/mod.py"])
+    assert plain.ok and plain.tests_run == [BIG] and "signature" in plain.why
+    assert calls.ok and calls.tests_run == [BIG, SMALL] and "run at import" in calls.why
+
+
+def test_only_signatures_changed_at_import_is_told_from_other_changes() -> None:
+    from harness.verify import _signature_only
+
+    old = (
+        "import functools\n\nN = 1\n\n\ndef f(a, b=1):\n    return a\n\n\n"
+        "class C:\n    def m(self, x=2):\n        return x\n"
+    )
+    same = {
+        "a default": old.replace("b=1", "b=2"),
+        "a method's default": old.replace("x=2", "x=(3, -1)"),
+        "a body": old.replace("return a", "return b"),
+    }
+    other = {
+        "a default that calls": old.replace("b=1", "b=print()"),
+        "a constant": old.replace("N = 1", "N = 2"),
+        "a name": old.replace("def f", "def g"),
+        "a decorator": old.replace("def f", "@functools.cache\ndef f"),
+        "a new statement": old.replace("\n\nclass C", "\nX = 1\n\nclass C"),
+    }
+    assert [k for k, new in same.items() if not _signature_only(old, new)] == []
+    assert [k for k, new in other.items() if _signature_only(old, new)] == []
+
+
+def test_a_patch_that_hangs_is_refused_within_its_budget(
+    make_repo: Callable[..., Path],
+) -> None:
+    from harness.verify import TIMEOUT_FLOOR
+
+    repo = make_repo(FILES)
+    with _verifier(repo, "pytest") as v:
+        budget = v.budget([BIG])
+        _edit(repo, "pkg/mod.py", "    return x > LIMIT", "    while True:\n        pass")
+        check = v.check(["pkg/mod.py"])
+    # Scaled from what the start measured, far below the gate's own 600 s.
+    assert TIMEOUT_FLOOR <= budget < 600
+    assert not check.ok and check.tests_run == []
+    assert check.reasons == [
+        f"the 1 selected test(s) did not finish in {budget:g}s (5x their time at the block's "
+        "start): the patch makes one hang or crawl"
+    ]
+    assert check.seconds < budget + 30
+
+
+def test_a_flaky_first_failure_does_not_hide_a_real_one(
+    make_repo: Callable[..., Path], tmp_path: Path
+) -> None:
+    trigger = tmp_path / "fail-once"
+    flaky = (
+        "from pathlib import Path\n\nfrom pkg.mod import big\n\n\ndef test_flaky():\n"
+        f"    trigger = Path({str(trigger)!r})\n"
+        "    if trigger.exists():\n        trigger.unlink()\n        raise AssertionError\n"
+        "    assert big(9)\n"
+    )
+    repo = make_repo({**FILES, "tests/test_aflaky.py": flaky})
+    with _verifier(repo, "pytest") as v:
+        _edit(repo, "pkg/mod.py", "x > LIMIT", "x >= LIMIT")
+        trigger.write_text("")
+        check = v.check(["pkg/mod.py"])
+    first = "tests/test_aflaky.py::test_flaky"
+    assert not check.ok and check.flaky == [first]
+    assert check.tests_run == [first, BIG]
+    assert check.reasons == [f"test {BIG} passed at the block's start and is failed now"]
 
 
 def test_lines_moved_by_a_landed_commit_still_map_to_their_tests(
