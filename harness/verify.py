@@ -7,13 +7,19 @@ interpreter). A changed line is widened to its whole statement (coverage records
 lines of a multi-line one) and mapped back to the start commit through the diff of what landed
 since; the tests that ran it are selected. A line that runs at import time (a constant, a def
 line, a decorator) reaches anything that uses the module, so it selects every test that ran code
-of that file. What the map cannot answer (a new, deleted or unmeasured file, a test file, a
-conftest.py, configuration) runs the whole suite. A test that passed at the block's start and
-fails, errors or is skipped now is a reason to refuse, once re-runs show it is not flaky (the
-same rule as the full gates' compare).
+of that file; but when all the module changed at import is function signatures (a default, an
+annotation, none of them calling anything), a changed def line reaches only the calls of its
+function: the tests that ran its body. What the map cannot answer (a new, deleted or unmeasured
+file, a test file, a conftest.py, configuration) runs the whole suite. A test that passed at the
+block's start and fails, errors or is skipped now is a reason to refuse, once re-runs show it is
+not flaky (the same rule as the full gates' compare). pytest stops at the first failure and
+only that one is re-run; the tests after it run only if it was flaky. A run that takes
+TIMEOUT_FACTOR times what the start measured for its tests is a hang, and refuses the patch.
 
 Known blind spots, which the full gates at the iteration's end still catch: code that runs once
-for many tests (a session or module fixture, a cache) is recorded only for the first of them.
+for many tests (a session or module fixture, a cache) is recorded only for the first of them;
+a test that reads a signature without calling its function (`inspect.signature`, a help text
+built from defaults) is not selected for a changed default.
 """
 
 from __future__ import annotations
