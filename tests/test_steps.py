@@ -260,7 +260,7 @@ def test_apply_to_policy(seed: StepsScript) -> None:
     [
         ("# Title\n\nJust prose.\n", "no blocks found"),
         ("## BLOCK 1 — a\n\n## BLOCK 1 — b\n", "block 1 appears twice"),
-        ("## BLOCK 1 — a\n\nRun:\n```\nruff check 'x\n```\n", r"x\.md:4: cannot parse command"),
+        ("## BLOCK 1 — a\n\nRun:\n```\nruff check 'x\n```\n", r"x\.md:5: cannot parse command"),
     ],
 )
 def test_parse_errors(text: str, message: str) -> None:

@@ -9,11 +9,20 @@ from rich.markup import escape
 from rich.tree import Tree
 
 from harness import ui
-from harness.steps import GateMapping, StepsScript, load_steps
+from harness.steps import GateMapping, StepsScript, Target, load_steps
+
+
+def _at(line: int | None) -> str:
+    return f"[dim]line {line}[/dim]  " if line is not None else ""
+
+
+def _target_label(t: Target) -> str:
+    value = f"start - {t.value:g}" if t.reduction else f"{t.value:g}"
+    return f"{_at(t.line)}{t.metric} {t.op} {value}  [dim]{escape(t.source)}[/dim]"
 
 
 def _mapping_label(m: GateMapping) -> str:
-    cmd = f"[bold]{escape(m.command)}[/bold]"
+    cmd = f"{_at(m.line)}[bold]{escape(m.command)}[/bold]"
     if m.shell:
         cmd += " [dim](pipes/redirects not part of the gate)[/dim]"
     if m.kind == "fixer":
@@ -44,7 +53,7 @@ def render(script: StepsScript) -> Tree:
     blocks = tree.add(f"Blocks ({len(script.blocks)})")
     for b in script.blocks:
         suffix = "  [magenta](final gates)[/magenta]" if b.final else ""
-        node = blocks.add(f"[bold]BLOCK {b.number}[/bold] {escape(b.title)}{suffix}")
+        node = blocks.add(f"{_at(b.line)}[bold]BLOCK {b.number}[/bold] {escape(b.title)}{suffix}")
         if b.goals:
             goals = node.add("goals")
             for g in b.goals:
@@ -55,7 +64,7 @@ def render(script: StepsScript) -> Tree:
         if b.targets:
             targets = node.add("targets")
             for t in b.targets:
-                targets.add(f"{t.metric} {t.op} {t.value:g}  [dim]{escape(t.source)}[/dim]")
+                targets.add(_target_label(t))
     guard = tree.add(f"Guardrails ({len(script.guardrails)})")
     for rail in script.guardrails:
         value = f" = {escape(str(rail.value))}" if rail.value is not None else ""
@@ -79,7 +88,10 @@ def command(
     file: Path = typer.Argument(..., help="The STEPS markdown script."),
     json_: bool = typer.Option(False, "--json", help="Print the parsed script as JSON."),
 ) -> None:
-    """Show what was understood of a STEPS script: blocks, gates, guardrails, and what was not."""
+    """Show what was understood of a STEPS script: blocks, gates, guardrails, and what was not.
+
+    Each block, gate command and target names the script line it was read from.
+    """
     script = load_steps(file)
     if json_:
         ui.print_json(script.model_dump(mode="json"))
