@@ -7,6 +7,7 @@ the canonical shape (`to_markdown`), parses to the same blocks, gates and target
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from harness.cli import app
+from harness.errors import StepsError
 from harness.steps import StepsScript, parse_steps, to_markdown
 
 # One heading level per script, as people write them; the styles mix freely.
@@ -133,6 +135,77 @@ def test_round_trip_through_the_json_keeps_blocks_gates_and_targets(
     assert shape(shown) == shape(parsed)
     again = parse_steps(to_markdown(shown), "again.md")
     assert shape(again) == shape(parsed)
+
+
+# Lines in the shapes above, with a marker word each, mixed at random: whatever the parser makes
+# of them, every word of the script is somewhere in what it returns (a block, the title, a
+# guardrail, the output template, or `unplaced`), except the labels and markers of structure.
+LINES = [
+    "# Title one",
+    "## BLOCK 1 — Lint zeta",
+    "## 2) Types kappa",
+    "### Sub lambda",
+    "A) Ruff omega",
+    "**BLOCK 3 — Bold sigma**",
+    "**Gate:**",
+    "Gate",
+    "Run:",
+    "Run `ruff check src` again",
+    "- Fix imports alpha",
+    "  - nested beta",
+    "1) first gamma",
+    "5) Re-run gates: `mypy src; pytest -q`",
+    "```bash",
+    "```",
+    "ruff check src",
+    "types-PyYAML",
+    '{ "ok": <bool> }',
+    "Output a single JSON line:",
+    "> quoted delta",
+    "---",
+    "",
+    "## Guardrails",
+    "- At most 9 lines per file epsilon",
+    "## Goals",
+    "Append to `notes/LOG.md` eta",
+    "Plain words theta",
+    "```json",
+    "## Notes iota",
+    "Triage: run `pytest -x` mu",
+    "**Gate:** `pytest -q` nu",
+    "    indented xi",
+    "<div>html pi</div>",
+    "## Final Gates",
+    "- Ruff: \u2212300 findings rho",
+    "Gate:  ",
+    "`make check`",
+    "## 1. Context tau",
+]
+STRUCTURE = {"gate", "run", "re", "output", "json", "block", "bash", "again", "final", "gates"}
+STRUCTURE |= {"a", "single", "line", "guardrails", "goals", "1", "2", "3", "5", "div"}
+
+
+def _words(text: str) -> set[str]:
+    return set(re.findall(r"[a-z0-9_]+", text.lower()))
+
+
+@settings(max_examples=150, deadline=None)
+@given(lines=st.lists(st.sampled_from(LINES), max_size=30))
+def test_nothing_is_dropped(lines: list[str]) -> None:
+    try:
+        script = parse_steps("\n".join(lines) + "\n", "fuzz.md")
+    except StepsError as exc:
+        assert "no blocks found" in str(exc) or "appears twice" in str(exc)
+        return
+    said: list[str] = []
+    fence = False
+    for line in lines:
+        if (not fence and line.startswith("```")) or (fence and line.strip() == "```"):
+            fence = not fence
+        elif not (fence and line.lstrip().startswith("#")):  # a shell comment is commentary
+            said.append(line)
+    dump = json.dumps(script.model_dump(mode="json"), ensure_ascii=False).replace("\\n", " ")
+    assert _words("\n".join(said)) - _words(dump) - STRUCTURE == set()
 
 
 # --- mutations: each must change the parse, in the way expected -----------------------------

@@ -100,7 +100,12 @@ _LABEL_BARE = re.compile(
     rf"(?:^|[.;:,!?]\s+|\bthen\s+|\band\s+|[\u2014\u2013]\s*)(?:re-?run|run|gates?){_LABEL_TAIL}\s+$",
     re.IGNORECASE,
 )
-_LEADING_LABEL = re.compile(rf"^(?:then\s+)?{_LABEL_WORD}\b", re.IGNORECASE)
+# What is left of "Run `ruff check .` again" or "**Gate:** `a` && `b`" without its commands.
+_RESIDUE = re.compile(
+    rf"^\s*(?:(?:then\s+|and\s+|finally,?\s+)?{_LABEL_WORD}{_LABEL_TAIL}\s*(?:\([^)]*\))?\s*:?)?"
+    r"[\s,;&+]*(?:(?:and|then|again|once\s+more)[\s,;&+]*)*[.!]?\s*$",
+    re.IGNORECASE,
+)
 _CHAIN = re.compile(r"^[\s,;&+]*(?:(?:and|then)[\s,;&+]*)*$", re.IGNORECASE)
 _OUTPUT_WORDS = (
     r"(?:a|an|the|one|single|final|last|json|line|object|summary|status|result|results|report"
@@ -252,43 +257,33 @@ class _Builder:
     def inline_commands(
         self, e: Elem, pending: Strength | None, where: str
     ) -> tuple[list[_Cmd], bool]:
-        """(commands, whether the element is only a label and its commands)."""
+        """(commands, whether the element says nothing else: a label and its commands)."""
         cmds: list[_Cmd] = []
         before = ""
+        residue = ""  # the element without its commands
         line = e.line
         chain: Strength | None = pending
-        only = True
         for kind, text in e.parts:
-            if kind == "break":
-                line += 1
-                before += " "
-                continue
-            if kind == "text":
+            if kind in ("break", "text"):
+                line += kind == "break"
                 before += text
+                residue += text
                 continue
             label: Strength | None = None
             if chain is not None and _CHAIN.match(before):
                 label = chain
             elif m := (_LABEL_COLON.search(before) or _LABEL_BARE.search(before)):
                 label = _strength(m.group(0))
-                if not _LEADING_LABEL.match(plain(before).lstrip()) or cmds:
-                    only = only and _CHAIN.match(before[: m.start()]) is not None
-            else:
-                only = False
+            chain, before = label, ""
             if label is None:
-                chain = None
-                before = ""
+                residue += f"`{text}`"
                 continue
             for c in split_commands(text):
                 if (why := not_a_command(c)) is not None:
                     self.unplaced.append(f"{where}: line {line}: not a command ({why}): {c}")
                 else:
                     cmds.append(_Cmd(self.checked(c, line), line, label))
-            chain = label
-            before = ""
-        if before.strip() and not re.fullmatch(r"\s*(?:again|once more)?[.!]?\s*", before, re.I):
-            only = False
-        return cmds, only and bool(cmds)
+        return cmds, bool(cmds) and _RESIDUE.match(residue) is not None
 
     def fence_commands(self, e: Elem, strength: Strength, where: str) -> list[_Cmd]:
         cmds: list[_Cmd] = []
@@ -334,10 +329,11 @@ class _Builder:
             found, only = self.inline_commands(e, label if label != "output" else None, where)
             label = None
             cmds += found
-            if only or (found and _LEADING_LABEL.match(text)):
+            if only:
                 continue  # "Run: `cmd`" is the command, not a goal
-            if found and e.code_only():
-                continue
+            if e.kind == "heading":
+                # A subsection's heading (`### Fixes`, `A) Ruff` under a block) is said too.
+                e = Elem("para", e.text, e.line, e.last, parts=e.parts)
             goal_elems.append(e)
         goals = prose(goal_elems)
         kept = self.supersede(cmds, where)
