@@ -306,6 +306,13 @@ def test_a_setting_is_not_a_target_a_stated_count_is() -> None:
     assert _targets(script, 3) == {("mypy", "<=", 0, False)}
 
 
+def test_a_label_then_bullets_of_commands() -> None:
+    text = "## BLOCK 1 — Lint\n\nGates:\n- `ruff check src`\n- `mypy src`\n- Fix the rest.\n"
+    block = parse_steps(text, "g.md").block(1)
+    assert [(g.command, g.line) for g in block.gates] == [("ruff check src", 4), ("mypy src", 5)]
+    assert block.goals == ["Fix the rest."]
+
+
 def test_a_label_in_a_sentence_is_not_a_command() -> None:
     text = (
         "## BLOCK 1 — Format\n\n- Do not run `ruff format` on generated code.\n"

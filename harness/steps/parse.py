@@ -326,8 +326,10 @@ class _Builder:
             if self.inline_output(e):
                 label = None
                 continue
-            found, only = self.inline_commands(e, label if label != "output" else None, where)
-            label = None
+            pending = label if label != "output" else None
+            found, only = self.inline_commands(e, pending, where)
+            # "Gates:" then a list of bullets that are only commands: the label holds for all.
+            label = pending if found and e.kind == "bullet" and e.code_only() else None
             cmds += found
             if only:
                 continue  # "Run: `cmd`" is the command, not a goal
