@@ -313,6 +313,29 @@ def test_a_label_then_bullets_of_commands() -> None:
     assert block.goals == ["Fix the rest."]
 
 
+def test_deeper_headings_belong_to_the_section_above_only_while_it_is_open() -> None:
+    text = (
+        "# Plan\n\n## Goals\n\nA) Coverage to 60%\n\nB) Ruff to 0\n\n"
+        "## Guardrails\n\n### Size\n\n- At most 12 lines per file.\n\n"
+        "## BLOCK 1 — Lint\n\nRun: `ruff check src`\n\n# Appendix\n\n"
+        "### Old notes\n\nRun: `ruff check old`\n\n"
+        "## BLOCK 2 — Types\n\nA) first the core\nB) then the rest\n\nRun: `mypy src`\n"
+    )
+    script = parse_steps(text, "d.md")
+    # Lettered lines under the goals are goals, not blocks.
+    assert script.goals == ["A) Coverage to 60%", "B) Ruff to 0"]
+    assert [(g.kind, g.value) for g in script.guardrails] == [
+        ("other", None),
+        ("max_lines_per_file", 12),
+    ]
+    # `# Appendix` closes block 1: its subsection is not block 1's.
+    assert script.block(1).gate_commands == ["ruff check src"]
+    assert any(u.startswith("### Old notes") for u in script.unplaced)
+    # Two lettered lines in a row are a list written by hand, not two blocks.
+    assert [b.number for b in script.blocks] == [1, 2]
+    assert script.block(2).goals == ["A) first the core B) then the rest"]
+
+
 def test_a_label_in_a_sentence_is_not_a_command() -> None:
     text = (
         "## BLOCK 1 — Format\n\n- Do not run `ruff format` on generated code.\n"

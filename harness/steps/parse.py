@@ -119,6 +119,10 @@ _OUTPUT_HEAD = re.compile(
 )
 
 
+# Bold and lettered pseudo-headings sit below every real heading level.
+_PSEUDO_LEVEL = 7
+
+
 @dataclass(frozen=True)
 class _Head:
     """A heading that starts a block."""
@@ -146,26 +150,20 @@ def _block_head(heading: str) -> _Head | None:
     return None
 
 
-def _lettered_split(e: Elem) -> list[Elem]:
-    """`A) Ruff` on a paragraph's first line is a pseudo-heading; the rest stays a paragraph."""
-    if e.kind != "para" or e.indent or not e.parts or e.parts[0][0] != "text":
-        return [e]
-    first_break = next((i for i, (k, _) in enumerate(e.parts) if k == "break"), len(e.parts))
-    head_parts, rest_parts = e.parts[:first_break], e.parts[first_break + 1 :]
-    head = "".join(t if k == "text" else f"`{t}`" for k, t in head_parts).strip()
-    if not _LETTERED.match(head) or len(head) > 80:
-        return [e]
-    out = [Elem("heading", head, e.line, e.line, level=7, parts=head_parts)]
-    if rest_parts:
-        rest = "".join(t if k == "text" else f"`{t}`" for k, t in rest_parts).strip()
-        out.append(Elem("para", rest, e.line + 1, e.last, parts=rest_parts))
-    return out
+def _pseudo_heading(e: Elem) -> Elem:
+    """A paragraph that is a heading in all but markup: `**BLOCK 1 — Lint**` (bold only),
+    `A) Ruff` (one line). `A) x` and `B) y` on consecutive lines are a list, not headings."""
+    if e.kind != "para" or e.indent:
+        return e
+    text = plain(e.text)
+    bold = e.bold_only and _block_head(text) is not None
+    lettered = _LETTERED.match(text) is not None and len(text) <= 80
+    if bold or (lettered and not any(k == "break" for k, _ in e.parts)):
+        return Elem("heading", e.text, e.line, e.last, level=_PSEUDO_LEVEL, parts=e.parts)
+    return e
 
 
 # --- sections ----------------------------------------------------------------------------
-
-# Bold and lettered pseudo-headings sit below every real heading level.
-_PSEUDO_LEVEL = 7
 
 
 @dataclass
@@ -175,27 +173,16 @@ class _Section:
     elems: list[Elem] = field(default_factory=list)
     end: int = 0  # last script line (inclusive)
 
-    @property
-    def heading(self) -> str | None:
-        return plain(self.head.text) if self.head is not None else None
 
-
-def _sections(elems: list[Elem], start: int, n_lines: int) -> list[_Section]:
+def _sections(elems: list[Elem], n_lines: int) -> list[_Section]:
     sections = [_Section(0, None)]
-    for e in elems:
-        for piece in _lettered_split(e):
-            head = piece.kind == "heading"
-            bold = piece.kind == "para" and piece.bold_only and not piece.indent
-            if bold and _block_head(plain(piece.text)) is not None:
-                piece = Elem("heading", piece.text, piece.line, piece.last, level=_PSEUDO_LEVEL)
-                head = True
-            if head:
-                sections.append(_Section(piece.level, piece))
-            else:
-                sections[-1].elems.append(piece)
+    for e in map(_pseudo_heading, elems):
+        if e.kind == "heading":
+            sections.append(_Section(e.level, e))
+        else:
+            sections[-1].elems.append(e)
     for sec, nxt in zip(sections, [*sections[1:], None], strict=True):
         sec.end = (nxt.head.line - 1) if nxt is not None and nxt.head is not None else n_lines
-    del start
     return sections
 
 
@@ -501,9 +488,11 @@ def parse_steps(text: str, source: str = "<steps>") -> StepsScript:
     # blocks at all, when a section that runs commands is a block (structure over phrasing).
     others: list[tuple[_Section, set[int], int]] = []  # (section, lines placed, slot)
     extra_prose: list[tuple[str, GuardrailSource]] = []
+    # The section later, deeper headings belong to: a block, the guardrails or the goals.
+    open_: tuple[int, _Pending | Literal["guardrails", "goals"]] | None = None
 
     body = "\n".join(lines[start:])
-    for sec in _sections(elements(body, start), start, len(lines)):
+    for sec in _sections(elements(body, start), len(lines)):
         top = sec.head
         if top is None:
             intro_parts.extend(prose(sec.elems))
@@ -518,27 +507,39 @@ def parse_steps(text: str, source: str = "<steps>") -> StepsScript:
                 builder.loose(sec.elems, heading)
                 continue
         head = _block_head(heading)
-        inside = pending and sec.level > pending[-1].level
-        if inside and not (head is not None and head.explicit):
-            # A subsection (`### Gate`, `A) Ruff` under a block) belongs to the block above.
-            pending[-1].elems.append(Elem("heading", heading, top.line, top.last))
-            pending[-1].elems.extend(sec.elems)
+        if open_ is not None and sec.level > open_[0] and not (head is not None and head.explicit):
+            # A subsection (`### Gate`, `A) Ruff` under a block, `### Tests` under the
+            # guardrails) belongs to the section above it, its heading included.
+            sub = [Elem("para", heading, top.line, top.last, parts=top.parts), *sec.elems]
+            kind = open_[1]
+            if isinstance(kind, _Pending):
+                kind.elems += [Elem("heading", heading, top.line, top.last), *sec.elems]
+            elif kind == "guardrails":
+                guardrails.extend(classify_guardrail(t, "guardrails") for t, _ in prose(sub))
+                builder.loose(sec.elems, heading)
+            else:
+                goals.extend(t for t, _ in prose(sub))
+                builder.loose(sec.elems, heading)
             continue
+        open_ = None
         if head is not None and (
             head.explicit
             or head.final
             or (not _kind_word(head.name) and (not _ASIDE.match(head.name) or _has_commands(sec)))
         ):
             pending.append(_Pending(sec.level, head, top.line, sec.elems))
+            open_ = (sec.level, pending[-1])
             continue
         name = head.name if head is not None else heading
         if _GUARDRAILS.search(name):
             guardrails.extend(classify_guardrail(t, "guardrails") for t, _ in prose(sec.elems))
             builder.loose(sec.elems, heading)
+            open_ = (sec.level, "guardrails")
             continue
         if _GOALS.search(name):
             goals.extend(t for t, _ in prose(sec.elems))
             builder.loose(sec.elems, heading)
+            open_ = (sec.level, "goals")
             continue
         if _OUTPUT_HEAD.match(heading):
             fences = [e for e in sec.elems if e.kind == "fence"]
