@@ -11,7 +11,7 @@ from harness.errors import GitError, PatchError
 from harness.guard.locate import apply_hunks
 from harness.guard.models import FileStat, LayerRun, Verdict, Violation
 from harness.guard.parse import FilePatch, RawSection, parse_patch, prepare_patch
-from harness.guard.rules import RULES, SECRET_RULES, FileChange, evaluate, path_problem
+from harness.guard.rules import RULES, SECRET_RULES, FileChange, RepoView, evaluate, path_problem
 from harness.guard.textdiff import edits, render_hunks, split_lines
 from harness.policy import GuardConfig
 from harness.proc import run
@@ -67,6 +67,14 @@ class _Tree:
             raise _PathRefused(f"{path} is not a regular file")
         self.modes[path] = st.st_mode
         return full.read_bytes()
+
+    def text_before(self, path: str) -> str | None:
+        """A file as it is on disk, for rules that look past the patch; None if unreadable."""
+        try:
+            data = self._disk(path)
+        except _PathRefused:
+            return None
+        return data.decode("utf-8", "replace") if data is not None else None
 
     def read(self, path: str) -> str | None:
         if path in self.overlay:
@@ -193,6 +201,10 @@ def _changes(tree: _Tree) -> list[FileChange]:
         src = renamed_from.get(path)
         if src is not None and new is not None:
             used.add(src)
+            if old is not None:
+                # The rename lands on a file the patch deleted: that deletion is a change of
+                # its own, or the file's removal would count as +0 -0.
+                out.append(_change(path, None, old, None))
             src_data = tree.original.get(src)
             out.append(_change(src, path, src_data.decode("utf-8") if src_data else "", new))
             continue
@@ -406,7 +418,7 @@ def check_patch(text: str, repo: Path, cfg: GuardConfig) -> Verdict:
         static_why = "the size rule refused; the other static rules did not run"
     else:
         rest = {name: rule for name, rule in RULES.items() if name not in size_only}
-        violations.extend(evaluate(changes, cfg, rest))
+        violations.extend(evaluate(changes, cfg, rest, repo=RepoView(root, tree.text_before)))
         violations.extend(_stub_problems(changes, tree, cfg))
         violations.extend(_ignored_problems(changes, root))
     layers = [

@@ -9,19 +9,23 @@ from __future__ import annotations
 import ast
 import configparser
 import re
+import sys
 import tomllib
 import unicodedata
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any
 
-from harness.guard import suppress, testast
+from harness.errors import GitError
+from harness.guard import hiding, suppress, testast
 from harness.guard.globs import match_any
 from harness.guard.models import Violation
 from harness.guard.secrets import rule_secrets
 from harness.policy import GuardConfig
+from harness.proc import run
 
 
 @dataclass
@@ -54,6 +58,32 @@ class FileChange:
 
 
 Rule = Callable[[list[FileChange], GuardConfig], list[Violation]]
+
+
+@dataclass
+class RepoView:
+    """The repository as it was before the patch, for rules that look past the changed files
+    (a helper module a test calls, the coverage configuration, the tests' literals)."""
+
+    root: Path
+    read: Callable[[str], str | None]  # repo-relative path -> text; None: missing or unreadable
+
+
+# Set by `evaluate` for the rules it runs: every rule keeps the one (changes, cfg) signature.
+_REPO: ContextVar[RepoView | None] = ContextVar("guard_repo", default=None)
+
+
+def _text(changes: list[FileChange], path: str, new: bool) -> str | None:
+    """A file's text before (new=False) or after the patch."""
+    for fc in changes:
+        if new and fc.new_path == path:
+            return fc.new_text
+        if new and fc.old_path == path:
+            return None  # deleted, or renamed away
+        if not new and fc.old_path == path:
+            return fc.old_text
+    repo = _REPO.get()
+    return repo.read(path) if repo is not None else None
 
 
 def changed(cfg: GuardConfig, fc: FileChange) -> int:
@@ -230,9 +260,8 @@ def _hook_statements(text: str | None) -> list[str] | None:
     """A conftest's module-level statements that bind or mention pytest hooks, dumped."""
     if not text:
         return []
-    try:
-        tree = ast.parse(text)
-    except (SyntaxError, ValueError):
+    tree = testast.parse(text)
+    if tree is None:
         return None
 
     def hooky(node: ast.AST) -> bool:
@@ -326,11 +355,66 @@ def rule_gate_config(changes: list[FileChange], cfg: GuardConfig) -> list[Violat
 _DOC_SUFFIXES = (".md", ".rst", ".txt")
 
 
-def _file_suppressions(fc: FileChange) -> list[tuple[int, str, bool]]:
+Markers = tuple[tuple[str, re.Pattern[str]], ...]
+
+
+def _coverage_config() -> list[str]:
+    """The exclude patterns of the repository's coverage configuration, wherever it lives."""
+    repo = _REPO.get()
+    if repo is None:
+        return []
+    keys = ("exclude_lines", "exclude_also", "partial_branches", "partial_also")
+    found: list[str] = []
+    text = repo.read("pyproject.toml")
+    if text:
+        try:
+            report = tomllib.loads(text).get("tool", {}).get("coverage", {}).get("report", {})
+        except (tomllib.TOMLDecodeError, AttributeError):
+            report = {}
+        for key in keys:
+            value = report.get(key) if isinstance(report, dict) else None
+            if isinstance(value, list):
+                found.extend(str(v) for v in value)
+    for name, section in (
+        (".coveragerc", "report"),
+        ("setup.cfg", "coverage:report"),
+        ("tox.ini", "coverage:report"),
+    ):
+        text = repo.read(name)
+        if not text:
+            continue
+        parser = configparser.ConfigParser(interpolation=None, strict=False)
+        try:
+            parser.read_string(text)
+        except configparser.Error:
+            continue
+        if parser.has_section(section):
+            for key in keys:
+                found.extend(v for v in parser[section].get(key, "").splitlines() if v.strip())
+    return found
+
+
+def _coverage_markers() -> Markers:
+    """The comment markers the coverage configuration adds: each one hides lines like
+    '# pragma: no cover' does (code patterns such as 'if TYPE_CHECKING:' are not markers)."""
+    out: list[tuple[str, re.Pattern[str]]] = []
+    for pattern in _coverage_config():
+        if not pattern.lstrip().startswith("#") or re.search("pragma", pattern, re.I):
+            continue  # code patterns are not comments; pragmas are matched already
+        try:
+            out.append((f"coverage exclude marker {pattern.strip()!r}", re.compile(pattern)))
+        except re.error:
+            continue
+    return tuple(out)
+
+
+def _file_suppressions(fc: FileChange, markers: Markers = ()) -> list[tuple[int, str, bool]]:
     """(new line, kind, justified) for each suppression the change adds, net of removals."""
     python = fc.path.endswith((".py", ".pyi"))
-    added = suppress.in_lines(fc.new_text or "", fc.added_lines, python)
-    gone = Counter(s.key for s in suppress.in_lines(fc.old_text or "", fc.removed_lines, python))
+    added = suppress.in_lines(fc.new_text or "", fc.added_lines, python, markers)
+    gone = Counter(
+        s.key for s in suppress.in_lines(fc.old_text or "", fc.removed_lines, python, markers)
+    )
     out: list[tuple[int, str, bool]] = []
     for s in added:
         if gone[s.key] > 0:
@@ -350,10 +434,12 @@ def _file_suppressions(fc: FileChange) -> list[tuple[int, str, bool]]:
 def rule_suppressions(changes: list[FileChange], cfg: GuardConfig) -> list[Violation]:
     budget = cfg.suppressions.budget
     new: list[tuple[FileChange, int, str, bool]] = []
+    commented = any("#" in t for fc in changes for _, t in fc.added_lines)
+    markers = _coverage_markers() if commented else ()
     for fc in changes:
         if fc.path.endswith(_DOC_SUFFIXES):
             continue
-        for line_no, kind, justified in _file_suppressions(fc):
+        for line_no, kind, justified in _file_suppressions(fc, markers):
             new.append((fc, line_no, kind, justified))
     out: list[Violation] = []
     for index, (fc, line_no, kind, justified) in enumerate(new):
@@ -414,18 +500,133 @@ def _more(old: list[int], new: list[int], added: set[int]) -> list[int]:
     return fresh[:extra]
 
 
+_FLAG_MESSAGES = {
+    "tests.self_compare": "compares {what} with itself, which is always true; compare the "
+    "result with the expected value written out",
+    "tests.dead_assert": "an assert in {what} never runs (under a condition that is never "
+    "true, in a loop over nothing, or in a nested function nobody calls); assert where the "
+    "test runs",
+    "tests.finally_return": "'{what}' in a finally block discards a failing assert's error; "
+    "remove it",
+    "tests.raises_assertion": "pytest.raises(AssertionError) around an assert passes exactly "
+    "when the check fails; assert the expected value directly",
+    "tests.dynamic_skip": "{what} skips, xfails or marks tests at run time; tests may not be "
+    "skipped or marked xfail — fix the code or the test instead",
+    "tests.exit": "{what}(...) ends the test session early, so pytest reports no failure; "
+    "remove it",
+    "tests.dunder_test": "setting __test__ stops pytest collecting the tests; remove it",
+    "tests.rebound_test": "rebinds or deletes test {what}, so pytest collects another "
+    "function or none; give a new test a new name",
+    "tests.fixture_on_test": "@pytest.fixture on {what} turns the test into a fixture, which "
+    "pytest does not run as a test; remove the decorator",
+    "tests.empty_parametrize": "an empty parameter list makes pytest skip the test; keep the cases",
+    "tests.patched_subject": "replaces {what}, which the tests call, with monkeypatch/mock, so "
+    "the test checks the stub instead of the code; patch only what the code under test calls",
+}
+
+
+def _more_flags(
+    old: list[tuple[str, int, str]], new: list[tuple[str, int, str]], added: set[int]
+) -> list[tuple[str, int, str]]:
+    """The findings `new` has beyond `old`, per (rule, what), preferring ones on added lines."""
+    have = Counter((r, w) for r, _, w in old)
+    out: list[tuple[str, int, str]] = []
+    for flag in sorted(new, key=lambda f: (f[1] not in added, f[1])):
+        key = (flag[0], flag[2])
+        if have[key] > 0:
+            have[key] -= 1
+        else:
+            out.append(flag)
+    return sorted(out, key=lambda f: f[1])
+
+
+class _Helpers:
+    """Checks in helpers that tests import from other modules, read before or after the patch."""
+
+    def __init__(self, changes: list[FileChange], cfg: GuardConfig) -> None:
+        self.changes = changes
+        self.cfg = cfg
+        self.memo: dict[tuple[str, int, str, str, bool], tuple[int, int]] = {}
+
+    def _paths(self, module: str, level: int, test_path: str) -> list[str]:
+        here = PurePosixPath(test_path).parent
+        rel = module.replace(".", "/")
+        if level:
+            base = here
+            for _ in range(level - 1):
+                base = base.parent
+            stems = [str(base / rel)] if rel else []
+        else:
+            stems = [rel, f"src/{rel}", str(here / rel)]
+        return [p for stem in stems for p in (f"{stem}.py", f"{stem}/__init__.py")]
+
+    def checks(self, info: testast.TestInfo, test_path: str, new: bool) -> tuple[int, int]:
+        """(asserts, value checks) of a test, its imported helpers counted in."""
+        asserts, value = info.asserts, info.value
+        for module, level, name in dict.fromkeys(info.external):
+            key = (module, level, name, test_path, new)
+            if key not in self.memo:
+                self.memo[key] = self._helper(module, level, name, test_path, new)
+            a, v = self.memo[key]
+            asserts, value = asserts + a, value + v
+        return asserts, value
+
+    def _helper(
+        self, module: str, level: int, name: str, test_path: str, new: bool
+    ) -> tuple[int, int]:
+        touched = {p for fc in self.changes for p in fc.paths}
+        for path in self._paths(module, level, test_path):
+            # Only test modules and files of this patch are read: a library's or the
+            # package's own assert helper (numpy.testing.assert_allclose) asserts by its name,
+            # and the code under test is not parsed on every check.
+            if not (_is_test(path, self.cfg) or _is_conftest(path) or path in touched):
+                continue
+            text = _text(self.changes, path, new)
+            if text is None:
+                continue
+            found = testast.facts(text)
+            return found.functions.get(name, (0, 0)) if found else (0, 0)
+        return (1, 1) if name.startswith("assert") else (0, 0)
+
+
+def _project_module(top: str, changes: list[FileChange]) -> bool:
+    """Whether a top-level module name is the repository's own code (not stdlib, not a dep)."""
+    if top in sys.stdlib_module_names:
+        return False
+    repo = _REPO.get()
+    if repo is None:
+        return True
+    for stem in (top, f"src/{top}"):
+        for path in (f"{stem}/__init__.py", f"{stem}.py"):
+            if _text(changes, path, True) is not None or _text(changes, path, False) is not None:
+                return True
+    return False
+
+
 def rule_tests(changes: list[FileChange], cfg: GuardConfig) -> list[Violation]:
     if not cfg.protect_tests:
         return []
     out: list[Violation] = []
+    helpers = _Helpers(changes, cfg)
 
-    def v(fc: FileChange, line: int | None, msg: str) -> None:
-        out.append(Violation(rule="tests", path=fc.path, line=line, message=msg))
+    def v(fc: FileChange, line: int | None, msg: str, rule: str = "tests") -> None:
+        out.append(Violation(rule=rule, path=fc.path, line=line, message=msg))
 
+    landing = {fc.new_path for fc in changes if fc.new_path and fc.old_path != fc.new_path}
     for fc in changes:
+        found_before = len(out)
         old_is_test = _is_test(fc.old_path, cfg)
         if old_is_test and fc.new_path is None:
-            v(fc, None, f"deletes test file {fc.old_path}; tests may not be removed")
+            if fc.old_path in landing:
+                v(
+                    fc,
+                    None,
+                    f"deletes test file {fc.old_path} and renames another file onto its path, "
+                    "which hides the deletion as an unchanged rename; tests may not be removed",
+                    "paths.rename_over_test",
+                )
+            else:
+                v(fc, None, f"deletes test file {fc.old_path}; tests may not be removed")
             continue
         if old_is_test and fc.new_path != fc.old_path:
             v(fc, None, f"renames test file {fc.old_path} to {fc.new_path}; keep test files")
@@ -454,6 +655,36 @@ def rule_tests(changes: list[FileChange], cfg: GuardConfig) -> list[Violation]:
                 f"{fc.path}:{line_no}: adds '{what}'; tests may not be skipped or marked "
                 "xfail — fix the code or the test instead",
             )
+        if new_facts is not None and old_facts is not None:
+            for rule, line_no, what in _more_flags(old_facts.flags, new_facts.flags, added):
+                msg = _FLAG_MESSAGES[rule].format(what=what)
+                v(fc, line_no, f"{fc.path}:{line_no}: {msg}", rule)
+            old_patches = Counter(t for _, t in old_facts.autouse_patches)
+            for line_no, target in new_facts.autouse_patches:
+                if old_patches[target] > 0:
+                    old_patches[target] -= 1
+                elif _project_module(target.split(".", 1)[0], changes):
+                    v(
+                        fc,
+                        line_no,
+                        f"{fc.path}:{line_no}: an autouse fixture replaces {target}, project "
+                        "code, for every test, so the tests check the stub; patch it only in "
+                        "the tests that need it",
+                        "tests.patched_subject",
+                    )
+        if fc.new_text is not None and new_facts is not None:
+            old_tests = old_facts.tests if old_facts is not None else {}
+            for name, info in new_facts.tests.items():
+                if name in old_tests or info.imports:
+                    continue
+                if info.asserts == 0 and helpers.checks(info, fc.path, True)[0] == 0:
+                    v(
+                        fc,
+                        fc.first_line,
+                        f"{fc.path}: new test {name} checks nothing (no assert, no "
+                        "pytest.raises, no helper that asserts); assert on the code's result",
+                        "tests.no_asserts",
+                    )
         if fc.old_text is None or fc.new_text is None:
             if new_facts is not None and fc.new_text is not None:
                 for line_no in _more([], new_facts.trivial, added):
@@ -485,28 +716,180 @@ def rule_tests(changes: list[FileChange], cfg: GuardConfig) -> list[Violation]:
                 f"{fc.path}:{line_no}: catches AssertionError around test code, so "
                 "a failing assert would pass; let assertion failures propagate",
             )
-        old_fns, new_fns = old_facts.asserts, new_facts.asserts
-        for name, count in old_fns.items():
-            if name not in new_fns:
-                v(
-                    fc,
-                    fc.first_line,
-                    f"{fc.path}: removes or renames test {name}; existing tests must stay",
+        # A rule that named the trick already explains the counts dropping.
+        _compare_tests(fc, old_facts, new_facts, helpers, v, counts=len(out) == found_before)
+    return out
+
+
+def _compare_tests(
+    fc: FileChange,
+    old_facts: testast.TestFacts,
+    new_facts: testast.TestFacts,
+    helpers: _Helpers,
+    v: Callable[..., None],
+    counts: bool,
+) -> None:
+    """Each test the file had before: still there, checking as much as before."""
+    for name, old in old_facts.tests.items():
+        new = new_facts.tests.get(name)
+        if new is None:
+            v(
+                fc,
+                fc.first_line,
+                f"{fc.path}: removes or renames test {name}; existing tests must stay",
+            )
+            continue
+        if old.effects and not new.effects:
+            v(
+                fc,
+                fc.first_line,
+                f"{fc.path}: empties test {name} (only pass, '...' or a docstring is left); "
+                "keep what it checks",
+                "tests.emptied",
+            )
+            continue
+        if not old.asserts and new.imports < old.imports:
+            v(
+                fc,
+                fc.first_line,
+                f"{fc.path}: test {name} checks that its imports work and loses "
+                f"{old.imports - new.imports} of them; keep the imports (they are the test)",
+                "tests.emptied",
+            )
+            continue
+        before, after = (old.asserts, old.value), (new.asserts, new.value)
+        if not counts:
+            continue
+        if after[0] < before[0] or after[1] < before[1]:
+            before = helpers.checks(old, fc.path, False)
+            after = helpers.checks(new, fc.path, True)
+        if after[0] < before[0]:
+            v(
+                fc,
+                fc.first_line,
+                f"{fc.path}: test {name} loses {before[0] - after[0]} assert(s); "
+                "existing assertions must stay",
+            )
+        elif after[1] < before[1]:
+            v(
+                fc,
+                fc.first_line,
+                f"{fc.path}: test {name} checks {before[1] - after[1]} value(s) less: an "
+                "assert on a value became 'is not None', isinstance, a mock call check or "
+                "similar; keep asserting the expected value",
+                "tests.weakened_assert",
+            )
+        elif new_facts.early_returns.get(name, 0) > old_facts.early_returns.get(name, 0):
+            v(
+                fc,
+                fc.first_line,
+                f"{fc.path}: test {name} gains a 'return' before its asserts, so they "
+                "never run; remove the early return",
+            )
+
+
+# --- hiding from the gates ------------------------------------------------------------------
+
+# Test files may reach modules by computed names (checking exports, parametrizing over
+# modules); what they may not hide is types.
+_TEST_SIDE_HIDING = frozenset({"hiding.cast_any", "hiding.not_type_checking"})
+
+
+def _tests_mention(terms: set[str], changes: list[FileChange], cfg: GuardConfig) -> set[str]:
+    """Which of the terms occur, as whole words, in the tests after the patch."""
+    found: set[str] = set()
+    for fc in changes:
+        if fc.new_text and (_is_test(fc.new_path, cfg) or _is_conftest(fc.new_path)):
+            for term in terms - found:
+                if re.search(rf"(?<!\w){re.escape(term)}(?!\w)", fc.new_text):
+                    found.add(term)
+    repo = _REPO.get()
+    left = sorted(terms - found)
+    if repo is None or not left:
+        return found
+    specs = [f":(glob){g}" for g in (*cfg.test_globs, "**/conftest.py")]
+    argv = ["git", "grep", "-I", "-h", "-o", "-F", "-w"]
+    for term in left:
+        argv.extend(("-e", term))
+    res = run([*argv, "--", *specs], repo.root, timeout=60)
+    if res.returncode not in (0, 1):
+        raise GitError(f"git grep failed in {repo.root}: {res.tail or res.returncode}")
+    return found | (set(res.stdout.splitlines()) & set(left))
+
+
+def rule_hiding(changes: list[FileChange], cfg: GuardConfig) -> list[Violation]:
+    out: list[Violation] = []
+    literals: list[tuple[FileChange, int, str, list[str]]] = []
+    for fc in changes:
+        path = fc.new_path
+        if path is None:
+            continue
+        if cfg.protect_gate_config:
+            problem = hiding.stub_problem(path) if fc.old_path != path else None
+            beside = path[:-1] if path.endswith(".pyi") else None
+            if beside and (_text(changes, beside, False) or _text(changes, beside, True)):
+                problem = None  # gate_config refuses a stub that shadows its module
+            if problem:
+                out.append(Violation(rule="hiding.stub_package", path=path, message=problem))
+            problem = hiding.plugin_problem(path, fc.old_text, fc.new_text)
+            if problem:
+                out.append(
+                    Violation(
+                        rule="hiding.entry_point_plugin",
+                        path=path,
+                        line=fc.first_line,
+                        message=problem,
+                    )
                 )
-            elif new_fns[name] < count:
-                v(
-                    fc,
-                    fc.first_line,
-                    f"{fc.path}: test {name} loses {count - new_fns[name]} assert(s); "
-                    "existing assertions must stay",
+        if not path.endswith(".py") or not (fc.added or fc.old_path != path):
+            continue
+        test_side = _is_test(path, cfg) or _is_conftest(path)
+        new = hiding.findings(fc.new_text, source=not test_side)
+        old = hiding.findings(fc.old_text, source=not test_side)
+        if new is None:
+            continue  # does not parse: the gates say so
+        added = {n for n, _ in fc.added_lines}
+        for f in hiding.new_findings(old or [], new, added):
+            if test_side and f.rule not in _TEST_SIDE_HIDING:
+                continue
+            out.append(
+                Violation(
+                    rule=f.rule, path=path, line=f.line, message=f"{path}:{f.line}: {f.message}"
                 )
-            elif new_facts.early_returns.get(name, 0) > old_facts.early_returns.get(name, 0):
-                v(
-                    fc,
-                    fc.first_line,
-                    f"{fc.path}: test {name} gains a 'return' before its asserts, so they "
-                    "never run; remove the early return",
+            )
+        if not test_side:
+            literals.extend(_new_literals(fc, added))
+    if literals:
+        terms = {t for _, _, _, ts in literals for t in ts}
+        mentioned = _tests_mention(terms, changes, cfg)
+        for fc, line, shown, ts in literals:
+            if all(t in mentioned for t in ts):
+                out.append(
+                    Violation(
+                        rule="hiding.test_literal",
+                        path=fc.path,
+                        line=line,
+                        message=f"{fc.path}:{line}: a new comparison with {shown}, a value the "
+                        "tests use: code that special-cases the tests' inputs passes them "
+                        "without being right; compute the result for every input",
+                    )
                 )
+    return out
+
+
+def _new_literals(
+    fc: FileChange, added: set[int]
+) -> Iterable[tuple[FileChange, int, str, list[str]]]:
+    new = hiding.compared_literals(fc.new_text)
+    if not new:
+        return []
+    have = Counter(shown for _, shown, _ in hiding.compared_literals(fc.old_text) or [])
+    out = []
+    for line, shown, terms in sorted(new, key=lambda x: (x[0] not in added, x[0])):
+        if have[shown] > 0:
+            have[shown] -= 1
+        elif line in added:
+            out.append((fc, line, shown, terms))
     return out
 
 
@@ -518,14 +901,22 @@ RULES: dict[str, Rule] = {
     "gate_config": rule_gate_config,
     "suppression": rule_suppressions,
     "tests": rule_tests,
+    "hiding": rule_hiding,
 }
 SECRET_RULES: dict[str, Rule] = {"secrets": rule_secrets}
 
 
 def evaluate(
-    changes: list[FileChange], cfg: GuardConfig, rules: dict[str, Rule] | None = None
+    changes: list[FileChange],
+    cfg: GuardConfig,
+    rules: dict[str, Rule] | None = None,
+    repo: RepoView | None = None,
 ) -> list[Violation]:
-    out: list[Violation] = []
-    for rule in (RULES if rules is None else rules).values():
-        out.extend(rule(changes, cfg))
-    return out
+    token = _REPO.set(repo)
+    try:
+        out: list[Violation] = []
+        for rule in (RULES if rules is None else rules).values():
+            out.extend(rule(changes, cfg))
+        return out
+    finally:
+        _REPO.reset(token)

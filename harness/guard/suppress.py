@@ -14,8 +14,10 @@ import ast
 import io
 import re
 import tokenize
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+
+from harness.guard.testast import parse
 
 _I = re.I
 # Matched at the start of a comment or of a '#'-segment inside one, as the tools do.
@@ -45,6 +47,8 @@ _COMMENT: tuple[tuple[str, re.Pattern[str]], ...] = (
 # Matched anywhere on the line: these tools search the raw source text.
 _LINE: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("# pragma: no cover", re.compile(r"#\s*pragma\s*:?\s*no\s*cover\b", _I)),
+    # coverage's default partial-branch marker: the branch not taken is no longer reported.
+    ("# pragma: no branch", re.compile(r"#\s*pragma\s*:?\s*no\s*branch\b", _I)),
     ("gitleaks:allow", re.compile(r"gitleaks\s*:\s*allow\b", _I)),
     (
         "pragma: allowlist secret",
@@ -102,8 +106,16 @@ def _segments(comment: str) -> Iterable[tuple[str, int]]:
         yield m.group(0), m.start()
 
 
-def in_lines(text: str, lines: Iterable[tuple[int, str]], python: bool) -> list[Suppression]:
-    """The suppressions on the given (line number, line text) pairs of `text`."""
+def in_lines(
+    text: str,
+    lines: Iterable[tuple[int, str]],
+    python: bool,
+    extra: Sequence[tuple[str, re.Pattern[str]]] = (),
+) -> list[Suppression]:
+    """The suppressions on the given (line number, line text) pairs of `text`.
+
+    `extra`: (kind, pattern) markers matched on the whole line, such as the exclude markers a
+    repository's coverage configuration adds."""
     wanted = [(n, t) for n, t in lines if _CHEAP.search(t)]
     if not wanted:
         return []
@@ -119,7 +131,7 @@ def in_lines(text: str, lines: Iterable[tuple[int, str]], python: bool) -> list[
                         key = f"{kind} {code}".strip()
                         out.append(Suppression(n, kind, key, _justified(comment, off + m.end())))
                         break
-        for kind, pat in _LINE:
+        for kind, pat in (*_LINE, *extra):
             for m in pat.finditer(line):
                 code = _codes(kind, m.groupdict().get("codes"))
                 key = f"{kind} {code}".strip()
@@ -131,9 +143,8 @@ def no_type_check_lines(text: str | None) -> list[int] | None:
     """Lines of @no_type_check decorators (any spelling that ends in the name)."""
     if not text or "no_type_check" not in text:
         return []
-    try:
-        tree = ast.parse(text)
-    except (SyntaxError, ValueError):
+    tree = parse(text)
+    if tree is None:
         return None
     # `from typing import no_type_check as ntc` makes `@ntc` the same decorator.
     aliases = {

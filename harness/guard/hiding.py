@@ -1,0 +1,357 @@
+"""Source code that hides from a gate without a suppression comment.
+
+Each finding is a spelling that makes a gate stop seeing something: bandit and mypy resolve
+calls by their static name, import-linter reads import statements, coverage skips what its
+markers name, pytest loads what entry points register. They are treated like suppressions:
+a change may keep the ones the file already had (counted per kind, so a moved line is not
+new), never add one.
+"""
+
+from __future__ import annotations
+
+import ast
+import configparser
+import tomllib
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from typing import Any
+
+from harness.guard.testast import folded, qual, walked
+
+_IMPORTERS = frozenset(
+    {
+        "importlib.import_module",
+        "importlib.__import__",
+        "__import__",
+        "importlib.util.spec_from_file_location",
+        "importlib.util.module_from_spec",
+        "importlib.machinery.SourceFileLoader",
+        "runpy.run_module",
+        "runpy.run_path",
+        "pkgutil.resolve_name",
+    }
+)
+_CASTS = frozenset({"typing.cast", "typing_extensions.cast", "cast"})
+_ANYS = frozenset({"typing.Any", "typing_extensions.Any", "Any"})
+# Environment variables and attributes that exist only while pytest runs a test.
+_PYTEST_MARKS = ("PYTEST_", "_called_from_test")
+_PYTEST_MODULES = frozenset({"pytest", "_pytest"})
+PLUGIN_GROUPS = frozenset(
+    {"pytest11", "flake8.extension", "flake8.report", "bandit.plugins", "bandit.formatters"}
+)
+
+
+@dataclass(frozen=True)
+class Finding:
+    rule: str
+    line: int
+    key: str  # what was found, normalised: equal keys in old and new text are the same one
+    message: str
+
+
+def _call_findings(node: ast.Call, names: dict[str, str], source: bool) -> Iterable[Finding]:
+    q = qual(node.func, names) or ""
+    line = node.lineno
+    args = node.args
+    if q == "getattr" and len(args) >= 2:
+        owner = args[0]
+        root = owner
+        while isinstance(root, ast.Attribute):
+            root = root.value
+        module = isinstance(root, ast.Name) and root.id in names
+        reached = isinstance(owner, ast.Subscript | ast.Call)  # sys.modules[...], import_module()
+        name = folded(args[1])
+        pieced = not isinstance(args[1], ast.Constant)  # "r" + "un": a name spelled to hide
+        if (module or reached) and (name is None or pieced or len(args) == 2):
+            shown = ast.unparse(owner)[:40]
+            attr = name if name is not None else "<computed>"
+            yield Finding(
+                "hiding.computed_attr",
+                line,
+                f"getattr {shown} {attr}",
+                f"getattr({shown}, {ast.unparse(args[1])[:40]}) reaches a module attribute "
+                "by a name the gates cannot read (bandit, mypy and import-linter see "
+                f"only static names); write {shown}.{attr if name else 'name'} directly",
+            )
+    if q in _IMPORTERS or q.endswith(".import_module"):
+        yield Finding(
+            "hiding.computed_import",
+            line,
+            f"import {q}",
+            f"{q}(...) imports a module that import-linter and mypy cannot see; "
+            "use an import statement",
+        )
+    if q in _CASTS and args:
+        kind = args[0]
+        spelled = folded(kind) if isinstance(kind, ast.Constant) else qual(kind, names)
+        if spelled in _ANYS:
+            yield Finding(
+                "hiding.cast_any",
+                line,
+                "cast Any",
+                "cast(Any, ...) turns mypy off for the value; give it its real type, or "
+                "fix the type error",
+            )
+    lookup = q in ("sys.modules.get", "importlib.util.find_spec")
+    if source and lookup and args and folded(args[0]) in _PYTEST_MODULES:
+        yield _pytest_running(line, f"{q}('pytest')")
+
+
+def _pytest_running(line: int, what: str) -> Finding:
+    return Finding(
+        "hiding.pytest_running",
+        line,
+        f"pytest {what}",
+        f"{what} checks whether pytest is running: code that behaves differently under "
+        "test makes the tests check something else; make the code correct for every caller",
+    )
+
+
+def _type_checking(node: ast.AST, names: dict[str, str]) -> bool:
+    q = qual(node, names) if isinstance(node, ast.Name | ast.Attribute) else None
+    return q is not None and q.rsplit(".", 1)[-1] == "TYPE_CHECKING"
+
+
+def _tc_finding(node: ast.If | ast.IfExp | ast.While, names: dict[str, str]) -> Finding | None:
+    test = node.test
+    if not any(_type_checking(n, names) for n in ast.walk(test)):
+        return None
+    plain = _type_checking(test, names)
+    if plain and not (isinstance(node, ast.If | ast.IfExp) and node.orelse):
+        return None
+    what = "an else branch of 'if TYPE_CHECKING'" if plain else f"'{ast.unparse(test)[:40]}'"
+    return Finding(
+        "hiding.not_type_checking",
+        node.lineno,
+        "type checking",
+        f"code under {what} runs but mypy never reads it; write it so mypy checks it "
+        "(TYPE_CHECKING is only for imports needed by annotations)",
+    )
+
+
+def findings(text: str | None, source: bool) -> list[Finding] | None:
+    """Every hiding spelling in a Python file; None if it does not parse."""
+    if not text:
+        return []
+    parsed = walked(text)
+    if parsed is None:
+        return None
+    _, nodes, names = parsed
+    out: list[Finding] = []
+    for node in nodes:
+        if isinstance(node, ast.Call):
+            out.extend(_call_findings(node, names, source))
+        elif isinstance(node, ast.If | ast.IfExp | ast.While):
+            found = _tc_finding(node, names)
+            if found is not None:
+                out.append(found)
+        elif isinstance(node, ast.Subscript):
+            base = node.value
+            owner: ast.expr | None = None
+            if isinstance(base, ast.Attribute) and base.attr == "__dict__":
+                owner = base.value
+            elif (
+                isinstance(base, ast.Call)
+                and isinstance(base.func, ast.Name)
+                and base.func.id == "vars"
+                and base.args
+            ):
+                owner = base.args[0]
+            if owner is not None:
+                root = owner
+                while isinstance(root, ast.Attribute):
+                    root = root.value
+                if isinstance(root, ast.Name) and root.id in names:
+                    out.append(
+                        Finding(
+                            "hiding.computed_attr",
+                            node.lineno,
+                            f"dict {ast.unparse(owner)[:40]}",
+                            f"{ast.unparse(node)[:60]} reaches a module attribute through its "
+                            "namespace dict, which the gates cannot read; use the attribute",
+                        )
+                    )
+        if not source:
+            continue
+        if isinstance(node, ast.Compare):
+            sides = [node.left, *node.comparators]
+            if any(folded(s) in _PYTEST_MODULES for s in sides):
+                out.append(_pytest_running(node.lineno, f"'{ast.unparse(node)[:50]}'"))
+        elif isinstance(node, ast.Constant | ast.BinOp | ast.JoinedStr):
+            value = folded(node)
+            if value and value.startswith(_PYTEST_MARKS) and not isinstance(node, ast.JoinedStr):
+                out.append(_pytest_running(node.lineno, repr(value[:40])))
+        elif isinstance(node, ast.Attribute) and node.attr == "_called_from_test":
+            out.append(_pytest_running(node.lineno, "_called_from_test"))
+        elif isinstance(node, ast.Import | ast.ImportFrom):
+            mods = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module]
+            if any((m or "").split(".", 1)[0] in _PYTEST_MODULES for m in mods):
+                out.append(_pytest_running(node.lineno, "import pytest"))
+    seen: set[tuple[str, int, str]] = set()
+    unique = []
+    for f in out:
+        if (f.rule, f.line, f.key) not in seen:
+            seen.add((f.rule, f.line, f.key))
+            unique.append(f)
+    return unique
+
+
+def new_findings(old: list[Finding], new: list[Finding], added: set[int]) -> list[Finding]:
+    """The findings `new` has beyond `old`, per key, preferring ones on added lines."""
+    have = Counter(f.key for f in old)
+    extra: list[Finding] = []
+    by_key: dict[str, list[Finding]] = {}
+    for f in new:
+        by_key.setdefault(f.key, []).append(f)
+    for key, found in by_key.items():
+        surplus = len(found) - have[key]
+        if surplus > 0:
+            found.sort(key=lambda f: (f.line not in added, f.line))
+            extra.extend(found[:surplus])
+    return sorted(extra, key=lambda f: f.line)
+
+
+# --- special-casing the tests' inputs -------------------------------------------------------
+
+_COMPARES = (ast.Eq, ast.NotEq, ast.In, ast.NotIn, ast.Is)
+
+
+def _literal(node: ast.expr) -> list[str] | None:
+    """Search terms for a literal worth special-casing: distinctive strings and numbers."""
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+        inner = node.operand
+        if isinstance(inner, ast.Constant) and isinstance(inner.value, int | float):
+            if isinstance(inner.value, bool):
+                return None
+            return _literal(ast.Constant(-inner.value))
+        return None
+    if isinstance(node, ast.Constant):
+        value = node.value
+        if isinstance(value, str):
+            return [value] if len(value.strip()) >= 2 and "\n" not in value else None
+        if type(value) is int:
+            return [str(value)] if abs(value) >= 2 else None
+        if type(value) is float:
+            return [repr(value)]
+        return None
+    if isinstance(node, ast.Tuple | ast.List):
+        terms: list[str] = []
+        for elt in node.elts:
+            sub = _literal(elt)
+            if sub is None:
+                return None
+            terms.extend(sub)
+        return terms or None
+    return None
+
+
+def compared_literals(text: str | None) -> list[tuple[int, str, list[str]]] | None:
+    """(line, literal as written, search terms) for each comparison against a literal."""
+    if not text:
+        return []
+    parsed = walked(text)
+    if parsed is None:
+        return None
+    out: list[tuple[int, str, list[str]]] = []
+    for node in parsed[1]:
+        if isinstance(node, ast.Compare) and all(isinstance(op, _COMPARES) for op in node.ops):
+            for side in (node.left, *node.comparators):
+                members = (
+                    side.elts
+                    if isinstance(side, ast.Set | ast.Tuple | ast.List)
+                    and any(isinstance(op, ast.In | ast.NotIn) for op in node.ops)
+                    else [side]
+                )
+                for m in members:
+                    if folded(m) in _PYTEST_MODULES:
+                        continue  # hiding.pytest_running says what is wrong with it
+                    terms = _literal(m)
+                    if terms:
+                        out.append((node.lineno, ast.unparse(m), terms))
+        elif isinstance(node, ast.MatchValue):
+            terms = _literal(node.value)
+            if terms:
+                out.append((node.value.lineno, ast.unparse(node.value), terms))
+    return out
+
+
+# --- stubs and plugins ----------------------------------------------------------------------
+
+
+def stub_problem(path: str) -> str | None:
+    parts = PurePosixPath(path).parts
+    package = next((p for p in parts[:-1] if p.endswith("-stubs")), None)
+    if package:
+        return (
+            f"{path}: a {package}/ package replaces the real module's types for mypy; "
+            "add type annotations to the module instead"
+        )
+    if path.endswith(".pyi"):
+        return (
+            f"{path}: a new stub file tells mypy the types instead of letting it read code; "
+            "add type annotations to the module instead"
+        )
+    return None
+
+
+def _toml_groups(text: str | None) -> dict[str, Any] | None:
+    if text is None:
+        return {}
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError:
+        return None
+    project = data.get("project", {})
+    tool = data.get("tool", {})
+    out: dict[str, Any] = {}
+    tables = [
+        project.get("entry-points") if isinstance(project, dict) else None,
+        (tool.get("poetry") or {}).get("plugins") if isinstance(tool, dict) else None,
+        (tool.get("flit") or {}).get("entrypoints") if isinstance(tool, dict) else None,
+    ]
+    for table in tables:
+        if isinstance(table, dict):
+            for group, value in table.items():
+                if group in PLUGIN_GROUPS:
+                    out.setdefault(group, []).append(value)
+    return out
+
+
+def _ini_groups(text: str | None) -> dict[str, str] | None:
+    if text is None:
+        return {}
+    parser = configparser.ConfigParser(interpolation=None, strict=False)
+    try:
+        parser.read_string(text)
+    except configparser.Error:
+        return None
+    if not parser.has_section("options.entry_points"):
+        return {}
+    section = parser["options.entry_points"]
+    return {g: section[g] for g in section if g in PLUGIN_GROUPS}
+
+
+def plugin_problem(path: str, old: str | None, new: str | None) -> str | None:
+    """A pytest (or linter) plugin registered or changed through package entry points."""
+    name = PurePosixPath(path).name
+    before: dict[str, Any] | dict[str, str] | None
+    after: dict[str, Any] | dict[str, str] | None
+    if name == "pyproject.toml":
+        before, after = _toml_groups(old), _toml_groups(new)
+    elif name == "setup.cfg":
+        before, after = _ini_groups(old), _ini_groups(new)
+    elif name == "setup.py":
+        old_n = sum((old or "").count(g) for g in PLUGIN_GROUPS)
+        new_n = sum((new or "").count(g) for g in PLUGIN_GROUPS)
+        before, after = {"": old_n}, {"": new_n}
+    else:
+        return None
+    if before is None or after is None or before == after:
+        return None
+    groups = sorted((set(before) | set(after)) - {""}) or sorted(PLUGIN_GROUPS)
+    return (
+        f"{path}: changes the {', '.join(groups)} entry points; a plugin registered there "
+        "runs inside the gate (pytest loads every pytest11 plugin) and can change its verdict"
+    )
