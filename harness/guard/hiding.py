@@ -94,6 +94,21 @@ def _call_findings(node: ast.Call, names: dict[str, str], source: bool) -> Itera
                 "cast(Any, ...) turns mypy off for the value; give it its real type, or "
                 "fix the type error",
             )
+    inner = node.func
+    if (
+        isinstance(inner, ast.Call)
+        and (qual(inner.func, names) or "") in ("operator.attrgetter", "operator.methodcaller")
+        and args
+        and isinstance(args[0], ast.Name | ast.Attribute)
+        and (qual(args[0], names) or "").split(".", 1)[0] in set(names.values())
+    ):
+        yield Finding(
+            "hiding.computed_attr",
+            line,
+            "attrgetter",
+            f"{ast.unparse(node)[:60]} reaches a module attribute by a name the gates cannot "
+            "read; use the attribute directly",
+        )
     lookup = q in ("sys.modules.get", "importlib.util.find_spec")
     if source and lookup and args and folded(args[0]) in _PYTEST_MODULES:
         yield _pytest_running(line, f"{q}('pytest')")
@@ -149,6 +164,16 @@ def findings(text: str | None, source: bool) -> list[Finding] | None:
                 out.append(found)
         elif isinstance(node, ast.Subscript):
             base = node.value
+            if qual(base, names) == "sys.modules" and source:
+                out.append(
+                    Finding(
+                        "hiding.computed_attr",
+                        node.lineno,
+                        "sys.modules",
+                        f"{ast.unparse(node)[:60]} reaches a module without an import "
+                        "statement, so the gates cannot follow it; import the module",
+                    )
+                )
             owner: ast.expr | None = None
             if isinstance(base, ast.Attribute) and base.attr == "__dict__":
                 owner = base.value
@@ -247,6 +272,15 @@ def _literal(node: ast.expr) -> list[str] | None:
     return None
 
 
+def _plain(node: ast.expr) -> bool:
+    """A value written out as a literal (a constant, or a tuple or list of them)."""
+    if isinstance(node, ast.Tuple | ast.List):
+        return all(_plain(e) for e in node.elts)
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
+        return _plain(node.operand)
+    return isinstance(node, ast.Constant)
+
+
 def compared_literals(text: str | None) -> list[tuple[int, str, list[str]]] | None:
     """(line, literal as written, search terms) for each comparison against a literal."""
     if not text:
@@ -270,6 +304,18 @@ def compared_literals(text: str | None) -> list[tuple[int, str, list[str]]] | No
                     terms = _literal(m)
                     if terms:
                         out.append((node.lineno, ast.unparse(m), terms))
+        elif (
+            isinstance(node, ast.Dict)
+            and node.values
+            and all(k is not None for k in node.keys)
+            and all(_plain(v) for v in node.values)
+        ):
+            # a table of literal answers keyed by literal inputs is special-casing spelled
+            # as data
+            for k in node.keys:
+                terms = _literal(k) if k is not None else None
+                if k is not None and terms:
+                    out.append((k.lineno, ast.unparse(k), terms))
         elif isinstance(node, ast.MatchValue):
             terms = _literal(node.value)
             if terms:

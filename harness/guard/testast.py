@@ -173,6 +173,8 @@ def _const(node: ast.expr) -> bool | None:
     if isinstance(node, ast.Dict):
         return bool(node.keys) or None
     if isinstance(node, ast.BoolOp):
+        if isinstance(node.op, ast.Or) and _complementary(node.values):
+            return True
         values = [_const(v) for v in node.values]
         if isinstance(node.op, ast.Or):
             return True if True in values else (False if all(v is False for v in values) else None)
@@ -215,6 +217,41 @@ def _const(node: ast.expr) -> bool | None:
         if isinstance(kind, ast.Name) and kind.id == "object":
             return True
     return None
+
+
+_OPPOSITES = {
+    ast.Eq: ast.NotEq,
+    ast.NotEq: ast.Eq,
+    ast.Lt: ast.GtE,
+    ast.GtE: ast.Lt,
+    ast.Gt: ast.LtE,
+    ast.LtE: ast.Gt,
+    ast.In: ast.NotIn,
+    ast.NotIn: ast.In,
+    ast.Is: ast.IsNot,
+    ast.IsNot: ast.Is,
+}
+
+
+def _complementary(values: list[ast.expr]) -> bool:
+    """`a == b or a != b`, `x or not x`: one of the operands is always true."""
+    seen: set[str] = set()
+    for v in values:
+        if isinstance(v, ast.Compare) and len(v.ops) == 1:
+            sides = f"{ast.dump(v.left)} {ast.dump(v.comparators[0])}"
+            key, opposite = type(v.ops[0]), _OPPOSITES.get(type(v.ops[0]))
+            if opposite is not None and f"{opposite.__name__} {sides}" in seen:
+                return True
+            seen.add(f"{key.__name__} {sides}")
+        elif isinstance(v, ast.UnaryOp) and isinstance(v.op, ast.Not):
+            if f"truth {ast.dump(v.operand)}" in seen:
+                return True
+            seen.add(f"not {ast.dump(v.operand)}")
+        elif f"not {ast.dump(v)}" in seen:
+            return True
+        else:
+            seen.add(f"truth {ast.dump(v)}")
+    return False
 
 
 def _is_len(node: ast.expr) -> bool:
@@ -782,6 +819,14 @@ def _module_flags(mod: _Module, out: TestFacts) -> None:
                 called = dec.func if isinstance(dec, ast.Call) else dec
                 if (qual(called, names) or "") in FIXTURE_NAMES:
                     flag(("tests.fixture_on_test", dec.lineno, node.name))
+    for stmt in tree.body:
+        exc = stmt.exc if isinstance(stmt, ast.Raise) else None
+        raised = exc.func if isinstance(exc, ast.Call) else exc
+        if raised is not None and (qual(raised, names) or "") in (
+            "SystemExit",
+            "builtins.SystemExit",
+        ):
+            flag(("tests.exit", stmt.lineno, "raise SystemExit"))
     for body in [tree.body] + [
         s.body for s in tree.body if isinstance(s, ast.ClassDef) and _is_test_class(s)
     ]:
