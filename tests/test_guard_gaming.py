@@ -94,13 +94,15 @@ def test_rename_over_a_test_counts_the_deleted_file(make_repo: MakeRepo) -> None
 
 def test_a_source_edit_with_a_test_literal_already_there_is_not_new(make_repo: MakeRepo) -> None:
     # The literal "json" is in the tests and was compared before: moving the comparison is not
-    # special-casing; adding a second comparison with it is.
+    # special-casing; a second comparison with it that returns a written-out answer is.
     repo = make_repo(FILES)
     moved = (CORPUS / "special_casing" / "ok_literal_already_compared.diff").read_text()
     assert check_patch(moved, repo, GuardConfig()).accepted
     again = moved.replace(
         '+    if kind.lower() == "json":',
-        '+    if kind.lower() == "json":\n+        assert kind != "json"',
+        '+    if kind.lower() == "json":\n'
+        '+        if kind == "json":\n'
+        "+            return '{\"value\": 1.5}'",
     )
     verdict = check_patch(again, repo, GuardConfig())
     assert [v.rule for v in verdict.violations] == ["hiding.test_literal"]

@@ -458,3 +458,23 @@ def test_weakening_through_aliases_constants_returns_and_handlers(make_repo: Mak
         body + "\n    with pytest.raises(TypeError):\n        add(1, None)",
     )
     assert check_patch(expected, repo, CFG).accepted
+
+
+def test_coverage_markers_from_the_repository_config_are_suppressions(make_repo: MakeRepo) -> None:
+    coveragerc = "[report]\nexclude_lines =\n    nocov-ci\n    raise NotImplementedError\n"
+    for config in (
+        {".coveragerc": coveragerc},
+        {"setup.cfg": coveragerc.replace("[report]", "[coverage:report]")},
+    ):
+        repo = make_repo({"m.py": "def f():\n    return 1\n", **config}, name=next(iter(config)))
+        marked = edit("m.py", "    return 1", "    return 2  # nocov-ci", "def f():")
+        v = check_patch(marked, repo, CFG)
+        assert rules(v) == ["suppression"] and "nocov-ci" in v.violations[0].message
+        # a code pattern in the config is code, not a marker: adding it is an ordinary edit
+        code = edit("m.py", "    return 1", "    raise NotImplementedError", "def f():")
+        assert check_patch(code, repo, CFG).accepted
+    repo = make_repo({"m.py": "x = 1\n"}, name="plain")
+    assert rules(check_patch(edit("m.py", "x = 1", "x = 2  # pragma: no branch"), repo, CFG)) == [
+        "suppression"
+    ]
+    assert check_patch(edit("m.py", "x = 1", "x = 2  # nocov-ci"), repo, CFG).accepted

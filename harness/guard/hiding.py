@@ -244,7 +244,8 @@ _COMPARES = (ast.Eq, ast.NotEq, ast.In, ast.NotIn, ast.Is)
 
 
 def _literal(node: ast.expr) -> list[str] | None:
-    """Search terms for a literal worth special-casing: distinctive strings and numbers."""
+    """Search terms for a literal worth special-casing: 's:' + a string of 2+ characters (found
+    quoted), 'n:' + a number other than -1, 0, 1 (found as a whole word); a tuple's elements."""
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
         inner = node.operand
         if isinstance(inner, ast.Constant) and isinstance(inner.value, int | float):
@@ -255,11 +256,12 @@ def _literal(node: ast.expr) -> list[str] | None:
     if isinstance(node, ast.Constant):
         value = node.value
         if isinstance(value, str):
-            return [value] if len(value.strip()) >= 2 and "\n" not in value else None
+            ok = len(value.strip()) >= 2 and not set(value) & {"\n", '"', "'"}
+            return [f"s:{value}"] if ok else None
         if type(value) is int:
-            return [str(value)] if abs(value) >= 2 else None
+            return [f"n:{value}"] if abs(value) >= 2 else None
         if type(value) is float:
-            return [repr(value)]
+            return [f"n:{value!r}"]
         return None
     if isinstance(node, ast.Tuple | ast.List):
         terms: list[str] = []
@@ -272,7 +274,7 @@ def _literal(node: ast.expr) -> list[str] | None:
     return None
 
 
-def _plain(node: ast.expr) -> bool:
+def _plain(node: ast.expr | None) -> bool:
     """A value written out as a literal (a constant, or a tuple or list of them)."""
     if isinstance(node, ast.Tuple | ast.List):
         return all(_plain(e) for e in node.elts)
@@ -281,8 +283,59 @@ def _plain(node: ast.expr) -> bool:
     return isinstance(node, ast.Constant)
 
 
+def _answers(body: list[ast.stmt]) -> bool:
+    """The branch returns a value written out: the shape of a hard-coded answer."""
+    return any(isinstance(s, ast.Return) and _plain(s.value) for s in body)
+
+
+def _compared(test: ast.expr) -> Iterable[tuple[int, str, list[str]]]:
+    for node in ast.walk(test):
+        if not isinstance(node, ast.Compare) or not all(
+            isinstance(op, _COMPARES) for op in node.ops
+        ):
+            continue
+        membership = any(isinstance(op, ast.In | ast.NotIn) for op in node.ops)
+        for side in (node.left, *node.comparators):
+            members = (
+                side.elts
+                if membership and isinstance(side, ast.Set | ast.Tuple | ast.List)
+                else [side]
+            )
+            for m in members:
+                if folded(m) in _PYTEST_MODULES:
+                    continue  # hiding.pytest_running says what is wrong with it
+                terms = _literal(m)
+                if terms:
+                    yield node.lineno, ast.unparse(m), terms
+
+
+def _answer_tables(fn: ast.AST) -> Iterable[tuple[int, str, list[str]]]:
+    """Keys of a dict literal in a function whose values are all literals: a table of answers
+    by input, special-casing spelled as data (module-level tables are configuration, and a
+    dict that is compared with something is a value, not a table)."""
+    compared = {
+        id(side)
+        for n in ast.walk(fn)
+        if isinstance(n, ast.Compare)
+        for side in (n.left, *n.comparators)
+    }
+    for node in ast.walk(fn):
+        if (
+            isinstance(node, ast.Dict)
+            and id(node) not in compared
+            and node.values
+            and all(_plain(v) for v in node.values)
+        ):
+            for k in node.keys:
+                terms = _literal(k) if k is not None else None
+                if k is not None and terms:
+                    yield k.lineno, ast.unparse(k), terms
+
+
 def compared_literals(text: str | None) -> list[tuple[int, str, list[str]]] | None:
-    """(line, literal as written, search terms) for each comparison against a literal."""
+    """(line, literal as written, search terms) for each literal that a branch returning a
+    written-out value is chosen by: `if x == "1.2.10": return (1, 2, 10)`, a `match` case, a
+    conditional expression, or a table in a function whose values are all literals."""
     if not text:
         return []
     parsed = walked(text)
@@ -290,37 +343,24 @@ def compared_literals(text: str | None) -> list[tuple[int, str, list[str]]] | No
         return None
     out: list[tuple[int, str, list[str]]] = []
     for node in parsed[1]:
-        if isinstance(node, ast.Compare) and all(isinstance(op, _COMPARES) for op in node.ops):
-            for side in (node.left, *node.comparators):
-                members = (
-                    side.elts
-                    if isinstance(side, ast.Set | ast.Tuple | ast.List)
-                    and any(isinstance(op, ast.In | ast.NotIn) for op in node.ops)
-                    else [side]
-                )
-                for m in members:
-                    if folded(m) in _PYTEST_MODULES:
-                        continue  # hiding.pytest_running says what is wrong with it
-                    terms = _literal(m)
-                    if terms:
-                        out.append((node.lineno, ast.unparse(m), terms))
-        elif (
-            isinstance(node, ast.Dict)
-            and node.values
-            and all(k is not None for k in node.keys)
-            and all(_plain(v) for v in node.values)
+        if (isinstance(node, ast.If) and _answers(node.body)) or (
+            isinstance(node, ast.IfExp) and _plain(node.body)
         ):
-            # a table of literal answers keyed by literal inputs is special-casing spelled
-            # as data
-            for k in node.keys:
-                terms = _literal(k) if k is not None else None
-                if k is not None and terms:
-                    out.append((k.lineno, ast.unparse(k), terms))
-        elif isinstance(node, ast.MatchValue):
-            terms = _literal(node.value)
-            if terms:
-                out.append((node.value.lineno, ast.unparse(node.value), terms))
-    return out
+            out.extend(_compared(node.test))
+        elif isinstance(node, ast.Match):
+            for case in node.cases:
+                if not _answers(case.body):
+                    continue
+                for m in ast.walk(case.pattern):
+                    terms = _literal(m.value) if isinstance(m, ast.MatchValue) else None
+                    if isinstance(m, ast.MatchValue) and terms:
+                        out.append((m.value.lineno, ast.unparse(m.value), terms))
+        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            out.extend(_answer_tables(node))
+    unique: dict[tuple[int, str], tuple[int, str, list[str]]] = {}
+    for found in out:  # a nested function's table is found from each enclosing function too
+        unique.setdefault((found[0], found[1]), found)
+    return list(unique.values())
 
 
 # --- stubs and plugins ----------------------------------------------------------------------

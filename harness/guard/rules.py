@@ -395,12 +395,14 @@ def _coverage_config() -> list[str]:
 
 
 def _coverage_markers() -> Markers:
-    """The comment markers the coverage configuration adds: each one hides lines like
-    '# pragma: no cover' does (code patterns such as 'if TYPE_CHECKING:' are not markers)."""
+    """The coverage configuration's exclude patterns, to be searched for in comments: a comment
+    that matches one hides its line like '# pragma: no cover' does. A pattern for code
+    ('if TYPE_CHECKING:') does not match a comment; one without two letters in a row ('...')
+    would match ordinary comments and is left out."""
     out: list[tuple[str, re.Pattern[str]]] = []
     for pattern in _coverage_config():
-        if not pattern.lstrip().startswith("#") or re.search("pragma", pattern, re.I):
-            continue  # code patterns are not comments; pragmas are matched already
+        if not re.search("[A-Za-z]{2}", pattern) or re.search("pragma", pattern, re.I):
+            continue  # pragmas are matched already, in every spelling
         try:
             out.append((f"coverage exclude marker {pattern.strip()!r}", re.compile(pattern)))
         except re.error:
@@ -795,26 +797,42 @@ def _compare_tests(
 _TEST_SIDE_HIDING = frozenset({"hiding.cast_any", "hiding.not_type_checking"})
 
 
+def _spellings(term: str) -> list[str]:
+    kind, value = term.split(":", 1)
+    return [f'"{value}"', f"'{value}'"] if kind == "s" else [value]
+
+
 def _tests_mention(terms: set[str], changes: list[FileChange], cfg: GuardConfig) -> set[str]:
-    """Which of the terms occur, as whole words, in the tests after the patch."""
+    """Which of the literals (hiding.compared_literals' terms) the tests spell after the patch:
+    a string quoted, a number as a whole word."""
     found: set[str] = set()
     for fc in changes:
         if fc.new_text and (_is_test(fc.new_path, cfg) or _is_conftest(fc.new_path)):
             for term in terms - found:
-                if re.search(rf"(?<!\w){re.escape(term)}(?!\w)", fc.new_text):
-                    found.add(term)
+                for spelled in _spellings(term):
+                    if re.search(rf"(?<![\w.]){re.escape(spelled)}(?![\w.])", fc.new_text):
+                        found.add(term)
     repo = _REPO.get()
     left = sorted(terms - found)
     if repo is None or not left:
         return found
     specs = [f":(glob){g}" for g in (*cfg.test_globs, "**/conftest.py")]
-    argv = ["git", "grep", "-I", "-h", "-o", "-F", "-w"]
-    for term in left:
-        argv.extend(("-e", term))
-    res = run([*argv, "--", *specs], repo.root, timeout=60)
-    if res.returncode not in (0, 1):
-        raise GitError(f"git grep failed in {repo.root}: {res.tail or res.returncode}")
-    return found | (set(res.stdout.splitlines()) & set(left))
+    hits: set[str] = set()
+    for words, group in (
+        (True, [t for t in left if t[0] == "n"]),
+        (False, [t for t in left if t[0] == "s"]),
+    ):
+        if not group:
+            continue
+        argv = ["git", "grep", "-I", "-h", "-o", "-F", *(["-w"] if words else [])]
+        for term in group:
+            for spelled in _spellings(term):
+                argv.extend(("-e", spelled))
+        res = run([*argv, "--", *specs], repo.root, timeout=60)
+        if res.returncode not in (0, 1):
+            raise GitError(f"git grep failed in {repo.root}: {res.tail or res.returncode}")
+        hits.update(res.stdout.splitlines())
+    return found | {t for t in left if any(s in hits for s in _spellings(t))}
 
 
 def rule_hiding(changes: list[FileChange], cfg: GuardConfig) -> list[Violation]:

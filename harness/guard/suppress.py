@@ -114,8 +114,8 @@ def in_lines(
 ) -> list[Suppression]:
     """The suppressions on the given (line number, line text) pairs of `text`.
 
-    `extra`: (kind, pattern) markers matched on the whole line, such as the exclude markers a
-    repository's coverage configuration adds."""
+    `extra`: (kind, pattern) markers searched for in each comment, such as the exclude
+    patterns of a repository's coverage configuration."""
     wanted = [(n, t) for n, t in lines if _CHEAP.search(t)]
     if not wanted:
         return []
@@ -123,6 +123,10 @@ def in_lines(
     out: list[Suppression] = []
     for n, line in wanted:
         for comment in notes.get(n, ()):
+            for kind, pat in extra:
+                m = pat.search(comment)
+                if m:
+                    out.append(Suppression(n, kind, kind, _justified(comment, m.end())))
             for seg, off in _segments(comment):
                 for kind, pat in _COMMENT:
                     m = pat.match(seg)
@@ -131,7 +135,7 @@ def in_lines(
                         key = f"{kind} {code}".strip()
                         out.append(Suppression(n, kind, key, _justified(comment, off + m.end())))
                         break
-        for kind, pat in (*_LINE, *extra):
+        for kind, pat in _LINE:
             for m in pat.finditer(line):
                 code = _codes(kind, m.groupdict().get("codes"))
                 key = f"{kind} {code}".strip()
