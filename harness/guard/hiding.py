@@ -38,6 +38,7 @@ _ANYS = frozenset({"typing.Any", "typing_extensions.Any", "Any"})
 # Environment variables and attributes that exist only while pytest runs a test.
 _PYTEST_MARKS = ("PYTEST_", "_called_from_test")
 _PYTEST_MODULES = frozenset({"pytest", "_pytest"})
+_PROCESS = ("sys.modules", "sys.argv", "sys.executable", "sys.orig_argv", "os.environ")
 PLUGIN_GROUPS = frozenset(
     {"pytest11", "flake8.extension", "flake8.report", "bandit.plugins", "bandit.formatters"}
 )
@@ -202,7 +203,14 @@ def findings(text: str | None, source: bool) -> list[Finding] | None:
             continue
         if isinstance(node, ast.Compare):
             sides = [node.left, *node.comparators]
-            if any(folded(s) in _PYTEST_MODULES for s in sides):
+            # "pytest" compared with what the process knows about itself; a comparison with
+            # a gate or tool name ("pytest" in gates) is ordinary code.
+            if any(folded(s) in _PYTEST_MODULES for s in sides) and any(
+                (qual(n, names) or "").startswith(_PROCESS)
+                for s in sides
+                for n in ast.walk(s)
+                if isinstance(n, ast.Attribute | ast.Name)
+            ):
                 out.append(_pytest_running(node.lineno, f"'{ast.unparse(node)[:50]}'"))
         elif isinstance(node, ast.Constant | ast.BinOp | ast.JoinedStr):
             value = folded(node)
