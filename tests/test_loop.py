@@ -269,7 +269,7 @@ NETWORK_TEST = new_test(
     "test_net",
     "import socket\n\n\ndef test_net():\n    s = socket.socket()\n    try:\n"
     "        s.connect(('127.0.0.1', 1))\n    except ConnectionRefusedError:\n"
-    "        pass\n    finally:\n        s.close()\n",
+    "        pass\n    finally:\n        s.close()\n    assert s.family == socket.AF_INET\n",
 )
 USELESS_TEST = new_test(
     "test_again", "from pkg.calc import add\n\n\ndef test_add_again():\n    assert add(1, 1) == 2\n"
