@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.policy import Policy, load_policy
+from harness.policy import Policy, resolve_policy
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_REPO = Path("/tmp/oss/click-8.1.7")
@@ -86,9 +86,23 @@ def tool(py: str, name: str) -> list[str]:
     return [str(Path(py).parent / name)]
 
 
+def pythonpath(repo: Path, pol: Policy) -> dict[str, str]:
+    """The policy's `pythonpath` dirs on PYTHONPATH, as the gates that import the target set it
+    (lint-imports from the harness's env finds a src/ layout's packages only so)."""
+    dirs = [str(repo / d) for d in pol.gates.pythonpath]
+    return {"PYTHONPATH": os.pathsep.join(dirs)} if dirs else {}
+
+
+def static_tool(name: str) -> list[str]:
+    """A static tool as its console script in the harness's env: the gates run ruff, mypy,
+    bandit, lint-imports and detect-secrets from there, so the by-hand side runs the very same
+    installation (the target env need not have them)."""
+    return [str(Path(sys.executable).parent / name)]
+
+
 def hand_ruff(py: str, repo: Path, pol: Policy, tmp: Path, hand: Hand) -> None:
     cfg = pol.gates.ruff
-    argv = [*tool(py, "ruff"), "check", "--output-format", "json", "--no-cache"]
+    argv = [*static_tool("ruff"), "check", "--output-format", "json", "--no-cache"]
     argv += ["--config", cfg.config] if cfg.config else []
     proc = sh([*argv, *cfg.args, *(cfg.paths or ["."])], repo, hand)
     if proc.returncode not in (0, 1):
@@ -106,7 +120,9 @@ _MYPY_FOUND = re.compile(r"^Found (\d+) errors? in \d+ files?")
 
 def hand_mypy(py: str, repo: Path, pol: Policy, tmp: Path, hand: Hand) -> None:
     cfg = pol.gates.mypy
-    argv = [*tool(py, "mypy"), "--cache-dir", str(tmp / "mypy-cache")]
+    argv = [*static_tool("mypy"), "--cache-dir", str(tmp / "mypy-cache")]
+    # The target env decides what imports resolve to, as in the gate.
+    argv += ["--python-executable", py] if py != sys.executable else []
     argv += ["--config-file", cfg.config] if cfg.config else []
     proc = sh([*argv, *cfg.args, *(cfg.paths or ["."])], repo, hand)
     if proc.returncode not in (0, 1):
@@ -124,7 +140,7 @@ _PYTEST_SUMMARY = re.compile(r"^=*\s*(\d+ [a-z]+.*) in [\d.]+s")
 
 def hand_pytest(py: str, repo: Path, pol: Policy, tmp: Path, hand: Hand) -> None:
     cfg = pol.gates.pytest
-    env = {"COVERAGE_FILE": str(tmp / ".coverage")}
+    env = {"COVERAGE_FILE": str(tmp / ".coverage"), **pythonpath(repo, pol)}
     # no:cacheprovider only keeps .pytest_cache out of the tree; it changes no count.
     argv = [*tool(py, "pytest"), "-p", "no:cacheprovider"]
     argv += [f"--cov={c}" for c in cfg.cov]
@@ -152,7 +168,7 @@ def hand_pytest(py: str, repo: Path, pol: Policy, tmp: Path, hand: Hand) -> None
 def hand_bandit(py: str, repo: Path, pol: Policy, tmp: Path, hand: Hand) -> None:
     cfg = pol.gates.bandit
     out = tmp / "bandit.json"
-    argv = [*tool(py, "bandit"), "-r", "-f", "json", "-o", str(out)]
+    argv = [*static_tool("bandit"), "-r", "-f", "json", "-o", str(out)]
     argv += ["-c", cfg.config] if cfg.config else []
     proc = sh([*argv, *cfg.args, *(cfg.paths or ["."])], repo, hand)
     if proc.returncode not in (0, 1):
@@ -172,9 +188,9 @@ _CONTRACTS = re.compile(r"^Contracts: (\d+) kept, (\d+) broken\.", re.MULTILINE)
 
 def hand_imports(py: str, repo: Path, pol: Policy, tmp: Path, hand: Hand) -> None:
     cfg = pol.gates.imports
-    argv = [*tool(py, "lint-imports"), "--no-cache"]
+    argv = [*static_tool("lint-imports"), "--no-cache"]
     argv += ["--config", cfg.config] if cfg.config else []
-    proc = sh([*argv, *cfg.args], repo, hand)
+    proc = sh([*argv, *cfg.args], repo, hand, pythonpath(repo, pol))
     m = _CONTRACTS.search(proc.stdout)
     if m is None:
         raise SystemExit(f"lint-imports printed no contract summary: {proc.stdout[-300:]}")
@@ -186,7 +202,7 @@ def hand_secrets(py: str, repo: Path, pol: Policy, tmp: Path, hand: Hand) -> Non
     if cfg.config or cfg.paths or cfg.tool == "gitleaks":
         raise SystemExit("by-hand secrets scan covers detect-secrets over the whole repo only")
     # With no file arguments detect-secrets scans what `git ls-files` lists, by itself.
-    proc = sh([*tool(py, "detect-secrets"), "scan", *cfg.args], repo, hand)
+    proc = sh([*static_tool("detect-secrets"), "scan", *cfg.args], repo, hand)
     if proc.returncode != 0:
         raise SystemExit(f"detect-secrets exited {proc.returncode}: {proc.stderr[-300:]}")
     results = json.loads(proc.stdout)["results"]
@@ -201,6 +217,12 @@ HAND: dict[str, Callable[[str, Path, Policy, Path, Hand], None]] = {
     "imports": hand_imports,
     "secrets": hand_secrets,
 }
+
+
+def load(repo: Path, policy: Path) -> Policy:
+    """The policy as `harness gates` resolves it: what the file leaves unset (pythonpath, paths)
+    is detected from the repository, so the by-hand side runs with the same settings."""
+    return resolve_policy(repo, policy).policy
 
 
 def run_by_hand(repo: Path, pol: Policy) -> Hand:
@@ -261,14 +283,15 @@ def harness_numbers(out: dict[str, Any]) -> dict[str, Any]:
 
 
 def pytest_expected(said: dict[str, int]) -> dict[str, int]:
-    """pytest's summary words in the gate's four buckets (JUnit has no xfail/xpass outcome).
+    """pytest's summary words in the gate's buckets (passed, failed, errors, skipped, xfailed,
+    xpassed: pytest's own counts, kept apart).
 
-    xfailed is written to JUnit as <skipped>, a non-strict xpassed as a pass; subtests are not
-    test items. Anything else unexpected is kept, so it shows up as a mismatch.
+    A non-strict xpass leaves no trace in JUnit (it reads passed there), so the gate counts it
+    as passed; subtests are not test items. Anything else unexpected is kept, so it shows up as
+    a mismatch.
     """
-    out = {"passed": 0, "failed": 0, "errors": 0, "skipped": 0}
-    bucket = {"passed": "passed", "failed": "failed", "errors": "errors", "skipped": "skipped"}
-    bucket |= {"xfailed": "skipped", "xpassed": "passed", "deselected": ""}
+    out = {"passed": 0, "failed": 0, "errors": 0, "skipped": 0, "xfailed": 0, "xpassed": 0}
+    bucket = {word: word for word in out} | {"xpassed": "passed", "deselected": ""}
     for word, n in said.items():
         if word.startswith("subtests"):
             continue
@@ -279,7 +302,7 @@ def pytest_expected(said: dict[str, int]) -> dict[str, int]:
 
 
 def verify(repo: Path, policy: Path) -> int:
-    pol = load_policy(policy)
+    pol = load(repo, policy)
     with tempfile.TemporaryDirectory(prefix="bench-cache-") as cache:
         out, gate_secs, _ = run_harness(repo, policy, Path(cache), no_cache=True)
     errors = {n: r["reason"] for n, r in out["gates"].items() if r["status"] == "error"}
@@ -315,7 +338,7 @@ def _short(v: Any) -> str:
 
 
 def timing(repo: Path, policy: Path, rounds: int) -> int:
-    pol = load_policy(policy)
+    pol = load(repo, policy)
     wall: dict[str, list[float]] = {"conc": [], "seq": []}
     cpu: dict[str, list[float]] = {"conc": [], "seq": []}
     print(f"repo {repo}  policy {policy}  rounds {rounds}")
@@ -370,7 +393,7 @@ def shift(repo: Path, policy: Path, files: int = 5) -> int:
     """
     from harness.gates.runner import run_gates
 
-    pol = load_policy(policy)
+    pol = load(repo, policy)
     with tempfile.TemporaryDirectory(prefix="bench-shift-") as tmp:
         clone = Path(tmp) / "repo"
         subprocess.run(["git", "clone", "-q", str(repo), str(clone)], check=True)
@@ -408,7 +431,7 @@ def shift(repo: Path, policy: Path, files: int = 5) -> int:
 def ids(repo: Path, policy: Path) -> int:
     from harness.gates.runner import run_gates
 
-    pol = load_policy(policy)
+    pol = load(repo, policy)
     cfg = pol.gates.pytest
     result = run_gates(repo, pol, only=["pytest"], use_cache=False).results["pytest"]
     gate_ids = {t.id for t in result.tests}
