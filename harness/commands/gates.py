@@ -7,6 +7,7 @@ Whatever the gate runs write into the checkout is removed again: it is left as i
 from __future__ import annotations
 
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -91,14 +92,21 @@ def command(
     names = [n.strip() for n in only.split(",") if n.strip()] if only is not None else None
     repository = open_repo(repo)
     ui.err.print(f"harness gates: {repo}")
-    if "pytest" in selected_gates(pol, names):
-        for line in import_warnings(repo, pol):
-            ui.err.print(f"warning: {line}", markup=False)
-    # The target's own addopts may write reports (coverage.xml, htmlcov/) into the user's
-    # checkout; a report left behind is a new file in the next run's tree, so nothing would
-    # ever be cached either.
-    with left_as_found(repository):
-        run = run_gates(repo, pol, only=names, use_cache=not no_cache, on_result=_progress)
+    # The import check asks the target's interpreter once; it runs beside the gates rather
+    # than before them, and says what it found when they are done.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="imports") as pool:
+        warnings = (
+            pool.submit(import_warnings, repo, pol)
+            if "pytest" in selected_gates(pol, names)
+            else None
+        )
+        # The target's own addopts may write reports (coverage.xml, htmlcov/) into the user's
+        # checkout; a report left behind is a new file in the next run's tree, so nothing
+        # would ever be cached either.
+        with left_as_found(repository):
+            run = run_gates(repo, pol, only=names, use_cache=not no_cache, on_result=_progress)
+    for line in warnings.result() if warnings is not None else []:
+        ui.err.print(f"warning: {line}", markup=False)
     if not run.results:
         raise UsageError("no gate to run: all gates are disabled in the policy")
     if json_out:

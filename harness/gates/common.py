@@ -6,13 +6,16 @@ without an import cycle.
 
 from __future__ import annotations
 
+import hashlib
+import importlib.metadata
 import json
 import os
 import re
+import site
 import sys
 import sysconfig
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -48,6 +51,8 @@ class GateContext:
     pythonpath: tuple[str, ...] = ()
     # Persistent per-tool caches (mypy's); None means a throw-away temp dir per run.
     cache_dir: Path | None = None
+    # > 0: the tool runs at a lower priority, giving way to the gate that takes longest.
+    nice: int = 0
 
 
 def error(gate: str, tool: str, reason: str, proc: ProcResult | None = None) -> GateResult:
@@ -76,7 +81,7 @@ def run_tool(
     full_env = dict(BASE_ENV)
     if env:
         full_env.update(env)
-    return run(argv, ctx.repo, timeout=ctx.cfg.timeout, env=full_env)
+    return run(argv, ctx.repo, timeout=ctx.cfg.timeout, env=full_env, nice=ctx.nice)
 
 
 def proc_failure(
@@ -209,42 +214,84 @@ class SourceLines:
         return redact_text(lines[lineno - 1].strip()) if lineno <= len(lines) else ""
 
 
-_VERSION_SCRIPT = """
-import hashlib, importlib.metadata as m, json
+# What an env holds: where it looks for distributions (its site dirs and the rest of sys.path,
+# less sys.path[0], which is only where it was started from) and which are installed there.
+_ENV_SCRIPT = """
+import hashlib, importlib.metadata as m, json, site, sys
+dirs = site.getsitepackages() + sys.path[1:]
 out = {}
-for d in m.distributions():
+for d in m.distributions(path=dirs):
     out.setdefault((d.metadata["Name"] or "").lower(), d.version)
 env = sorted("%s==%s" % (k, v) for k, v in out.items())
 out["(env)"] = hashlib.sha256("\\n".join(env).encode()).hexdigest()[:12]
-print(json.dumps(out))
+print(json.dumps({"dirs": dirs, "versions": out}))
 """
-_SITE_SCRIPT = "import json, site, sys; print(json.dumps(site.getsitepackages() + sys.path))"
 _probe_lock = threading.Lock()
 
 
-@lru_cache(maxsize=16)
-def _site_dirs(python: str) -> tuple[str, ...]:
-    proc = run([python, "-c", _SITE_SCRIPT], Path.cwd(), timeout=VERSION_TIMEOUT, env=BASE_ENV)
+@dataclass(frozen=True)
+class _Env:
+    dirs: tuple[str, ...]
+    versions: dict[str, str]
+
+
+def _env_here() -> _Env:
+    """The harness's own env, read in this process: the same answer as `_ENV_SCRIPT` run by
+    this interpreter, without starting it again."""
+    dirs = [*site.getsitepackages(), *sys.path[1:]]
+    out: dict[str, str] = {}
+    for d in importlib.metadata.distributions(path=dirs):
+        out.setdefault((d.metadata["Name"] or "").lower(), d.version)
+    env = sorted(f"{k}=={v}" for k, v in out.items())
+    out["(env)"] = hashlib.sha256("\n".join(env).encode()).hexdigest()[:12]
+    return _Env(_existing(dirs), out)
+
+
+def _env_of(python: str) -> _Env:
+    if same_interpreter(python, HARNESS_PYTHON):
+        return _env_here()
+    proc = run([python, "-c", _ENV_SCRIPT], Path.cwd(), timeout=VERSION_TIMEOUT, env=BASE_ENV)
     try:
-        return tuple(sorted({d for d in json.loads(proc.stdout) if d and Path(d).is_dir()}))
-    except (json.JSONDecodeError, TypeError):
-        return ()
+        data = json.loads(proc.stdout.strip().splitlines()[-1])
+        dirs, versions = data["dirs"], data["versions"]
+        if not isinstance(dirs, list) or not isinstance(versions, dict):
+            raise TypeError("not a list and a dict")
+    except (json.JSONDecodeError, IndexError, KeyError, TypeError):
+        return _Env((), {})
+    return _Env(_existing(str(d) for d in dirs), {str(k): str(v) for k, v in versions.items()})
+
+
+def _existing(dirs: Iterable[str]) -> tuple[str, ...]:
+    return tuple(sorted({d for d in dirs if d and Path(d).is_dir()}))
+
+
+@lru_cache(maxsize=16)
+def _first_look(python: str) -> tuple[_Env, tuple[tuple[str, int], ...]]:
+    """One start of the interpreter tells both where its env lives and what it holds."""
+    env = _env_of(python)
+    return env, _stamp(env.dirs)
+
+
+def _site_dirs(python: str) -> tuple[str, ...]:
+    return _first_look(python)[0].dirs
+
+
+def _stamp(dirs: Iterable[str]) -> tuple[tuple[str, int], ...]:
+    return tuple((d, Path(d).stat().st_mtime_ns) for d in dirs if Path(d).is_dir())
 
 
 def _env_stamp(python: str) -> tuple[tuple[str, int], ...]:
     """Installing, upgrading or removing a distribution touches its site directory, so the
     directories' mtimes tell whether a probe made earlier still describes the env."""
-    return tuple((d, Path(d).stat().st_mtime_ns) for d in _site_dirs(python) if Path(d).is_dir())
+    return _stamp(_site_dirs(python))
 
 
 @lru_cache(maxsize=16)
 def _probe(python: str, stamp: tuple[tuple[str, int], ...]) -> dict[str, str]:
-    proc = run([python, "-c", _VERSION_SCRIPT], Path.cwd(), timeout=VERSION_TIMEOUT, env=BASE_ENV)
-    try:
-        data = json.loads(proc.stdout.strip().splitlines()[-1])
-    except (json.JSONDecodeError, IndexError):
-        return {}
-    return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+    env, first = _first_look(python)
+    if stamp == first:
+        return env.versions
+    return _env_of(python).versions
 
 
 def dist_versions(python: str, dists: Sequence[str]) -> str:
@@ -253,12 +300,15 @@ def dist_versions(python: str, dists: Sequence[str]) -> str:
     Part of the result-cache key. The env digest covers every installed distribution, because
     a new stub package changes mypy's verdict as surely as a new mypy does. 'unknown' when the
     interpreter does not answer (then the gate itself errors, and errors are never cached).
-    One probe serves every gate until the env changes on disk.
+    One probe serves every gate until the env changes on disk; the harness's own env is read
+    in-process.
     """
     with _probe_lock:
         data = _probe(python, _env_stamp(python))
     if not data:
-        _probe.cache_clear()  # an interpreter that did not answer is asked again next time
+        # An interpreter that did not answer is asked again next time.
+        _probe.cache_clear()
+        _first_look.cache_clear()
         return "unknown"
     tools = "".join(f"{d} {data.get(d.lower()) or 'missing'} " for d in dists)
     return f"{tools}(env {data.get('(env)', '?')})"
