@@ -13,7 +13,7 @@ from typing import NoReturn
 import typer
 
 from harness import __version__, ui
-from harness.commands import register
+from harness.commands import LazyCommands
 from harness.errors import ExitCode, HarnessError, Interrupted
 
 app = typer.Typer(
@@ -30,6 +30,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
+    # Subcommands are imported when asked for: see harness.commands.
+    cls=LazyCommands,
 )
 
 
@@ -46,9 +48,6 @@ def _root(
     ),
 ) -> None:
     pass
-
-
-register(app)
 
 
 def _crash_log() -> Path:
