@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/bench_gates.py verify [REPO] [POLICY]
     .venv/bin/python bench/bench_gates.py time   [REPO] [POLICY] [--rounds N]
+    .venv/bin/python bench/bench_gates.py cpu    [REPO] [POLICY]
     .venv/bin/python bench/bench_gates.py cached [REPO] [POLICY]
     .venv/bin/python bench/bench_gates.py shift  [REPO] [POLICY]
     .venv/bin/python bench/bench_gates.py ids    [REPO] [POLICY]
@@ -337,14 +338,23 @@ def _short(v: Any) -> str:
     return json.dumps(v, sort_keys=True).replace("|", "\\|") if v is not None else "-"
 
 
+def load_now() -> str:
+    one, five, _ = os.getloadavg()
+    return f"load {one:.2f}/{five:.2f}"
+
+
 def timing(repo: Path, policy: Path, rounds: int) -> int:
     pol = load(repo, policy)
     wall: dict[str, list[float]] = {"conc": [], "seq": []}
     cpu: dict[str, list[float]] = {"conc": [], "seq": []}
     print(f"repo {repo}  policy {policy}  rounds {rounds}")
-    print(f"load average at start {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
-    print("round  harness gates --no-cache  one after another  ratio  (CPU s: harness / by hand)")
+    print(f"{load_now()} (1/5 min) at start on {os.cpu_count()} cores")
+    print(
+        "round  harness gates --no-cache  one after another  ratio"
+        "  CPU s: harness / by hand (+overhead)  load before"
+    )
     for i in range(rounds):
+        before = load_now()
         # Alternate which side goes first, so neither always gets the warmer page cache.
         for side in ("conc", "seq") if i % 2 == 0 else ("seq", "conc"):
             if side == "conc":
@@ -359,14 +369,101 @@ def timing(repo: Path, policy: Path, rounds: int) -> int:
             cpu[side].append(c)
         wc, ws = wall["conc"][-1], wall["seq"][-1]
         cc, cs = cpu["conc"][-1], cpu["seq"][-1]
-        print(f"{i + 1:>5}  {wc:>23.2f}s  {ws:>16.2f}s  {wc / ws:>5.2f}  ({cc:.1f} / {cs:.1f})")
+        print(
+            f"{i + 1:>5}  {wc:>23.2f}s  {ws:>16.2f}s  {wc / ws:>5.2f}"
+            f"  {cc:>6.2f} / {cs:.2f} ({(cc / cs - 1) * 100:+.1f}%)  {before}"
+        )
     mc, ms = statistics.median(wall["conc"]), statistics.median(wall["seq"])
     cc, cs = statistics.median(cpu["conc"]), statistics.median(cpu["seq"])
-    print(f"median {mc:>23.2f}s  {ms:>16.2f}s  {mc / ms:>5.2f}  ({cc:.1f} / {cs:.1f})")
+    print(
+        f"median {mc:>23.2f}s  {ms:>16.2f}s  {mc / ms:>5.2f}"
+        f"  {cc:>6.2f} / {cs:.2f} ({(cc / cs - 1) * 100:+.1f}%)"
+    )
     paired = statistics.median(c / q for c, q in zip(wall["conc"], wall["seq"], strict=True))
-    print(f"ratio of medians: {mc / ms:.2f}; median of per-round ratios: {paired:.2f}")
-    print("(target <= 0.6)")
-    print(f"load average at end {os.getloadavg()[0]:.2f}")
+    over = statistics.median(c / q - 1 for c, q in zip(cpu["conc"], cpu["seq"], strict=True))
+    print(f"wall: ratio of medians {mc / ms:.2f}; median of per-round ratios {paired:.2f}")
+    print(f"CPU: median per-round harness overhead {over * 100:+.1f}% of the tools' own")
+    print("(targets: wall ratio <= 0.7 on 2 cores; CPU overhead <= 5%)")
+    print(f"{load_now()} at end")
+    return 0
+
+
+# Runs `harness gates` in this interpreter with each child reaped by wait4, so that every
+# process the harness starts is charged its own user+sys seconds (threads run them side by
+# side, so RUSAGE_CHILDREN deltas cannot tell them apart).
+_RUSAGE_DRIVER = """
+import json, os, resource, subprocess, sys, threading
+log, lock = [], threading.Lock()
+def _wait(self, timeout):
+    if self.returncode is not None:
+        return self.returncode
+    _, status, ru = os.wait4(self.pid, 0)
+    self._handle_exitstatus(status)
+    with lock:
+        log.append([ru.ru_utime + ru.ru_stime, [str(a) for a in self.args]])
+    return self.returncode
+subprocess.Popen._wait = _wait
+from harness.cli import main
+try:
+    main(sys.argv[1:])
+except SystemExit:
+    pass
+me = resource.getrusage(resource.RUSAGE_SELF)
+print(json.dumps({"self": me.ru_utime + me.ru_stime, "children": log}), file=sys.stderr)
+"""
+
+
+def _label(argv: list[str]) -> str:
+    """A short name for a child process: the tool, or what a probe is."""
+    if argv[:1] == ["git"]:
+        return "git " + (argv[1] if len(argv) > 1 else "")
+    if len(argv) > 2 and argv[1] == "-m":
+        return argv[2].replace("_", "-")
+    if len(argv) > 1 and argv[1] == "-c":
+        return "probe: " + ("import check" if "find_spec" in argv[2] else "env versions")
+    return Path(argv[0]).name
+
+
+def cpu_breakdown(repo: Path, policy: Path) -> int:
+    """Where the CPU goes: each process of one `harness gates --no-cache` against each by-hand
+    command, and the harness's own process (start-up, imports, parsing, redaction)."""
+    pol = load(repo, policy)
+    print(f"repo {repo}  policy {policy}  {load_now()}")
+    with tempfile.TemporaryDirectory(prefix="bench-cache-") as cache:
+        argv = [sys.executable, "-c", _RUSAGE_DRIVER, "gates", "--repo", str(repo)]
+        argv += ["--policy", str(policy), "--json", "--no-cache"]
+        env = {**os.environ, "HARNESS_CACHE_DIR": cache}
+        proc = subprocess.run(
+            argv, env=env, capture_output=True, text=True, timeout=TIMEOUT, check=False
+        )
+    report = json.loads(proc.stderr.strip().splitlines()[-1])
+    charged: Counter[str] = Counter()
+    for seconds, child in report["children"]:
+        charged[_label(child)] += seconds
+    hand = Hand()
+    per_tool: Counter[str] = Counter()
+    with tempfile.TemporaryDirectory(prefix="bench-hand-") as tmp:
+        for name, fn in HAND.items():
+            if getattr(pol.gates, name).enabled:
+                before = hand.cpu
+                fn(pol.gates.python or sys.executable, repo, pol, Path(tmp), hand)
+                per_tool[name] = hand.cpu - before
+    tools = {"ruff": "ruff", "mypy": "mypy", "pytest": "pytest", "bandit": "bandit"}
+    tools |= {"imports": "lint-imports", "secrets": "detect-secrets"}
+    print("| process | harness gates (CPU s) | by hand (CPU s) |")
+    print("| --- | --- | --- |")
+    shown: set[str] = set()
+    for gate, label in tools.items():
+        if gate in per_tool:
+            print(f"| {label} | {charged.get(label, 0.0):.2f} | {per_tool[gate]:.2f} |")
+            shown.add(label)
+    for label, seconds in sorted(charged.items(), key=lambda kv: -kv[1]):
+        if label not in shown:
+            print(f"| {label} | {seconds:.2f} | - |")
+    print(f"| harness's own process | {report['self']:.2f} | - |")
+    total = sum(charged.values()) + report["self"]
+    print(f"| **total** | **{total:.2f}** | **{hand.cpu:.2f}** |")
+    print(f"overhead {(total / hand.cpu - 1) * 100:+.1f}% of the tools' own CPU; {load_now()}")
     return 0
 
 
@@ -451,7 +548,7 @@ def ids(repo: Path, policy: Path) -> int:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("mode", choices=["verify", "time", "cached", "shift", "ids"])
+    ap.add_argument("mode", choices=["verify", "time", "cpu", "cached", "shift", "ids"])
     ap.add_argument("repo", nargs="?", type=Path, default=DEFAULT_REPO)
     ap.add_argument("policy", nargs="?", type=Path, default=DEFAULT_POLICY)
     ap.add_argument("--rounds", type=int, default=5)
@@ -463,6 +560,8 @@ def main() -> int:
         return verify(repo, policy)
     if args.mode == "time":
         return timing(repo, policy, args.rounds)
+    if args.mode == "cpu":
+        return cpu_breakdown(repo, policy)
     if args.mode == "shift":
         return shift(repo, policy)
     if args.mode == "ids":

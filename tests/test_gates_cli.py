@@ -119,3 +119,16 @@ def test_reports_the_targets_addopts_write_are_removed_and_the_cache_hits(
 
     again = _harness("--repo", str(repo), "--policy", str(policy), "--json")
     assert json.loads(again.stdout)["gates"]["pytest"]["cached"] is True
+
+
+def test_gates_imports_no_other_command(tmp_path: Path) -> None:
+    # Start-up is CPU the gates pay on every call: the loop, Jinja and the guard stay out.
+    code = (
+        "import sys\nfrom harness.cli import main\n"
+        "try:\n    main(['gates', '--help'])\nexcept SystemExit:\n    pass\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('harness.loop', 'harness.guard',"
+        " 'harness.steps', 'jinja2', 'harness.commands.run'))))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "[]"

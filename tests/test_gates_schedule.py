@@ -1,0 +1,86 @@
+"""How the gates share the machine: the tests keep their priority, the rest give way; the
+version probe of the harness's own env is read in-process and agrees with the subprocess one."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from harness.gates import common
+from harness.gates.common import GateContext, run_tool
+from harness.gates.runner import GATES, LONGEST_FIRST, priority, run_gates
+from harness.policy import GateConfig, parse_policy
+from harness.proc import run
+
+from .conftest import other_gates_off
+
+_NICENESS = "import os; print(os.getpriority(os.PRIO_PROCESS, 0))"
+
+
+def _own_niceness() -> int:
+    return os.getpriority(os.PRIO_PROCESS, 0)
+
+
+def test_a_gate_tool_given_way_runs_at_a_lower_priority(tmp_path: Path) -> None:
+    ctx = GateContext(repo=tmp_path, cfg=GateConfig(), nice=5)
+    proc = run_tool([sys.executable, "-c", _NICENESS], ctx)
+    assert proc.returncode == 0, proc.stderr
+    assert int(proc.stdout) == min(_own_niceness() + 5, 19)
+    plain = run_tool([sys.executable, "-c", _NICENESS], GateContext(repo=tmp_path))
+    assert int(plain.stdout) == _own_niceness()
+
+
+def test_only_the_longest_gate_keeps_its_priority() -> None:
+    assert set(LONGEST_FIRST) == set(GATES)
+    assert priority("pytest") == 0
+    assert all(priority(name) > 0 for name in GATES if name != "pytest")
+
+
+def test_the_tests_run_at_the_harness_priority_beside_the_other_gates(
+    make_repo: Callable[..., Path], tmp_path: Path
+) -> None:
+    seen = tmp_path / "niceness.txt"
+    repo = make_repo(
+        {
+            "pkg/__init__.py": "",
+            "tests/test_nice.py": (
+                "import os\n\n\ndef test_nice():\n"
+                f"    open({str(seen)!r}, 'w').write(str(os.getpriority(os.PRIO_PROCESS, 0)))\n"
+            ),
+        }
+    )
+    policy = parse_policy(
+        '[gates.pytest]\npaths = ["tests"]\n[gates.ruff]\npaths = ["pkg"]\n'
+        + other_gates_off("pytest", "ruff")
+    )
+    result = run_gates(repo, policy, use_cache=False)
+    assert result.results["pytest"].counts()["passed"] == 1
+    assert int(seen.read_text()) == _own_niceness()
+    # Without the cache the probe runs after the tool, and still labels the result.
+    assert (result.results["pytest"].tool_version or "").startswith("pytest ")
+    assert (result.results["ruff"].tool_version or "").startswith("ruff ")
+
+
+def test_a_timeout_keeps_what_was_printed(tmp_path: Path) -> None:
+    code = "import time; print('started', flush=True); time.sleep(30)"
+    proc = run([sys.executable, "-c", code], tmp_path, timeout=1.0, nice=3)
+    assert proc.timed_out and proc.returncode == -1
+    assert proc.stdout == "started\n"
+
+
+def test_the_harness_env_read_in_process_is_what_its_interpreter_says(tmp_path: Path) -> None:
+    here = common._env_here()
+    out = subprocess.run(
+        [sys.executable, "-c", common._ENV_SCRIPT],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    there = json.loads(out)
+    assert here.versions == there["versions"]
+    assert here.dirs == common._existing(there["dirs"])
