@@ -1,7 +1,7 @@
 """`harness gates` on a real project: its counts against the tools run by hand, and its time.
 
     .venv/bin/python bench/bench_gates.py verify [REPO] [POLICY]
-    .venv/bin/python bench/bench_gates.py time   [REPO] [POLICY] [--rounds N]
+    .venv/bin/python bench/bench_gates.py time   [REPO] [POLICY] [--rounds N] [--baseline PY]
     .venv/bin/python bench/bench_gates.py cpu    [REPO] [POLICY]
     .venv/bin/python bench/bench_gates.py cached [REPO] [POLICY]
     .venv/bin/python bench/bench_gates.py shift  [REPO] [POLICY]
@@ -237,15 +237,18 @@ def run_by_hand(repo: Path, pol: Policy) -> Hand:
 
 
 def run_harness(
-    repo: Path, policy: Path, cache_dir: Path, *, no_cache: bool
+    repo: Path, policy: Path, cache_dir: Path, *, no_cache: bool, python: str | None = None
 ) -> tuple[dict[str, Any], float, float]:
-    """The gate JSON, wall seconds and CPU seconds of one `harness gates` call."""
-    argv = [*HARNESS, "gates", "--repo", str(repo), "--policy", str(policy), "--json"]
+    """The gate JSON, wall seconds and CPU seconds of one `harness gates` call (by the harness
+    installed for `python`, by default this one)."""
+    harness = [python, "-m", "harness"] if python else HARNESS
+    argv = [*harness, "gates", "--repo", str(repo), "--policy", str(policy), "--json"]
     argv += ["--no-cache"] if no_cache else []
     env = {**os.environ, "HARNESS_CACHE_DIR": str(cache_dir)}
     start, cpu = time.perf_counter(), children_cpu()
+    # cwd outside any checkout: `-m harness` would import ./harness ahead of the install.
     proc = subprocess.run(
-        argv, env=env, capture_output=True, text=True, timeout=TIMEOUT, check=False
+        argv, cwd=cache_dir, env=env, capture_output=True, text=True, timeout=TIMEOUT, check=False
     )
     seconds, cpu = time.perf_counter() - start, children_cpu() - cpu
     if proc.returncode not in (0, 1):
@@ -343,49 +346,65 @@ def load_now() -> str:
     return f"load {one:.2f}/{five:.2f}"
 
 
-def timing(repo: Path, policy: Path, rounds: int) -> int:
+def timing(repo: Path, policy: Path, rounds: int, baseline: str | None = None) -> int:
+    """`harness gates --no-cache` against the tools one after another, taking turns; with
+    `baseline` (the python of another harness install) that harness takes its turn too, so a
+    change is measured against its starting point in the same run, under the same load."""
     pol = load(repo, policy)
-    wall: dict[str, list[float]] = {"conc": [], "seq": []}
-    cpu: dict[str, list[float]] = {"conc": [], "seq": []}
+    sides = ["conc", "seq"] + (["base"] if baseline else [])
+    wall: dict[str, list[float]] = {side: [] for side in sides}
+    cpu: dict[str, list[float]] = {side: [] for side in sides}
     print(f"repo {repo}  policy {policy}  rounds {rounds}")
+    if baseline:
+        print(f"baseline: {baseline} -m harness")
     print(f"{load_now()} (1/5 min) at start on {os.cpu_count()} cores")
-    print(
-        "round  harness gates --no-cache  one after another  ratio"
-        "  CPU s: harness / by hand (+overhead)  load before"
-    )
+    head = "round  harness gates --no-cache  one after another  ratio"
+    head += "  CPU s: harness / by hand (+overhead)"
+    head += "  baseline: wall, ratio, CPU (+overhead)" if baseline else ""
+    print(f"{head}  load before")
     for i in range(rounds):
         before = load_now()
-        # Alternate which side goes first, so neither always gets the warmer page cache.
-        for side in ("conc", "seq") if i % 2 == 0 else ("seq", "conc"):
-            if side == "conc":
-                # A fresh HARNESS_CACHE_DIR: mypy's incremental cache starts cold, as by hand.
-                with tempfile.TemporaryDirectory(prefix="bench-cache-") as cache:
-                    _, w, c = run_harness(repo, policy, Path(cache), no_cache=True)
-            else:
+        # Rotate which side goes first, so that none always gets the warmer page cache.
+        for side in sides[i % len(sides) :] + sides[: i % len(sides)]:
+            if side == "seq":
                 # Only the tool runs are timed, not the by-hand extras (`coverage report`).
                 hand = run_by_hand(repo, pol)
                 w, c = hand.seconds, hand.cpu
+            else:
+                # A fresh HARNESS_CACHE_DIR: mypy's incremental cache starts cold, as by hand.
+                with tempfile.TemporaryDirectory(prefix="bench-cache-") as cache:
+                    py = baseline if side == "base" else None
+                    _, w, c = run_harness(repo, policy, Path(cache), no_cache=True, python=py)
             wall[side].append(w)
             cpu[side].append(c)
-        wc, ws = wall["conc"][-1], wall["seq"][-1]
-        cc, cs = cpu["conc"][-1], cpu["seq"][-1]
+        print(f"{i + 1:>5}  {_row(wall, cpu, -1, baseline)}  {before}")
+    med = {side: [statistics.median(wall[side])] for side in sides}
+    mcpu = {side: [statistics.median(cpu[side])] for side in sides}
+    print(f"median {_row(med, mcpu, 0, baseline)}")
+    for side in [s for s in sides if s != "seq"]:
+        name = "baseline" if side == "base" else "harness"
+        paired = statistics.median(c / q for c, q in zip(wall[side], wall["seq"], strict=True))
+        over = statistics.median(c / q - 1 for c, q in zip(cpu[side], cpu["seq"], strict=True))
+        ratio = med[side][0] / med["seq"][0]
         print(
-            f"{i + 1:>5}  {wc:>23.2f}s  {ws:>16.2f}s  {wc / ws:>5.2f}"
-            f"  {cc:>6.2f} / {cs:.2f} ({(cc / cs - 1) * 100:+.1f}%)  {before}"
+            f"{name}: wall ratio of medians {ratio:.2f}, median of per-round ratios {paired:.2f};"
+            f" median per-round CPU overhead {over * 100:+.1f}% of the tools' own"
         )
-    mc, ms = statistics.median(wall["conc"]), statistics.median(wall["seq"])
-    cc, cs = statistics.median(cpu["conc"]), statistics.median(cpu["seq"])
-    print(
-        f"median {mc:>23.2f}s  {ms:>16.2f}s  {mc / ms:>5.2f}"
-        f"  {cc:>6.2f} / {cs:.2f} ({(cc / cs - 1) * 100:+.1f}%)"
-    )
-    paired = statistics.median(c / q for c, q in zip(wall["conc"], wall["seq"], strict=True))
-    over = statistics.median(c / q - 1 for c, q in zip(cpu["conc"], cpu["seq"], strict=True))
-    print(f"wall: ratio of medians {mc / ms:.2f}; median of per-round ratios {paired:.2f}")
-    print(f"CPU: median per-round harness overhead {over * 100:+.1f}% of the tools' own")
     print("(targets: wall ratio <= 0.7 on 2 cores; CPU overhead <= 5%)")
     print(f"{load_now()} at end")
     return 0
+
+
+def _row(
+    wall: dict[str, list[float]], cpu: dict[str, list[float]], i: int, baseline: str | None
+) -> str:
+    wc, ws, cc, cs = wall["conc"][i], wall["seq"][i], cpu["conc"][i], cpu["seq"][i]
+    row = f"{wc:>23.2f}s  {ws:>16.2f}s  {wc / ws:>5.2f}"
+    row += f"  {cc:>6.2f} / {cs:.2f} ({(cc / cs - 1) * 100:+.1f}%)"
+    if baseline:
+        wb, cb = wall["base"][i], cpu["base"][i]
+        row += f"  {wb:.2f}s, {wb / ws:.2f}, {cb:.2f} ({(cb / cs - 1) * 100:+.1f}%)"
+    return row
 
 
 # Runs `harness gates` in this interpreter with each child reaped by wait4, so that every
@@ -434,14 +453,14 @@ def cpu_breakdown(repo: Path, policy: Path) -> int:
         argv += ["--policy", str(policy), "--json", "--no-cache"]
         env = {**os.environ, "HARNESS_CACHE_DIR": cache}
         proc = subprocess.run(
-            argv, env=env, capture_output=True, text=True, timeout=TIMEOUT, check=False
+            argv, cwd=cache, env=env, capture_output=True, text=True, timeout=TIMEOUT, check=False
         )
     report = json.loads(proc.stderr.strip().splitlines()[-1])
-    charged: Counter[str] = Counter()
+    charged: dict[str, float] = {}
     for seconds, child in report["children"]:
-        charged[_label(child)] += seconds
+        charged[_label(child)] = charged.get(_label(child), 0.0) + seconds
     hand = Hand()
-    per_tool: Counter[str] = Counter()
+    per_tool: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="bench-hand-") as tmp:
         for name, fn in HAND.items():
             if getattr(pol.gates, name).enabled:
@@ -552,6 +571,9 @@ def main() -> int:
     ap.add_argument("repo", nargs="?", type=Path, default=DEFAULT_REPO)
     ap.add_argument("policy", nargs="?", type=Path, default=DEFAULT_POLICY)
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument(
+        "--baseline", help="time: also the harness installed for this python (e.g. main's venv)"
+    )
     args = ap.parse_args()
     repo, policy = args.repo.resolve(), args.policy.resolve()
     if not (repo / ".git").exists():
@@ -559,7 +581,7 @@ def main() -> int:
     if args.mode == "verify":
         return verify(repo, policy)
     if args.mode == "time":
-        return timing(repo, policy, args.rounds)
+        return timing(repo, policy, args.rounds, args.baseline)
     if args.mode == "cpu":
         return cpu_breakdown(repo, policy)
     if args.mode == "shift":
