@@ -3,6 +3,7 @@
     .venv/bin/python bench/bench_gates.py verify [REPO] [POLICY]
     .venv/bin/python bench/bench_gates.py time   [REPO] [POLICY] [--rounds N] [--baseline PY]
     .venv/bin/python bench/bench_gates.py cpu    [REPO] [POLICY]
+    .venv/bin/python bench/bench_gates.py prepare-click7   # /tmp/oss/click-7.1.2, its venv
     .venv/bin/python bench/bench_gates.py cached [REPO] [POLICY]
     .venv/bin/python bench/bench_gates.py shift  [REPO] [POLICY]
     .venv/bin/python bench/bench_gates.py ids    [REPO] [POLICY]
@@ -565,9 +566,62 @@ def ids(repo: Path, policy: Path) -> int:
     return 0 if same else 1
 
 
+CLICK7 = Path("/tmp/oss/click-7.1.2")
+CLICK7_VENV = Path("/tmp/ossvenv-click7")
+CLICK7_TESTS = ["pytest==9.2.0", "pytest-cov==7.1.0", "coverage==7.17.5"]
+PINNED_GIT = {
+    "GIT_AUTHOR_NAME": "bench",
+    "GIT_AUTHOR_EMAIL": "bench@example.invalid",
+    "GIT_COMMITTER_NAME": "bench",
+    "GIT_COMMITTER_EMAIL": "bench@example.invalid",
+    "GIT_AUTHOR_DATE": "2024-01-01T00:00:00Z",
+    "GIT_COMMITTER_DATE": "2024-01-01T00:00:00Z",
+}
+
+
+def prepare_click7() -> int:
+    """click 7.1.2 for bench/policies/click-7.1.2.toml: the sdist committed in a /tmp git repo
+    (pinned author and date, so the tree hash is the same everywhere) and a venv with the tests'
+    tools and click installed editable, as a user would have it."""
+    import shutil
+    import tarfile
+
+    root = CLICK7.parent
+    root.mkdir(parents=True, exist_ok=True)
+    pip = [sys.executable, "-m", "pip"]
+    subprocess.run(
+        [*pip, "download", "-q", "--no-deps", "--no-binary", ":all:", "click==7.1.2", "-d", root],
+        check=True,
+    )
+    shutil.rmtree(CLICK7, ignore_errors=True)
+    with tarfile.open(root / "click-7.1.2.tar.gz") as tar:
+        tar.extractall(root, filter="data")
+    env = {**os.environ, **PINNED_GIT}
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", *args], cwd=CLICK7, env=env, check=True, capture_output=True, text=True
+        ).stdout.strip()
+
+    git("init", "-q", "-b", "main")
+    # `pip install -e` rewrites the sdist's egg-info; keep it out of the tree under test.
+    (CLICK7 / ".git" / "info" / "exclude").write_text("*.egg-info/\n__pycache__/\n")
+    git("add", "-A")
+    git("commit", "-qm", "sdist click-7.1.2")
+    shutil.rmtree(CLICK7_VENV, ignore_errors=True)
+    subprocess.run([sys.executable, "-m", "venv", str(CLICK7_VENV)], check=True)
+    vpip = [str(CLICK7_VENV / "bin" / "python"), "-m", "pip", "install", "-q"]
+    subprocess.run([*vpip, *CLICK7_TESTS], check=True)
+    subprocess.run([*vpip, "--no-deps", "-e", str(CLICK7)], check=True)
+    print(f"{CLICK7} tree {git('rev-parse', 'HEAD^{tree}')}, {git('status', '--short') or 'clean'}")
+    print(f"venv {CLICK7_VENV}; policy {HERE / 'policies' / 'click-7.1.2.toml'}")
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("mode", choices=["verify", "time", "cpu", "cached", "shift", "ids"])
+    modes = ["verify", "time", "cpu", "cached", "shift", "ids", "prepare-click7"]
+    ap.add_argument("mode", choices=modes)
     ap.add_argument("repo", nargs="?", type=Path, default=DEFAULT_REPO)
     ap.add_argument("policy", nargs="?", type=Path, default=DEFAULT_POLICY)
     ap.add_argument("--rounds", type=int, default=5)
@@ -575,6 +629,8 @@ def main() -> int:
         "--baseline", help="time: also the harness installed for this python (e.g. main's venv)"
     )
     args = ap.parse_args()
+    if args.mode == "prepare-click7":
+        return prepare_click7()
     repo, policy = args.repo.resolve(), args.policy.resolve()
     if not (repo / ".git").exists():
         raise SystemExit(f"not a git repository: {repo} (see bench/setup_oss.sh)")
