@@ -101,6 +101,33 @@ class ReviewRule(Strict):
     )
 
 
+class MutationConfig(Strict):
+    """The guard's mutation layer: new or changed tests must fail on mutants of the code they
+    run (docs/guard.md, "Mutation layer")."""
+
+    enabled: bool = Field(
+        True, description="run the layer on patches that add or change tests (harness apply)"
+    )
+    max_mutants: int = Field(
+        30, ge=1, description="mutants tried per patch, shared fairly among the changed tests"
+    )
+    budget_seconds: float = Field(
+        180.0, gt=0, description="wall-clock seconds for the whole layer on one patch"
+    )
+    min_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="a mutant's test run is a hang (the mutant is killed) after 3x the "
+        "unmutated run plus 1s, and never sooner than this",
+    )
+    fail_closed: bool = Field(
+        False,
+        description="refuse the patch when a new or changed test could not be judged (the "
+        "budget ran out first, coverage could not be measured, it does not pass unmutated); "
+        "false: say so in the layer's record and accept",
+    )
+
+
 class GuardConfig(Strict):
     max_changed_lines_per_file: int = Field(
         20, ge=1, description='the STEPS guardrail "<=20 lines/file"; a larger patch is refused'
@@ -131,6 +158,10 @@ class GuardConfig(Strict):
     secrets: bool = Field(True, description="refuse patches that add a secret")
     review: ReviewRule = Field(
         default_factory=ReviewRule, description="the reviewer layer (needs a model)"
+    )
+    mutation: MutationConfig = Field(
+        default_factory=MutationConfig,
+        description="new or changed tests must kill mutants of the code they cover",
     )
 
 

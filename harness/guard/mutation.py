@@ -1,0 +1,957 @@
+"""The guard's mutation layer: a new or changed test must fail on mutants of the code it runs,
+and a changed test must not kill fewer of them than it did before the patch.
+
+A test that checks nothing (no assert, an assert that compares a value with itself, an assert
+that never runs, the function under test replaced by a mock) passes on every mutant of the code
+it runs: whatever its spelling, it kills nothing, and that is what is refused.
+
+Scope and cost: only the new or changed tests run, and only against mutants of the functions
+they ran (coverage contexts, measured here: a new test is in no map recorded earlier). Mutants
+are made by a few AST operators of our own (comparison flipped, condition negated, `not`
+dropped, `and`/`or` swapped, constant changed, arithmetic swapped, a return value replaced by
+None, a call statement removed), at most `max_mutants` of them, shared fairly among the tests,
+within `budget_seconds`. Each mutant runs with a timeout derived from the tests' measured
+duration; one that hangs or kills the interpreter counts as killed.
+
+Nothing is mutated in place: the worktree is copied to a temporary directory, the copy's source
+root goes first on PYTHONPATH (checked with `find_spec`, as the gates check the worktree), and
+every mutant is written there. The worktree is only read.
+
+Why not a mutation library: mutmut 3 runs as a CLI over a whole project, writes a `mutants/`
+tree and its state into the project, and needs its own configuration; cosmic-ray needs a
+session database and a config file per run and mutates whole modules; mutatest has not been
+released since 2022. None offers "these tests, these functions, this many seconds" as a call.
+"""
+
+from __future__ import annotations
+
+import ast
+import copy
+import json
+import shutil
+import tempfile
+import time
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path, PurePosixPath
+
+from pydantic import BaseModel, Field
+
+from harness.errors import GateError, ImportLeak
+from harness.gates import pytest as pytest_gate
+from harness.gates.common import BASE_ENV, GateContext, one_line, rel_path, run_tool
+from harness.gates.imported import measured_packages, require_worktree_imports
+from harness.gates.runner import context_for, interpreter
+from harness.guard.globs import match_any
+from harness.guard.models import LayerRun, Violation
+from harness.policy import GuardConfig, MutationConfig, Policy
+from harness.proc import ProcResult, run
+
+LAYER = "mutation"
+# A mutant run may take this many times the unmutated run (plus a margin) before it is called
+# a hang; the policy's floor covers pytest's own start-up on a loaded machine.
+TIMEOUT_FACTOR = 3.0
+# Directories never copied into the sandbox: VCS data, environments, caches.
+_SKIP_DIRS = frozenset(
+    {".git", ".hg", ".svn", ".venv", "venv", ".tox", ".nox", "__pycache__", ".mypy_cache",
+     ".pytest_cache", ".ruff_cache", "node_modules", ".eggs", ".hypothesis"}
+)  # fmt: skip
+_KILLING = ("failed", "error")
+
+
+class TestKills(BaseModel):
+    """What one new or changed test did to the mutants of the code it runs."""
+
+    __test__ = False  # not a pytest class
+
+    test: str = Field(description="pytest node id of the test function (parameters folded)")
+    new: bool = Field(description="the test did not exist before the patch")
+    judged: bool = Field(description="false: not enough was run to say (see note)")
+    tried: int = Field(0, description="mutants run against it (on lines it runs)")
+    killed: int = Field(0, description="of those, mutants it failed on, hung on or crashed on")
+    before_tried: int | None = Field(None, description="the same, for its version before")
+    before_killed: int | None = None
+    note: str = ""
+
+
+class MutationResult(BaseModel):
+    """The mutation layer's verdict on one patch."""
+
+    accepted: bool
+    violations: list[Violation] = Field(default_factory=list)
+    layer: LayerRun
+    tests: list[TestKills] = Field(default_factory=list)
+    mutants: int = Field(0, description="mutants selected (after the max_mutants cap)")
+    tried: int = Field(0, description="mutants run before the budget ran out")
+    score_before: float | None = Field(
+        None, description="share of mutants the changed tests' old versions killed"
+    )
+    score_after: float | None = Field(None, description="the same for their new versions")
+    survived: list[str] = Field(
+        default_factory=list,
+        description="mutants tried that no new or changed test killed: path:line function: what",
+    )
+    budget_exhausted: bool = False
+    seconds: float = 0.0
+
+
+# ---------------------------------------------------------------------- mutants
+@dataclass(frozen=True)
+class Mutant:
+    path: str  # repo-relative
+    line: int
+    function: str
+    operator: str
+    text: str  # the whole mutated module
+
+    def label(self) -> str:
+        return f"{self.path}:{self.line} {self.function}: {self.operator}"
+
+
+_COMPARE_FLIP: dict[type[ast.cmpop], type[ast.cmpop]] = {
+    ast.Lt: ast.GtE, ast.GtE: ast.Lt, ast.Gt: ast.LtE, ast.LtE: ast.Gt,
+    ast.Eq: ast.NotEq, ast.NotEq: ast.Eq, ast.Is: ast.IsNot, ast.IsNot: ast.Is,
+    ast.In: ast.NotIn, ast.NotIn: ast.In,
+}  # fmt: skip
+_BINOP_SWAP: dict[type[ast.operator], type[ast.operator]] = {
+    ast.Add: ast.Sub, ast.Sub: ast.Add, ast.Mult: ast.Div, ast.Div: ast.Mult,
+    ast.FloorDiv: ast.Mult, ast.Mod: ast.FloorDiv, ast.Pow: ast.Mult,
+    ast.BitAnd: ast.BitOr, ast.BitOr: ast.BitAnd, ast.LShift: ast.RShift, ast.RShift: ast.LShift,
+}  # fmt: skip
+
+
+@dataclass
+class _Site:
+    """One place to mutate: the source span it replaces and what it puts there."""
+
+    node: ast.AST
+    line: int
+    function: str
+    operator: str
+    replacement: str
+
+
+def _paren(node: ast.AST) -> str:
+    return f"({ast.unparse(node)})"
+
+
+def _sites_of(node: ast.AST, function: str, line: int) -> Iterator[_Site]:
+    if isinstance(node, ast.Compare):
+        flipped = _COMPARE_FLIP.get(type(node.ops[0]))
+        if flipped is not None:
+            new = copy.deepcopy(node)
+            new.ops[0] = flipped()
+            yield _Site(node, line, function, f"comparison {_short(node)!r} flipped", _paren(new))
+    elif isinstance(node, ast.BoolOp):
+        boolop = copy.deepcopy(node)
+        boolop.op = ast.Or() if isinstance(node.op, ast.And) else ast.And()
+        yield _Site(node, line, function, "and/or swapped", _paren(boolop))
+    elif isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
+        yield _Site(node, line, function, "'not' dropped", _paren(node.operand))
+    elif isinstance(node, ast.BinOp):
+        swapped = _BINOP_SWAP.get(type(node.op))
+        if swapped is not None:
+            binop = copy.deepcopy(node)
+            binop.op = swapped()
+            yield _Site(node, line, function, f"arithmetic {_short(node)!r} swapped", _paren(binop))
+    elif isinstance(node, ast.Constant):
+        changed = _changed_constant(node.value)
+        if changed is not None:
+            yield _Site(node, line, function, f"constant {_short(node)} changed", f"({changed!r})")
+    elif isinstance(node, ast.If | ast.While) and not isinstance(
+        node.test, ast.Compare | ast.UnaryOp
+    ):
+        yield _Site(node.test, line, function, "condition negated", f"(not {_paren(node.test)})")
+    elif isinstance(node, ast.Return) and node.value is not None:
+        if not (isinstance(node.value, ast.Constant) and node.value.value is None):
+            yield _Site(node, line, function, "return value replaced by None", "return None")
+    elif isinstance(node, ast.AugAssign):
+        swapped = _BINOP_SWAP.get(type(node.op))
+        if swapped is not None:
+            aug = copy.deepcopy(node)
+            aug.op = swapped()
+            yield _Site(node, line, function, "augmented assignment swapped", ast.unparse(aug))
+    elif isinstance(node, ast.Expr) and isinstance(node.value, ast.Call):
+        yield _Site(node, line, function, "call statement removed", "pass")
+
+
+def _short(node: ast.AST) -> str:
+    return one_line(ast.unparse(node), 60)
+
+
+def _changed_constant(value: object) -> object | None:
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, int | float):
+        return value + 1
+    if isinstance(value, str):
+        return f"XX{value}XX" if value else "XX"
+    if isinstance(value, bytes):
+        return b"XX" + value + b"XX"
+    return None
+
+
+def _walk_body(stmts: list[ast.stmt], function: str) -> Iterator[tuple[ast.AST, str, int]]:
+    """Every node of a function body, with the innermost function it belongs to and the line of
+    the statement it is part of (coverage records a statement by its first line). Nested
+    function bodies are named by their own function; annotations, f-strings and docstrings are
+    left alone (mutating them changes no behaviour a test sees, or does not parse)."""
+    stack: list[tuple[ast.AST, str, int]] = [(s, function, s.lineno) for s in reversed(stmts)]
+    while stack:
+        node, owner, line = stack.pop()
+        if isinstance(node, ast.stmt):
+            line = node.lineno
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            inner = f"{owner}.{node.name}"
+            body = _without_docstring(node.body)
+            stack.extend((s, inner, s.lineno) for s in reversed(body))
+            continue
+        if isinstance(node, ast.ClassDef):
+            inner = f"{owner}.{node.name}"
+            stack.extend((s, inner, s.lineno) for s in reversed(node.body))
+            continue
+        if isinstance(node, ast.JoinedStr):
+            continue
+        yield node, owner, line
+        for name, value in reversed(list(ast.iter_fields(node))):
+            if name in ("annotation", "returns", "type_comment", "decorator_list"):
+                continue
+            children = value if isinstance(value, list) else [value]
+            stack.extend((c, owner, line) for c in reversed(children) if isinstance(c, ast.AST))
+
+
+def _without_docstring(body: list[ast.stmt]) -> list[ast.stmt]:
+    first = body[0] if body else None
+    if (
+        isinstance(first, ast.Expr)
+        and isinstance(first.value, ast.Constant)
+        and isinstance(first.value.value, str)
+    ):
+        return body[1:]
+    return body
+
+
+def _functions(tree: ast.Module) -> Iterator[tuple[str, ast.FunctionDef | ast.AsyncFunctionDef]]:
+    """Top-level functions and methods (at any class depth), by qualified name."""
+    stack: list[tuple[str, ast.AST]] = [("", n) for n in reversed(tree.body)]
+    while stack:
+        prefix, node = stack.pop()
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            yield f"{prefix}{node.name}", node
+        elif isinstance(node, ast.ClassDef):
+            stack.extend((f"{prefix}{node.name}.", n) for n in reversed(node.body))
+
+
+def mutants_of(path: str, source: str, lines: Collection[int]) -> list[Mutant]:
+    """Mutants of the function bodies of `source`, on the given lines only (the lines a test
+    ran: a mutant elsewhere cannot be killed by it), in source order. Each one parses and
+    differs from the original syntax tree."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return []
+    original = ast.dump(tree)
+    raw = source.encode("utf-8")
+    starts = _line_starts(raw)
+    seen: set[tuple[int, int, str]] = set()
+    out: list[Mutant] = []
+    wanted = set(lines)
+    for name, fn in _functions(tree):
+        for node, owner, line in _walk_body(_without_docstring(fn.body), name):
+            if line not in wanted:
+                continue
+            for site in _sites_of(node, owner, line):
+                span = _span(site.node, starts)
+                if span is None or (*span, site.replacement) in seen:
+                    continue
+                seen.add((*span, site.replacement))
+                text = (raw[: span[0]] + site.replacement.encode() + raw[span[1] :]).decode()
+                try:
+                    if ast.dump(ast.parse(text)) == original:
+                        continue
+                except SyntaxError:
+                    continue
+                out.append(Mutant(path, site.line, site.function, site.operator, text))
+    return out
+
+
+def _line_starts(raw: bytes) -> list[int]:
+    starts = [0]
+    for i, b in enumerate(raw):
+        if b == 0x0A:
+            starts.append(i + 1)
+    return starts
+
+
+def _span(node: ast.AST, starts: list[int]) -> tuple[int, int] | None:
+    """Byte offsets of a node in the source (the AST's columns count UTF-8 bytes)."""
+    line: int | None = getattr(node, "lineno", None)
+    col: int | None = getattr(node, "col_offset", None)
+    end_line: int | None = getattr(node, "end_lineno", None)
+    end_col: int | None = getattr(node, "end_col_offset", None)
+    if line is None or col is None or end_line is None or end_col is None:
+        return None
+    if end_line > len(starts) or line < 1:
+        return None
+    return starts[line - 1] + col, starts[end_line - 1] + end_col
+
+
+# ---------------------------------------------------------------------- which tests changed
+def test_functions(source: str) -> dict[str, str]:
+    """Test functions of a module as pytest collects them by default (`test*` functions and
+    methods of `Test*` classes), node-id suffix -> dump of the definition."""
+    tree = ast.parse(source)
+    out: dict[str, str] = {}
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name.startswith(
+            "test"
+        ):
+            out[node.name] = ast.dump(node)
+        elif isinstance(node, ast.ClassDef) and node.name.startswith("Test"):
+            for item in node.body:
+                if isinstance(item, ast.FunctionDef | ast.AsyncFunctionDef) and (
+                    item.name.startswith("test")
+                ):
+                    out[f"{node.name}::{item.name}"] = ast.dump(item)
+    return out
+
+
+def _rest_of_module(source: str) -> str:
+    """Everything in a test module that is not a test function: helpers, fixtures, imports."""
+    tree = ast.parse(source)
+    keep: list[ast.stmt] = []
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name.startswith(
+            "test"
+        ):
+            continue
+        if isinstance(node, ast.ClassDef) and node.name.startswith("Test"):
+            node = copy.deepcopy(node)
+            node.body = [
+                s
+                for s in node.body
+                if not (isinstance(s, ast.FunctionDef | ast.AsyncFunctionDef))
+                or not s.name.startswith("test")
+            ]
+        keep.append(node)
+    return ast.dump(ast.Module(body=keep, type_ignores=[]))
+
+
+def changed_tests(
+    repo: Path, base: str, new_texts: Mapping[str, str | None], test_globs: Sequence[str]
+) -> list[str]:
+    """Node ids of the test functions a patch adds or changes. `new_texts`: the patch's files
+    by repo-relative path (None: deleted). A change outside the test functions of a test module
+    (a helper, a fixture, an import) counts as a change to every test in it."""
+    out: list[str] = []
+    for path, text in sorted(new_texts.items()):
+        name = PurePosixPath(path).name
+        if text is None or not path.endswith(".py") or name == "conftest.py":
+            continue
+        if not match_any(path, test_globs):
+            continue
+        try:
+            new = test_functions(text)
+        except SyntaxError:
+            continue
+        shown = run(["git", "show", f"{base}:{path}"], repo, env={"GIT_OPTIONAL_LOCKS": "0"})
+        try:
+            old = test_functions(shown.stdout) if shown.returncode == 0 else {}
+            whole = shown.returncode != 0 or _rest_of_module(shown.stdout) != _rest_of_module(text)
+        except SyntaxError:
+            old, whole = {}, True
+        out += [f"{path}::{t}" for t, dump in new.items() if whole or old.get(t) != dump]
+    return out
+
+
+# ---------------------------------------------------------------------- the sandbox
+def _ignore(directory: str, names: list[str]) -> set[str]:
+    skip = {n for n in names if n in _SKIP_DIRS}
+    for n in names:
+        if (Path(directory) / n / "pyvenv.cfg").is_file():
+            skip.add(n)  # a virtual environment under another name
+    return skip
+
+
+@dataclass
+class _Sandbox:
+    """A throw-away copy of the worktree: every mutant and every swapped test file is written
+    here, never to the worktree."""
+
+    root: Path
+    ctx: GateContext
+
+    def write(self, path: str, text: str) -> None:
+        (self.root / path).write_text(text, encoding="utf-8")
+
+    def pytest(
+        self, ids: Sequence[str], timeout: float, *, coverage: bool = False
+    ) -> tuple[dict[str, str] | None, dict[str, dict[str, set[int]]], ProcResult]:
+        """Run exactly `ids`: outcome by test function id (None: no report, the run hung or
+        died), and with `coverage` the lines each test function ran, by repo-relative path."""
+        cfg = pytest_gate.pytest_config(self.ctx.cfg)
+        ctx = replace(self.ctx, cfg=cfg.model_copy(update={"timeout": timeout}))
+        with tempfile.TemporaryDirectory(prefix="harness-mutant-") as tmp_name:
+            tmp = Path(tmp_name)
+            junit = tmp / "junit.xml"
+            argv = pytest_gate.base_argv(ctx.python, junit)
+            if coverage:
+                argv += [f"--cov={self.root}", "--cov-context=test", "--cov-report="]
+                if cfg.config:
+                    argv += [f"--cov-config={self.root / cfg.config}"]
+            argv += [*cfg.args, "--", *ids]
+            proc = run_tool(argv, ctx, env=pytest_gate.tool_env(ctx, tmp))
+            text = junit.read_text(encoding="utf-8") if junit.is_file() else None
+            lines = self._contexts(tmp) if coverage and text is not None else {}
+        if text is None or proc.timed_out:
+            return None, lines, proc
+        try:
+            cases = pytest_gate.parse_junit(text, self.root)
+        except ValueError:
+            return None, lines, proc
+        return _fold({c.id: c.verdict for c in cases}), lines, proc
+
+    def _contexts(self, tmp: Path) -> dict[str, dict[str, set[int]]]:
+        data, out_file = tmp / ".coverage", tmp / "contexts.json"
+        if not data.is_file():
+            return {}
+        read = run(
+            [self.ctx.python, "-c", _CONTEXTS, str(data), str(out_file)],
+            self.root,
+            timeout=self.ctx.cfg.timeout,
+            env=BASE_ENV,
+        )
+        if read.returncode != 0 or not out_file.is_file():
+            return {}
+        raw: dict[str, dict[str, list[int]]] = json.loads(out_file.read_text(encoding="utf-8"))
+        out: dict[str, dict[str, set[int]]] = {}
+        for test, files in raw.items():
+            mine = out.setdefault(_function_id(test), {})
+            for path, nums in files.items():
+                mine.setdefault(rel_path(self.root, path), set()).update(nums)
+        return out
+
+
+# Runs in the target's interpreter, with its coverage: the data file format is its own.
+_CONTEXTS = """
+import json, sys
+from coverage import CoverageData
+
+data = CoverageData(basename=sys.argv[1])
+data.read()
+out = {}
+for path in data.measured_files():
+    for lineno, contexts in (data.contexts_by_lineno(path) or {}).items():
+        for ctx in contexts:
+            # pytest-cov names a context "<node id>|setup|run|teardown".
+            test = ctx.rsplit("|", 1)[0] if "|" in ctx else ctx
+            if test:
+                out.setdefault(test, {}).setdefault(path, []).append(lineno)
+with open(sys.argv[2], "w", encoding="utf-8") as fh:
+    json.dump(out, fh)
+"""
+
+
+def _function_id(test_id: str) -> str:
+    """A parametrized test's id without its parameters: the test function is what is judged."""
+    return test_id.split("[", 1)[0]
+
+
+def _fold(outcomes: Mapping[str, str]) -> dict[str, str]:
+    """Outcomes of parametrized cases folded into their function: killed if any case failed."""
+    out: dict[str, str] = {}
+    for tid, outcome in outcomes.items():
+        fid = _function_id(tid)
+        prev = out.get(fid)
+        if prev is None or _rank(outcome) > _rank(prev):
+            out[fid] = outcome
+    return out
+
+
+def _rank(outcome: str) -> int:
+    """A case that fails makes its function fail; one that passes makes it run."""
+    return 2 if outcome in _KILLING else 1 if outcome == "passed" else 0
+
+
+# ---------------------------------------------------------------------- the check
+@dataclass(eq=False)  # hashed by identity: a key of the kills maps
+class _Test:
+    id: str
+    new: bool
+    after_lines: dict[str, set[int]] = field(default_factory=dict)
+    before_lines: dict[str, set[int]] | None = None  # None: no judged old version
+    after_killed: set[int] = field(default_factory=set)
+    after_tried: set[int] = field(default_factory=set)
+    before_killed: set[int] = field(default_factory=set)
+    before_tried: set[int] = field(default_factory=set)
+    judged: bool = True
+    note: str = ""
+    refused: str | None = None  # a violation message found before any mutant ran
+
+
+def check_tests(
+    worktree: Path,
+    policy: Policy,
+    python: str,
+    changed: Sequence[str],
+    covered: Mapping[str, Mapping[str, Collection[int]]] | None = None,
+    *,
+    base: str = "HEAD",
+    config: MutationConfig | None = None,
+) -> MutationResult:
+    """Judge the new or changed tests `changed` (test function node ids) of the patch written to
+    `worktree`, against the tests as they were at `base`. `covered`: the lines each of them ran
+    (test id -> path -> lines), if already measured on this tree; None measures them here.
+    `python`: the interpreter the tests run in. The worktree is only read."""
+    t0 = time.monotonic()
+    cfg = config or policy.guard.mutation
+    worktree = Path(worktree).resolve()
+    ids = list(dict.fromkeys(_function_id(t) for t in changed))
+    if not cfg.enabled:
+        return _skipped("off in the policy ([guard.mutation] enabled = false)", t0)
+    if not ids:
+        return _skipped("no new or changed test", t0)
+    tmp = Path(tempfile.mkdtemp(prefix="harness-mutation-"))
+    try:
+        box, problem = _sandbox(worktree, tmp, policy, python)
+        if box is None:
+            return _unjudged(cfg, problem, ids, t0)
+        return _Run(box, worktree, cfg, policy.guard.test_globs, ids, covered, base, t0).go()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def check_patch_tests(
+    worktree: Path,
+    policy: Policy,
+    contents: Mapping[str, bytes | None],
+    *,
+    base: str = "HEAD",
+    guard: GuardConfig | None = None,
+) -> MutationResult:
+    """The layer on a patch written to `worktree` (`contents`: the verdict's files): its new or
+    changed tests, run in the pytest gate's interpreter."""
+    guard = guard or policy.guard
+    texts = {
+        p: d.decode("utf-8", "replace") if d is not None else None for p, d in contents.items()
+    }
+    ids = changed_tests(worktree, base, texts, guard.test_globs)
+    return check_tests(worktree, policy, interpreter(policy), ids, base=base, config=guard.mutation)
+
+
+def _sandbox(worktree: Path, tmp: Path, policy: Policy, python: str) -> tuple[_Sandbox | None, str]:
+    root = tmp / (worktree.name or "tree")
+    shutil.copytree(worktree, root, symlinks=True, ignore=_ignore)
+    interp = python if Path(python).is_absolute() or "/" not in python else str(worktree / python)
+    gates = policy.gates.model_copy(update={"python": interp})
+    pol = policy.model_copy(update={"gates": gates})
+    try:
+        # The copy's packages must be the ones imported, not an editable install's.
+        pol = require_worktree_imports(root, pol, measured_packages(root, pol)).policy
+    except (ImportLeak, GateError) as exc:
+        return None, f"the copy's packages would not be imported: {exc}"
+    return _Sandbox(root=root, ctx=context_for(root, pol, pol.gates.pytest)), ""
+
+
+def _skipped(why: str, t0: float) -> MutationResult:
+    seconds = time.monotonic() - t0
+    return MutationResult(
+        accepted=True,
+        layer=LayerRun(layer=LAYER, ran=False, why=why, seconds=seconds),
+        seconds=seconds,
+    )
+
+
+def _unjudged(cfg: MutationConfig, why: str, ids: list[str], t0: float) -> MutationResult:
+    seconds = time.monotonic() - t0
+    violations = (
+        [Violation(rule="mutation.not_judged", layer=LAYER, message=f"{why} (fail_closed)")]
+        if cfg.fail_closed
+        else []
+    )
+    return MutationResult(
+        accepted=not violations,
+        violations=violations,
+        layer=LayerRun(layer=LAYER, ran=False, why=one_line(why), seconds=seconds),
+        tests=[TestKills(test=t, new=False, judged=False, note=one_line(why)) for t in ids],
+        seconds=seconds,
+    )
+
+
+class _Run:
+    """One check: measure, select mutants, run them within the budget, judge."""
+
+    def __init__(
+        self,
+        box: _Sandbox,
+        worktree: Path,
+        cfg: MutationConfig,
+        globs: Sequence[str],
+        ids: list[str],
+        covered: Mapping[str, Mapping[str, Collection[int]]] | None,
+        base: str,
+        t0: float,
+    ) -> None:
+        self.box, self.worktree, self.cfg, self.base, self.t0 = box, worktree, cfg, base, t0
+        self.deadline = t0 + cfg.budget_seconds
+        self.globs = list(globs)
+        self.covered = covered
+        self.tests = {t: _Test(id=t, new=True) for t in ids}
+        self.after_files: dict[str, str] = {}
+        self.before_files: dict[str, str] = {}
+        self.timeout = cfg.min_timeout_seconds
+        self.exhausted = False
+        self.tried_set: set[int] = set()
+
+    def go(self) -> MutationResult:
+        problem = self._measure()
+        if problem is not None:
+            result = _unjudged(self.cfg, problem, list(self.tests), self.t0)
+            return result.model_copy(update={"budget_exhausted": self.exhausted})
+        mutants = self._select()
+        tried = 0
+        for index, mutant in enumerate(mutants):
+            if time.monotonic() + self.timeout > self.deadline:
+                self.exhausted = True
+                break
+            self._try(index, mutant)
+            self.tried_set.add(index)
+            tried += 1
+        return self._verdict(mutants, tried)
+
+    # -------------------------------------------------------------- measuring
+    def _measure(self) -> str | None:
+        ids = list(self.tests)
+        self._read_before(ids)
+        budget = max(self.deadline - time.monotonic(), 1.0)
+        want_cov = self.covered is None
+        outcomes, lines, proc = self.box.pytest(ids, budget, coverage=want_cov)
+        if proc.timed_out:
+            self.exhausted = True
+            return (
+                f"the budget of {self.cfg.budget_seconds:g}s ran out while the unmutated tests ran"
+            )
+        if outcomes is None:
+            return f"the changed tests did not run unmutated in the copy: {_why(proc)}"
+        if want_cov and not lines and proc.returncode in (0, 1):
+            return f"coverage contexts could not be read (is pytest-cov installed?): {proc.tail}"
+        if proc.returncode not in (0, 1):
+            return f"pytest exited {proc.returncode} on the unmutated tests: {proc.tail}"
+        self.timeout = max(self.cfg.min_timeout_seconds, TIMEOUT_FACTOR * proc.seconds + 1.0)
+        for tid, test in self.tests.items():
+            if self.covered is not None:
+                given = self.covered.get(tid, {})
+                test.after_lines = {p: set(n) for p, n in given.items()}
+            else:
+                test.after_lines = lines.get(tid, {})
+            outcome = outcomes.get(tid, "not collected")
+            if outcome in ("skipped", "xfailed"):
+                test.refused = (
+                    f"test {tid} is {outcome} without any mutant: it runs nothing, so it kills "
+                    "nothing"
+                )
+            elif outcome != "passed":
+                test.judged = False
+                test.note = f"{outcome} without any mutant (the pytest gate judges that)"
+        olds = [t for t in self.tests.values() if not t.new and t.judged and t.refused is None]
+        if olds:
+            self._swap(self.before_files)
+            budget = max(self.deadline - time.monotonic(), 1.0)
+            before, before_lines, bproc = self.box.pytest(
+                [t.id for t in olds], budget, coverage=True
+            )
+            self._swap(self.after_files)
+            for t in olds:
+                if before is not None and before.get(t.id) == "passed":
+                    t.before_lines = before_lines.get(t.id, {})
+                else:
+                    got = before.get(t.id, "not run") if before is not None else _why(bproc)
+                    t.note = f"its old version did not pass here ({got}): no score to compare"
+        return None
+
+    def _read_before(self, ids: list[str]) -> None:
+        for path in sorted({t.split("::", 1)[0] for t in ids}):
+            after = (self.box.root / path).read_text(encoding="utf-8")
+            self.after_files[path] = after
+            shown = run(
+                ["git", "show", f"{self.base}:{path}"],
+                self.worktree,
+                env={"GIT_OPTIONAL_LOCKS": "0"},
+            )
+            if shown.returncode != 0:
+                continue
+            self.before_files[path] = shown.stdout
+            try:
+                old = test_functions(shown.stdout)
+            except SyntaxError:
+                continue
+            for tid in ids:
+                file, _, name = tid.partition("::")
+                if file == path and name in old:
+                    self.tests[tid].new = False
+
+    def _swap(self, files: Mapping[str, str]) -> None:
+        for path, text in files.items():
+            self.box.write(path, text)
+
+    # -------------------------------------------------------------- mutants
+    def _source_files(self) -> dict[str, set[int]]:
+        lines: dict[str, set[int]] = {}
+        for test in self.tests.values():
+            if not test.judged or test.refused is not None:
+                continue
+            for by_path in (test.after_lines, test.before_lines or {}):
+                for path, nums in by_path.items():
+                    if self._is_source(path):
+                        lines.setdefault(path, set()).update(nums)
+        return lines
+
+    def _is_source(self, path: str) -> bool:
+        name = PurePosixPath(path).name
+        if not path.endswith(".py") or name == "conftest.py" or path.startswith("../"):
+            return False
+        if Path(path).is_absolute() or match_any(path, self.globs):
+            return False
+        return (self.box.root / path).is_file()
+
+    def _select(self) -> list[Mutant]:
+        files = self._source_files()
+        by_file: dict[str, list[Mutant]] = {}
+        for path, nums in sorted(files.items()):
+            text = (self.box.root / path).read_text(encoding="utf-8")
+            by_file[path] = mutants_of(path, text, nums)
+        # Each judged test gets its turn: a test is judged on mutants of lines it runs.
+        queues: list[list[Mutant]] = []
+        for test in self.tests.values():
+            if not test.judged or test.refused is not None:
+                continue
+            mine = [
+                m for path, ms in by_file.items() for m in ms if m.line in _lines_of(test, path)
+            ]
+            queues.append(_spread(mine))
+        chosen: list[Mutant] = []
+        seen: set[Mutant] = set()
+        while len(chosen) < self.cfg.max_mutants and any(queues):
+            for queue in queues:
+                while queue and queue[0] in seen:
+                    queue.pop(0)
+                if queue and len(chosen) < self.cfg.max_mutants:
+                    m = queue.pop(0)
+                    seen.add(m)
+                    chosen.append(m)
+        return chosen
+
+    def _try(self, index: int, mutant: Mutant) -> None:
+        original = (self.box.root / mutant.path).read_text(encoding="utf-8")
+        try:
+            self.box.write(mutant.path, mutant.text)
+            after = [t for t in self.tests.values() if _runs(t, mutant, t.after_lines)]
+            before = [
+                t
+                for t in self.tests.values()
+                if t.before_lines is not None and _runs(t, mutant, t.before_lines)
+            ]
+            for t, killed in self._kills(after).items():
+                t.after_tried.add(index)
+                if killed:
+                    t.after_killed.add(index)
+            if before:
+                self._swap(self.before_files)
+                try:
+                    for t, killed in self._kills(before).items():
+                        t.before_tried.add(index)
+                        if killed:
+                            t.before_killed.add(index)
+                finally:
+                    self._swap(self.after_files)
+        finally:
+            self.box.write(mutant.path, original)
+
+    def _kills(self, tests: list[_Test]) -> dict[_Test, bool]:
+        """Which of `tests` fail (or hang, or crash) on the mutant now written."""
+        if not tests:
+            return {}
+        outcomes, _, proc = self.box.pytest([t.id for t in tests], self.timeout)
+        if outcomes is not None:
+            return {
+                t: outcomes.get(t.id, "missing") in _KILLING
+                or (t.id not in outcomes and proc.returncode != 0)
+                for t in tests
+            }
+        if len(tests) == 1:
+            return {tests[0]: True}  # it hung or took the interpreter down: killed
+        # Several tests and no report: run each alone to see which one the mutant stopped.
+        out: dict[_Test, bool] = {}
+        for t in tests:
+            if time.monotonic() + self.timeout > self.deadline:
+                self.exhausted = True
+                break
+            out |= self._kills([t])
+        return out
+
+    # -------------------------------------------------------------- verdict
+    def _verdict(self, mutants: list[Mutant], tried: int) -> MutationResult:
+        violations: list[Violation] = []
+        kills: list[TestKills] = []
+        sums = {"bk": 0, "bt": 0, "ak": 0, "at": 0}
+        complete = tried == len(mutants) and not self.exhausted
+        for test in self.tests.values():
+            path = test.id.split("::", 1)[0]
+            record = TestKills(
+                test=test.id,
+                new=test.new,
+                judged=test.judged,
+                tried=len(test.after_tried),
+                killed=len(test.after_killed),
+                note=test.note,
+            )
+            if test.refused is not None:
+                violations.append(_violation("kills_nothing", path, test.refused))
+            elif test.judged:
+                self._judge(test, record, mutants, complete, violations, sums)
+            kills.append(record)
+        unjudged = [k for k in kills if not k.judged]
+        if unjudged and self.cfg.fail_closed:
+            names = ", ".join(k.test for k in unjudged)
+            violations.append(
+                Violation(
+                    rule="mutation.not_judged",
+                    layer=LAYER,
+                    message=f"not judged: {names} (budget or run problem; fail_closed)",
+                )
+            )
+        killed_any = {i for t in self.tests.values() for i in t.after_killed}
+        seconds = time.monotonic() - self.t0
+        files = sorted({m.path for m in mutants})
+        functions = sorted({f"{m.path}:{m.function}" for m in mutants})
+        why = (
+            f"{tried}/{len(mutants)} mutant(s) of {len(functions)} function(s) in "
+            f"{len(files)} file(s) against {len(self.tests)} new or changed test(s)"
+        )
+        if self.exhausted:
+            why += f"; the budget of {self.cfg.budget_seconds:g}s ran out"
+        if unjudged:
+            why += f"; not judged: {', '.join(k.test for k in unjudged)}"
+        return MutationResult(
+            accepted=not violations,
+            violations=violations,
+            layer=LayerRun(layer=LAYER, ran=True, why=why, seconds=seconds),
+            tests=kills,
+            mutants=len(mutants),
+            tried=tried,
+            score_before=sums["bk"] / sums["bt"] if sums["bt"] else None,
+            score_after=sums["ak"] / sums["at"] if sums["at"] else None,
+            survived=[mutants[i].label() for i in sorted(self.tried_set - killed_any)],
+            budget_exhausted=self.exhausted,
+            seconds=seconds,
+        )
+
+    def _judge(
+        self,
+        test: _Test,
+        record: TestKills,
+        mutants: list[Mutant],
+        complete: bool,
+        violations: list[Violation],
+        sums: dict[str, int],
+    ) -> None:
+        path = test.id.split("::", 1)[0]
+        mine = [i for i, m in enumerate(mutants) if m.line in _lines_of(test, m.path)]
+        ran_code = any(self._is_source(p) for p in test.after_lines)
+        if not test.after_killed:
+            if not ran_code:
+                violations.append(
+                    _violation(
+                        "kills_nothing",
+                        path,
+                        f"test {test.id} runs no function of the project (its subject is "
+                        "replaced, or its calls never happen): it can kill no mutant; call the "
+                        "real code and assert on what it returns",
+                    )
+                )
+            elif test.after_tried and (complete or set(mine) <= test.after_tried):
+                where = ", ".join(sorted({mutants[i].function for i in test.after_tried}))
+                violations.append(
+                    _violation(
+                        "kills_nothing",
+                        path,
+                        f"test {test.id} passed on all {len(test.after_tried)} mutant(s) of the "
+                        f"code it runs ({where}): its asserts check nothing that code does; "
+                        "assert on the results",
+                    )
+                )
+            else:
+                record.judged = False
+                record.note = (
+                    "no mutant could be made of the lines it runs"
+                    if not mine and complete
+                    else f"the budget ran out after {len(test.after_tried)} of its "
+                    f"{len(mine)} mutant(s), none killed yet"
+                )
+        if test.before_lines is None:
+            return
+        both = test.after_tried | test.before_tried
+        # A mutant run against one version only counts as not killed by the other, unless the
+        # budget cut the other run short.
+        record.before_tried = len(test.before_tried)
+        record.before_killed = len(test.before_killed)
+        sums["bt"] += len(both)
+        sums["bk"] += len(test.before_killed)
+        sums["at"] += len(both)
+        sums["ak"] += len(test.after_killed)
+        lost = sorted(test.before_killed - test.after_killed)
+        if len(test.after_killed) < len(test.before_killed):
+            which = "; ".join(mutants[i].label() for i in lost[:3])
+            violations.append(
+                _violation(
+                    "score_dropped",
+                    path,
+                    f"test {test.id} kills {len(test.after_killed)} of {len(both)} mutant(s) "
+                    f"of the code it covers, its version before the patch killed "
+                    f"{len(test.before_killed)}: the change weakens it (now survives: {which})",
+                )
+            )
+
+
+def _lines_of(test: _Test, path: str) -> set[int]:
+    return test.after_lines.get(path, set()) | (test.before_lines or {}).get(path, set())
+
+
+def _runs(test: _Test, mutant: Mutant, lines: Mapping[str, set[int]]) -> bool:
+    return test.judged and test.refused is None and mutant.line in lines.get(mutant.path, set())
+
+
+def _spread(mutants: list[Mutant]) -> list[Mutant]:
+    """Round-robin over functions, so a cap still touches every function a test runs."""
+    by_fn: dict[tuple[str, str], list[Mutant]] = {}
+    for m in mutants:
+        by_fn.setdefault((m.path, m.function), []).append(m)
+    out: list[Mutant] = []
+    queues = list(by_fn.values())
+    while any(queues):
+        for q in queues:
+            if q:
+                out.append(q.pop(0))
+    return out
+
+
+def _violation(rule: str, path: str, message: str) -> Violation:
+    return Violation(rule=f"mutation.{rule}", layer=LAYER, path=path, message=message)
+
+
+def _why(proc: ProcResult) -> str:
+    if proc.timed_out:
+        return f"timed out after {proc.seconds:.0f}s"
+    return f"exit {proc.returncode}: {proc.tail}"
+
+
+__all__ = [
+    "Mutant",
+    "MutationResult",
+    "TestKills",
+    "changed_tests",
+    "check_patch_tests",
+    "check_tests",
+    "mutants_of",
+    "test_functions",
+]

@@ -1,0 +1,280 @@
+"""The mutation layer on real repositories and real pytest: vacuous tests are refused whatever
+their spelling, a weakened test is refused for the kills it lost, a real test is accepted, and
+the worktree is byte-identical afterwards, also when a mutant hangs or kills the interpreter."""
+
+from __future__ import annotations
+
+import ast
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from harness.guard.mutation import (
+    MutationResult,
+    changed_tests,
+    check_patch_tests,
+    check_tests,
+    mutants_of,
+)
+from harness.policy import Policy, parse_policy
+
+from .conftest import git, other_gates_off
+
+CALC = """\
+import os
+
+
+def add(a, b):
+    return a + b
+
+
+def clamp(x, lo, hi):
+    if x < lo:
+        return lo
+    if x > hi:
+        return hi
+    return x
+
+
+def positive(x):
+    if x > 0:
+        return x
+    os._exit(3)
+
+
+def countdown(n):
+    while n > 0:
+        n -= 1
+    return n
+"""
+
+TEST_CALC = """\
+from pkg.calc import add
+
+
+def test_add():
+    assert add(2, 3) == 5
+"""
+
+FILES = {
+    "pkg/__init__.py": "",
+    "pkg/calc.py": CALC,
+    "tests/__init__.py": "",
+    "tests/test_calc.py": TEST_CALC,
+}
+
+NEW = "tests/test_new.py"
+
+
+def _policy(**mutation: object) -> Policy:
+    knobs = {"min_timeout_seconds": 5.0, "budget_seconds": 120.0, "max_mutants": 10} | mutation
+    table = "".join(
+        f"{k} = {str(v).lower() if isinstance(v, bool) else v}\n" for k, v in knobs.items()
+    )
+    return parse_policy(
+        f'[gates]\npython = "{sys.executable}"\n'
+        '[gates.pytest]\npaths = ["tests"]\ncov = ["pkg"]\n'
+        + other_gates_off("pytest")
+        + f"[guard.mutation]\n{table}"
+    )
+
+
+def _snapshot(repo: Path) -> dict[str, bytes]:
+    return {
+        p.relative_to(repo).as_posix(): p.read_bytes()
+        for p in sorted(repo.rglob("*"))
+        if p.is_file() and ".git" not in p.relative_to(repo).parts
+    }
+
+
+def _judge(repo: Path, files: dict[str, str], **mutation: object) -> MutationResult:
+    """Write the patch's files into the worktree (as `harness apply` does before it judges),
+    run the layer, and check it left every byte as it found it."""
+    for path, text in files.items():
+        (repo / path).write_text(text)
+    before = _snapshot(repo)
+    status = git(repo, "status", "--porcelain", "--untracked-files=all")
+    contents: dict[str, bytes | None] = {p: t.encode() for p, t in files.items()}
+    result = check_patch_tests(repo, _policy(**mutation), contents)
+    assert _snapshot(repo) == before
+    assert git(repo, "status", "--porcelain", "--untracked-files=all") == status
+    return result
+
+
+def _rules(result: MutationResult) -> list[str]:
+    assert all(v.layer == "mutation" for v in result.violations)
+    return [v.rule for v in result.violations]
+
+
+def test_a_new_test_with_real_asserts_is_accepted(make_repo: Callable[..., Path]) -> None:
+    repo = make_repo(FILES)
+    body = (
+        "from pkg.calc import clamp\n\n\ndef test_clamp():\n"
+        "    assert clamp(5, 0, 3) == 3\n    assert clamp(-1, 0, 3) == 0\n"
+        "    assert clamp(2, 0, 3) == 2\n"
+    )
+    result = _judge(repo, {NEW: body})
+    assert result.accepted, result.violations
+    assert result.layer.ran and result.layer.layer == "mutation"
+    [kills] = result.tests
+    assert kills.test == f"{NEW}::test_clamp" and kills.new
+    assert kills.tried > 0 and kills.killed == kills.tried
+    assert "clamp" in result.layer.why or result.mutants > 0
+
+
+VACUOUS = {
+    "no_asserts": "from pkg.calc import clamp\n\n\ndef test_v():\n    clamp(5, 0, 3)\n",
+    "tautology": (
+        "from pkg.calc import clamp\n\n\ndef test_v():\n"
+        "    result = clamp(5, 0, 3)\n    assert result == result\n"
+    ),
+    "never_runs": (
+        "from pkg.calc import clamp\n\n\ndef test_v():\n"
+        "    result = clamp(5, 0, 3)\n    if result == 'never':\n        assert result == 3\n"
+    ),
+    "mocked_subject": (
+        "from pkg import calc\n\n\ndef test_v(monkeypatch):\n"
+        "    monkeypatch.setattr(calc, 'clamp', lambda x, lo, hi: 3)\n"
+        "    assert calc.clamp(5, 0, 3) == 3\n"
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(VACUOUS))
+def test_a_vacuous_test_is_refused_whatever_its_spelling(
+    make_repo: Callable[..., Path], kind: str
+) -> None:
+    repo = make_repo(FILES)
+    result = _judge(repo, {NEW: VACUOUS[kind]})
+    assert not result.accepted
+    assert _rules(result) == ["mutation.kills_nothing"]
+    assert result.violations[0].path == NEW
+    assert result.tests[0].killed == 0
+
+
+def test_weakening_an_existing_test_lowers_its_score_and_is_refused(
+    make_repo: Callable[..., Path],
+) -> None:
+    repo = make_repo(FILES)
+    weak = TEST_CALC.replace("== 5", "is not None")
+    result = _judge(repo, {"tests/test_calc.py": weak})
+    assert not result.accepted
+    assert _rules(result) == ["mutation.score_dropped"]
+    [kills] = result.tests
+    assert not kills.new and kills.before_killed is not None
+    assert kills.killed < kills.before_killed
+    assert result.score_before is not None and result.score_after is not None
+    assert result.score_after < result.score_before
+
+
+def test_a_stronger_changed_test_keeps_its_score(make_repo: Callable[..., Path]) -> None:
+    repo = make_repo(FILES)
+    strong = TEST_CALC + "    assert add(-1, 1) == 0\n"
+    result = _judge(repo, {"tests/test_calc.py": strong})
+    assert result.accepted, result.violations
+    assert result.score_after is not None and result.score_before is not None
+    assert result.score_after >= result.score_before
+
+
+def test_mutants_that_kill_the_interpreter_or_hang_are_killed_and_leave_no_trace(
+    make_repo: Callable[..., Path],
+) -> None:
+    repo = make_repo(FILES)
+    body = (
+        "from pkg.calc import countdown, positive\n\n\n"
+        "def test_positive():\n    assert positive(2) == 2\n\n\n"
+        "def test_countdown():\n    assert countdown(3) == 0\n"
+    )
+    # _judge checks the worktree is byte-identical afterwards.
+    result = _judge(repo, {NEW: body}, min_timeout_seconds=3.0, max_mutants=6)
+    assert result.accepted, result.violations
+    assert all(k.killed > 0 for k in result.tests)
+    # Flipping `x > 0` reaches os._exit(3); `n -= 1` made `n += 1` never ends: both killed.
+    survivors = " ".join(result.survived)
+    assert "flipped" not in survivors and "augmented" not in survivors
+    assert result.tried == result.mutants and not result.budget_exhausted
+
+
+def test_the_budget_is_said_and_fails_closed_only_when_the_policy_says_so(
+    make_repo: Callable[..., Path],
+) -> None:
+    repo = make_repo(FILES)
+    body = "from pkg.calc import clamp\n\n\ndef test_v():\n    assert clamp(5, 0, 3) == 3\n"
+    # A budget smaller than one mutant run's timeout: no mutant runs (on a slow machine, not
+    # even the unmutated tests finish), and the record says why.
+    open_ = _judge(repo, {NEW: body}, budget_seconds=4.0, min_timeout_seconds=30.0)
+    assert open_.accepted and open_.budget_exhausted and open_.tried == 0
+    assert "ran out" in open_.layer.why
+    assert all(not k.judged for k in open_.tests)
+    closed = _judge(
+        repo, {NEW: body}, budget_seconds=4.0, min_timeout_seconds=30.0, fail_closed=True
+    )
+    assert not closed.accepted and _rules(closed) == ["mutation.not_judged"]
+
+
+def test_the_layer_is_skipped_without_a_changed_test_or_when_off(
+    make_repo: Callable[..., Path],
+) -> None:
+    repo = make_repo(FILES)
+    src = _judge(repo, {"pkg/calc.py": CALC.replace("a + b", "b + a")})
+    assert src.accepted and not src.layer.ran and "no new or changed test" in src.layer.why
+    off = _judge(repo, {NEW: VACUOUS["no_asserts"]}, enabled=False)
+    assert off.accepted and not off.layer.ran
+
+
+def test_max_mutants_caps_the_mutants_tried(make_repo: Callable[..., Path]) -> None:
+    repo = make_repo(FILES)
+    body = "from pkg.calc import clamp\n\n\ndef test_v():\n    assert clamp(5, 0, 3) == 3\n"
+    result = _judge(repo, {NEW: body}, max_mutants=2)
+    assert result.mutants == 2 and result.tried == 2
+
+
+def test_changed_tests_are_the_added_or_edited_test_functions(
+    make_repo: Callable[..., Path],
+) -> None:
+    repo = make_repo(
+        FILES | {"tests/test_two.py": "def test_a():\n    pass\n\n\ndef test_b():\n    pass\n"}
+    )
+    edited = (
+        "def test_a():\n    pass\n\n\ndef test_b():\n    assert 1\n\n\ndef test_c():\n    pass\n"
+    )
+    assert changed_tests(repo, "HEAD", {"tests/test_two.py": edited}, ["tests/**"]) == [
+        "tests/test_two.py::test_b",
+        "tests/test_two.py::test_c",
+    ]
+    # A helper changed: every test of the module may check less.
+    helper = "import os\n\n" + edited
+    assert len(changed_tests(repo, "HEAD", {"tests/test_two.py": helper}, ["tests/**"])) == 3
+    # Source files and deleted files are not tests.
+    assert (
+        changed_tests(repo, "HEAD", {"pkg/calc.py": CALC, "tests/test_calc.py": None}, ["tests/**"])
+        == []
+    )
+
+
+def test_mutants_parse_differ_and_stay_on_the_lines_asked_for() -> None:
+    lines = set(range(1, CALC.count("\n") + 1))
+    every = mutants_of("pkg/calc.py", CALC, lines)
+    operators = {m.operator.split(" ")[0] for m in every}
+    assert {"comparison", "arithmetic", "return", "constant", "call", "augmented"} <= operators
+    original = ast.dump(ast.parse(CALC))
+    for m in every:
+        assert ast.dump(ast.parse(m.text)) != original
+    only_add = mutants_of("pkg/calc.py", CALC, {5})
+    assert only_add and {m.function for m in only_add} == {"add"}
+    assert mutants_of("pkg/calc.py", CALC, set()) == []
+
+
+def test_check_tests_takes_coverage_the_caller_measured(make_repo: Callable[..., Path]) -> None:
+    repo = make_repo(FILES)
+    body = "from pkg.calc import add, clamp\n\n\ndef test_v():\n"
+    body += "    assert add(1, 1) == 2\n    assert clamp(5, 0, 3) == 3\n"
+    (repo / NEW).write_text(body)
+    ids = [f"{NEW}::test_v"]
+    # The lines the caller says the test ran decide which mutants run: add's body only.
+    told = check_tests(repo, _policy(), sys.executable, ids, covered={ids[0]: {"pkg/calc.py": {5}}})
+    assert told.accepted, told.violations
+    assert told.mutants > 0 and told.tests[0].killed == told.tests[0].tried == told.mutants
+    assert "1 function(s)" in told.layer.why
