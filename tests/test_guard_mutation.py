@@ -5,6 +5,8 @@ the worktree is byte-identical afterwards, also when a mutant hangs or kills the
 from __future__ import annotations
 
 import ast
+import json
+import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -48,6 +50,10 @@ def countdown(n):
     while n > 0:
         n -= 1
     return n
+
+
+def initials(name):
+    return name[0].upper() + "."
 """
 
 TEST_CALC = """\
@@ -120,7 +126,7 @@ def test_a_new_test_with_real_asserts_is_accepted(make_repo: Callable[..., Path]
     assert result.layer.ran and result.layer.layer == "mutation"
     [kills] = result.tests
     assert kills.test == f"{NEW}::test_clamp" and kills.new
-    assert kills.tried > 0 and kills.killed == kills.tried
+    assert kills.tried > 0 and kills.caught == kills.killed == kills.tried
     assert "clamp" in result.layer.why or result.mutants > 0
 
 
@@ -134,6 +140,8 @@ VACUOUS = {
         "from pkg.calc import clamp\n\n\ndef test_v():\n"
         "    result = clamp(5, 0, 3)\n    if result == 'never':\n        assert result == 3\n"
     ),
+    # Its arithmetic mutant raises TypeError: killed by calling, caught by no check.
+    "calls_only": "from pkg.calc import initials\n\n\ndef test_v():\n    initials('ada')\n",
     "mocked_subject": (
         "from pkg import calc\n\n\ndef test_v(monkeypatch):\n"
         "    monkeypatch.setattr(calc, 'clamp', lambda x, lo, hi: 3)\n"
@@ -151,7 +159,7 @@ def test_a_vacuous_test_is_refused_whatever_its_spelling(
     assert not result.accepted
     assert _rules(result) == ["mutation.kills_nothing"]
     assert result.violations[0].path == NEW
-    assert result.tests[0].killed == 0
+    assert result.tests[0].caught == 0
 
 
 def test_weakening_an_existing_test_lowers_its_score_and_is_refused(
@@ -163,8 +171,8 @@ def test_weakening_an_existing_test_lowers_its_score_and_is_refused(
     assert not result.accepted
     assert _rules(result) == ["mutation.score_dropped"]
     [kills] = result.tests
-    assert not kills.new and kills.before_killed is not None
-    assert kills.killed < kills.before_killed
+    assert not kills.new and kills.before_caught is not None
+    assert kills.caught < kills.before_caught
     assert result.score_before is not None and result.score_after is not None
     assert result.score_after < result.score_before
 
@@ -190,10 +198,12 @@ def test_mutants_that_kill_the_interpreter_or_hang_are_killed_and_leave_no_trace
     # _judge checks the worktree is byte-identical afterwards.
     result = _judge(repo, {NEW: body}, min_timeout_seconds=3.0, max_mutants=6)
     assert result.accepted, result.violations
-    assert all(k.killed > 0 for k in result.tests)
-    # Flipping `x > 0` reaches os._exit(3); `n -= 1` made `n += 1` never ends: both killed.
-    survivors = " ".join(result.survived)
-    assert "flipped" not in survivors and "augmented" not in survivors
+    assert all(k.caught > 0 for k in result.tests)
+    # Flipping `x > 0` reaches os._exit(3); `n -= 1` made `n += 1` never ends: both are killed,
+    # by the crash and the timeout, not by a check.
+    uncaught = " ".join(result.uncaught)
+    assert "positive: comparison" in uncaught and "countdown: augmented" in uncaught
+    assert not any("positive: comparison" in s or "augmented" in s for s in result.survived)
     assert result.tried == result.mutants and not result.budget_exhausted
 
 
@@ -276,5 +286,50 @@ def test_check_tests_takes_coverage_the_caller_measured(make_repo: Callable[...,
     # The lines the caller says the test ran decide which mutants run: add's body only.
     told = check_tests(repo, _policy(), sys.executable, ids, covered={ids[0]: {"pkg/calc.py": {5}}})
     assert told.accepted, told.violations
-    assert told.mutants > 0 and told.tests[0].killed == told.tests[0].tried == told.mutants
+    assert told.mutants > 0 and told.tests[0].caught == told.tests[0].tried == told.mutants
     assert "1 function(s)" in told.layer.why
+
+
+def _new_file_patch(path: str, text: str) -> str:
+    lines = text.splitlines()
+    body = "".join(f"+{line}\n" for line in lines)
+    return f"--- /dev/null\n+++ b/{path}\n@@ -0,0 +1,{len(lines)} @@\n{body}"
+
+
+def _apply(repo: Path, policy: Path, patch: str) -> subprocess.CompletedProcess[str]:
+    argv = [sys.executable, "-m", "harness", "apply", "--repo", str(repo), "--json"]
+    return subprocess.run(
+        [*argv, "--policy", str(policy), "-"],
+        input=patch,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_harness_apply_refuses_a_vacuous_test_and_keeps_a_real_one(
+    make_repo: Callable[..., Path], tmp_path: Path
+) -> None:
+    repo = make_repo(FILES | {".gitignore": "__pycache__/\n.coverage\n"})
+    policy = tmp_path / "policy.toml"
+    policy.write_text(
+        'detect = false\n[gates.pytest]\nargs = ["-q"]\n'
+        + other_gates_off("pytest")
+        + "[guard.mutation]\nmax_mutants = 6\nmin_timeout_seconds = 5.0\n"
+    )
+    head = git(repo, "rev-parse", "HEAD").strip()
+    proc = _apply(repo, policy, _new_file_patch(NEW, VACUOUS["tautology"]))
+    assert proc.returncode == 1, proc.stderr + proc.stdout
+    out = json.loads(proc.stdout)
+    assert out["kept"] is False and out["accepted"] is False
+    assert [v["rule"] for v in out["violations"]] == ["mutation.kills_nothing"]
+    assert {"layer": "mutation", "ran": True}.items() <= out["layers"][-1].items()
+    assert git(repo, "rev-parse", "HEAD").strip() == head
+    assert git(repo, "status", "--porcelain", "--untracked-files=all") == ""
+
+    real = "from pkg.calc import add\n\n\ndef test_sum():\n    assert add(2, 2) == 4\n"
+    proc = _apply(repo, policy, _new_file_patch(NEW, real))
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    out = json.loads(proc.stdout)
+    assert out["kept"] is True and out["layers"][-1]["layer"] == "mutation"
+    assert out["layers"][-1]["ran"] is True

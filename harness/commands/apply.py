@@ -24,6 +24,7 @@ from harness.gates.models import GateResult, GateRun, Regression
 from harness.gates.runner import run_gates
 from harness.guard import Verdict, check_patch
 from harness.guard.commit import write_contents
+from harness.guard.mutation import check_patch_tests
 from harness.policy import resolve_policy
 
 
@@ -80,7 +81,8 @@ def command(
     repository = gitutil.open_repo(root)
     if gitutil.is_dirty(repository):
         raise GitError(f"working tree has uncommitted changes; commit or stash them: {root}")
-    verdict = check_patch(text, root, pol.guard_for_block(block))
+    guard = pol.guard_for_block(block)
+    verdict = check_patch(text, root, guard)
     result: dict[str, object] = verdict_json(verdict)
     if not verdict.accepted:
         if json_out:
@@ -105,6 +107,15 @@ def command(
                 raise RegressionError(
                     f"{len(bad)} regression(s); the patch was reverted to {start[:12]}", bad
                 )
+            # The mutation layer last: the most expensive, and only for a patch the gates keep.
+            mutation = check_patch_tests(root, pol, verdict.contents, guard=guard)
+            verdict.layers.append(mutation.layer)
+            verdict.violations += mutation.violations
+            verdict.accepted = mutation.accepted
+            result = verdict_json(verdict) | {"layers": [x.model_dump() for x in verdict.layers]}
+            if not mutation.accepted:
+                _print_regressions(verdict, result, [], deltas, json_out)
+                raise typer.Exit(ExitCode.FAILED)  # restore_on_failure puts the tree back
             sha = _commit(repository, verdict, message, deltas)
     out = result | {
         "kept": True,

@@ -3,7 +3,12 @@ and a changed test must not kill fewer of them than it did before the patch.
 
 A test that checks nothing (no assert, an assert that compares a value with itself, an assert
 that never runs, the function under test replaced by a mock) passes on every mutant of the code
-it runs: whatever its spelling, it kills nothing, and that is what is refused.
+it runs, except those that make the code raise, hang or crash, which merely calling it notices.
+So a mutant counts as *caught* only when one of the test's own checks fails on it: an
+AssertionError or pytest's Failed (pytest.fail, pytest.raises' "DID NOT RAISE") raised outside
+the project's source files, as the end of pytest's long traceback says. A new or changed test
+that catches no mutant is refused whatever its spelling (`mutation.kills_nothing`), and a
+changed test that catches fewer than its old version did is refused (`mutation.score_dropped`).
 
 Scope and cost: only the new or changed tests run, and only against mutants of the functions
 they ran (coverage contexts, measured here: a new test is in no map recorded earlier). Mutants
@@ -28,6 +33,7 @@ from __future__ import annotations
 import ast
 import copy
 import json
+import re
 import shutil
 import tempfile
 import time
@@ -35,6 +41,7 @@ from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 
+import defusedxml.ElementTree as SafeET
 from pydantic import BaseModel, Field
 
 from harness.errors import GateError, ImportLeak
@@ -69,8 +76,14 @@ class TestKills(BaseModel):
     judged: bool = Field(description="false: not enough was run to say (see note)")
     tried: int = Field(0, description="mutants run against it (on lines it runs)")
     killed: int = Field(0, description="of those, mutants it failed on, hung on or crashed on")
-    before_tried: int | None = Field(None, description="the same, for its version before")
-    before_killed: int | None = None
+    caught: int = Field(
+        0,
+        description="of those, mutants one of its checks failed on (an assert, unittest's "
+        "assert*, pytest.fail or pytest.raises); an exception from the code, a hang or a crash "
+        "kills a mutant without any check",
+    )
+    before_tried: int | None = Field(None, description="mutants run against its old version")
+    before_caught: int | None = Field(None, description="of those, caught by its old version")
     note: str = ""
 
 
@@ -84,12 +97,16 @@ class MutationResult(BaseModel):
     mutants: int = Field(0, description="mutants selected (after the max_mutants cap)")
     tried: int = Field(0, description="mutants run before the budget ran out")
     score_before: float | None = Field(
-        None, description="share of mutants the changed tests' old versions killed"
+        None, description="share of mutants the checks of the changed tests' old versions caught"
     )
     score_after: float | None = Field(None, description="the same for their new versions")
     survived: list[str] = Field(
         default_factory=list,
-        description="mutants tried that no new or changed test killed: path:line function: what",
+        description="mutants tried that no new or changed test failed on: path:line function: what",
+    )
+    uncaught: list[str] = Field(
+        default_factory=list,
+        description="mutants that made the code raise, hang or crash, on which no check failed",
     )
     budget_exhausted: bool = False
     seconds: float = 0.0
@@ -384,11 +401,10 @@ class _Sandbox:
     def write(self, path: str, text: str) -> None:
         (self.root / path).write_text(text, encoding="utf-8")
 
-    def pytest(
-        self, ids: Sequence[str], timeout: float, *, coverage: bool = False
-    ) -> tuple[dict[str, str] | None, dict[str, dict[str, set[int]]], ProcResult]:
+    def pytest(self, ids: Sequence[str], timeout: float, *, coverage: bool = False) -> _Report:
         """Run exactly `ids`: outcome by test function id (None: no report, the run hung or
-        died), and with `coverage` the lines each test function ran, by repo-relative path."""
+        died), where each failed assert was raised, and with `coverage` the lines each test
+        function ran, by repo-relative path."""
         cfg = pytest_gate.pytest_config(self.ctx.cfg)
         ctx = replace(self.ctx, cfg=cfg.model_copy(update={"timeout": timeout}))
         with tempfile.TemporaryDirectory(prefix="harness-mutant-") as tmp_name:
@@ -399,17 +415,19 @@ class _Sandbox:
                 argv += [f"--cov={self.root}", "--cov-context=test", "--cov-report="]
                 if cfg.config:
                     argv += [f"--cov-config={self.root / cfg.config}"]
-            argv += [*cfg.args, "--", *ids]
+            # The long traceback ends with "path:line: ExceptionType": where a failure was raised.
+            argv += [*cfg.args, "--tb=long", "--", *ids]
             proc = run_tool(argv, ctx, env=pytest_gate.tool_env(ctx, tmp))
             text = junit.read_text(encoding="utf-8") if junit.is_file() else None
             lines = self._contexts(tmp) if coverage and text is not None else {}
         if text is None or proc.timed_out:
-            return None, lines, proc
+            return _Report(None, {}, lines, proc)
         try:
             cases = pytest_gate.parse_junit(text, self.root)
+            asserted = _asserted(text, self.root)
         except ValueError:
-            return None, lines, proc
-        return _fold({c.id: c.verdict for c in cases}), lines, proc
+            return _Report(None, {}, lines, proc)
+        return _Report(_fold({c.id: c.verdict for c in cases}), asserted, lines, proc)
 
     def _contexts(self, tmp: Path) -> dict[str, dict[str, set[int]]]:
         data, out_file = tmp / ".coverage", tmp / "contexts.json"
@@ -430,6 +448,42 @@ class _Sandbox:
             for path, nums in files.items():
                 mine.setdefault(rel_path(self.root, path), set()).update(nums)
         return out
+
+
+@dataclass
+class _Report:
+    outcomes: dict[str, str] | None  # test function id -> outcome; None: no report
+    asserted: dict[str, str]  # test function id -> path where its failed assert was raised
+    lines: dict[str, dict[str, set[int]]]
+    proc: ProcResult
+
+
+# The exceptions a check raises: `assert`, unittest's assert* methods, pytest.fail and
+# pytest.raises' "DID NOT RAISE".
+_CHECK_FAILURES = frozenset({"AssertionError", "Failed"})
+_CRASH_LINE = re.compile(r"^(?P<path>.+?):(?P<line>\d+): (?P<type>[A-Za-z_][\w.]*)\s*$")
+
+
+def _asserted(text: str, root: Path) -> dict[str, str]:
+    """Test function id -> the file where its failure was raised, for the failures that are a
+    check failing (not an exception from the code under test). "" when the report does not say
+    where (a traceback style without locations) but its message is an assert's."""
+    out: dict[str, str] = {}
+    for case in SafeET.fromstring(text).iter("testcase"):
+        failure = case.find("failure")
+        if failure is None:
+            continue
+        fid = _function_id(pytest_gate.node_id(case, root))
+        tail = [ln for ln in (failure.text or "").splitlines() if ln.strip()]
+        crash = _CRASH_LINE.match(tail[-1]) if tail else None
+        if crash is not None:
+            if crash.group("type").rsplit(".", 1)[-1] in _CHECK_FAILURES:
+                out.setdefault(fid, rel_path(root, crash.group("path")))
+            continue
+        message = failure.get("message") or ""
+        if message.startswith(("AssertionError", "assert ", "Failed")):
+            out.setdefault(fid, "")
+    return out
 
 
 # Runs in the target's interpreter, with its coverage: the data file format is its own.
@@ -480,10 +534,11 @@ class _Test:
     new: bool
     after_lines: dict[str, set[int]] = field(default_factory=dict)
     before_lines: dict[str, set[int]] | None = None  # None: no judged old version
-    after_killed: set[int] = field(default_factory=set)
     after_tried: set[int] = field(default_factory=set)
-    before_killed: set[int] = field(default_factory=set)
+    after_killed: set[int] = field(default_factory=set)  # failed, hung or crashed
+    after_caught: set[int] = field(default_factory=set)  # failed in one of its checks
     before_tried: set[int] = field(default_factory=set)
+    before_caught: set[int] = field(default_factory=set)
     judged: bool = True
     note: str = ""
     refused: str | None = None  # a violation message found before any mutant ran
@@ -625,7 +680,8 @@ class _Run:
         self._read_before(ids)
         budget = max(self.deadline - time.monotonic(), 1.0)
         want_cov = self.covered is None
-        outcomes, lines, proc = self.box.pytest(ids, budget, coverage=want_cov)
+        report = self.box.pytest(ids, budget, coverage=want_cov)
+        outcomes, lines, proc = report.outcomes, report.lines, report.proc
         if proc.timed_out:
             self.exhausted = True
             return (
@@ -657,9 +713,8 @@ class _Run:
         if olds:
             self._swap(self.before_files)
             budget = max(self.deadline - time.monotonic(), 1.0)
-            before, before_lines, bproc = self.box.pytest(
-                [t.id for t in olds], budget, coverage=True
-            )
+            old_report = self.box.pytest([t.id for t in olds], budget, coverage=True)
+            before, before_lines, bproc = old_report.outcomes, old_report.lines, old_report.proc
             self._swap(self.after_files)
             for t in olds:
                 if before is not None and before.get(t.id) == "passed":
@@ -751,43 +806,54 @@ class _Run:
                 for t in self.tests.values()
                 if t.before_lines is not None and _runs(t, mutant, t.before_lines)
             ]
-            for t, killed in self._kills(after).items():
+            for t, how in self._kills(after).items():
                 t.after_tried.add(index)
-                if killed:
+                if how != "survived":
                     t.after_killed.add(index)
+                if how == "caught":
+                    t.after_caught.add(index)
             if before:
                 self._swap(self.before_files)
                 try:
-                    for t, killed in self._kills(before).items():
+                    for t, how in self._kills(before).items():
                         t.before_tried.add(index)
-                        if killed:
-                            t.before_killed.add(index)
+                        if how == "caught":
+                            t.before_caught.add(index)
                 finally:
                     self._swap(self.after_files)
         finally:
             self.box.write(mutant.path, original)
 
-    def _kills(self, tests: list[_Test]) -> dict[_Test, bool]:
-        """Which of `tests` fail (or hang, or crash) on the mutant now written."""
+    def _kills(self, tests: list[_Test]) -> dict[_Test, str]:
+        """What the mutant now written did to each of `tests`: caught (a check of the test
+        failed), killed (it failed otherwise: an exception from the code, a hang, a crash) or
+        survived."""
         if not tests:
             return {}
-        outcomes, _, proc = self.box.pytest([t.id for t in tests], self.timeout)
-        if outcomes is not None:
-            return {
-                t: outcomes.get(t.id, "missing") in _KILLING
-                or (t.id not in outcomes and proc.returncode != 0)
-                for t in tests
-            }
+        report = self.box.pytest([t.id for t in tests], self.timeout)
+        if report.outcomes is not None:
+            return {t: self._how(t, report) for t in tests}
         if len(tests) == 1:
-            return {tests[0]: True}  # it hung or took the interpreter down: killed
+            return {tests[0]: "killed"}  # it hung or took the interpreter down
         # Several tests and no report: run each alone to see which one the mutant stopped.
-        out: dict[_Test, bool] = {}
+        out: dict[_Test, str] = {}
         for t in tests:
             if time.monotonic() + self.timeout > self.deadline:
                 self.exhausted = True
                 break
             out |= self._kills([t])
         return out
+
+    def _how(self, test: _Test, report: _Report) -> str:
+        outcomes = report.outcomes or {}
+        outcome = outcomes.get(test.id)
+        if outcome is None:
+            return "killed" if report.proc.returncode != 0 else "survived"
+        if outcome not in _KILLING:
+            return "survived"
+        where = report.asserted.get(test.id)
+        # An assert inside the project's own code is the code failing, not the test checking.
+        return "caught" if where is not None and not self._is_source(where) else "killed"
 
     # -------------------------------------------------------------- verdict
     def _verdict(self, mutants: list[Mutant], tried: int) -> MutationResult:
@@ -803,6 +869,7 @@ class _Run:
                 judged=test.judged,
                 tried=len(test.after_tried),
                 killed=len(test.after_killed),
+                caught=len(test.after_caught),
                 note=test.note,
             )
             if test.refused is not None:
@@ -820,6 +887,7 @@ class _Run:
                     message=f"not judged: {names} (budget or run problem; fail_closed)",
                 )
             )
+        caught_any = {i for t in self.tests.values() for i in t.after_caught}
         killed_any = {i for t in self.tests.values() for i in t.after_killed}
         seconds = time.monotonic() - self.t0
         files = sorted({m.path for m in mutants})
@@ -842,6 +910,7 @@ class _Run:
             score_before=sums["bk"] / sums["bt"] if sums["bt"] else None,
             score_after=sums["ak"] / sums["at"] if sums["at"] else None,
             survived=[mutants[i].label() for i in sorted(self.tried_set - killed_any)],
+            uncaught=[mutants[i].label() for i in sorted(killed_any - caught_any)],
             budget_exhausted=self.exhausted,
             seconds=seconds,
         )
@@ -858,15 +927,22 @@ class _Run:
         path = test.id.split("::", 1)[0]
         mine = [i for i, m in enumerate(mutants) if m.line in _lines_of(test, m.path)]
         ran_code = any(self._is_source(p) for p in test.after_lines)
-        if not test.after_killed:
+        if not test.after_caught:
+            crashed = len(test.after_killed)
+            only = (
+                f" ({crashed} of them made the code raise, hang or crash, which calling it "
+                "without checking anything also notices)"
+                if crashed
+                else ""
+            )
             if not ran_code:
                 violations.append(
                     _violation(
                         "kills_nothing",
                         path,
                         f"test {test.id} runs no function of the project (its subject is "
-                        "replaced, or its calls never happen): it can kill no mutant; call the "
-                        "real code and assert on what it returns",
+                        "replaced, or its calls never happen): no check of it can fail on a "
+                        "mutant; call the real code and assert on what it returns",
                     )
                 )
             elif test.after_tried and (complete or set(mine) <= test.after_tried):
@@ -875,9 +951,10 @@ class _Run:
                     _violation(
                         "kills_nothing",
                         path,
-                        f"test {test.id} passed on all {len(test.after_tried)} mutant(s) of the "
-                        f"code it runs ({where}): its asserts check nothing that code does; "
-                        "assert on the results",
+                        f"no check of test {test.id} failed on any of the "
+                        f"{len(test.after_tried)} mutant(s) of the code it runs ({where})"
+                        f"{only}: its asserts check nothing that code does; assert on the "
+                        "results",
                     )
                 )
             else:
@@ -886,29 +963,30 @@ class _Run:
                     "no mutant could be made of the lines it runs"
                     if not mine and complete
                     else f"the budget ran out after {len(test.after_tried)} of its "
-                    f"{len(mine)} mutant(s), none killed yet"
+                    f"{len(mine)} mutant(s), none caught yet"
                 )
         if test.before_lines is None:
             return
+        # Both versions are judged on every mutant either one runs: one the new version no
+        # longer reaches is one it no longer catches.
         both = test.after_tried | test.before_tried
-        # A mutant run against one version only counts as not killed by the other, unless the
-        # budget cut the other run short.
         record.before_tried = len(test.before_tried)
-        record.before_killed = len(test.before_killed)
+        record.before_caught = len(test.before_caught)
         sums["bt"] += len(both)
-        sums["bk"] += len(test.before_killed)
+        sums["bk"] += len(test.before_caught)
         sums["at"] += len(both)
-        sums["ak"] += len(test.after_killed)
-        lost = sorted(test.before_killed - test.after_killed)
-        if len(test.after_killed) < len(test.before_killed):
+        sums["ak"] += len(test.after_caught)
+        lost = sorted(test.before_caught - test.after_caught)
+        if len(test.after_caught) < len(test.before_caught):
             which = "; ".join(mutants[i].label() for i in lost[:3])
             violations.append(
                 _violation(
                     "score_dropped",
                     path,
-                    f"test {test.id} kills {len(test.after_killed)} of {len(both)} mutant(s) "
-                    f"of the code it covers, its version before the patch killed "
-                    f"{len(test.before_killed)}: the change weakens it (now survives: {which})",
+                    f"test {test.id} catches {len(test.after_caught)} of {len(both)} "
+                    f"mutant(s) of the code it covers, its version before the patch caught "
+                    f"{len(test.before_caught)}: the change weakens it (no longer caught: "
+                    f"{which})",
                 )
             )
 
