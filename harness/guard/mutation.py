@@ -596,7 +596,10 @@ def check_patch_tests(
 
 def _sandbox(worktree: Path, tmp: Path, policy: Policy, python: str) -> tuple[_Sandbox | None, str]:
     root = tmp / (worktree.name or "tree")
-    shutil.copytree(worktree, root, symlinks=True, ignore=_ignore)
+    try:
+        shutil.copytree(worktree, root, symlinks=True, ignore=_ignore)
+    except (OSError, shutil.Error) as exc:
+        return None, f"the worktree could not be copied: {one_line(str(exc), 200)}"
     interp = python if Path(python).is_absolute() or "/" not in python else str(worktree / python)
     gates = policy.gates.model_copy(update={"python": interp})
     pol = policy.model_copy(update={"gates": gates})
