@@ -54,6 +54,11 @@ def countdown(n):
 
 def initials(name):
     return name[0].upper() + "."
+
+
+def checked(x):
+    assert x > 0
+    return x
 """
 
 TEST_CALC = """\
@@ -142,6 +147,12 @@ VACUOUS = {
     ),
     # Its arithmetic mutant raises TypeError: killed by calling, caught by no check.
     "calls_only": "from pkg.calc import initials\n\n\ndef test_v():\n    initials('ada')\n",
+    "skipped_by_getattr": (
+        "import pytest\nfrom pkg.calc import clamp\n\n\ndef test_v():\n"
+        "    getattr(pytest, 'skip')('later')\n    assert clamp(5, 0, 3) == 3\n"
+    ),
+    # Its mutants fail the code's own assert: an AssertionError, but not one of the test's.
+    "asserts_in_the_code": "from pkg.calc import checked\n\n\ndef test_v():\n    checked(2)\n",
     "mocked_subject": (
         "from pkg import calc\n\n\ndef test_v(monkeypatch):\n"
         "    monkeypatch.setattr(calc, 'clamp', lambda x, lo, hi: 3)\n"
@@ -160,6 +171,9 @@ def test_a_vacuous_test_is_refused_whatever_its_spelling(
     assert _rules(result) == ["mutation.kills_nothing"]
     assert result.violations[0].path == NEW
     assert result.tests[0].caught == 0
+    if kind in ("calls_only", "asserts_in_the_code"):
+        # Killed (the code raised), and still refused: no check of the test failed.
+        assert result.tests[0].killed > 0 and result.uncaught
 
 
 def test_weakening_an_existing_test_lowers_its_score_and_is_refused(

@@ -419,7 +419,7 @@ class _Sandbox:
             argv += [*cfg.args, "--tb=long", "--", *ids]
             proc = run_tool(argv, ctx, env=pytest_gate.tool_env(ctx, tmp))
             text = junit.read_text(encoding="utf-8") if junit.is_file() else None
-            lines = self._contexts(tmp) if coverage and text is not None else {}
+            lines = self._contexts(tmp) if coverage and text is not None else None
         if text is None or proc.timed_out:
             return _Report(None, {}, lines, proc)
         try:
@@ -429,10 +429,11 @@ class _Sandbox:
             return _Report(None, {}, lines, proc)
         return _Report(_fold({c.id: c.verdict for c in cases}), asserted, lines, proc)
 
-    def _contexts(self, tmp: Path) -> dict[str, dict[str, set[int]]]:
+    def _contexts(self, tmp: Path) -> dict[str, dict[str, set[int]]] | None:
+        """Lines by test function id and path; None when coverage wrote nothing readable."""
         data, out_file = tmp / ".coverage", tmp / "contexts.json"
         if not data.is_file():
-            return {}
+            return None
         read = run(
             [self.ctx.python, "-c", _CONTEXTS, str(data), str(out_file)],
             self.root,
@@ -440,7 +441,7 @@ class _Sandbox:
             env=BASE_ENV,
         )
         if read.returncode != 0 or not out_file.is_file():
-            return {}
+            return None
         raw: dict[str, dict[str, list[int]]] = json.loads(out_file.read_text(encoding="utf-8"))
         out: dict[str, dict[str, set[int]]] = {}
         for test, files in raw.items():
@@ -454,7 +455,7 @@ class _Sandbox:
 class _Report:
     outcomes: dict[str, str] | None  # test function id -> outcome; None: no report
     asserted: dict[str, str]  # test function id -> path where its failed assert was raised
-    lines: dict[str, dict[str, set[int]]]
+    lines: dict[str, dict[str, set[int]]] | None  # None: not measured, or unreadable
     proc: ProcResult
 
 
@@ -692,7 +693,7 @@ class _Run:
             )
         if outcomes is None:
             return f"the changed tests did not run unmutated in the copy: {_why(proc)}"
-        if want_cov and not lines and proc.returncode in (0, 1):
+        if want_cov and lines is None:
             return f"coverage contexts could not be read (is pytest-cov installed?): {proc.tail}"
         if proc.returncode not in (0, 1):
             return f"pytest exited {proc.returncode} on the unmutated tests: {proc.tail}"
@@ -702,7 +703,7 @@ class _Run:
                 given = self.covered.get(tid, {})
                 test.after_lines = {p: set(n) for p, n in given.items()}
             else:
-                test.after_lines = lines.get(tid, {})
+                test.after_lines = (lines or {}).get(tid, {})
             outcome = outcomes.get(tid, "not collected")
             if outcome in ("skipped", "xfailed"):
                 test.refused = (
@@ -720,7 +721,7 @@ class _Run:
             before, before_lines, bproc = old_report.outcomes, old_report.lines, old_report.proc
             self._swap(self.after_files)
             for t in olds:
-                if before is not None and before.get(t.id) == "passed":
+                if before is not None and before_lines is not None and before.get(t.id) == "passed":
                     t.before_lines = before_lines.get(t.id, {})
                 else:
                     got = before.get(t.id, "not run") if before is not None else _why(bproc)
