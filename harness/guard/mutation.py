@@ -72,7 +72,9 @@ class TestKills(BaseModel):
     __test__ = False  # not a pytest class
 
     test: str = Field(description="pytest node id of the test function (parameters folded)")
-    new: bool = Field(description="the test did not exist before the patch")
+    new: bool | None = Field(
+        description="the test did not exist before the patch; None: the layer stopped first"
+    )
     judged: bool = Field(description="false: not enough was run to say (see note)")
     tried: int = Field(0, description="mutants run against it (on lines it runs)")
     killed: int = Field(0, description="of those, mutants it failed on, hung on or crashed on")
@@ -632,7 +634,7 @@ def _unjudged(cfg: MutationConfig, why: str, ids: list[str], t0: float) -> Mutat
         accepted=not violations,
         violations=violations,
         layer=LayerRun(layer=LAYER, ran=False, why=one_line(why), seconds=seconds),
-        tests=[TestKills(test=t, new=False, judged=False, note=one_line(why)) for t in ids],
+        tests=[TestKills(test=t, new=None, judged=False, note=one_line(why)) for t in ids],
         seconds=seconds,
     )
 
