@@ -332,7 +332,8 @@ def test_harness_apply_refuses_a_vacuous_test_and_keeps_a_real_one(
         + "[guard.mutation]\nmax_mutants = 6\nmin_timeout_seconds = 5.0\n"
     )
     head = git(repo, "rev-parse", "HEAD").strip()
-    proc = _apply(repo, policy, _new_file_patch(NEW, VACUOUS["tautology"]))
+    # The static layer refuses the other spellings by name; this one only the mutants catch.
+    proc = _apply(repo, policy, _new_file_patch(NEW, VACUOUS["never_runs"]))
     assert proc.returncode == 1, proc.stderr + proc.stdout
     out = json.loads(proc.stdout)
     assert out["kept"] is False and out["accepted"] is False
