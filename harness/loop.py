@@ -68,6 +68,7 @@ from harness.gitutil import (
 from harness.guard import Verdict, Violation, check_patch
 from harness.guard.commit import write_contents
 from harness.guard.globs import match_any
+from harness.guard.mutation import check_patch_tests
 from harness.outcome import BlockOutcome, Revert, RunSummary, progress_entry
 from harness.policy import POLICY_FILE, GateConfig, GuardConfig, Policy
 from harness.providers.base import Message, ModelRequest, Phase, Provider, ToolSpec
@@ -136,6 +137,7 @@ class Loop:
         # per block would change the tree between one block's end gates and the next one's
         # start, so every block would start with an uncached run of all its gates.
         self._progress: list[tuple[int, str]] = []
+        self._landing_pytest: GateResult | None = None  # the suite with the patch being landed
 
     # ------------------------------------------------------------------ the run
     def run(self) -> RunSummary:
@@ -577,6 +579,7 @@ class Loop:
             "Harness-Item": item.id,
         }
         before = self.quick_findings([f.path for f in verdict.files])
+        self._landing_pytest = None
         tidy(repo)
         paths = [f.path for f in verdict.files]
         with restore_on_failure(repo):
@@ -584,18 +587,51 @@ class Loop:
             try:
                 trailers |= self.check_landed(block, gates, verdict, before)
                 trailers |= self.verify(paths)
+                trailers |= self.mutation(guard, verdict, paths)
                 trailers |= self.review(guard, item, verdict)
             except PatchRejected as exc:
                 first = str(exc.violations[0]) if exc.violations else str(exc)
                 self.remember(pid, paths, item.title, f"refused at landing: {first}", refused=True)
                 raise
             sha = commit_paths(repo, list(verdict.contents), f"harness: {item.title}", trailers)
+        if self._landing_pytest is not None and self.current is not None:
+            self.current.results["pytest"] = self._landing_pytest
         self._pids[sha], self._titles[sha] = pid, f"harness: {item.title}"
         if "Harness-Verified" in trailers:
             self._verified.add(sha)
         tidy(repo)  # a test run may have left files behind
         self.rec.event("applied", block=block.number, item=item.id, sha=sha, patch=patch_file)
         return sha
+
+    def mutation(self, guard: GuardConfig, verdict: Verdict, paths: list[str]) -> dict[str, str]:
+        """The mutation layer on a patch that adds or changes tests (after the new-test filter
+        kept it): its tests must catch mutants of the code they run, and a changed test must
+        not catch fewer than its old version. Raise PatchRejected to undo the patch."""
+        if not (
+            guard.mutation.enabled
+            and self.policy.gates.pytest.enabled
+            and any(match_any(p, guard.test_globs) for p in paths)
+        ):
+            return {}
+        # It works in a throw-away copy: the written, uncommitted patch stays as it is.
+        result = check_patch_tests(self.wt, self.policy, verdict.contents, guard=guard)
+        self.rec.event(
+            "mutation",
+            accepted=result.accepted,
+            layer=result.layer.model_dump(),
+            violations=[v.model_dump() for v in result.violations],
+            mutants=result.mutants,
+            tried=result.tried,
+            score_before=result.score_before,
+            score_after=result.score_after,
+            survived=result.survived[:20],
+        )
+        if not result.accepted:
+            raise PatchRejected("the mutation layer refused the tests", result.violations)
+        if not result.layer.ran:
+            return {"Harness-Mutation": f"not judged: {result.layer.why}"[:200]}
+        caught = sum(t.caught for t in result.tests)
+        return {"Harness-Mutation": f"{caught} of {result.tried} mutant(s) caught by its checks"}
 
     def review_mode(self, guard: GuardConfig) -> str:
         """The reviewer layer's mode for this block. 'auto' asks the Anthropic model, and a
@@ -731,8 +767,9 @@ class Loop:
         self.rec.event("test_filter", new_tests=fresh, ok=not reasons, reasons=reasons)
         if reasons:
             raise PatchRejected("new tests rejected", sorted(set(reasons)))
-        if self.current is not None:
-            self.current.results["pytest"] = after
+        # The suite with this patch becomes the latest result only once the patch lands: a
+        # later layer (mutation, review) may still refuse it.
+        self._landing_pytest = after
         deltas = {"Harness-Tests": f"{len(known)} -> {len(after.tests)}"}
         if was and now:
             deltas["Harness-Coverage"] = f"{was.percent:.2f}% -> {now.percent:.2f}%"

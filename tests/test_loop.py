@@ -326,6 +326,46 @@ def test_new_tests_are_kept_only_if_stable_offline_and_raising_coverage(
     assert second.status == "goal_met"
 
 
+# It runs sub() (coverage rises), is stable and offline, and the static layer has no rule for
+# its spelling: only the mutation layer sees that its assert never runs.
+VACUOUS_TEST = new_test(
+    "test_sub",
+    "from pkg.calc import sub\n\n\ndef test_sub():\n    got = sub(3, 1)\n"
+    "    if got == 'never':\n        assert got == 2\n",
+)
+
+
+def test_a_run_refuses_a_vacuous_test_by_its_mutants_and_keeps_a_real_one(
+    make_repo: Callable[..., Path],
+) -> None:
+    repo = make_repo({**FILES, "pkg/calc.py": CALC})
+    items = [
+        {"id": i, "title": f"test sub {i}", "files": ["tests/test_sub.py"], "gate": "pytest"}
+        for i in ("S1", "S2")
+    ]
+    responses = [
+        plan(),
+        {"phase": "todo", "tool": "submit_todos", "input": {"items": items}},
+        patch("S1", VACUOUS_TEST),
+        patch("S2", GOOD_TEST),
+    ]
+    opts = options(
+        repo,
+        ScriptedProvider.from_responses(responses),
+        steps=COVERAGE_STEPS.split("## BLOCK 2")[0],
+        policy=COVERAGE_POLICY,
+    )
+    summary = Loop(opts).run()
+    events = read_events(Path(summary.run_dir))
+    judged = [e for e in events if e["kind"] == "mutation"]
+    assert [e["accepted"] for e in judged] == [False, True]
+    assert [v["rule"] for v in judged[0]["violations"]] == ["mutation.kills_nothing"]
+    assert judged[1]["tried"] > 0
+    (kept,) = summary.blocks[0].commits
+    assert "Harness-Mutation:" in git(repo, "log", "-1", "--format=%B", kept)
+    assert "assert sub(3, 1) == 2" in branch_file(repo, summary.branch, "tests/test_sub.py")
+
+
 def test_record_re_drives_the_run_without_the_model(run_loop, tmp_path: Path) -> None:
     first, repo = run_loop(
         [plan(), todos("T1", "T2"), patch("T1", REMOVE_OS), patch("T2", BREAK_ADD)]

@@ -32,9 +32,10 @@ def read_patch(source: str) -> str:
 
 # check-patch is static: the layers that run tests or a model are `harness apply`'s and
 # `harness run`'s, and the verdict says so rather than implying they passed.
+TEST_LAYERS = ("behaviour", "mutation", "review")
 NOT_RUN = [
     {"layer": name, "ran": False, "why": "check-patch runs no tests or model", "seconds": 0.0}
-    for name in ("behaviour", "mutation", "review")
+    for name in TEST_LAYERS
 ]
 
 
@@ -70,10 +71,15 @@ def print_verdict(v: Verdict) -> None:
         # Messages name their own file and line, written for the model to act on.
         ui.out.print(f"  [red]{x.rule}[/red] [dim]({x.layer})[/dim] {escape(x.message)}")
     ran = [x.layer for x in v.layers if x.ran]
-    ui.out.print(
-        f"  [dim]layers run: {', '.join(ran)}; not run here: behaviour, mutation, review "
-        "(they need the tests or a model: harness apply and harness run apply them)[/dim]"
-    )
+    seen = {x.layer for x in v.layers}
+    unrun = [name for name in TEST_LAYERS if name not in seen]
+    skipped = [f"{x.layer} ({x.why})" for x in v.layers if not x.ran]
+    line = f"layers run: {', '.join(ran) or 'none'}"
+    if skipped:
+        line += f"; skipped: {', '.join(skipped)}"
+    if unrun:
+        line += f"; not run here: {', '.join(unrun)} (they need the tests or a model)"
+    ui.out.print(f"  [dim]{escape(line)}[/dim]")
 
 
 def command(
