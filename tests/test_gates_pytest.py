@@ -400,3 +400,60 @@ def test_counts_are_pytests_own(make_repo: Callable[..., Path]) -> None:
         ids[6]: "xfailed",
         ids[7]: "failed",
     }
+
+
+XPASS = """\
+import pytest
+
+
+@pytest.mark.xfail(reason="thought broken")
+def test_xpass():
+    assert True
+
+
+@pytest.mark.xfail(reason="is broken")
+def test_xfail():
+    assert 1 == 2
+
+
+def test_pass():
+    assert True
+"""
+
+
+def test_a_non_strict_xpass_is_xpassed_not_passed(make_repo: Callable[..., Path]) -> None:
+    # JUnit writes a non-strict xpass as a plain pass; pytest's own report (the gate's plugin,
+    # harness/gates/pytest_report.py) keeps xfailed and xpassed apart, as pytest counts them.
+    repo = make_repo({"tests/test_x.py": XPASS})
+    result = GATES["pytest"].run(_ctx(repo))
+    own = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "tests"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    last = own.stdout.strip().splitlines()[-1]
+    said = {k: int(n) for n, k in _SUMMARY.findall(last)}
+    assert said == {"passed": 1, "xfailed": 1, "xpassed": 1}
+    assert result.status == GateStatus.PASSED
+    assert result.counts() == {"failed": 0, "errors": 0, "skipped": 0, **said}
+    assert {t.id.split("::")[1]: t.outcome for t in result.tests} == {
+        "test_xpass": "xpassed",
+        "test_xfail": "xfailed",
+        "test_pass": "passed",
+    }
+    assert git(repo, "status", "--porcelain", "--ignored") == ""
+
+
+def test_a_session_cut_short_is_an_error_not_a_pass(make_repo: Callable[..., Path]) -> None:
+    # A conftest hook that ends the process once JUnit is written: exit 0, a complete-looking
+    # JUnit report, and no closing record in pytest's own report. The gate cannot judge that.
+    conftest = "import os\n\n\ndef pytest_sessionfinish(session):\n    os._exit(0)\n"
+    repo = make_repo(
+        {"tests/conftest.py": conftest, "tests/test_x.py": "def test_a():\n    assert False\n"}
+    )
+    result = GATES["pytest"].run(_ctx(repo))
+    assert result.exit_code == 0
+    assert result.status == GateStatus.ERROR
+    assert result.reason == "pytest ended without finishing its session (no closing report)"

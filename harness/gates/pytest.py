@@ -14,6 +14,7 @@ from typing import Any
 
 import defusedxml.ElementTree as SafeET
 
+from harness.gates import pytest_report
 from harness.gates.common import (
     GateContext,
     dist_versions,
@@ -69,7 +70,8 @@ class PytestGate:
     name = NAME
 
     def version(self, python: str) -> str:
-        return dist_versions(python, ["pytest", "pytest-cov", "coverage"])
+        versions = dist_versions(python, ["pytest", "pytest-cov", "coverage"])
+        return f"{versions} {pytest_report.FORMAT}"
 
     def run(self, ctx: GateContext) -> GateResult:
         cfg = pytest_config(ctx.cfg)
@@ -81,13 +83,17 @@ class PytestGate:
             tmp = Path(tmp_name)
             junit, cov_json = tmp / "junit.xml", tmp / "coverage.json"
             argv = base_argv(ctx.python, junit)
+            # pytest's own report beside JUnit: JUnit reads a non-strict xpass as passed.
+            report_file = tmp / pytest_report.REPORT_FILE
+            argv += pytest_report.plugin_args(report_file)
             if cfg.cov:
                 argv += [f"--cov={target}" for target in cfg.cov]
                 argv += [f"--cov-report=json:{cov_json}"]
                 if cfg.config:
                     argv += [f"--cov-config={cfg.config}"]
             argv += [*cfg.args, *cfg.paths]
-            proc = run_tool(argv, ctx, env=tool_env(ctx, tmp))
+            env = tool_env(ctx, tmp, first=[str(pytest_report.PLUGIN_DIR)])
+            proc = run_tool(argv, ctx, env=env)
             why = proc_failure(NAME, proc, ctx, "pytest")
             if why is not None:
                 return error(NAME, NAME, why, proc)
@@ -100,6 +106,13 @@ class PytestGate:
                     junit_problem = f"unparsable JUnit XML: {exc}"
             else:
                 junit_problem = "pytest wrote no JUnit XML report"
+            try:
+                report = pytest_report.read_report(report_file, ctx.repo)
+                tests = pytest_report.with_xpasses(tests, report)
+                if junit_problem is None and not report.finished:
+                    junit_problem = "pytest ended without finishing its session (no closing report)"
+            except ValueError as exc:
+                junit_problem = f"unreadable pytest report: {exc}"
             coverage: Coverage | None = None
             cov_problem: str | None = None
             if cfg.cov:
