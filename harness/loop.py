@@ -66,6 +66,7 @@ from harness.gitutil import (
     worktree,
 )
 from harness.guard import Verdict, Violation, check_patch
+from harness.guard.behaviour import check_behaviour, tests_selected
 from harness.guard.commit import write_contents
 from harness.guard.globs import match_any
 from harness.guard.mutation import check_patch_tests
@@ -585,6 +586,7 @@ class Loop:
         with restore_on_failure(repo):
             write_contents(self.wt, verdict)
             try:
+                self.behaviour(block, item, guard, paths)
                 trailers |= self.check_landed(block, gates, verdict, before)
                 trailers |= self.verify(paths)
                 trailers |= self.mutation(guard, verdict, paths)
@@ -710,6 +712,16 @@ class Loop:
         if not check.ok:
             raise PatchRejected("the patch breaks what passed before it", check.reasons)
         return {"Harness-Verified": f"{len(check.tests_run)} test(s), {check.selection}"}
+
+    def behaviour(self, block: Block, item: TodoItem, guard: GuardConfig, paths: list[str]) -> None:
+        """The guard's behaviour layer on the written patch (harness/guard/behaviour.py), first:
+        its refusals say what pytest did, where the landing checks would say it could not run."""
+        before = self.latest().results.get("pytest")
+        selected = tests_selected(self.verifier, paths)
+        check = check_behaviour(self.wt, self.policy, paths, before, guard, selected)
+        self.rec.event("behaviour", block=block.number, item=item.id, **check.model_dump())
+        if not check.ok:
+            raise PatchRejected("the patch changes what the tests check", check.violations)
 
     def check_landed(
         self, block: Block, gates: list[str], verdict: Verdict, before: list[Finding]

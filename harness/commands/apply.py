@@ -1,7 +1,8 @@
 """`harness apply`: guard a diff, apply it, run the gates before and after, keep it or revert.
 
-Exit 0 kept, 1 rejected by policy, 2 usage or I/O error (or a dirty tree), 3 regression
-(HEAD and working tree restored exactly).
+Exit 0 kept, 1 rejected by policy (the guard's rules, or its behaviour layer: pytest's
+outcomes by test id on the written patch, before the gates run again), 2 usage or I/O error
+(or a dirty tree), 3 regression (HEAD and working tree restored exactly).
 
 The commit holds exactly the guarded files. Whatever the gate runs write into the checkout (a
 test's log file, a rewritten fixture) is removed again, so every outcome leaves the checkout as
@@ -23,6 +24,7 @@ from harness.gates.compare import blocking, compare, make_rerunner
 from harness.gates.models import GateResult, GateRun, Regression
 from harness.gates.runner import run_gates
 from harness.guard import Verdict, check_patch
+from harness.guard.behaviour import check_behaviour
 from harness.guard.commit import write_contents
 from harness.guard.mutation import check_patch_tests
 from harness.policy import resolve_policy
@@ -97,6 +99,16 @@ def command(
         tidy()
         with gitutil.restore_on_failure(repository) as start:
             write_contents(root, verdict)
+            # The behaviour layer before the gates run again: a refusal spares that run.
+            paths = [f.path for f in verdict.files]
+            behaviour = check_behaviour(root, pol, paths, before.results.get("pytest"), guard)
+            verdict.layers.append(behaviour.layer)
+            verdict.violations += behaviour.violations
+            verdict.accepted = behaviour.ok
+            result = verdict_json(verdict) | {"layers": [x.model_dump() for x in verdict.layers]}
+            if not behaviour.ok:
+                _print_regressions(verdict, result, [], {}, json_out)
+                raise typer.Exit(ExitCode.FAILED)  # restore_on_failure puts the tree back
             ui.err.print("gates after:")
             after = run_gates(root, pol, use_cache=True, on_result=_progress)
             regressions = compare(before, after, pol.regression, rerun=make_rerunner(root, pol))
