@@ -264,6 +264,24 @@ def test_a_source_patch_that_breaks_a_test_is_left_to_verify_and_the_gates(
     assert check.after["failed"] == 1
 
 
+def test_a_source_patch_that_breaks_collection_is_left_to_verify_and_the_gates(
+    project: tuple[Path, Policy, GateResult],
+) -> None:
+    # The test module's import fails: pytest stops after collecting, and ran nothing. That is
+    # a regression of the code, not a change of what the tests check.
+    check = judge(project, {"pkg/calc.py": CALC.replace("def double", "def twice")})
+    assert check.ok, check.violations
+    assert check.exit_status == 2
+
+
+def test_a_test_patch_that_breaks_collection_is_refused(
+    project: tuple[Path, Policy, GateResult],
+) -> None:
+    check = judge(project, {"tests/test_calc.py": TESTS.replace("double\n", "triple\n", 1)})
+    assert rules(check).keys() == {"behaviour.now_failing"}
+    assert "could not collect tests/test_calc.py" in rules(check)["behaviour.now_failing"]
+
+
 def test_a_test_patch_that_breaks_a_test_is_refused(
     project: tuple[Path, Policy, GateResult],
 ) -> None:

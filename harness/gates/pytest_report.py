@@ -43,6 +43,9 @@ class SuiteReport(BaseModel):
     interrupted: str | None = Field(
         None, description="pytest.exit() or an interrupt stopped the session: its message"
     )
+    collection_failed: bool = Field(
+        False, description="pytest stopped after collection errors, before running any test"
+    )
     collected: list[str] = Field(default_factory=list, description="ids selected to run")
     deselected: list[str] = Field(default_factory=list)
     collect_errors: list[TestCase] = Field(
@@ -127,6 +130,8 @@ def _record(
         (report.collect_errors if failed else report.collect_skipped).append(case)
     elif kind == "report":
         _phase(cases, _node(repo, rootdir, str(rec["id"])), rec)
+    elif kind == "interrupted" and rec.get("by") == "collection":
+        report.collection_failed = True
     elif kind == "interrupted":
         report.interrupted = str(rec.get("message") or "interrupted")
     elif kind == "finish":

@@ -11,7 +11,8 @@ pytest hooks only. Records, in the order pytest makes them:
 - {"kind": "collected", "ids": [...]}                    the items that will run
 - {"kind": "deselected", "ids": [...]}                   -k / -m / a plugin deselected them
 - {"kind": "report", "id", "when", "outcome", "xfail", "message", "seconds"}   per test phase
-- {"kind": "interrupted", "message": ...}                pytest.exit() or Ctrl-C
+- {"kind": "interrupted", "by": "exit" | "collection" | "interrupt", "message": ...}
+                                                         pytest.exit(), collection errors, Ctrl-C
 - {"kind": "finish", "exitstatus": N}                    the closing record
 
 A file without the closing record means the process died before pytest finished its session
@@ -112,8 +113,16 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 
 
 def pytest_keyboard_interrupt(excinfo: pytest.ExceptionInfo[BaseException]) -> None:
-    if _writer is not None:
-        _writer.write({"kind": "interrupted", "message": _text(excinfo.value)})
+    if _writer is None:
+        return
+    # pytest stops on collection errors through the same hook (Session.Interrupted).
+    if excinfo.errisinstance(pytest.exit.Exception):
+        by = "exit"
+    elif excinfo.errisinstance(pytest.Session.Interrupted):
+        by = "collection"
+    else:
+        by = "interrupt"
+    _writer.write({"kind": "interrupted", "by": by, "message": _text(excinfo.value)})
 
 
 # Last, so the status is the one the other plugins' sessionfinish hooks leave.
