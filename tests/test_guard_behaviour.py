@@ -520,7 +520,7 @@ def test_run_refuses_at_landing_and_remembers(make_repo: MakeRepo) -> None:
     # The static layer accepted the patch; the behaviour layer refused it once it was written.
     verdict = next(e for e in events if e["kind"] == "verdict")
     assert verdict["accepted"] is True
-    layer = next(e for e in events if e["kind"] == "guard_layer")
+    layer = next(e for e in events if e["kind"] == "behaviour")
     assert layer["layer"]["layer"] == "behaviour" and layer["layer"]["ran"] is True
     assert layer["scope"] == "tests" and layer["exit_status"] == 5
     assert {v["rule"] for v in layer["violations"]} == {
