@@ -71,7 +71,7 @@ class PytestGate:
 
     def version(self, python: str) -> str:
         versions = dist_versions(python, ["pytest", "pytest-cov", "coverage"])
-        return f"{versions} {pytest_report.FORMAT}"
+        return versions if versions == "unknown" else f"{versions} {pytest_report.FORMAT}"
 
     def run(self, ctx: GateContext) -> GateResult:
         cfg = pytest_config(ctx.cfg)
