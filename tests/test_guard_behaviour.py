@@ -3,8 +3,10 @@ real repositories with the real pytest (harness/guard/behaviour.py).
 
 Each family of "tests that stop running" that the static rules can miss is written to a real
 repository and judged by the layer alone (the static rules are bypassed on purpose: the layer
-must refuse whatever the spelling); a few go through `harness apply` end to end, where the
-static layer accepts them and the behaviour layer refuses.
+must refuse whatever the spelling); a few go through `harness apply` and `harness run` end to
+end with the static test rules off (`protect_tests = false`), so that what they show does not
+hang on which spellings the static layer knows this week: the static layer accepts the patch,
+the behaviour layer refuses it.
 """
 
 from __future__ import annotations
@@ -380,15 +382,19 @@ NEW_TEST = """\
 """
 
 
+# The static layer's test rules are off: see the module docstring.
+STATIC_TESTS_OFF = "\n[guard]\nprotect_tests = false\n"
+
+
 @pytest.fixture
 def applied(make_repo: MakeRepo, tmp_path: Path) -> tuple[Path, Path]:
     repo = make_repo(FILES)
     policy = tmp_path / "policy.toml"
-    policy.write_text(POLICY)
+    policy.write_text(POLICY + STATIC_TESTS_OFF)
     return repo, policy
 
 
-def test_apply_refuses_a_dynamic_xfail_the_static_layer_accepts(
+def test_apply_refuses_a_dynamic_xfail_the_static_layer_accepted(
     applied: tuple[Path, Path],
 ) -> None:
     repo, policy = applied
@@ -475,7 +481,8 @@ ruff check tests
 
 - ≤20 lines/file.
 """
-LOOP_POLICY = """
+LOOP_POLICY = (
+    """
 name = "behaviour-loop"
 detect = false
 [gates.ruff]
@@ -483,7 +490,10 @@ paths = ["tests"]
 [gates.pytest]
 args = ["-q"]
 paths = ["tests"]
-""" + other_gates_off("ruff", "pytest")
+"""
+    + other_gates_off("ruff", "pytest")
+    + STATIC_TESTS_OFF
+)
 # The unused import is the block's finding; the patch removes it and hides the module.
 UNUSED = "import os\n" + TESTS
 HIDE_MODULE = """\
@@ -517,7 +527,8 @@ def test_run_refuses_at_landing_and_remembers(make_repo: MakeRepo) -> None:
     summary = Loop(options(repo, provider, steps=LOOP_STEPS, policy=LOOP_POLICY)).run()
     assert summary.blocks[0].commits == []
     events = read_events(Path(summary.run_dir))
-    # The static layer accepted the patch; the behaviour layer refused it once it was written.
+    # The static layer (its test rules off) accepted the patch; the behaviour layer refused it
+    # once it was written.
     verdict = next(e for e in events if e["kind"] == "verdict")
     assert verdict["accepted"] is True
     layer = next(e for e in events if e["kind"] == "behaviour")
