@@ -33,10 +33,23 @@ def read_patch(source: str) -> str:
 # check-patch is static: the layers that run tests or a model are `harness apply`'s and
 # `harness run`'s, and the verdict says so rather than implying they passed.
 TEST_LAYERS = ("behaviour", "mutation", "review")
-NOT_RUN = [
-    {"layer": name, "ran": False, "why": "check-patch runs no tests or model", "seconds": 0.0}
-    for name in TEST_LAYERS
-]
+
+
+def not_run(v: Verdict) -> list[dict[str, object]]:
+    """The layers the verdict does not list, each with why it did not run."""
+    seen = {x.layer for x in v.layers}
+    out: list[dict[str, object]] = []
+    for name in TEST_LAYERS:
+        if name in seen:
+            continue
+        if not v.accepted:
+            why = "an earlier layer refused"
+        elif name == "review":
+            why = "needs a model: harness run with one"
+        else:
+            why = "check-patch runs no tests: harness apply and harness run do"
+        out.append({"layer": name, "ran": False, "why": why, "seconds": 0.0})
+    return out
 
 
 def verdict_json(v: Verdict) -> dict[str, object]:
@@ -45,7 +58,7 @@ def verdict_json(v: Verdict) -> dict[str, object]:
         "repaired": v.repaired,
         "files": [f.model_dump() for f in v.files],
         "violations": [x.model_dump() for x in v.violations],
-        "layers": [x.model_dump() for x in v.layers] + NOT_RUN,
+        "layers": [x.model_dump() for x in v.layers] + not_run(v),
     }
 
 
@@ -71,14 +84,11 @@ def print_verdict(v: Verdict) -> None:
         # Messages name their own file and line, written for the model to act on.
         ui.out.print(f"  [red]{x.rule}[/red] [dim]({x.layer})[/dim] {escape(x.message)}")
     ran = [x.layer for x in v.layers if x.ran]
-    seen = {x.layer for x in v.layers}
-    unrun = [name for name in TEST_LAYERS if name not in seen]
-    skipped = [f"{x.layer} ({x.why})" for x in v.layers if not x.ran]
+    unrun = [f"{x.layer} ({x.why})" for x in v.layers if not x.ran]
+    unrun += [f"{x['layer']} ({x['why']})" for x in not_run(v)]
     line = f"layers run: {', '.join(ran) or 'none'}"
-    if skipped:
-        line += f"; skipped: {', '.join(skipped)}"
     if unrun:
-        line += f"; not run here: {', '.join(unrun)} (they need the tests or a model)"
+        line += f"; not run: {', '.join(unrun)}"
     ui.out.print(f"  [dim]{escape(line)}[/dim]")
 
 
