@@ -467,3 +467,31 @@ def test_titles_read_back() -> None:
     assert item_work("ruff format x.py (2 changed lines)") == Work(FORMAT, FORMAT, "x.py")
     assert item_rule("Fix the typing errors in x.py") is None
     assert item_rule("ruff format x.py (1 changed line)") == "format"
+
+
+# attrs 21.4.0's `__init__.pyi`: every PYI026 fix rewrites the whole `from typing import (...)`
+# block to add `TypeAlias`, an edit they all share; the change is 1 line per alias plus 1.
+STUB_NAMES = ["Any", "Callable", "Dict", "List", "Mapping", "Optional", "Tuple", "Union"]
+STUB = (
+    "from typing import (\n"
+    + "".join(f"    {n},\n" for n in STUB_NAMES)
+    + ")\n\n"
+    + "".join(f"_A{i} = Union[int, Tuple[str, ...], Callable[..., Any]]\n" for i in range(8))
+    + "".join(
+        f"def f{i}(x: _A{i}) -> Optional[Mapping[str, List[Dict[str, int]]]]: ...\n"
+        for i in range(8)
+    )
+)
+
+
+def test_fixes_that_share_a_rewritten_import_are_one_patch(make_repo) -> None:
+    repo = make_repo({"s.pyi": STUB})
+    argv = [*LINT[:6], "PYI026", *LINT[7:]]
+    provider = BuiltinProvider()
+    ctx = block_ctx(repo, argv, ["s.pyi"])
+    items = ask(provider, "todo", ctx)["items"]
+    # Counted rewritten line by rewritten line, each fix was 14 lines: 8 patches of 1 fix.
+    assert [i["title"] for i in items] == ["ruff PYI026 in s.pyi (8 fixes)"]
+    assert execute(provider, repo, items[0], ctx)["action"] == "patch"
+    assert codes(repo, argv, "s.pyi") == []
+    assert git(repo, "diff", "--numstat", "HEAD~1").split("\t")[:2] == ["9", "8"]

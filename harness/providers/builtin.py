@@ -161,6 +161,9 @@ def _greedy(
         if (rule is not None and finding.get("code") != rule) or (take and taken >= take):
             continue
         edits = _fix_edits(finding, lines, applicability)
+        # Fixes often share an edit (each PYI026 fix adds `TypeAlias` to the same import):
+        # made once, it serves them all.
+        edits = [e for e in edits if e not in chosen] if edits else None
         if edits is None or _overlaps(edits, chosen):
             continue
         trial = _apply_edits(text, chosen + edits)
@@ -471,6 +474,41 @@ def _estimate(finding: dict[str, Any]) -> int:
     return max(1, total)
 
 
+def _parts(text: str, findings: list[dict[str, Any]], kind: str, limit: int) -> list[int]:
+    """How many of a rule's fixes each patch takes, top of file first, measured on the file's
+    text: a fix's edits often rewrite more than they change (PYI026 and UP035 rewrite a whole
+    `from typing import (...)` block to add or drop one name), and fixes that share such an
+    edit change those lines once. Counting every rewritten line split a rule whose fixes fit
+    in one patch into a patch per fix. Without the text: estimated from the edits alone."""
+    parts: list[int] = []
+    taken = 0
+    if not text:
+        size = 0
+        for f in findings:
+            n = _estimate(f)
+            if taken and size + n > limit:
+                parts.append(taken)
+                size, taken = 0, 0
+            size, taken = size + n, taken + 1
+        return [*parts, taken] if taken else parts
+    lines = text.splitlines(keepends=True)
+    chosen: list[Edit] = []
+    for f in findings:
+        edits = _fix_edits(f, lines, kind) or []
+        new = [e for e in edits if e not in chosen]
+        # Edits that overlap without being the same cannot be applied together here; the
+        # execute phase takes such fixes one at a time, re-linting between.
+        fits = not _overlaps(new, chosen) and (
+            _changed_lines(text, _apply_edits(text, chosen + new)) <= limit
+        )
+        if taken and not fits:
+            parts.append(taken)
+            chosen, taken = [], 0
+            new = edits
+        chosen, taken = chosen + new, taken + 1
+    return [*parts, taken] if taken else parts
+
+
 def _why_no_fix(text: str, findings: list[dict[str, Any]], kind: str, budget: int) -> str:
     lines = text.splitlines(keepends=True)
     sizes = [
@@ -611,16 +649,9 @@ class BuiltinProvider:
             if w.kind == FORMAT:
                 titles = [f"ruff format {w.path} ({c.size} changed line{'s' * (c.size != 1)})"]
             else:
-                titles = []
                 # A rule whose fixes together exceed the limit: consecutive parts that fit.
-                part, size = 0, 0
-                for f in c.findings:
-                    n = _estimate(f)
-                    if part and size + n > limit:
-                        titles.append(_rule_title(w.kind, w.rule, w.path, part, len(c.findings)))
-                        part, size = 0, 0
-                    part, size = part + 1, size + n
-                titles.append(_rule_title(w.kind, w.rule, w.path, part, len(c.findings)))
+                parts = _parts(_read(ctx, w.path), c.findings, w.kind, limit)
+                titles = [_rule_title(w.kind, w.rule, w.path, n, len(c.findings)) for n in parts]
             for title in titles:
                 if len(items) < max_items:
                     i = len(items) + 1
