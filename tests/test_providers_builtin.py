@@ -6,7 +6,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from harness.gitutil import commit_change_key, open_repo
+from harness.gitutil import change_key, commit_change_key, open_repo
+from harness.guard.check import check_patch
+from harness.policy import GuardConfig
 from harness.providers.base import ModelRequest
 from harness.providers.builtin import (
     FORMAT,
@@ -495,3 +497,66 @@ def test_fixes_that_share_a_rewritten_import_are_one_patch(make_repo) -> None:
     assert execute(provider, repo, items[0], ctx)["action"] == "patch"
     assert codes(repo, argv, "s.pyi") == []
     assert git(repo, "diff", "--numstat", "HEAD~1").split("\t")[:2] == ["9", "8"]
+
+
+# attrs' `__init__.pyi` again: adding `TypeAlias` to an unused private alias makes ruff report
+# it as unused (PYI047, no fix), so the PYI026 fix is left. The loop gives no findings with a
+# `.pyi` item.
+UNUSED_ALIAS = "from typing import Any, Callable\n\n_Cmp = Callable[[Any, Any], bool]\n"
+
+
+def test_a_stub_fix_left_for_a_new_finding_says_so_and_is_not_listed_again(make_repo) -> None:
+    repo = make_repo({"s.pyi": UNUSED_ALIAS})
+    argv = [*LINT[:6], "PYI", *LINT[7:]]
+    provider = BuiltinProvider()
+    ctx = block_ctx(repo, argv, ["s.pyi"])
+    items = ask(provider, "todo", ctx)["items"]
+    assert [i["title"] for i in items] == ["ruff PYI026 in s.pyi (1 fix)"]
+    files = {"s.pyi": UNUSED_ALIAS}
+    answer = ask(
+        provider, "execute", {**ctx, "item": items[0], "files": files, "findings": [], "attempt": 0}
+    )
+    assert answer == {"item_id": "R1", "action": "skip", "explanation": WHY_E501}
+    assert ask(provider, "todo", ctx)["items"] == []
+    assert f"ruff PYI026 in s.pyi: {WHY_E501}" in ask(provider, "plan", ctx)["cannot_do"]
+
+
+# attrs' `Attribute.__slots__`, which RUF023 sorts: difflib and git pair the moved lines
+# differently, and the loop keys a refused change by the guard's (git's) diff.
+ATTRIBUTE_SLOTS = ["name", "default", "validator", "repr", "eq", "eq_key", "order", "order_key"]
+ATTRIBUTE_SLOTS += [
+    "hash",
+    "init",
+    "metadata",
+    "type",
+    "converter",
+    "kw_only",
+    "inherited",
+    "on_setattr",
+]
+ATTRIBUTE = (
+    "class Attribute:\n    __slots__ = (\n"
+    + "".join(f'        "{n}",\n' for n in ATTRIBUTE_SLOTS)
+    + "    )\n"
+)
+
+
+def test_a_refused_reordering_is_recognised_when_proposed_again(make_repo) -> None:
+    repo = make_repo({"a.py": ATTRIBUTE})
+    argv = [*LINT[:6], "RUF023", *LINT[7:]]
+    provider = BuiltinProvider()
+    ctx = block_ctx(repo, argv, ["a.py"])
+    (item,) = ask(provider, "todo", ctx)["items"]
+    files = {"a.py": ATTRIBUTE}
+    asked = {**ctx, "item": item, "files": files, "findings": [], "attempt": 0}
+    proposed = ask(provider, "execute", asked)
+    assert proposed["action"] == "patch"
+    landed = check_patch(proposed["diff"], repo, GuardConfig())
+    assert landed.accepted and change_key(landed.diff) == change_key(proposed["diff"])
+    refused = {"path": "a.py", "patch_id": change_key(landed.diff), "reason": "refused at landing"}
+    again = ask(provider, "execute", {**asked, "avoid": [refused]})
+    assert again == {
+        "item_id": item["id"],
+        "action": "skip",
+        "explanation": "the same change was refused at landing",
+    }

@@ -11,7 +11,6 @@ loop hands it however large the file is (a model is shown only regions of a file
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 import re
@@ -25,7 +24,7 @@ from typing import Any
 from harness.errors import ProviderError
 from harness.gitutil import change_key
 from harness.guard.globs import match_any
-from harness.guard.textdiff import count_changes, split_lines
+from harness.guard.textdiff import count_changes, render_hunks, split_lines
 from harness.proc import run
 from harness.providers.base import ModelRequest, ModelResponse
 
@@ -104,13 +103,11 @@ def _changed_lines(old: str, new: str) -> int:
 
 
 def unified_diff(path: str, old: str, new: str) -> str:
-    body = difflib.unified_diff(
-        old.splitlines(keepends=True),
-        new.splitlines(keepends=True),
-        fromfile=f"a/{path}",
-        tofile=f"b/{path}",
-    )
-    return "".join(body)
+    """The diff as the guard renders it (git's line matching): the loop keys refused and
+    reverted changes by the guard's diff, and difflib pairs the lines of a reordering (a sorted
+    `__slots__`) differently, so a refused change proposed again looked new to `_avoided_patch`."""
+    hunks = render_hunks(split_lines(old), split_lines(new))
+    return "".join([f"--- a/{path}\n", f"+++ b/{path}\n", *hunks]) if hunks else ""
 
 
 def _applicability(finding: dict[str, Any]) -> str | None:
@@ -557,8 +554,10 @@ class BuiltinProvider:
         skipped: list[str] = []
         for (kind, path, rule), found in sorted(groups.items(), key=lambda kv: kv[0][0] != SAFE):
             label = f"ruff {rule} in {path}" + (" (unsafe fix)" if kind == UNSAFE else "")
-            why = _avoided_rule(ctx, path, rule) or self._dead.get(
-                (kind, path, rule, _fingerprints(found))
+            why = (
+                _avoided_rule(ctx, path, rule)
+                or self._dead.get((kind, path, rule, _fingerprints(found)))
+                or self._dead.get((kind, path, rule, _text_key(_read(ctx, path))))
             )
             if why:
                 skipped.append(f"{label}: {why}")
@@ -673,6 +672,11 @@ class BuiltinProvider:
             if text is None:
                 continue
             mine = [f for f in findings if f.get("path") == path]
+            lint = ctx.get("lint")
+            if not mine and isinstance(lint, dict) and (work is None or work.kind != FORMAT):
+                # The loop checks only `.py` files before asking (a `.pyi` stub comes with no
+                # findings): what ruff says of the text is what the reason must be about.
+                mine = ruff_stdin_linter(list(lint["argv"]), str(lint["cwd"]))(path, text)
             if work is not None and work.kind == FORMAT:
                 diff, why = self._format_patch(ctx, path, text, budget)
             else:
@@ -686,8 +690,11 @@ class BuiltinProvider:
                 chosen = [f for f in mine if f.get("code") == work.rule]
                 if not diff and work.kind != FORMAT:
                     why = _why_no_fix(text, chosen, work.kind, budget)
-                key = _text_key(text) if work.kind == FORMAT else _fingerprints(chosen)
-                self._dead[(work.kind, path, work.rule, key)] = why
+                # By the text too: the same text gives ruff the same fixes, whether or not the
+                # findings it was listed for carry the gate's fingerprints.
+                self._dead[(work.kind, path, work.rule, _text_key(text))] = why
+                if work.kind != FORMAT:
+                    self._dead[(work.kind, path, work.rule, _fingerprints(chosen))] = why
         missing = ctx.get("missing") or {}
         unseen = [p for p in paths if p not in ctx.get("files", {})]
         # Saying "no fix applies" about a file it never saw would be a false claim.
