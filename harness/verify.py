@@ -160,6 +160,7 @@ class Verifier:
         self.daemon: MypyDaemon | None = None
         self.mypy_before: list[Finding] = []
         self.mypy_problem: str | None = None
+        self.mypy_failed: str | None = None  # the daemon failed on the patch being checked
         start = baseline.results.get("pytest")
         self.tests_problem: str | None = None
         if not policy.gates.pytest.enabled or start is None:
@@ -225,7 +226,12 @@ class Verifier:
             )
             test_reasons, ran, flaky = self._check_tests(selection, tests)
             mypy_reasons, mypy_new = mypy.result() if mypy is not None else ([], [])
-        if mypy is None and self._mypy_wanted():
+        if mypy is not None and self.mypy_failed is not None:
+            # The daemon failing says nothing about the patch (attrs: dmypy crashed once, and
+            # every later patch was refused for it): not judged here, the full gates judge it.
+            why += f"; mypy not judged: {self.mypy_failed}"
+            self.mypy_failed, mypy = None, None
+        elif mypy is None and self._mypy_wanted():
             why += f"; mypy not judged: {self.mypy_problem}"
         reasons = test_reasons + mypy_reasons
         return PatchCheck(
@@ -568,6 +574,15 @@ class Verifier:
     def _mypy_paths(self) -> list[str]:
         return list(self.policy.gates.mypy.paths) or ["."]
 
+    def _restart_mypy(self, daemon: MypyDaemon) -> None:
+        """A fresh daemon for the next patch; if that fails too, per-patch mypy stops for the
+        block and says why. Its baseline is the tree as written now: exact if this patch lands,
+        and if it does not, an error it added is masked for later patches until the next
+        refresh; the full gates judge mypy either way."""
+        daemon.stop()
+        self.daemon = None
+        self._start_mypy()
+
     def _start_mypy(self) -> None:
         start = self.baseline.results.get("mypy")
         if start is None or start.status == GateStatus.ERROR:
@@ -583,7 +598,9 @@ class Verifier:
     def _check_mypy(self, daemon: MypyDaemon) -> tuple[list[str], list[str]]:
         after, problem = daemon.check(self._mypy_paths())
         if problem is not None:
-            return [f"mypy could not check: {problem}"], []
+            self.mypy_failed = problem
+            self._restart_mypy(daemon)
+            return [], []
         new = [
             f"{f.path}:{f.line if f.line is not None else '?'}: {f.code} {f.message}"
             for f in new_findings(self.mypy_before, after)

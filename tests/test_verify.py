@@ -4,6 +4,7 @@ and that nothing is left running or written once the verifier is closed."""
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -263,6 +264,27 @@ def test_a_type_error_is_refused_by_the_mypy_daemon_which_leaves_nothing_behind(
     assert not _running(pid)
     assert not tmp.exists()
     assert git(repo, "status", "--porcelain", "--ignored") == ""
+
+
+def test_a_daemon_that_dies_refuses_nothing_and_is_started_again(
+    make_repo: Callable[..., Path],
+) -> None:
+    repo = make_repo(FILES)
+    with _verifier(repo, "mypy") as v:
+        assert v.daemon is not None
+        pid = v.daemon.pid()
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)  # as a crash would leave it (attrs: dmypy died on a patch)
+        _edit(repo, "pkg/mod.py", "return x + 1", "return x + 2")
+        died = v.check(["pkg/mod.py"])
+        git(repo, "checkout", "-q", "--", ".")
+        _edit(repo, "pkg/mod.py", "return x + 1", 'return "x"')
+        after = v.check(["pkg/mod.py"])
+        new_pid = v.daemon.pid() if v.daemon is not None else None
+    # Not the patch's fault: not refused, and said; the next patch is judged by a new daemon.
+    assert died.ok and not died.mypy_judged and "mypy not judged" in died.why
+    assert new_pid is not None and new_pid != pid
+    assert not after.ok and after.mypy_judged and "return-value" in after.mypy_new[0]
 
 
 def test_import_time_lines_are_told_from_function_bodies() -> None:
