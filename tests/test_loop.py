@@ -366,6 +366,28 @@ def test_a_run_refuses_a_vacuous_test_by_its_mutants_and_keeps_a_real_one(
     assert "assert sub(3, 1) == 2" in branch_file(repo, summary.branch, "tests/test_sub.py")
 
 
+def test_a_fix_to_an_existing_test_need_not_raise_coverage(make_repo: Callable[..., Path]) -> None:
+    files = {**FILES, "tests/test_calc.py": "import os\n" + FILES["tests/test_calc.py"]}
+    repo = make_repo(files)
+    fix = (
+        "--- a/tests/test_calc.py\n+++ b/tests/test_calc.py\n"
+        "@@ -1,2 +1 @@\n-import os\n from pkg.calc import add\n"
+    )
+    item = {"id": "L1", "title": "F401 in tests", "files": ["tests/test_calc.py"], "gate": "ruff"}
+    responses = [plan(), {"phase": "todo", "tool": "submit_todos", "input": {"items": [item]}}]
+    opts = options(
+        repo,
+        ScriptedProvider.from_responses([*responses, patch("L1", fix)]),
+        steps=COVERAGE_STEPS.split("## BLOCK 2")[0].replace(
+            "```bash\n", "```bash\nruff check pkg tests\n"
+        ),
+        policy=COVERAGE_POLICY,
+    )
+    summary = Loop(opts).run()
+    assert len(summary.blocks[0].commits) == 1, summary.blocks[0]
+    assert "import os" not in branch_file(repo, summary.branch, "tests/test_calc.py")
+
+
 def test_record_re_drives_the_run_without_the_model(run_loop, tmp_path: Path) -> None:
     first, repo = run_loop(
         [plan(), todos("T1", "T2"), patch("T1", REMOVE_OS), patch("T2", BREAK_ADD)]
