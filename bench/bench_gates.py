@@ -40,6 +40,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sdist import TEST_TOOLS, prepare_sdist
+from sdist import git as sdist_git
+
 from harness.policy import Policy, resolve_policy
 
 HERE = Path(__file__).resolve().parent
@@ -568,52 +571,17 @@ def ids(repo: Path, policy: Path) -> int:
 
 CLICK7 = Path("/tmp/oss/click-7.1.2")
 CLICK7_VENV = Path("/tmp/ossvenv-click7")
-CLICK7_TESTS = ["pytest==9.2.0", "pytest-cov==7.1.0", "coverage==7.17.5"]
-PINNED_GIT = {
-    "GIT_AUTHOR_NAME": "bench",
-    "GIT_AUTHOR_EMAIL": "bench@example.invalid",
-    "GIT_COMMITTER_NAME": "bench",
-    "GIT_COMMITTER_EMAIL": "bench@example.invalid",
-    "GIT_AUTHOR_DATE": "2024-01-01T00:00:00Z",
-    "GIT_COMMITTER_DATE": "2024-01-01T00:00:00Z",
-}
+CLICK7_TESTS = TEST_TOOLS
 
 
 def prepare_click7() -> int:
     """click 7.1.2 for bench/policies/click-7.1.2.toml: the sdist committed in a /tmp git repo
     (pinned author and date, so the tree hash is the same everywhere) and a venv with the tests'
     tools and click installed editable, as a user would have it."""
-    import shutil
-    import tarfile
-
-    root = CLICK7.parent
-    root.mkdir(parents=True, exist_ok=True)
-    pip = [sys.executable, "-m", "pip"]
-    subprocess.run(
-        [*pip, "download", "-q", "--no-deps", "--no-binary", ":all:", "click==7.1.2", "-d", root],
-        check=True,
-    )
-    shutil.rmtree(CLICK7, ignore_errors=True)
-    with tarfile.open(root / "click-7.1.2.tar.gz") as tar:
-        tar.extractall(root, filter="data")
-    env = {**os.environ, **PINNED_GIT}
-
-    def git(*args: str) -> str:
-        return subprocess.run(
-            ["git", *args], cwd=CLICK7, env=env, check=True, capture_output=True, text=True
-        ).stdout.strip()
-
-    git("init", "-q", "-b", "main")
-    # `pip install -e` rewrites the sdist's egg-info; keep it out of the tree under test.
-    (CLICK7 / ".git" / "info" / "exclude").write_text("*.egg-info/\n__pycache__/\n")
-    git("add", "-A")
-    git("commit", "-qm", "sdist click-7.1.2")
-    shutil.rmtree(CLICK7_VENV, ignore_errors=True)
-    subprocess.run([sys.executable, "-m", "venv", str(CLICK7_VENV)], check=True)
-    vpip = [str(CLICK7_VENV / "bin" / "python"), "-m", "pip", "install", "-q"]
-    subprocess.run([*vpip, *CLICK7_TESTS], check=True)
-    subprocess.run([*vpip, "--no-deps", "-e", str(CLICK7)], check=True)
-    print(f"{CLICK7} tree {git('rev-parse', 'HEAD^{tree}')}, {git('status', '--short') or 'clean'}")
+    prepare_sdist("click", "7.1.2", CLICK7, CLICK7_VENV, tools=CLICK7_TESTS, editable=True)
+    tree = sdist_git(CLICK7, "rev-parse", "HEAD^{tree}").strip()
+    status = sdist_git(CLICK7, "status", "--short").strip()
+    print(f"{CLICK7} tree {tree}, {status or 'clean'}")
     print(f"venv {CLICK7_VENV}; policy {HERE / 'policies' / 'click-7.1.2.toml'}")
     return 0
 

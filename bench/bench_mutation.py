@@ -24,13 +24,13 @@ from __future__ import annotations
 import argparse
 import ast
 import os
-import shutil
 import statistics
 import subprocess
-import sys
-import tarfile
 import time
 from pathlib import Path
+
+from sdist import TEST_TOOLS, prepare_sdist
+from sdist import git as sdist_git
 
 from harness.guard.mutation import MutationResult, check_patch_tests
 from harness.policy import Policy, parse_policy
@@ -38,16 +38,6 @@ from harness.policy import Policy, parse_policy
 ROOT = Path("/tmp/bench-mutation")
 REPO = ROOT / "click-7.1.2"
 VENV = ROOT / "venv"
-TEST_TOOLS = ["pytest==9.2.0", "pytest-cov==7.1.0", "coverage==7.17.5"]
-PIP_DOWNLOAD = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", ":all:"]
-GIT_ENV = {
-    "GIT_AUTHOR_NAME": "bench",
-    "GIT_AUTHOR_EMAIL": "bench@example.invalid",
-    "GIT_COMMITTER_NAME": "bench",
-    "GIT_COMMITTER_EMAIL": "bench@example.invalid",
-    "GIT_AUTHOR_DATE": "2024-01-01T00:00:00Z",
-    "GIT_COMMITTER_DATE": "2024-01-01T00:00:00Z",
-}
 # Calls whose results a real test asserts; grouped, one group per new test module.
 CALLS = [
     ("click.parser", ["split_opt('--foo')", "split_opt('x')", "normalize_opt('-F', None)"]),
@@ -94,27 +84,11 @@ budget_seconds = {budget}
 
 
 def git(*args: str) -> str:
-    env = {**os.environ, **GIT_ENV}
-    return subprocess.run(
-        ["git", *args], cwd=REPO, check=True, capture_output=True, text=True, env=env
-    ).stdout
+    return sdist_git(REPO, *args)
 
 
 def prepare() -> None:
-    ROOT.mkdir(parents=True, exist_ok=True)
-    subprocess.run([*PIP_DOWNLOAD, "click==7.1.2", "-d", str(ROOT)], check=True)
-    shutil.rmtree(REPO, ignore_errors=True)
-    with tarfile.open(ROOT / "click-7.1.2.tar.gz") as tar:
-        tar.extractall(ROOT, filter="data")
-    git("init", "-q", "-b", "main")
-    (REPO / ".git" / "info" / "exclude").write_text("*.egg-info/\n__pycache__/\n")
-    git("add", "-A")
-    git("commit", "-qm", "sdist click-7.1.2")
-    shutil.rmtree(VENV, ignore_errors=True)
-    subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
-    subprocess.run(
-        [str(VENV / "bin" / "python"), "-m", "pip", "install", "-q", *TEST_TOOLS], check=True
-    )
+    prepare_sdist("click", "7.1.2", REPO, VENV, tools=TEST_TOOLS, editable=False)
     print(f"{REPO} at {git('rev-parse', 'HEAD').strip()}, venv {VENV}")
 
 

@@ -22,15 +22,16 @@ import ast
 import json
 import os
 import random
-import shutil
 import statistics
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from sdist import TEST_TOOLS, prepare_sdist
+from sdist import git as sdist_git
 
 from harness.gates.compare import blocking, compare, make_rerunner, new_findings
 from harness.gates.models import Finding, GateStatus
@@ -44,16 +45,6 @@ VENV = ROOT / "venv"
 PACKAGE = "src/click"
 GATES = ["ruff", "mypy", "pytest"]
 # The harness's own pins for the target's test tools (what setup_oss.sh uses for its newer envs).
-TEST_TOOLS = ["pytest==9.2.0", "pytest-cov==7.1.0", "coverage==7.17.5"]
-PIP_DOWNLOAD = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", ":all:"]
-GIT_ENV = {
-    "GIT_AUTHOR_NAME": "bench",
-    "GIT_AUTHOR_EMAIL": "bench@example.invalid",
-    "GIT_COMMITTER_NAME": "bench",
-    "GIT_COMMITTER_EMAIL": "bench@example.invalid",
-    "GIT_AUTHOR_DATE": "2024-01-01T00:00:00Z",
-    "GIT_COMMITTER_DATE": "2024-01-01T00:00:00Z",
-}
 
 
 def policy() -> Policy:
@@ -83,31 +74,12 @@ enabled = false
 
 
 def git(*args: str) -> str:
-    env = {**os.environ, **GIT_ENV}
-    return subprocess.run(
-        ["git", *args], cwd=REPO, check=True, capture_output=True, text=True, env=env
-    ).stdout
+    return sdist_git(REPO, *args)
 
 
 # ---------------------------------------------------------------------------- prepare
 def prepare() -> None:
-    ROOT.mkdir(parents=True, exist_ok=True)
-    subprocess.run(
-        [*PIP_DOWNLOAD, "click==7.1.2", "-d", str(ROOT)],
-        check=True,
-    )
-    shutil.rmtree(REPO, ignore_errors=True)
-    with tarfile.open(ROOT / "click-7.1.2.tar.gz") as tar:
-        tar.extractall(ROOT, filter="data")
-    git("init", "-q", "-b", "main")
-    (REPO / ".git" / "info" / "exclude").write_text("*.egg-info/\n__pycache__/\n")
-    git("add", "-A")
-    git("commit", "-qm", "sdist click-7.1.2")
-    shutil.rmtree(VENV, ignore_errors=True)
-    subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
-    subprocess.run(
-        [str(VENV / "bin" / "python"), "-m", "pip", "install", "-q", *TEST_TOOLS], check=True
-    )
+    prepare_sdist("click", "7.1.2", REPO, VENV, tools=TEST_TOOLS, editable=False)
     print(f"{REPO} at {git('rev-parse', 'HEAD').strip()}, venv {VENV}")
 
 

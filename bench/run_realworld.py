@@ -26,6 +26,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from sdist import PINNED_GIT
+
 HERE = Path(__file__).resolve().parent
 MAIN = HERE.parent
 NAME, VERSION = "python-dateutil", "2.8.2"
@@ -49,14 +51,7 @@ RUFF_ARGS = [
     "--extend-exclude",
     "dateutil/test",
 ]
-GIT_ENV = {
-    "GIT_AUTHOR_NAME": "bench",
-    "GIT_AUTHOR_EMAIL": "bench@example.invalid",
-    "GIT_COMMITTER_NAME": "bench",
-    "GIT_COMMITTER_EMAIL": "bench@example.invalid",
-    "GIT_AUTHOR_DATE": "2024-01-01T00:00:00Z",
-    "GIT_COMMITTER_DATE": "2024-01-01T00:00:00Z",
-}
+GIT_ENV = PINNED_GIT
 
 
 def sh(argv: list[str], cwd: Path | None = None, check: bool = True, **env: str) -> str:
