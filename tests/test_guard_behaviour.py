@@ -27,6 +27,7 @@ from harness.guard.behaviour import judge as judge_report
 from harness.policy import Policy, parse_policy
 
 from .conftest import git, other_gates_off
+from .test_apply_cli import run as apply_patch
 
 MakeRepo = Callable[..., Path]
 pytestmark = pytest.mark.slow
@@ -337,27 +338,6 @@ def test_not_run_without_a_run_before(project: tuple[Path, Policy, GateResult]) 
 # --- harness apply: the static layer accepts, the behaviour layer refuses ------------------------
 
 
-def apply(repo: Path, policy: Path, patch: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "harness",
-            "apply",
-            "--repo",
-            str(repo),
-            "--policy",
-            str(policy),
-            "--json",
-            "-",
-        ],
-        input=patch,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-
-
 AUTOUSE_XFAIL = """\
 --- /dev/null
 +++ b/tests/conftest.py
@@ -418,7 +398,7 @@ def test_apply_refuses_a_dynamic_xfail_the_static_layer_accepted(
         check=False,
     )
     assert static.returncode == 0, static.stdout
-    proc = apply(repo, policy, AUTOUSE_XFAIL)
+    proc = apply_patch(repo, policy, AUTOUSE_XFAIL, "--json")
     assert proc.returncode == 1, proc.stderr + proc.stdout
     out = json.loads(proc.stdout)
     assert out["accepted"] is False and out["kept"] is False
@@ -434,7 +414,7 @@ def test_apply_refuses_a_dynamic_xfail_the_static_layer_accepted(
 
 def test_apply_keeps_a_new_test_with_the_layer_run(applied: tuple[Path, Path]) -> None:
     repo, policy = applied
-    proc = apply(repo, policy, NEW_TEST)
+    proc = apply_patch(repo, policy, NEW_TEST, "--json")
     assert proc.returncode == 0, proc.stderr + proc.stdout
     out = json.loads(proc.stdout)
     assert out["kept"] is True and out["violations"] == []

@@ -192,15 +192,17 @@ ORDER = {
     ),
 }
 
+# register() starts remembering names: test_empty, run after test_fill, then sees one.
+REMEMBER = (
+    "--- a/pkg/mod.py\n+++ b/pkg/mod.py\n@@ -6,2 +6,3 @@\n def register(name):\n"
+    "+    SEEN.append(name)\n     return name\n"
+)
+
 
 def test_an_order_dependent_failure_is_a_regression_not_a_flake(
     make_repo: Callable[..., Path],
 ) -> None:
-    remember = (
-        "--- a/pkg/mod.py\n+++ b/pkg/mod.py\n@@ -6,2 +6,3 @@\n def register(name):\n"
-        "+    SEEN.append(name)\n     return name\n"
-    )
-    responses = [plan(), todos(("T1", "remember names")), patch("T1", remember)]
+    responses = [plan(), todos(("T1", "remember names")), patch("T1", REMEMBER)]
     responses += [plan(), todos()]
     summary, repo = run(make_repo, ORDER, responses)
     block = summary.blocks[0]
@@ -263,11 +265,7 @@ def test_when_the_full_gates_overrule_the_per_patch_check_it_is_recorded(
     make_repo: Callable[..., Path],
 ) -> None:
     # Only test_fill runs register(); the check passes; the full run's order breaks test_empty.
-    remember = (
-        "--- a/pkg/mod.py\n+++ b/pkg/mod.py\n@@ -6,2 +6,3 @@\n def register(name):\n"
-        "+    SEEN.append(name)\n     return name\n"
-    )
-    responses = [plan(), todos(("T1", "remember names")), patch("T1", remember)]
+    responses = [plan(), todos(("T1", "remember names")), patch("T1", REMEMBER)]
     responses += [plan(), todos()]
     summary, _repo = run(make_repo, ORDER, responses, policy=VERIFIED)
     block = summary.blocks[0]
