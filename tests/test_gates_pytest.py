@@ -361,9 +361,8 @@ def test_xpass_strict():
 _SUMMARY = re.compile(r"(\d+) (passed|failed|errors?|skipped|xfailed|xpassed)")
 
 
-def test_counts_are_pytests_own(make_repo: Callable[..., Path]) -> None:
-    repo = make_repo({"tests/test_every.py": EVERY_OUTCOME})
-    result = GATES["pytest"].run(_ctx(repo))
+def _pytest_says(repo: Path) -> dict[str, int]:
+    """The counts on the closing line of pytest's own run, by hand."""
     own = subprocess.run(
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "tests"],
         cwd=repo,
@@ -372,7 +371,13 @@ def test_counts_are_pytests_own(make_repo: Callable[..., Path]) -> None:
         check=False,
     )
     last = own.stdout.strip().splitlines()[-1]
-    said = {("errors" if k.startswith("error") else k): int(n) for n, k in _SUMMARY.findall(last)}
+    return {("errors" if k.startswith("error") else k): int(n) for n, k in _SUMMARY.findall(last)}
+
+
+def test_counts_are_pytests_own(make_repo: Callable[..., Path]) -> None:
+    repo = make_repo({"tests/test_every.py": EVERY_OUTCOME})
+    result = GATES["pytest"].run(_ctx(repo))
+    said = _pytest_says(repo)
     assert said == {"passed": 2, "failed": 3, "errors": 3, "skipped": 1, "xfailed": 1}
     assert result.counts() == {**dict.fromkeys(("xpassed",), 0), **said}
     assert result.status == GateStatus.FAILED
@@ -426,15 +431,7 @@ def test_a_non_strict_xpass_is_xpassed_not_passed(make_repo: Callable[..., Path]
     # harness/gates/pytest_report.py) keeps xfailed and xpassed apart, as pytest counts them.
     repo = make_repo({"tests/test_x.py": XPASS})
     result = GATES["pytest"].run(_ctx(repo))
-    own = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "tests"],
-        cwd=repo,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    last = own.stdout.strip().splitlines()[-1]
-    said = {k: int(n) for n, k in _SUMMARY.findall(last)}
+    said = _pytest_says(repo)
     assert said == {"passed": 1, "xfailed": 1, "xpassed": 1}
     assert result.status == GateStatus.PASSED
     assert result.counts() == {"failed": 0, "errors": 0, "skipped": 0, **said}
