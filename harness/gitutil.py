@@ -45,8 +45,12 @@ def head(repo: git.Repo) -> str:
         raise GitError(f"repository has no commits: {repo.working_tree_dir}") from exc
 
 
-def is_dirty(repo: git.Repo) -> bool:
-    return repo.is_dirty(untracked_files=True)
+def is_dirty(repo: git.Repo, keep: Sequence[str] = ()) -> bool:
+    """Tracked edits, staged changes or untracked files; the untracked paths in `keep` (the
+    harness's own harness.toml and STEPS script, before the user commits them) do not count."""
+    if repo.is_dirty(untracked_files=False):
+        return True
+    return any(p not in keep for p in repo.untracked_files)
 
 
 def tree_hash(repo: git.Repo) -> str:
@@ -81,21 +85,24 @@ def ignored_entries(repo: git.Repo, paths: Sequence[str] = ()) -> list[str]:
     return [p for p in str(out).split("\0") if p]
 
 
-def _reset_to(repo: git.Repo, sha: str) -> None:
+def _reset_to(repo: git.Repo, sha: str, keep: Sequence[str] = ()) -> None:
     repo.git.reset("--hard", sha)
-    repo.git.clean("-fd")
+    # `-e` patterns are anchored with a leading "/" so a kept "harness.toml" spares only the
+    # file at the top, not one of that name in a subdirectory.
+    repo.git.clean("-fd", *(f"--exclude=/{p}" for p in keep))
 
 
 @contextmanager
-def restore_on_failure(repo: git.Repo) -> Iterator[str]:
-    """Require a clean tree; if the body raises, put HEAD, index and tree back exactly."""
-    if is_dirty(repo):
+def restore_on_failure(repo: git.Repo, keep: Sequence[str] = ()) -> Iterator[str]:
+    """Require a clean tree (the untracked paths in `keep` aside); if the body raises, put HEAD,
+    index and tree back exactly, the kept untracked files included."""
+    if is_dirty(repo, keep):
         raise GitError(f"working tree has uncommitted changes: {repo.working_tree_dir}")
     start = head(repo)
     try:
         yield start
     except BaseException:
-        _reset_to(repo, start)
+        _reset_to(repo, start, keep)
         raise
 
 

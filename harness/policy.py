@@ -291,6 +291,8 @@ def default_policy_path() -> Path:
 
 
 POLICY_FILE = "harness.toml"
+# The starter script `harness init` writes beside the policy.
+STEPS_FILE = "STEPS.md"
 
 
 @dataclass

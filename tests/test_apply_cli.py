@@ -197,6 +197,31 @@ def test_dirty_tree_is_refused_and_left_alone(setup: tuple[Path, Path]) -> None:
     assert (repo / "scratch.txt").read_text() == "mine\n"
 
 
+def test_after_harness_init_its_untracked_files_are_not_a_dirty_tree(
+    make_repo: MakeRepo,
+) -> None:
+    """The README's order: `harness init`, then `harness apply`. What init wrote is still
+    untracked; a refused patch must leave it in place, a kept one must not commit it."""
+    repo = make_repo(FILES)
+    init = subprocess.run(
+        [sys.executable, "-m", "harness", "init", "--repo", str(repo)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert init.returncode == 0, init.stderr
+    written = {p: (repo / p).read_text() for p in ("harness.toml", "STEPS.md")}
+    apply = [sys.executable, "-m", "harness", "apply", "--repo", str(repo), "--json", "-"]
+    broke = subprocess.run(apply, input=BREAK, capture_output=True, text=True, check=False)
+    assert broke.returncode == 3 and "regression" in broke.stderr, broke.stderr
+    assert {p: (repo / p).read_text() for p in written} == written
+    kept = subprocess.run(apply, input=FIX, capture_output=True, text=True, check=False)
+    assert kept.returncode == 0, kept.stderr + kept.stdout
+    assert json.loads(kept.stdout)["kept"] is True
+    assert git(repo, "show", "--name-only", "--format=", "HEAD").split() == ["pkg/calc.py"]
+    assert git(repo, "status", "--porcelain").split() == ["??", "STEPS.md", "??", "harness.toml"]
+
+
 def test_rejected_patch_exits_1_without_running_gates(setup: tuple[Path, Path]) -> None:
     repo, policy = setup
     head = git(repo, "rev-parse", "HEAD").strip()

@@ -27,7 +27,7 @@ from harness.guard import Verdict, check_patch
 from harness.guard.behaviour import check_behaviour
 from harness.guard.commit import write_contents
 from harness.guard.mutation import check_patch_tests
-from harness.policy import resolve_policy
+from harness.policy import POLICY_FILE, STEPS_FILE, resolve_policy
 
 
 def _numbers(r: GateResult | None) -> str:
@@ -81,7 +81,9 @@ def command(
     pol = resolve_policy(root, policy).policy
     text = read_patch(patch)
     repository = gitutil.open_repo(root)
-    if gitutil.is_dirty(repository):
+    # What `harness init` wrote may still be untracked: the harness's own files, not a change.
+    own = (POLICY_FILE, STEPS_FILE)
+    if gitutil.is_dirty(repository, own):
         raise GitError(f"working tree has uncommitted changes; commit or stash them: {root}")
     guard = pol.guard_for_block(block)
     verdict = check_patch(text, root, guard)
@@ -97,7 +99,7 @@ def command(
         before = run_gates(root, pol, use_cache=True, on_result=_progress)
         # What the test suite wrote is not the patch's change, and must not block the restore.
         tidy()
-        with gitutil.restore_on_failure(repository) as start:
+        with gitutil.restore_on_failure(repository, own) as start:
             write_contents(root, verdict)
             # The behaviour layer before the gates run again: a refusal spares that run.
             paths = [f.path for f in verdict.files]

@@ -14,11 +14,10 @@ from harness import __version__, ui
 from harness.detect import Detected, detect
 from harness.errors import UsageError
 from harness.gitutil import open_repo
-from harness.policy import POLICY_FILE, default_policy_path, parse_policy
+from harness.policy import POLICY_FILE, STEPS_FILE, default_policy_path, parse_policy
 from harness.resources import data_dir
 from harness.steps import parse_steps
 
-STEPS_FILE = "STEPS.md"
 PROGRESS_LOG = "docs/harness/PROGRESS.md"
 
 
