@@ -47,7 +47,10 @@ class PytestGateConfig(GateConfig):
 
 class SecretsGateConfig(GateConfig):
     tool: Literal["auto", "gitleaks", "detect-secrets"] = Field(
-        "auto", description="the scanner; auto = gitleaks when on PATH, else detect-secrets"
+        "auto",
+        description="the scanner; auto = gitleaks when on PATH, else detect-secrets, run offline "
+        "(`-n`: a key it finds is never sent to its provider to be verified) with the extra key "
+        "formats of harness/secret_formats.py, the ones the guard's secrets layer refuses",
     )
 
 

@@ -135,3 +135,22 @@ def test_nothing_to_scan_is_an_error_not_a_pass(make_repo: Callable[..., Path]) 
     result = GATES["secrets"].run(_ctx(repo, paths=["no_such_dir"]))
     assert result.status == GateStatus.ERROR
     assert result.reason == "no files to scan under no_such_dir"
+
+
+def test_the_key_formats_the_guard_refuses_are_found_by_the_gate_offline(
+    make_repo: Callable[..., Path],
+) -> None:
+    """The gate judges the tree with the same extra key formats as the guard, and never asks a
+    provider's API whether a key it found is live (`-n`: no network, no secret sent)."""
+    from .test_guard_secrets import KEYS
+
+    extra = ["Anthropic API Key", "GitHub Fine-grained Token", "Google API Key", "npm Access Token"]
+    files = {f"k{i}.py": f"# the key is {KEYS[kind]}\n" for i, kind in enumerate(extra)}
+    files[".env"] = f"HF={KEYS['Hugging Face Token']}\n"
+    result = GATES["secrets"].run(_ctx(make_repo(files)))
+    assert result.status == GateStatus.FAILED
+    found = sorted((f.path, f.code) for f in result.findings)
+    assert found == sorted(
+        [(f"k{i}.py", kind) for i, kind in enumerate(extra)] + [(".env", "Hugging Face Token")]
+    )
+    assert "-n" in result.command and any(a.endswith("secret_formats.py") for a in result.command)

@@ -30,6 +30,7 @@ from harness.gates.models import Finding, GateResult, GateStatus, fingerprint
 from harness.gitutil import open_repo
 from harness.policy import SecretsGateConfig
 from harness.proc import run
+from harness.secret_formats import PLUGIN_FILE
 
 NAME = "secrets"
 GITLEAKS = "gitleaks"
@@ -49,7 +50,10 @@ class SecretsGate:
 
     def version(self, python: str) -> str:
         gl = shutil.which(GITLEAKS)
-        ds = dist_versions(HARNESS_PYTHON, ["detect-secrets"])
+        # The extra formats decide findings as much as detect-secrets' own version: a cached
+        # result from before they changed must not be served.
+        formats = hashlib.sha256(Path(PLUGIN_FILE).read_bytes()).hexdigest()[:8]
+        ds = f"{dist_versions(HARNESS_PYTHON, ['detect-secrets'])} (+formats {formats})"
         if gl is None:
             return ds
         proc = run([gl, "version"], Path.cwd(), timeout=60)
@@ -178,12 +182,16 @@ def _detect_secrets(ctx: GateContext) -> GateResult:
         where = ", ".join(ctx.cfg.paths) or "the repository"
         return error(NAME, tool, f"no files to scan under {where}")
     findings: list[Finding] = []
-    seconds, argv, code = 0.0, [HARNESS_PYTHON, "-m", "detect_secrets", "scan"], 0
+    # -n: without it detect-secrets sends what it finds to the provider's API to verify it
+    # (AWS, Slack, Stripe ...): a gate never sends a secret anywhere, nor reaches the network.
+    # --plugin: the key formats it does not know, the same ones the guard refuses.
+    scan = [HARNESS_PYTHON, "-m", "detect_secrets", "scan", "-n", "--plugin", PLUGIN_FILE]
+    seconds, argv, code = 0.0, list(scan), 0
     for start in range(0, max(len(files), 1), _CHUNK):
         chunk = files[start : start + _CHUNK]
         if not chunk:
             break
-        cmd = [HARNESS_PYTHON, "-m", "detect_secrets", "scan", *ctx.cfg.args, *chunk]
+        cmd = [*scan, *ctx.cfg.args, *chunk]
         proc = run_tool(cmd, ctx)
         seconds += proc.seconds
         why = proc_failure(tool, proc, ctx, "detect_secrets")

@@ -5,10 +5,11 @@ every file, so a patch the cheap rules refuse never pays for it.
 
 The detectors are detect-secrets' own plugins (run in-process, with its false-positive
 heuristics), plus the few key formats its 1.5 release does not know, written as
-detect-secrets regex plugins (`_EXTRA`). Every added line of every file is scanned, whatever
-its type: code, comments, dotenv, YAML/TOML/JSON, docs. String literals that join into one
-value are scanned joined as well: in Python, as the AST builds them (implicit concatenation,
-`+` of literals, `"".join` of a literal list); in other files, literals joined on one line.
+detect-secrets regex plugins (harness/secret_formats.py, which the secrets gate loads too).
+Every added line of every file is scanned, whatever its type: code, comments, dotenv,
+YAML/TOML/JSON, docs. String literals that join into one value are scanned joined as well: in
+Python, as the AST builds them (implicit concatenation, `+` of literals, `"".join` of a literal
+list); in other files, literals joined on one line.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from detect_secrets.plugins.base import RegexBasedDetector
 from harness.guard.globs import match_any
 from harness.guard.models import Violation
 from harness.policy import GuardConfig
+from harness.secret_formats import EXTRA
 
 if TYPE_CHECKING:
     from harness.guard.rules import FileChange
@@ -32,30 +34,8 @@ _SKIP_SECRET_TYPES = frozenset({"Public IP (ipv4)"})  # an address is not a cred
 _HEX_TYPE = "Hex High Entropy String"
 
 
-# Key formats detect-secrets 1.5.0 misses (checked against its plugin list: it has AWS,
-# GitHub's classic tokens, GitLab, OpenAI, Slack, Stripe, private keys and others). Each is
-# the provider's own prefix, so a match is a key, not a guess. (secret type, pattern)
-_EXTRA_FORMATS: tuple[tuple[str, str], ...] = (
-    # sk-ant-api03-..., sk-ant-admin01-..., sk-ant-oat01-... (OAuth)
-    ("Anthropic API Key", r"sk-ant-[a-z]{3,5}\d{2}-[A-Za-z0-9_-]{32,}"),
-    ("Google API Key", r"(?<![A-Za-z0-9_-])AIza[0-9A-Za-z_-]{35}(?![A-Za-z0-9_-])"),
-    # fine-grained personal access tokens; the classic ghp_/gho_/... are detect-secrets'
-    ("GitHub Fine-grained Token", r"github_pat_[A-Za-z0-9]{22}_[A-Za-z0-9]{59}"),
-    ("Hugging Face Token", r"(?<![A-Za-z0-9_])hf_[A-Za-z0-9]{34,40}(?![A-Za-z0-9_])"),
-    # npm access tokens anywhere (detect-secrets finds them only in .npmrc's _authToken form)
-    ("npm Access Token", r"(?<![A-Za-z0-9_])npm_[A-Za-z0-9]{36}(?![A-Za-z0-9_])"),
-)
-
-
-def _regex_detector(secret_type: str, pattern: str) -> type[Any]:
-    # A detect-secrets regex plugin, the way its docs say to extend it (a RegexBasedDetector
-    # with a secret_type and a denylist), so its filters treat ours like its own.
-    name = "".join(w.capitalize() for w in re.findall(r"[A-Za-z]+", secret_type)) + "Detector"
-    attrs = {"secret_type": secret_type, "denylist": (re.compile(pattern),)}
-    return type(name, (RegexBasedDetector,), attrs)
-
-
-_EXTRA: tuple[type[Any], ...] = tuple(_regex_detector(t, p) for t, p in _EXTRA_FORMATS)
+# The key formats detect-secrets misses: shared with the secrets gate (harness/secret_formats.py).
+_EXTRA: tuple[type[Any], ...] = EXTRA
 
 
 @lru_cache(maxsize=1)
