@@ -967,7 +967,7 @@ class Loop:
                 tool_choice=next(iter(allowed)) if len(allowed) == 1 else None,
                 context=context,
             )
-            self.rec.event("model_request", phase=phase, messages=[m.model_dump() for m in convo])
+            self.rec.model_request(request)
             try:
                 response = self.provider.complete(request)
             except ProviderError as exc:
@@ -1006,12 +1006,11 @@ class Loop:
             ctx = context_for(self.wt, self.policy, GateConfig())
             run.results[name] = CommandGate(name, command).run(ctx)
             self._gate_done(label, run.results[name])
-        self.rec.event(
-            "gates",
-            label=label,
-            tree=run.tree,
-            summary=seed_summary(run),
-            results={k: v.model_dump(mode="json") for k, v in run.results.items()},
+        self.rec.gates(
+            label,
+            run.tree,
+            seed_summary(run),
+            {k: v.model_dump(mode="json") for k, v in run.results.items()},
         )
         self.current = run
         return run

@@ -12,6 +12,7 @@ import pytest
 
 from harness.commands.run import parse_blocks, records_dir
 from harness.errors import UsageError
+from harness.record import read_events
 from tests.conftest import git
 
 
@@ -80,7 +81,7 @@ def test_path_option_points_the_script_at_this_repository(
     assert proc.returncode in (0, 1), proc.stderr[-2000:]
     assert "src/click/**" in proc.stderr  # the lane follows the mapped path
     run_dir = next(runs.iterdir())
-    events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
+    events = read_events(run_dir)
     ruff = next(e for e in events if e["kind"] == "gates")["results"]["ruff"]
     assert ruff["command"][-1] == "src/click"
 
