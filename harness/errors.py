@@ -107,3 +107,20 @@ class Interrupted(HarnessError):
         super().__init__(message)
         self.run_dir = run_dir
         self.branch = branch
+
+
+class ReplayDiverged(HarnessError):
+    """A replay left the recorded path: a request, a time, a verdict, an outcome or the final
+    tree differs from the record. `where` names the step (block, item, phase)."""
+
+    exit_code = ExitCode.FAILED
+
+    def __init__(self, message: str, where: str = "", diff: str = "") -> None:
+        super().__init__(message)
+        self.where = where
+        self.diff = diff
+
+
+class RecordUnusable(UsageError):
+    """A run directory that cannot be replayed: not a record, an older format, a killed run,
+    or a repository without the run's base commit."""

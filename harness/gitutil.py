@@ -130,14 +130,18 @@ def commit_paths(
     paths: Sequence[str],
     message: str,
     trailers: Mapping[str, str] | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> str:
     """Stage exactly `paths` (additions, edits and deletions) and commit. Files the working tree
-    happens to hold besides them (a test's output file) are never swept into the commit."""
+    happens to hold besides them (a test's output file) are never swept into the commit.
+    `env` (identity and dates, harness/clock.py) wins over the default identity."""
     body = message.rstrip() + "\n"
     if trailers:
         body += "\n" + "".join(f"{k}: {v}\n" for k, v in trailers.items())
     repo.git.add("-A", "--", *paths)
-    repo.git.commit("--no-verify", "--allow-empty", "-m", body, env=_identity(repo))
+    repo.git.commit(
+        "--no-verify", "--allow-empty", "-m", body, env={**_identity(repo), **(env or {})}
+    )
     return head(repo)
 
 
@@ -147,7 +151,12 @@ def tidy(repo: git.Repo) -> None:
     _reset_to(repo, "HEAD")
 
 
-def revert_commits(repo: git.Repo, shas: list[str], message: str | None = None) -> str:
+def revert_commits(
+    repo: git.Repo,
+    shas: list[str],
+    message: str | None = None,
+    env: Mapping[str, str] | None = None,
+) -> str:
     """Revert the given commits (newest first) as one commit. A conflict restores the tree and
     raises GitError."""
     try:
@@ -155,7 +164,7 @@ def revert_commits(repo: git.Repo, shas: list[str], message: str | None = None) 
             for sha in shas:
                 repo.git.revert("--no-commit", sha)
             msg = message or "harness: revert " + ", ".join(s[:10] for s in shas)
-            repo.git.commit("--no-verify", "-m", msg, env=_identity(repo))
+            repo.git.commit("--no-verify", "-m", msg, env={**_identity(repo), **(env or {})})
             return head(repo)
     except git.GitCommandError as exc:
         first = (exc.stderr or str(exc)).strip().splitlines()

@@ -20,6 +20,7 @@ import git
 from pydantic import BaseModel, ValidationError
 
 from harness import __version__, prompts
+from harness.clock import Clock, Purpose, WallClock
 from harness.context import (
     FileView,
     block_commands,
@@ -73,7 +74,7 @@ from harness.guard.mutation import check_patch_tests
 from harness.outcome import BlockOutcome, Revert, RunSummary, progress_entry
 from harness.policy import POLICY_FILE, GateConfig, GuardConfig, Policy
 from harness.providers.base import Message, ModelRequest, Phase, Provider, ToolSpec
-from harness.record import Manifest, Recorder, new_run_id, utcnow
+from harness.record import RECORD_FORMAT, Manifest, Recorder, digest, utcnow
 from harness.schemas import (
     PHASE_TOOLS,
     PatchProposal,
@@ -106,6 +107,7 @@ class RunOptions:
     runs_dir: Path
     blocks: list[int] | None = None
     progress: Progress = field(default=lambda _msg: None)
+    clock: Clock = field(default_factory=WallClock)  # a replay's comes from the record
 
 
 class Loop:
@@ -118,7 +120,9 @@ class Loop:
         # Bad input fails here, before anything is recorded or created.
         self.user_repo = open_repo(opts.repo)
         self.base = head(self.user_repo)
-        self.run_id = new_run_id()
+        self.clock = opts.clock
+        self.run_id = self.clock.run_id()
+        self.identity: dict[str, str] = {}
         self.branch = f"harness/{self.run_id}"
         self.rec = Recorder(opts.runs_dir, self.run_id)
         self.wt = Path()
@@ -148,8 +152,13 @@ class Loop:
             for b in self.opts.steps.blocks
             if not self.opts.blocks or b.number in self.opts.blocks
         ]
+        self.identity = self.clock.identity(user_repo)
         manifest = self._manifest(base, [b.number for b in blocks])
         self.rec.write_json("manifest.json", manifest.model_dump())
+        # What a replay needs besides the repository: the script and the policy as used.
+        self.rec.write_text("steps.md", self.opts.steps_text)
+        self.rec.write_json("steps.json", self.opts.steps.model_dump(mode="json"))
+        self.rec.write_json("policy.json", self.opts.policy.model_dump(mode="json"))
         self.rec.event("run_started", **manifest.model_dump())
         self.say(f"run {self.run_id}: provider {self.provider.name} ({self.provider.model})")
         changed = self._user_changes(user_repo)
@@ -203,7 +212,7 @@ class Loop:
                     k: r.tool_version or "" for k, r in self.current.results.items()
                 }
             self.rec.write_json("manifest.json", manifest.model_dump())
-            self.rec.event("run_finished", exit_code=exit_code)
+            self.rec.event("run_finished", exit_code=exit_code, **self._branch_tip())
             self.rec.close()
 
     def _user_changes(self, repo: git.Repo) -> list[str]:
@@ -286,7 +295,7 @@ class Loop:
             out.status = "goal_met"
         out.after = seed_summary(final)
         if self.opts.steps.progress_log:
-            entry = progress_entry(utcnow(), block.number, block.title, out)
+            entry = progress_entry(self.stamp("progress"), block.number, block.title, out)
             self._progress.append((block.number, entry))
         self.rec.event("block_outcome", **out.model_dump())
         self.say(
@@ -595,7 +604,9 @@ class Loop:
                 first = str(exc.violations[0]) if exc.violations else str(exc)
                 self.remember(pid, paths, item.title, f"refused at landing: {first}", refused=True)
                 raise
-            sha = commit_paths(repo, list(verdict.contents), f"harness: {item.title}", trailers)
+            sha = commit_paths(
+                repo, list(verdict.contents), f"harness: {item.title}", trailers, self.commit_env()
+            )
         if self._landing_pytest is not None and self.current is not None:
             self.current.results["pytest"] = self._landing_pytest
         self._pids[sha], self._titles[sha] = pid, f"harness: {item.title}"
@@ -854,7 +865,12 @@ class Loop:
             because = [r.message for r in seen.get(tuple(minimal), [])] or ["regression"]
             later = [c for c in out.commits if commits.index(c) > commits.index(culprit)]
             try:
-                revert_commits(repo, [culprit], f"harness: revert {culprit[:10]} (regression)")
+                revert_commits(
+                    repo,
+                    [culprit],
+                    f"harness: revert {culprit[:10]} (regression)",
+                    self.commit_env(),
+                )
                 gone = [culprit]
             except GitError:
                 gone = [culprit, *later]
@@ -862,6 +878,7 @@ class Loop:
                     repo,
                     list(reversed(gone)),
                     f"harness: revert {culprit[:10]} and the {len(later)} commit(s) built on it",
+                    self.commit_env(),
                 )
             for sha in gone:
                 self.taken_out(out, sha, because, "culprit" if sha == culprit else "with_culprit")
@@ -875,7 +892,12 @@ class Loop:
         regs = self.regressions(start, final)
         while regs and out.commits:
             sha = out.commits[-1]
-            revert_commits(repo, [sha], f"harness: revert {sha[:10]} (regression not isolated)")
+            revert_commits(
+                repo,
+                [sha],
+                f"harness: revert {sha[:10]} (regression not isolated)",
+                self.commit_env(),
+            )
             self.taken_out(out, sha, [r.message for r in regs], "contract")
             self.say(f"  reverted {sha[:10]}: a regression no single culprit explains")
             final = self.gates(f"block {out.number} end, after reverting {sha[:10]}")
@@ -1011,9 +1033,16 @@ class Loop:
             run.tree,
             seed_summary(run),
             {k: v.model_dump(mode="json") for k, v in run.results.items()},
+            self.gate_setup(),
         )
         self.current = run
         return run
+
+    def gate_setup(self) -> str:
+        """What configures the gates (the policy's gate tables, the block's commands)."""
+        return digest(
+            {"gates": self.policy.gates.model_dump(mode="json"), "commands": self.commands}
+        )
 
     def _gate_done(self, label: str, r: GateResult) -> None:
         cached = " (cached)" if r.cached else ""
@@ -1071,7 +1100,26 @@ class Loop:
                 f"harness: progress log for block{'s' if len(blocks) > 1 else ''} "
                 f"{', '.join(blocks)}",
                 {"Harness-Run": self.run_id, "Harness-Blocks": ", ".join(blocks)},
+                self.commit_env(),
             )
+
+    def stamp(self, purpose: Purpose) -> str:
+        """A time from the run's clock, recorded: a replay is handed the same one."""
+        value = self.clock.now(purpose)
+        self.rec.event("clock", purpose=purpose, value=value)
+        return value
+
+    def commit_env(self) -> dict[str, str]:
+        when = self.stamp("commit")
+        return {**self.identity, "GIT_AUTHOR_DATE": when, "GIT_COMMITTER_DATE": when}
+
+    def _branch_tip(self) -> dict[str, str]:
+        """The branch's last commit and its tree, for a replay's final check."""
+        try:
+            tip = open_repo(self.opts.repo).commit(self.branch)
+        except (ValueError, git.BadName, GitError):
+            return {}
+        return {"head": tip.hexsha, "tree": tip.tree.hexsha}
 
     def summarize(self, base: str, outcomes: list[BlockOutcome], final: GateRun) -> RunSummary:
         totals = getattr(self.provider, "totals", None)
@@ -1097,6 +1145,8 @@ class Loop:
         return Manifest(
             run_id=self.run_id,
             harness_version=__version__,
+            record_format=RECORD_FORMAT,
+            identity=self.identity,
             steps_path=self.opts.steps.source,
             steps_sha256=_sha(self.opts.steps_text),
             policy_path=str(self.opts.policy_path) if self.opts.policy_path else None,
