@@ -1,0 +1,501 @@
+"""Replay a recorded run exactly: the same loop, guard, git and gates, with the model's recorded
+answers handed out only to the recorded questions, and time and identity from the record.
+
+A replay starts from the run's base commit on a branch of its own (`harness/replay/<run-id>`)
+and writes its own record in a temporary directory. Every request the loop would send is
+compared (by the hash of its rendered messages and tools) with the one the run sent; at the
+first difference it stops and shows both. At the end every verdict, every block outcome and the
+final tree must equal the recorded ones. A gate run whose tree, configuration and tool versions
+match the recorded run's is taken from the record instead of run again (`regate` runs all).
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import git
+from pydantic import BaseModel, Field, ValidationError
+
+from harness.clock import Purpose, RecordedClock
+from harness.errors import (
+    GitError,
+    ProviderError,
+    RecordUnusable,
+    ReplayDiverged,
+)
+from harness.gates.base import GATES
+from harness.gates.models import GateResult, GateRun
+from harness.gates.runner import interpreter
+from harness.gates.summary import seed_summary
+from harness.gitutil import delete_branch, open_repo, tree_hash
+from harness.loop import Loop, RunOptions
+from harness.policy import Policy, resolve_policy
+from harness.providers.base import ModelRequest, ModelResponse, Phase, Usage
+from harness.record import (
+    RECORD_FORMAT,
+    Manifest,
+    read_events,
+    rendered,
+    request_digest,
+)
+from harness.redact import redact
+from harness.steps import StepsScript
+
+_SAME = ("seq", "ts")  # what two runs of the same steps never share
+_DURATIONS = ("seconds",)
+_DIFF_LINES = 60
+
+
+class ReplayReport(BaseModel):
+    """What a replay found: reproduced, or the first difference."""
+
+    run_id: str
+    record: str = Field(description="the recorded run directory")
+    repo: str
+    base_commit: str
+    reproduced: bool
+    difference: str | None = Field(None, description="the first difference, in words")
+    where: str | None = Field(None, description="block, item and phase of the difference")
+    diff: str | None = Field(None, description="the two requests, as a unified diff")
+    requests: int = Field(0, description="recorded requests the replay matched")
+    recorded_requests: int = 0
+    gates_reused: int = Field(0, description="gate runs taken from the record")
+    gates_run: int = Field(0, description="gate runs measured again")
+    tree: str | None = Field(None, description="the replay's final tree")
+    recorded_tree: str | None = None
+    branch: str | None = Field(None, description="the replay's branch, kept when it diverged")
+    seconds: float = 0.0
+    recorded_seconds: float | None = Field(None, description="the original run's wall time")
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.reproduced else ReplayDiverged.exit_code
+
+
+# ---------------------------------------------------------------------------------- the record
+
+
+@dataclass
+class Record:
+    """A run directory, read and checked for what a replay needs."""
+
+    dir: Path
+    manifest: Manifest
+    events: list[dict[str, Any]]
+    steps: StepsScript
+    steps_text: str
+    policy: Policy
+    pairs: list[tuple[dict[str, Any], dict[str, Any]]] = field(default_factory=list)
+
+    @classmethod
+    def load(cls, run_dir: Path) -> Record:
+        if not (run_dir / "manifest.json").is_file():
+            raise RecordUnusable(f"{run_dir}: not a run record (no manifest.json)")
+        try:
+            manifest = Manifest.model_validate_json((run_dir / "manifest.json").read_bytes())
+            events = read_events(run_dir)
+        except (OSError, ValueError) as exc:
+            raise RecordUnusable(f"{run_dir}: unreadable record: {exc}") from exc
+        if manifest.record_format < RECORD_FORMAT:
+            raise RecordUnusable(
+                f"run {manifest.run_id} was recorded by harness {manifest.harness_version}, "
+                f"without request hashes or a clock (record format {manifest.record_format}): "
+                "re-drive it with `harness run --provider scripted --script RUN_DIR` instead"
+            )
+        finished = [e for e in events if e["kind"] == "run_finished"]
+        if manifest.finished is None or not finished:
+            last = events[-1] if events else {}
+            asked = [e for e in events if e["kind"] == "model_request"]
+            at = _where(asked[-1]) if asked else "before any request"
+            raise RecordUnusable(
+                f"run {manifest.run_id} did not finish (killed or still running): its record "
+                f"ends at event #{last.get('seq', 0)} ({last.get('kind', 'none')}), "
+                f"{len(asked)} request(s) in, last at {at}; it has no block outcomes and no "
+                "final tree to reproduce"
+            )
+        try:
+            steps = StepsScript.model_validate_json((run_dir / "steps.json").read_bytes())
+            steps_text = (run_dir / "steps.md").read_text(encoding="utf-8")
+            policy = Policy.model_validate_json((run_dir / "policy.json").read_bytes())
+        except (OSError, ValidationError) as exc:
+            raise RecordUnusable(
+                f"{run_dir}: the run's script or policy is missing: {exc}"
+            ) from exc
+        record = cls(run_dir, manifest, events, steps, steps_text, policy)
+        record.pairs = _pairs(events)
+        return record
+
+    def of(self, kind: str) -> list[dict[str, Any]]:
+        return [e for e in self.events if e["kind"] == kind]
+
+    @property
+    def seconds(self) -> float | None:
+        if not self.manifest.finished:
+            return None
+        took = datetime.fromisoformat(self.manifest.finished) - datetime.fromisoformat(
+            self.manifest.started
+        )
+        return took.total_seconds()
+
+
+def _pairs(events: list[dict[str, Any]]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """Each request with what came back: a response, or the provider's error."""
+    pairs = []
+    asked: dict[str, Any] | None = None
+    for e in events:
+        if e["kind"] == "model_request":
+            asked = e
+        elif e["kind"] in ("model_response", "model_error") and asked is not None:
+            pairs.append((asked, e))
+            asked = None
+    return pairs
+
+
+def _where(event: dict[str, Any]) -> str:
+    parts = []
+    if event.get("block") is not None:
+        parts.append(f"block {event['block']}")
+    if event.get("item"):
+        parts.append(f"item {event['item']}")
+    parts.append(f"phase {event.get('phase')}")
+    return ", ".join(parts)
+
+
+# ---------------------------------------------------------------------------------- the model
+
+
+class ReplayProvider:
+    """The recorded answers, each handed out only to the question it answered."""
+
+    def __init__(self, record: Record) -> None:
+        self.name = record.manifest.provider
+        self.model = record.manifest.model
+        self.pairs = record.pairs
+        self.calls = 0
+        self.totals = Usage()
+
+    @property
+    def phases(self) -> set[Phase]:
+        """The phases answered: the loop asks for a review only where the run did."""
+        return {a["phase"] for a, _ in self.pairs}
+
+    def complete(self, request: ModelRequest) -> ModelResponse:
+        where = _where(_context_where(request))
+        n = self.calls + 1
+        if self.calls >= len(self.pairs):
+            raise ReplayDiverged(
+                f"the replay sends request #{n} ({where}); the run sent {len(self.pairs)}",
+                where=where,
+            )
+        asked, answer = self.pairs[self.calls]
+        if request_digest(request) != asked["request"]:
+            raise ReplayDiverged(
+                f"request #{n} differs from the recorded one (recorded at {_where(asked)})",
+                where=where,
+                diff=request_diff(asked, rendered(request)),
+            )
+        self.calls += 1
+        if answer["kind"] == "model_error":
+            raise ProviderError(str(answer.get("error", "provider error")))
+        response = ModelResponse.model_validate(
+            {k: v for k, v in answer.items() if k in ModelResponse.model_fields}
+        )
+        self.totals = self.totals + response.usage
+        return response
+
+
+def _context_where(request: ModelRequest) -> dict[str, Any]:
+    block, item = request.context.get("block"), request.context.get("item")
+    return {
+        "phase": request.phase,
+        "block": block.get("number") if isinstance(block, dict) else None,
+        "item": item.get("id") if isinstance(item, dict) else None,
+    }
+
+
+def _readable(request: dict[str, Any]) -> list[str]:
+    lines = [f"phase: {request.get('phase')}", f"tool_choice: {request.get('tool_choice')}"]
+    lines += ["system:", *str(request.get("system", "")).splitlines()]
+    lines += ["tools:", *json.dumps(request.get("tools"), indent=1, sort_keys=True).splitlines()]
+    for i, m in enumerate(request.get("messages", []), 1):
+        lines += [f"message {i} ({m.get('role')}):", *str(m.get("content", "")).splitlines()]
+    return lines
+
+
+def request_diff(recorded: dict[str, Any], replayed: dict[str, Any]) -> str:
+    """The two requests as a unified diff (the replayed one redacted as the record is)."""
+    lines = list(
+        difflib.unified_diff(
+            _readable(recorded),
+            _readable(redact(replayed)),
+            "recorded request",
+            "replayed request",
+            n=2,
+            lineterm="",
+        )
+    )
+    more = len(lines) - _DIFF_LINES
+    return "\n".join(lines[:_DIFF_LINES] + ([f"... ({more} more lines)"] if more > 0 else []))
+
+
+# ---------------------------------------------------------------------------------- the loop
+
+
+class ReplayLoop(Loop):
+    """The loop, on its own branch, with gate runs taken from the record where they match."""
+
+    def __init__(self, opts: RunOptions, record: Record, base: str, regate: bool) -> None:
+        super().__init__(opts)
+        self.base = base
+        self.branch = _free_branch(self.user_repo, f"harness/replay/{self.run_id}")
+        self.recorded_gates = record.of("gates")
+        self.regate = regate
+        self.reused = 0
+        self.measured = 0
+        self.diverged: ReplayDiverged | None = None
+        self._versions: dict[str, str] = {}
+
+    def ask(self, *args: Any, **kwargs: Any) -> BaseModel:
+        try:
+            return super().ask(*args, **kwargs)
+        except ReplayDiverged as exc:
+            self.diverged = exc
+            raise
+
+    def stamp(self, purpose: Purpose) -> str:
+        if self.diverged is not None:
+            return ""  # off the recorded path: nothing more is committed for the record
+        try:
+            return super().stamp(purpose)
+        except ReplayDiverged as exc:
+            self.diverged = exc
+            raise
+
+    def commit_progress(self) -> None:
+        if self.diverged is None:
+            super().commit_progress()
+
+    def gates(self, label: str) -> GateRun:
+        index = self.reused + self.measured
+        recorded = self.recorded_gates[index] if index < len(self.recorded_gates) else None
+        if recorded is not None and not self.regate and recorded.get("label") == label:
+            tree = tree_hash(open_repo(self.wt))
+            if tree == recorded.get("tree") and self._same_setup(recorded):
+                run = GateRun(
+                    tree=tree,
+                    results={
+                        k: GateResult.model_validate(v) for k, v in recorded["results"].items()
+                    },
+                )
+                for r in run.results.values():
+                    self.say(f"    gate {r.gate}: {r.status.value} (from the record) [{label}]")
+                self.rec.gates(
+                    label,
+                    run.tree,
+                    seed_summary(run),
+                    {k: v.model_dump(mode="json") for k, v in run.results.items()},
+                    self.gate_setup(),
+                )
+                self.current = run
+                self.reused += 1
+                return run
+        self.measured += 1
+        return super().gates(label)
+
+    def _same_setup(self, recorded: dict[str, Any]) -> bool:
+        """The configuration the gates ran with, and each tool's version, as recorded."""
+        if recorded.get("setup") != self.gate_setup():
+            return False
+        python = interpreter(self.policy)
+        for name, result in recorded["results"].items():
+            gate = GATES.get(name)
+            if gate is None or not result.get("tool_version"):
+                continue  # a STEPS command: its configuration is its command line
+            if name not in self._versions:
+                self._versions[name] = gate.version(python)
+            if self._versions[name] != result["tool_version"]:
+                return False
+        return True
+
+
+def _free_branch(repo: git.Repo, wanted: str) -> str:
+    names = {h.name for h in repo.heads}
+    if wanted not in names:
+        return wanted
+    n = 2
+    while f"{wanted}-{n}" in names:
+        n += 1
+    return f"{wanted}-{n}"
+
+
+# ---------------------------------------------------------------------------------- the check
+
+
+def _comparable(event: dict[str, Any]) -> dict[str, Any]:
+    return {k: _timeless(v) for k, v in event.items() if k not in _SAME}
+
+
+def _timeless(value: Any) -> Any:
+    """`value` without the durations it holds: how long a step took is not what it did."""
+    if isinstance(value, dict):
+        return {k: _timeless(v) for k, v in value.items() if k not in _DURATIONS}
+    if isinstance(value, list):
+        return [_timeless(v) for v in value]
+    return value
+
+
+def _first_change(a: dict[str, Any], b: dict[str, Any]) -> str:
+    for key in sorted(set(a) | set(b)):
+        if a.get(key) != b.get(key):
+            return f"{key}: recorded {_short(a.get(key))}, replayed {_short(b.get(key))}"
+    return "equal"
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 160 else text[:157] + "..."
+
+
+def first_difference(record: Record, replayed: list[dict[str, Any]]) -> tuple[str, str] | None:
+    """The first verdict, block outcome or final tree that differs, as (what, where)."""
+    for kind in ("verdict", "block_outcome"):
+        mine = [e for e in replayed if e["kind"] == kind]
+        theirs = record.of(kind)
+        for i, (a, b) in enumerate(zip(theirs, mine, strict=False), 1):
+            if _comparable(a) != _comparable(b):
+                where = (
+                    _where(a | {"phase": "execute"})
+                    if kind == "verdict"
+                    else f"block {a.get('number')}"
+                )
+                return (
+                    f"{kind} #{i} differs: {_first_change(_comparable(a), _comparable(b))}",
+                    where,
+                )
+        if len(theirs) != len(mine):
+            return f"the run recorded {len(theirs)} {kind} event(s), the replay {len(mine)}", kind
+    recorded_tree = next((e.get("tree") for e in record.of("run_finished")), None)
+    tree = next((e.get("tree") for e in replayed if e["kind"] == "run_finished"), None)
+    if recorded_tree != tree:
+        return f"final tree differs: recorded {recorded_tree}, replayed {tree}", "end of run"
+    return None
+
+
+# ---------------------------------------------------------------------------------- the replay
+
+
+def resolve_target(record: Record, repo: Path | None) -> Path:
+    """The repository to replay in: --repo, else the one the run was made in; it must hold the
+    run's base commit."""
+    candidates = [repo] if repo is not None else [Path(record.manifest.repo)]
+    where = candidates[0]
+    try:
+        target = open_repo(where)
+    except GitError as exc:
+        raise RecordUnusable(
+            f"{where}: not a git repository; pass --repo with a clone of the run's target"
+        ) from exc
+    base = record.manifest.base_commit
+    try:
+        target.commit(base)
+    except (ValueError, git.BadName) as exc:
+        raise RecordUnusable(
+            f"{where} has no commit {base[:12]}, the run's base: clone the target there "
+            "(or fetch the commit) and try again"
+        ) from exc
+    return Path(target.working_tree_dir or where)
+
+
+def _policy_here(record: Record, repo: Path) -> Policy:
+    """The recorded policy; an interpreter path of another machine is found again here."""
+    policy = record.policy.model_copy(deep=True)
+    python = policy.gates.python
+    if python and "/" in python and not Path(python).exists():
+        policy.gates.python = resolve_policy(repo).policy.gates.python
+    return policy
+
+
+def replay(
+    run_dir: Path,
+    repo: Path | None = None,
+    *,
+    regate: bool = False,
+    progress: Callable[[str], None] = lambda _m: None,
+) -> ReplayReport:
+    record = Record.load(run_dir)
+    target = resolve_target(record, repo)
+    manifest = record.manifest
+    report = ReplayReport(
+        run_id=manifest.run_id,
+        record=str(run_dir.resolve()),
+        repo=str(target),
+        base_commit=manifest.base_commit,
+        reproduced=False,
+        recorded_requests=len(record.pairs),
+        recorded_tree=next((e.get("tree") for e in record.of("run_finished")), None),
+        recorded_seconds=record.seconds,
+    )
+    provider = ReplayProvider(record)
+    clock = RecordedClock.from_events(manifest.run_id, manifest.identity, record.events)
+    scratch = Path(tempfile.mkdtemp(prefix="harness-replay-"))
+    started = time.monotonic()
+    loop = ReplayLoop(
+        RunOptions(
+            steps=record.steps,
+            steps_text=record.steps_text,
+            repo=target,
+            policy=_policy_here(record, target),
+            policy_text="",
+            policy_path=None,
+            provider=provider,
+            runs_dir=scratch,
+            blocks=manifest.blocks,
+            progress=progress,
+            clock=clock,
+        ),
+        record,
+        manifest.base_commit,
+        regate,
+    )
+    report.branch = loop.branch
+    try:
+        loop.run()
+    except ReplayDiverged as exc:
+        report.difference, report.where, report.diff = str(exc), exc.where, exc.diff or None
+    except ProviderError as exc:
+        report.difference = f"the replay failed where the run did not: {exc}"
+    report.seconds = round(time.monotonic() - started, 2)
+    report.requests = provider.calls
+    report.gates_reused, report.gates_run = loop.reused, loop.measured
+    replayed = read_events(loop.rec.dir)
+    report.tree = next((e.get("tree") for e in replayed if e["kind"] == "run_finished"), None)
+    if report.difference is None:
+        found = first_difference(record, replayed)
+        if found is None and provider.calls < len(record.pairs):
+            found = (
+                f"the run sent {len(record.pairs)} requests, the replay {provider.calls}",
+                "end of run",
+            )
+        if found is None and clock.used < len(record.of("clock")):
+            found = (
+                f"the run asked for {len(record.of('clock'))} times, the replay {clock.used}",
+                "end of run",
+            )
+        if found is not None:
+            report.difference, report.where = found
+    report.reproduced = report.difference is None
+    shutil.rmtree(scratch, ignore_errors=True)
+    if report.reproduced:
+        # The same commits as the run's: the branch adds nothing to look at.
+        delete_branch(open_repo(target), loop.branch)
+        report.branch = None
+    return report
