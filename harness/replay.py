@@ -43,6 +43,7 @@ from harness.providers.base import ModelRequest, ModelResponse, Phase, Usage
 from harness.record import (
     RECORD_FORMAT,
     Manifest,
+    digest,
     read_events,
     rendered,
     request_digest,
@@ -198,8 +199,14 @@ class ReplayProvider:
             )
         asked, answer = self.pairs[self.calls]
         if request_digest(request) != asked["request"]:
+            # What the loop did with the answer before decides this request: name it.
+            after = (
+                f", after the answer to request #{n - 1} ({_where(self.pairs[n - 2][0])})"
+                if n > 1
+                else ""
+            )
             raise ReplayDiverged(
-                f"request #{n} differs from the recorded one (recorded at {_where(asked)})",
+                f"request #{n} differs from the recorded one{after}",
                 where=where,
                 diff=request_diff(asked, rendered(request)),
             )
@@ -223,11 +230,14 @@ def _context_where(request: ModelRequest) -> dict[str, Any]:
 
 
 def _readable(request: dict[str, Any]) -> list[str]:
+    """A request as lines: the messages first (where requests differ, nearly always), then the
+    system prompt, then each tool by name and the digest of its schema."""
     lines = [f"phase: {request.get('phase')}", f"tool_choice: {request.get('tool_choice')}"]
-    lines += ["system:", *str(request.get("system", "")).splitlines()]
-    lines += ["tools:", *json.dumps(request.get("tools"), indent=1, sort_keys=True).splitlines()]
     for i, m in enumerate(request.get("messages", []), 1):
         lines += [f"message {i} ({m.get('role')}):", *str(m.get("content", "")).splitlines()]
+    lines += ["system:", *str(request.get("system", "")).splitlines()]
+    for tool in request.get("tools") or []:
+        lines.append(f"tool {tool.get('name')} (schema {digest(tool)[:12]})")
     return lines
 
 
@@ -406,8 +416,8 @@ def resolve_target(record: Record, repo: Path | None) -> Path:
         ) from exc
     base = record.manifest.base_commit
     try:
-        target.commit(base)
-    except (ValueError, git.BadName) as exc:
+        target.git.cat_file("-e", f"{base}^{{commit}}")
+    except git.GitCommandError as exc:
         raise RecordUnusable(
             f"{where} has no commit {base[:12]}, the run's base: clone the target there "
             "(or fetch the commit) and try again"
