@@ -1,0 +1,85 @@
+"""A run and its replay, side by side: wall time of `harness run` (builtin provider, its own
+empty gate cache) and of `harness replay` on its record, and whether the replay reproduced.
+
+    python bench/bench_replay.py REPO [STEPS.md] [--blocks 1,2] [--regate]
+
+REPO is cloned first (the clone is where both run), so the repository given is never touched;
+an untracked harness.toml and STEPS script in it are copied along.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def harness(
+    *args: str, cwd: Path, env: dict[str, str]
+) -> tuple[float, subprocess.CompletedProcess[str]]:
+    start = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-m", "harness", *args],
+        cwd=cwd, env=env, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    return time.monotonic() - start, proc
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("repo", type=Path)
+    ap.add_argument("steps", nargs="?", default="STEPS.md")
+    ap.add_argument("--blocks")
+    ap.add_argument("--regate", action="store_true")
+    args = ap.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="bench-replay-"))
+    clone = work / "target"
+    subprocess.run(["git", "clone", "-q", str(args.repo), str(clone)], check=True)
+    for name in ("harness.toml", args.steps):
+        if (args.repo / name).is_file() and not (clone / name).exists():
+            shutil.copy(args.repo / name, clone / name)
+    env = dict(os.environ, HARNESS_CACHE_DIR=str(work / "cache"))
+    env.pop("ANTHROPIC_API_KEY", None)
+    runs = work / "runs"
+    run_args = ["run", args.steps, "--provider", "builtin", "--runs-dir", str(runs), "--json"]
+    if args.blocks:
+        run_args += ["--blocks", args.blocks]
+    run_s, run = harness(*run_args, cwd=clone, env=env)
+    if run.returncode not in (0, 1):
+        sys.exit(f"the run failed ({run.returncode}): {run.stderr[-2000:]}")
+    record = next(runs.iterdir())
+    replay_args = ["replay", str(record), "--repo", str(clone), "--json"]
+    if args.regate:
+        replay_args.append("--regate")
+    replay_s, replay = harness(*replay_args, cwd=clone, env=env)
+    report = json.loads(replay.stdout)
+    size = sum(f.stat().st_size for f in record.rglob("*") if f.is_file())
+    print(
+        json.dumps(
+            {
+                "repo": str(args.repo),
+                "run_seconds": round(run_s, 1),
+                "replay_seconds": round(replay_s, 1),
+                "ratio": round(run_s / replay_s, 1),
+                "replay_exit": replay.returncode,
+                "reproduced": report.get("reproduced"),
+                "difference": report.get("difference"),
+                "requests": report.get("requests"),
+                "gates_reused": report.get("gates_reused"),
+                "gates_run": report.get("gates_run"),
+                "record_bytes": size,
+                "work": str(work),
+            },
+            indent=2,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
