@@ -26,7 +26,7 @@ from harness.providers.scripted import ScriptedProvider
 from harness.record import read_events
 from harness.replay import replay
 from tests.conftest import git
-from tests.test_loop import NOQA, REMOVE_OS, STEPS, options, plan, todos
+from tests.test_loop import NOQA, REMOVE_OS, options, plan, todos
 from tests.test_record import POLICY
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "runs" / "examples"
@@ -34,7 +34,10 @@ EXAMPLE_FILES = {
     "pkg/__init__.py": "",
     "pkg/calc.py": "import os\nimport sys\n\n\ndef add(a, b):\n    return a + b\n",
     "pkg/more.py": "import re\n"
-    + "".join(f"\n\ndef f{i}(x):\n    if x == None:\n        return {i}\n    return x\n" for i in range(12)),
+    + "".join(
+        f"\n\ndef f{i}(x):\n    if x == None:\n        return {i}\n    return x\n"
+        for i in range(12)
+    ),
     "docs/audits/CLAUDE_PROGRESS.md": "# Progress\n",
 }
 SCRIPT = [
