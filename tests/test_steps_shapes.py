@@ -380,3 +380,42 @@ def test_cli_shows_the_line_of_each_gate_and_target(tmp_path: Path) -> None:
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "no blocks found" in lines[0] and "harness init" in lines[0]
+
+
+LABELS = """\
+# Doodads
+
+Append to `docs/audits/PROGRESS.md` after each block.
+
+## BLOCK 1 — Lint
+
+Checks: `ruff check src`; `mypy src`, `bandit -r src`
+
+```console
+$ pytest -q \\
+    --cov=src
+```
+
+Commands:
+```
+ruff format src && ruff check --fix src
+```
+
+Print the summary as JSON: `{"ok": true, "n": 1}`
+"""
+
+
+def test_commands_between_code_spans_prompts_continuations_and_fixers() -> None:
+    script = parse_steps(LABELS, "labels.md")
+    assert [(g.command, g.kind, g.gate, g.line) for g in script.block(1).gates] == [
+        ("ruff check src", "gate", "ruff", 7),
+        ("mypy src", "gate", "mypy", 7),
+        ("bandit -r src", "gate", "bandit", 7),
+        ("pytest -q --cov=src", "gate", "pytest", 10),
+        ("ruff format src", "fixer", None, 16),
+        ("ruff check --fix src", "fixer", "ruff", 16),
+    ]
+    # "Append to" with no other words before the path is the progress log, too.
+    assert script.progress_log == "docs/audits/PROGRESS.md"
+    assert script.output_keys == ["ok", "n"]
+    assert script.unplaced == []
