@@ -85,6 +85,7 @@ from harness.schemas import (
     TodoList,
 )
 from harness.steps import Block, StepsScript, apply_to_policy, block_lanes
+from harness.steps.account import Residue, account_commands, check_targets, fixer_residues
 from harness.verify import Verifier
 
 Progress = Callable[[str], None]
@@ -276,8 +277,10 @@ class Loop:
                 f"{first.reason}"
             )
             self.say(f"  {self.failed_gate}")
+            self.account(block, start, start, guard, off, out, None)
             self.rec.event("block_outcome", **out.model_dump())
             return out
+        residues = fixer_residues(block, self.wt, self.policy)  # what its fixers would change
         self.verifier = self.start_verifier(gates, start)
         try:
             self.iterations(block, gates, guard, start, out, max_iter)
@@ -294,6 +297,8 @@ class Loop:
         elif goal_met(gates, final):
             out.status = "goal_met"
         out.after = seed_summary(final)
+        ends = fixer_residues(block, self.wt, self.policy)
+        self.account(block, start, final, guard, off, out, (residues, ends))
         if self.opts.steps.progress_log:
             entry = progress_entry(self.stamp("progress"), block.number, block.title, out)
             self._progress.append((block.number, entry))
@@ -303,6 +308,35 @@ class Loop:
             f"{len(out.reverted)} reverted, {out.rejected} rejected"
         )
         return out
+
+    def account(
+        self,
+        block: Block,
+        start: GateRun,
+        final: GateRun,
+        guard: GuardConfig,
+        off: list[str],
+        out: BlockOutcome,
+        residues: tuple[dict[str, Residue], dict[str, Residue]] | None,
+    ) -> None:
+        """Every command of the block and every target it states, accounted for at its end."""
+        out.commands = account_commands(
+            block,
+            start,
+            final,
+            policy=self.policy,
+            guard=guard,
+            off=off,
+            residues=residues,
+            avoid=self.avoid,
+            stopped=self.failed_gate or "",
+            ended=out.status,
+        )
+        out.targets = check_targets(block, start, final)
+        for a in out.commands:
+            self.say(f"  {a.command}: {a.result}")
+        for t in out.targets:
+            self.say(f"  target {t.result}")
 
     def iterations(
         self,

@@ -31,6 +31,60 @@ class Revert(BaseModel):
     how: str = Field(description="culprit | with_culprit | contract (no culprit isolated)")
 
 
+class FixerCount(BaseModel):
+    """What a fixer command would change, measured with its own dry run (`--diff`) at the
+    block's start and at its end; lines are counted as the guard counts a patch's."""
+
+    limit: int = Field(description="the block's per-file limit on changed lines")
+    start_lines: int = Field(0, description="lines it would change at the block's start")
+    start_files: int = 0
+    done_lines: int = Field(0, description="of those, the lines no longer pending at the end")
+    done_files: int = 0
+    left_lines: int = Field(0, description="lines it would still change at the block's end")
+    left_files: int = 0
+    over_lines: int = Field(0, description="of those, in files over the per-file limit")
+    over_files: int = 0
+    outside_files: int = Field(0, description="files left that lie outside the block's lanes")
+    refused_files: int = Field(
+        0, description="files left whose change was refused or reverted earlier in the run"
+    )
+    error: str | None = Field(None, description="why the dry run could not measure")
+
+
+class CommandAccount(BaseModel):
+    """What became of one command of the block's STEPS text."""
+
+    command: str = Field(description="the command as the script writes it")
+    line: int | None = Field(None, description="the script line it was read from")
+    how: Literal["gate", "fixer", "not_attempted"] = Field(
+        description="gate: run as a gate (or a plain command judged by its exit code); "
+        "fixer: its changes were made as patches; not_attempted: see `result`"
+    )
+    gate: str | None = Field(None, description="the gate that ran it: ruff, command:...")
+    status: str = Field(
+        description="a gate's status at the block's end (passed, failed, error); a fixer's: "
+        "clean (nothing to change), done, partly, left, error"
+    )
+    result: str = Field(description="one line, with the numbers")
+    fixer: FixerCount | None = None
+
+
+class TargetCheck(BaseModel):
+    """A target of the block, judged at its end against the block's start."""
+
+    metric: str
+    op: Literal[">=", "<="]
+    value: float
+    reduction: bool = False
+    source: str = Field(description="the script text the target was read from")
+    line: int | None = None
+    start: float | None = Field(None, description="the metric at the block's start")
+    end: float | None = Field(None, description="the metric at the block's end")
+    goal: float | None = Field(None, description="what `end` had to reach (start - value)")
+    met: bool | None = Field(None, description="None: the metric could not be measured")
+    result: str = Field(description="one line, with the numbers")
+
+
 class BlockOutcome(BaseModel):
     number: int
     title: str
@@ -49,6 +103,12 @@ class BlockOutcome(BaseModel):
     )
     before: dict[str, Any] = Field(default_factory=dict)
     after: dict[str, Any] = Field(default_factory=dict)
+    commands: list[CommandAccount] = Field(
+        default_factory=list, description="every command of the block, and what became of it"
+    )
+    targets: list[TargetCheck] = Field(
+        default_factory=list, description="the block's targets, met or not, with the numbers"
+    )
 
 
 class RunSummary(BaseModel):
@@ -134,4 +194,6 @@ def progress_entry(when: str, number: int, title: str, out: BlockOutcome) -> str
     entry += "".join(
         f"- reverted {r.sha[:10]} ({r.title}): {'; '.join(r.because[:3])}\n" for r in out.reverts
     )
+    entry += "".join(f"- `{a.command}`: {a.result}\n" for a in out.commands)
+    entry += "".join(f"- target {t.result}\n" for t in out.targets)
     return entry + "".join(f"- not attempted: {c}\n" for c in out.cannot_do)

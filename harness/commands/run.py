@@ -107,6 +107,11 @@ def show(summary: RunSummary) -> None:
         )
         if b.gates:
             ui.out.print(f"      {deltas(b)}", markup=False)
+        for a in b.commands:
+            at = f"line {a.line}: " if a.line is not None else ""
+            ui.out.print(f"      {at}{a.command}: {a.result}", markup=False)
+        for t in b.targets:
+            ui.out.print(f"      target {t.result}", markup=False)
         for c in b.cannot_do:
             ui.out.print(f"      not attempted: {c}", markup=False)
         for r in b.reverts:

@@ -153,6 +153,23 @@ _BANDIT = _Tool(
 )
 
 
+# `ruff format` options that take a value, and the ones that decide how it reports rather
+# than what it changes.
+_RUFF_FORMAT = _Tool(
+    value=_words(
+        "--config --line-length --target-version --exclude --extend-exclude --range"
+        " --stdin-filename --cache-dir"
+    ),
+    special={"--config": "--config"},
+    drop=_words(
+        "--check --diff -n --no-cache --cache-dir -q --quiet -s --silent"
+        " --exit-non-zero-on-format --stdin-filename"
+    ),
+)
+# What makes `ruff check` write: a dry run (`--diff`) implies them.
+_FIX_FLAGS = frozenset(("--fix", "--fix-only", "--no-fix"))
+
+
 @dataclass
 class _Scan:
     positional: list[str] = field(default_factory=list)
@@ -197,6 +214,23 @@ def _scan(words: list[str], tool: _Tool) -> _Scan:
             out.args += words[i : i + used]
         i += used
     return out
+
+
+def fixer_parts(m: GateMapping) -> tuple[str, list[str], list[str], str | None]:
+    """A ruff fixer's (subcommand, options, paths, config file): what a dry run of it
+    (`ruff format --diff`, `ruff check --diff`) needs to measure what it would change."""
+    words = list(m.argv)
+    at = next((i for i, w in enumerate(words) if Path(w).name == "ruff"), None)
+    if m.kind != "fixer" or at is None:
+        raise StepsError(f"{m.command!r} is not a ruff fixer")
+    rest = words[at + 1 :]
+    rest = rest[: next((i for i, w in enumerate(rest) if _SHELL_OP.match(w)), len(rest))]
+    sub = "format" if rest[:1] == ["format"] else "check"
+    if rest[:1] == [sub]:
+        rest = rest[1:]
+    scan = _scan(rest, _RUFF_FORMAT if sub == "format" else _RUFF)
+    options = [a for a in scan.args if a not in _FIX_FLAGS]
+    return sub, options, scan.positional, scan.special.get("--config")
 
 
 def map_command(cmd: str) -> GateMapping:
