@@ -84,7 +84,7 @@ from harness.schemas import (
     TodoItem,
     TodoList,
 )
-from harness.steps import Block, StepsScript, apply_to_policy, block_lanes
+from harness.steps import Block, StepsScript, apply_to_policy, block_lanes, mapping
 from harness.steps.account import Residue, account_commands, check_targets, fixer_residues
 from harness.verify import Verifier
 
@@ -109,6 +109,7 @@ class RunOptions:
     blocks: list[int] | None = None
     progress: Progress = field(default=lambda _msg: None)
     clock: Clock = field(default_factory=WallClock)  # a replay's comes from the record
+    map_unplaced: bool = False  # ask the model to map the script's unplaced text (optional)
 
 
 class Loop:
@@ -162,6 +163,8 @@ class Loop:
         self.rec.write_json("policy.json", self.opts.policy.model_dump(mode="json"))
         self.rec.event("run_started", **manifest.model_dump())
         self.say(f"run {self.run_id}: provider {self.provider.name} ({self.provider.model})")
+        if self.map_unplaced():
+            blocks = [self.opts.steps.block(b.number) for b in blocks]
         changed = self._user_changes(user_repo)
         if changed:
             # The run starts from HEAD in its own worktree; the user's edits are not in it.
@@ -215,6 +218,27 @@ class Loop:
             self.rec.write_json("manifest.json", manifest.model_dump())
             self.rec.event("run_finished", exit_code=exit_code, **self._branch_tip())
             self.rec.close()
+
+    def map_unplaced(self) -> bool:
+        """With a model, if asked: the script's unplaced text mapped onto gates and targets
+        (harness/steps/mapping.py; never replacing what the parser placed). True if the
+        script changed."""
+        steps = self.opts.steps
+        if not steps.unplaced or not mapping.wanted(self.provider, self.opts.map_unplaced):
+            return False
+        try:
+            mapped = mapping.map_unplaced(steps, self.provider, self.rec.event)
+        except (mapping.MappingUnavailable, ProviderError) as exc:
+            # Optional help: without it the run goes on with what the parser placed.
+            self.say(f"unplaced text not mapped: {exc}")
+            self.rec.event("steps_mapped", error=str(exc), mapped=[])
+            return False
+        self.rec.event("steps_mapped", mapped=[m.model_dump(mode="json") for m in mapped.mapped])
+        for entry in mapped.mapped:
+            self.say(f"model mapping: {mapping.describe(entry)}")
+        self.opts.steps = mapped
+        self.policy = apply_to_policy(mapped, self.opts.policy)
+        return True
 
     def _user_changes(self, repo: git.Repo) -> list[str]:
         """Paths the user changed that the run will not see; the harness's own files (an

@@ -89,9 +89,40 @@ class Review(_Out):
     )
 
 
+class MappedGate(_Out):
+    unplaced: int = Field(ge=1, description="the number of the unplaced item, as listed")
+    block: int = Field(description="the block whose gate it is")
+    command: str = Field(
+        min_length=1, max_length=500, description="the command, exactly as the item writes it"
+    )
+    why: str = Field("", max_length=300, description="one line: why this text is that gate")
+
+
+class MappedTarget(_Out):
+    unplaced: int = Field(ge=1, description="the number of the unplaced item, as listed")
+    block: int = Field(description="the block whose target it is")
+    metric: Literal["coverage", "tests_failed", "ruff", "mypy", "bandit", "imports", "secrets"]
+    op: Literal[">=", "<="]
+    value: float = Field(ge=0, description="the number, as the item states it")
+    reduction: bool = Field(
+        False, description="true when the item states a reduction from the block's start"
+    )
+    why: str = Field("", max_length=300, description="one line: why this text is that target")
+
+
+class UnplacedMap(_Out):
+    """map_unplaced: the gate commands and targets stated in text the parser could not place.
+    Map only what an item clearly states; leave out everything else (an empty answer is fine).
+    """
+
+    gates: list[MappedGate] = Field(default_factory=list, max_length=50)
+    targets: list[MappedTarget] = Field(default_factory=list, max_length=50)
+
+
 PHASE_TOOLS: dict[str, list[tuple[str, type[_Out]]]] = {
     "plan": [("submit_plan", Plan)],
     "todo": [("submit_todos", TodoList)],
     "execute": [("propose_patch", PatchProposal), ("read_files", ReadFiles)],
     "review": [("submit_review", Review)],
+    "steps": [("map_unplaced", UnplacedMap)],
 }

@@ -43,6 +43,14 @@ VARIABLES: dict[str, dict[str, Any]] = {
     "regression": {"item_id": "T3", "regressions": ["pytest: tests/test_a.py::test_x fails"]},
     "review_system": {},
     "review": {"item_id": "T3", "title": "drop os", "gate": "ruff", "diff": "-import os\n"},
+    "map_system": {},
+    "map_unplaced": {
+        "title": "STEPS",
+        "blocks": [
+            {"number": 1, "title": "Lint", "final": False, "gates": ["ruff check a"], "targets": []}
+        ],
+        "unplaced": ["## Notes\nRun mypy a later."],
+    },
 }
 
 

@@ -16,6 +16,7 @@ from harness.policy import resolve_policy
 from harness.preflight import check_script_paths
 from harness.providers.registry import make_provider
 from harness.steps import load_steps, parse_path_map, remap_paths
+from harness.steps.mapping import builtin_refusal
 
 
 def parse_blocks(text: str | None) -> list[int] | None:
@@ -53,6 +54,7 @@ def execute(
     max_cost: float | None = None,
     quiet: bool = False,
     path_map: list[str] | None = None,
+    map_unplaced: bool = False,
 ) -> RunSummary:
     root = Path(repo)
     resolved = resolve_policy(root, policy_file)
@@ -74,6 +76,8 @@ def execute(
         raise UsageError(f"--blocks: no block {missing} in {steps_file} (has {sorted(known)})")
     runs_dir = records_dir(runs_dir, repo)
     provider = make_provider(provider_name, model=model, policy=policy, script=script)
+    if map_unplaced and provider.name == "builtin":
+        raise UsageError(builtin_refusal())
     if provider.name == "anthropic" and not quiet:
         cap = policy.loop.max_cost_usd
         ui.err.print(
@@ -92,6 +96,7 @@ def execute(
             provider=provider,
             runs_dir=runs_dir,
             blocks=wanted,
+            map_unplaced=map_unplaced,
             progress=(lambda _m: None) if quiet else (lambda m: ui.err.print(m, markup=False)),
         )
     )
@@ -184,6 +189,12 @@ def command(
         help="Point a path the STEPS script's gates name at this repository's, without editing "
         "the script (repeatable): --path lukhas=src/click; --path linter.ini= drops it.",
     ),
+    map_unplaced: bool = typer.Option(
+        False,
+        "--map-unplaced",
+        help="Ask the model first to map the STEPS text the parser could not place onto gates "
+        "and targets (never replacing what it placed; recorded and replayed). Not with builtin.",
+    ),
     json_: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
 ) -> None:
     """Drive a model through a STEPS script: PLAN -> TODO -> EXECUTE per block, guarded patches,
@@ -205,6 +216,7 @@ def command(
         max_cost=max_cost,
         quiet=False,
         path_map=path_map,
+        map_unplaced=map_unplaced,
     )
     if json_:
         ui.print_json(summary.report())

@@ -9,20 +9,28 @@ from rich.markup import escape
 from rich.tree import Tree
 
 from harness import ui
+from harness.errors import UsageError
 from harness.steps import GateMapping, StepsScript, Target, load_steps
+from harness.steps.mapping import builtin_refusal, describe, map_unplaced
 
 
 def _at(line: int | None) -> str:
     return f"[dim]line {line}[/dim]  " if line is not None else ""
 
 
+_BY_MODEL = "  [magenta](mapped by the model)[/magenta]"
+
+
 def _target_label(t: Target) -> str:
     value = f"start - {t.value:g}" if t.reduction else f"{t.value:g}"
-    return f"{_at(t.line)}{t.metric} {t.op} {value}  [dim]{escape(t.source)}[/dim]"
+    label = f"{_at(t.line)}{t.metric} {t.op} {value}  [dim]{escape(t.source)}[/dim]"
+    return label + (_BY_MODEL if t.origin == "model" else "")
 
 
 def _mapping_label(m: GateMapping) -> str:
     cmd = f"{_at(m.line)}[bold]{escape(m.command)}[/bold]"
+    if m.origin == "model":
+        cmd += _BY_MODEL
     if m.shell:
         cmd += " [dim](pipes/redirects not part of the gate)[/dim]"
     if m.kind == "fixer":
@@ -81,19 +89,52 @@ def render(script: StepsScript) -> Tree:
         lines = rest.count("\n") + 1 if rest else 0
         more = f"  [dim](+{lines} lines)[/dim]" if lines else ""
         unplaced.add(f"{escape(first)}{more}")
+    if script.mapped:
+        added = sum(1 for m in script.mapped if m.accepted)
+        node = tree.add(f"[magenta]Mapped by the model ({added} of {len(script.mapped)})[/magenta]")
+        for entry in script.mapped:
+            mark = "[green]added[/green]" if entry.accepted else "[red]refused[/red]"
+            node.add(f"{mark} {escape(describe(entry))}")
     return tree
 
 
 def command(
     file: Path = typer.Argument(..., help="The STEPS markdown script."),
     json_: bool = typer.Option(False, "--json", help="Print the parsed script as JSON."),
+    map_unplaced: bool = typer.Option(
+        False,
+        "--map-unplaced",
+        help="Ask the model to map the text the parser could not place onto gates and "
+        "targets (never replacing what it placed). Needs --provider anthropic, or scripted.",
+    ),
+    provider: str | None = typer.Option(
+        None, "--provider", help="For --map-unplaced: anthropic | scripted."
+    ),
+    model: str | None = typer.Option(None, "--model", help="For --map-unplaced: the model."),
+    script_file: Path | None = typer.Option(
+        None, "--script", help="For --provider scripted: a responses JSON file or a recorded run."
+    ),
 ) -> None:
     """Show what was understood of a STEPS script: blocks, gates, guardrails, and what was not.
 
     Each block, gate command and target names the script line it was read from.
     """
     script = load_steps(file)
+    if map_unplaced:
+        script = _mapped(script, provider, model, script_file)
     if json_:
         ui.print_json(script.model_dump(mode="json"))
         return
     ui.out.print(render(script), soft_wrap=False)
+
+
+def _mapped(
+    script: StepsScript, provider_name: str | None, model: str | None, script_file: Path | None
+) -> StepsScript:
+    from harness.policy import load_policy
+    from harness.providers.registry import default_provider_name, make_provider
+
+    if (provider_name or default_provider_name()) == "builtin":
+        raise UsageError(builtin_refusal())
+    chosen = make_provider(provider_name, model=model, policy=load_policy(), script=script_file)
+    return map_unplaced(script, chosen)

@@ -6,7 +6,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, Field
 
-Phase = Literal["plan", "todo", "execute", "review"]
+Phase = Literal["plan", "todo", "execute", "review", "steps"]
 
 
 class ToolSpec(BaseModel):

@@ -42,6 +42,9 @@ class GateMapping(BaseModel):
         False, description="uses pipes or redirects: mapped on the part before them"
     )
     line: int | None = Field(None, description="the script line the command was read from")
+    origin: Literal["parser", "model"] = Field(
+        "parser", description="model: mapped from unplaced text by the model (never overrides)"
+    )
 
 
 class Target(BaseModel):
@@ -57,6 +60,9 @@ class Target(BaseModel):
     )
     source: str = Field(description="the text the target was read from")
     line: int | None = Field(None, description="the script line the target was read from")
+    origin: Literal["parser", "model"] = Field(
+        "parser", description="model: mapped from unplaced text by the model (never overrides)"
+    )
 
 
 class Block(BaseModel):
@@ -83,6 +89,19 @@ class Guardrail(BaseModel):
     )
 
 
+class Mapped(BaseModel):
+    """One mapping the model proposed for a piece of unplaced text, and what became of it."""
+
+    unplaced: str = Field(description="the unplaced text, verbatim")
+    block: int
+    kind: Literal["gate", "target"]
+    command: str | None = None
+    target: Target | None = None
+    why: str = Field("", description="the model's reason")
+    accepted: bool
+    verdict: str = Field(description="'added', or why it was refused")
+
+
 class StepsScript(BaseModel):
     source: str
     title: str
@@ -100,6 +119,10 @@ class StepsScript(BaseModel):
     progress_log: str | None = None
     unplaced: list[str] = Field(
         default_factory=list, description="text the parser could not place, verbatim"
+    )
+    mapped: list[Mapped] = Field(
+        default_factory=list,
+        description="what the model mapped of the unplaced text (optional, never overrides)",
     )
 
     def block(self, number: int) -> Block:
