@@ -123,6 +123,12 @@ class MutationConfig(Strict):
         description="a mutant's test run is a hang (the mutant is killed) after 3x the "
         "unmutated run plus 1s, and never sooner than this",
     )
+    source_patches: bool = Field(
+        False,
+        description="judge source patches too: the tests that ran a function the patch changes "
+        "must catch as many of its mutants after the patch as before (two pytest runs per "
+        "mutant; off by default for its cost)",
+    )
     fail_closed: bool = Field(
         False,
         description="refuse the patch when a new or changed test could not be judged (the "

@@ -84,8 +84,15 @@ class TestKills(BaseModel):
         "assert*, pytest.fail or pytest.raises); an exception from the code, a hang or a crash "
         "kills a mutant without any check",
     )
-    before_tried: int | None = Field(None, description="mutants run against its old version")
-    before_caught: int | None = Field(None, description="of those, caught by its old version")
+    covers_change: bool = Field(
+        False,
+        description="an unchanged test that ran a function a source patch changes: it counts in "
+        "the score only (source_patches)",
+    )
+    before_tried: int | None = Field(
+        None, description="mutants run against its version before the patch (None: none passed)"
+    )
+    before_caught: int | None = Field(None, description="of those, caught by that version")
     note: str = ""
 
 
@@ -99,9 +106,25 @@ class MutationResult(BaseModel):
     mutants: int = Field(0, description="mutants selected (after the max_mutants cap)")
     tried: int = Field(0, description="mutants run before the budget ran out")
     score_before: float | None = Field(
-        None, description="share of mutants the checks of the changed tests' old versions caught"
+        None,
+        description="the tests that cover the changed code (changed tests, and with "
+        "source_patches the tests of changed functions), as they were before the patch on the "
+        "tree before it: the share of the score's mutants one of their checks caught",
     )
-    score_after: float | None = Field(None, description="the same for their new versions")
+    score_after: float | None = Field(
+        None, description="the same tests with the patch, on the same mutants"
+    )
+    score_mutants: int = Field(
+        0,
+        description="the score's mutants: made in both trees (same key), run by either version",
+    )
+    score_complete: bool = Field(
+        True, description="false: the budget ran out before every selected mutant was run"
+    )
+    lost: list[str] = Field(
+        default_factory=list,
+        description="mutants the tests caught before the patch that survive with it",
+    )
     survived: list[str] = Field(
         default_factory=list,
         description="mutants tried that no new or changed test failed on: path:line function: what",
@@ -122,6 +145,9 @@ class Mutant:
     function: str
     operator: str
     text: str  # the whole mutated module
+    # The same mutant in another version of the module has the same key: its function, the
+    # statement it is in and the node it changes, by their syntax trees (no line numbers).
+    key: str = ""
 
     def label(self) -> str:
         return f"{self.path}:{self.line} {self.function}: {self.operator}"
@@ -210,33 +236,55 @@ def _changed_constant(value: object) -> object | None:
     return None
 
 
-def _walk_body(stmts: list[ast.stmt], function: str) -> Iterator[tuple[ast.AST, str, int]]:
-    """Every node of a function body, with the innermost function it belongs to and the line of
-    the statement it is part of (coverage records a statement by its first line). Nested
-    function bodies are named by their own function; annotations, f-strings and docstrings are
-    left alone (mutating them changes no behaviour a test sees, or does not parse)."""
-    stack: list[tuple[ast.AST, str, int]] = [(s, function, s.lineno) for s in reversed(stmts)]
+def _walk_body(stmts: list[ast.stmt], function: str) -> Iterator[tuple[ast.AST, str, ast.stmt]]:
+    """Every node of a function body, with the innermost function it belongs to and the
+    statement it is part of (coverage records a statement by its first line). Nested function
+    bodies are named by their own function; annotations, f-strings and docstrings are left alone
+    (mutating them changes no behaviour a test sees, or does not parse)."""
+    stack: list[tuple[ast.AST, str, ast.stmt]] = [(s, function, s) for s in reversed(stmts)]
     while stack:
-        node, owner, line = stack.pop()
+        node, owner, stmt = stack.pop()
         if isinstance(node, ast.stmt):
-            line = node.lineno
+            stmt = node
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
             inner = f"{owner}.{node.name}"
             body = _without_docstring(node.body)
-            stack.extend((s, inner, s.lineno) for s in reversed(body))
+            stack.extend((s, inner, s) for s in reversed(body))
             continue
         if isinstance(node, ast.ClassDef):
             inner = f"{owner}.{node.name}"
-            stack.extend((s, inner, s.lineno) for s in reversed(node.body))
+            stack.extend((s, inner, s) for s in reversed(node.body))
             continue
         if isinstance(node, ast.JoinedStr):
             continue
-        yield node, owner, line
+        yield node, owner, stmt
         for name, value in reversed(list(ast.iter_fields(node))):
             if name in ("annotation", "returns", "type_comment", "decorator_list"):
                 continue
             children = value if isinstance(value, list) else [value]
-            stack.extend((c, owner, line) for c in reversed(children) if isinstance(c, ast.AST))
+            stack.extend((c, owner, stmt) for c in reversed(children) if isinstance(c, ast.AST))
+
+
+_MUTABLE = (
+    ast.Compare, ast.BoolOp, ast.UnaryOp, ast.BinOp, ast.Constant, ast.If, ast.While, ast.Return,
+    ast.AugAssign, ast.Expr,
+)  # fmt: skip
+
+
+def _header(stmt: ast.stmt) -> str:
+    """A statement by its syntax tree, a compound one by its header only: a change inside an
+    `if` body does not make the `if`'s own mutants different ones."""
+    if isinstance(stmt, ast.If | ast.While):
+        return f"{type(stmt).__name__}:{ast.dump(stmt.test)}"
+    if isinstance(stmt, ast.For | ast.AsyncFor):
+        return f"For:{ast.dump(stmt.target)}:{ast.dump(stmt.iter)}"
+    if isinstance(stmt, ast.With | ast.AsyncWith):
+        return "With:" + ";".join(ast.dump(i) for i in stmt.items)
+    if isinstance(stmt, ast.Try | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+        return type(stmt).__name__
+    if isinstance(stmt, ast.Match):
+        return f"Match:{ast.dump(stmt.subject)}"
+    return ast.dump(stmt)
 
 
 def _without_docstring(body: list[ast.stmt]) -> list[ast.stmt]:
@@ -275,8 +323,16 @@ def mutants_of(path: str, source: str, lines: Collection[int]) -> list[Mutant]:
     seen: set[tuple[int, int, str]] = set()
     out: list[Mutant] = []
     wanted = set(lines)
+    # Equal nodes in equal statements of one function are told apart by their order.
+    occurrences: dict[tuple[str, str, str], int] = {}
     for name, fn in _functions(tree):
-        for node, owner, line in _walk_body(_without_docstring(fn.body), name):
+        for node, owner, stmt in _walk_body(_without_docstring(fn.body), name):
+            if not isinstance(node, _MUTABLE):
+                continue
+            ident = (owner, _header(stmt), ast.dump(node))
+            nth = occurrences.get(ident, 0)
+            occurrences[ident] = nth + 1
+            line = stmt.lineno
             if line not in wanted:
                 continue
             for site in _sites_of(node, owner, line):
@@ -290,7 +346,8 @@ def mutants_of(path: str, source: str, lines: Collection[int]) -> list[Mutant]:
                         continue
                 except SyntaxError:
                     continue
-                out.append(Mutant(path, site.line, site.function, site.operator, text))
+                key = f"{path}|{owner}|{ident[1]}|{ident[2]}#{nth}|{site.replacement}"
+                out.append(Mutant(path, site.line, site.function, site.operator, text, key))
     return out
 
 
@@ -315,7 +372,49 @@ def _span(node: ast.AST, starts: list[int]) -> tuple[int, int] | None:
     return starts[line - 1] + col, starts[end_line - 1] + end_col
 
 
-# ---------------------------------------------------------------------- which tests changed
+# ---------------------------------------------------------------------- what changed
+def changed_functions(before: str, after: str) -> set[str]:
+    """Functions and methods (qualified names) that both versions of a module define and whose
+    definitions differ, by syntax tree (a line moved is no change)."""
+    try:
+        old = {n: ast.dump(f) for n, f in _functions(ast.parse(before))}
+        new = {n: ast.dump(f) for n, f in _functions(ast.parse(after))}
+    except SyntaxError:
+        return set()
+    return {n for n in old.keys() & new.keys() if old[n] != new[n]}
+
+
+def function_lines(source: str, names: Collection[str]) -> set[int]:
+    """The lines of the named functions (nested ones included)."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return set()
+    out: set[int] = set()
+    for name, fn in _functions(tree):
+        if name in names:
+            out.update(range(fn.lineno, (fn.end_lineno or fn.lineno) + 1))
+    return out
+
+
+def functions_run(source: str, lines: Collection[int]) -> set[str]:
+    """The functions (qualified names) that hold any of `lines`."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return set()
+    wanted = set(lines)
+    return {
+        name
+        for name, fn in _functions(tree)
+        if wanted.intersection(range(fn.lineno, (fn.end_lineno or fn.lineno) + 1))
+    }
+
+
+def _in_functions(mutant: Mutant, names: Collection[str]) -> bool:
+    return any(mutant.function == n or mutant.function.startswith(f"{n}.") for n in names)
+
+
 def test_functions(source: str) -> dict[str, str]:
     """Test functions of a module as pytest collects them by default (`test*` functions and
     methods of `Test*` classes), node-id suffix -> dump of the definition."""
@@ -400,13 +499,23 @@ class _Sandbox:
     root: Path
     ctx: GateContext
 
-    def write(self, path: str, text: str) -> None:
-        (self.root / path).write_text(text, encoding="utf-8")
+    def write(self, path: str, text: str | None) -> None:
+        """Write a file; None: remove it (a file the other version of the tree does not have)."""
+        full = self.root / path
+        if text is None:
+            full.unlink(missing_ok=True)
+            return
+        full.parent.mkdir(parents=True, exist_ok=True)
+        full.write_text(text, encoding="utf-8")
+
+    def read(self, path: str) -> str | None:
+        full = self.root / path
+        return full.read_text(encoding="utf-8") if full.is_file() else None
 
     def pytest(self, ids: Sequence[str], timeout: float, *, coverage: bool = False) -> _Report:
-        """Run exactly `ids`: outcome by test function id (None: no report, the run hung or
-        died), where each failed assert was raised, and with `coverage` the lines each test
-        function ran, by repo-relative path."""
+        """Run exactly `ids` (none: the suite, as the pytest gate runs it): outcome by test
+        function id (None: no report, the run hung or died), where each failed assert was
+        raised, and with `coverage` the lines each test function ran, by repo-relative path."""
         cfg = pytest_gate.pytest_config(self.ctx.cfg)
         ctx = replace(self.ctx, cfg=cfg.model_copy(update={"timeout": timeout}))
         with tempfile.TemporaryDirectory(prefix="harness-mutant-") as tmp_name:
@@ -418,7 +527,7 @@ class _Sandbox:
                 if cfg.config:
                     argv += [f"--cov-config={self.root / cfg.config}"]
             # The long traceback ends with "path:line: ExceptionType": where a failure was raised.
-            argv += [*cfg.args, "--tb=long", "--", *ids]
+            argv += [*cfg.args, "--tb=long", "--", *(ids or cfg.paths)]
             proc = run_tool(argv, ctx, env=pytest_gate.tool_env(ctx, tmp))
             text = junit.read_text(encoding="utf-8") if junit.is_file() else None
             lines = self._contexts(tmp) if coverage and text is not None else None
@@ -535,6 +644,8 @@ def _rank(outcome: str) -> int:
 class _Test:
     id: str
     new: bool
+    # An unchanged test that ran a function the patch changes: it counts in the score only.
+    covers_change: bool = False
     after_lines: dict[str, set[int]] = field(default_factory=dict)
     before_lines: dict[str, set[int]] | None = None  # None: no judged old version
     after_tried: set[int] = field(default_factory=set)
@@ -547,6 +658,18 @@ class _Test:
     refused: str | None = None  # a violation message found before any mutant ran
 
 
+@dataclass(frozen=True)
+class _Pair:
+    """One mutant as made in the tree before the patch and in the tree with it (same key);
+    `before` is None where the code it changes is new."""
+
+    before: Mutant | None
+    after: Mutant
+
+    def label(self) -> str:
+        return self.after.label()
+
+
 def check_tests(
     worktree: Path,
     policy: Policy,
@@ -556,25 +679,48 @@ def check_tests(
     *,
     base: str = "HEAD",
     config: MutationConfig | None = None,
+    files: Collection[str] | None = None,
+    covering: Collection[str] | None = None,
 ) -> MutationResult:
     """Judge the new or changed tests `changed` (test function node ids) of the patch written to
-    `worktree`, against the tests as they were at `base`. `covered`: the lines each of them ran
+    `worktree`, against the tree as it was at `base`. `covered`: the lines each of them ran
     (test id -> path -> lines), if already measured on this tree; None measures them here.
+    `files`: every path the patch writes or deletes (default: the changed tests' modules); their
+    versions at `base` make the tree before it. With `source_patches` on, a patch to source
+    files is judged too, on the unchanged tests that ran a function it changes: `covering`,
+    when the caller knows them, else found here by a run of the suite with coverage at `base`.
     `python`: the interpreter the tests run in. The worktree is only read."""
     t0 = time.monotonic()
     cfg = config or policy.guard.mutation
     worktree = Path(worktree).resolve()
     ids = list(dict.fromkeys(_function_id(t) for t in changed))
+    paths = sorted(set(files or ()) | {t.split("::", 1)[0] for t in ids})
+    source = [p for p in paths if _source_path(p, policy.guard.test_globs)]
     if not cfg.enabled:
         return _skipped("off in the policy ([guard.mutation] enabled = false)", t0)
-    if not ids:
-        return _skipped("no new or changed test", t0)
+    if not ids and not (cfg.source_patches and source):
+        why = "no new or changed test"
+        if source:
+            why += "; source patches are not judged ([guard.mutation] source_patches = false)"
+        return _skipped(why, t0)
     tmp = Path(tempfile.mkdtemp(prefix="harness-mutation-"))
     try:
         box, problem = _sandbox(worktree, tmp, policy, python)
         if box is None:
             return _unjudged(cfg, problem, ids, t0)
-        return _Run(box, worktree, cfg, policy.guard.test_globs, ids, covered, base, t0).go()
+        return _Run(
+            box,
+            worktree,
+            cfg,
+            policy.guard.test_globs,
+            ids,
+            covered,
+            base,
+            t0,
+            files=paths,
+            judge_source=cfg.source_patches and bool(source),
+            covering=None if covering is None else sorted({_function_id(t) for t in covering}),
+        ).go()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -586,15 +732,33 @@ def check_patch_tests(
     *,
     base: str = "HEAD",
     guard: GuardConfig | None = None,
+    covering: Collection[str] | None = None,
 ) -> MutationResult:
     """The layer on a patch written to `worktree` (`contents`: the verdict's files): its new or
-    changed tests, run in the pytest gate's interpreter."""
+    changed tests, and with `source_patches` on the tests that ran the source it changes
+    (`covering`, if the caller knows them), run in the pytest gate's interpreter."""
     guard = guard or policy.guard
     texts = {
         p: d.decode("utf-8", "replace") if d is not None else None for p, d in contents.items()
     }
     ids = changed_tests(worktree, base, texts, guard.test_globs)
-    return check_tests(worktree, policy, interpreter(policy), ids, base=base, config=guard.mutation)
+    pol = policy.model_copy(update={"guard": guard})
+    return check_tests(
+        worktree,
+        pol,
+        interpreter(policy),
+        ids,
+        base=base,
+        config=guard.mutation,
+        files=list(contents),
+        covering=covering,
+    )
+
+
+def _source_path(path: str, globs: Sequence[str]) -> bool:
+    """A Python file of the project's code: not a test, not a conftest.py."""
+    name = PurePosixPath(path).name
+    return path.endswith(".py") and name != "conftest.py" and not match_any(path, globs)
 
 
 def _sandbox(worktree: Path, tmp: Path, policy: Policy, python: str) -> tuple[_Sandbox | None, str]:
@@ -652,40 +816,59 @@ class _Run:
         covered: Mapping[str, Mapping[str, Collection[int]]] | None,
         base: str,
         t0: float,
+        *,
+        files: Sequence[str],
+        judge_source: bool,
+        covering: list[str] | None,
     ) -> None:
         self.box, self.worktree, self.cfg, self.base, self.t0 = box, worktree, cfg, base, t0
         self.deadline = t0 + cfg.budget_seconds
         self.globs = list(globs)
         self.covered = covered
         self.tests = {t: _Test(id=t, new=True) for t in ids}
-        self.after_files: dict[str, str] = {}
-        self.before_files: dict[str, str] = {}
+        self.files = list(files)
+        self.judge_source = judge_source
+        self.covering = covering
+        # The patch's files in the tree before it and with it (None: the file is absent).
+        self.after_files: dict[str, str | None] = {}
+        self.before_files: dict[str, str | None] = {}
+        # Source path -> the functions the patch changes there (judged with their tests' score).
+        self.changed: dict[str, set[str]] = {}
         self.timeout = cfg.min_timeout_seconds
         self.exhausted = False
         self.tried_set: set[int] = set()
+        self.note = ""
 
     def go(self) -> MutationResult:
         problem = self._measure()
         if problem is not None:
             result = _unjudged(self.cfg, problem, list(self.tests), self.t0)
             return result.model_copy(update={"budget_exhausted": self.exhausted})
-        mutants = self._select()
+        if not self.tests:
+            return _skipped(self.note or "no test to judge", self.t0)
+        pairs = self._select()
         tried = 0
-        for index, mutant in enumerate(mutants):
+        for index, pair in enumerate(pairs):
             if time.monotonic() + self.timeout > self.deadline:
                 self.exhausted = True
                 break
-            self._try(index, mutant)
+            self._try(index, pair)
             self.tried_set.add(index)
             tried += 1
-        return self._verdict(mutants, tried)
+        return self._verdict(pairs, tried)
 
     # -------------------------------------------------------------- measuring
     def _measure(self) -> str | None:
+        self._read_files()
+        if self.judge_source:
+            problem = self._find_covering()
+            if problem is not None:
+                return problem
+        if not self.tests:
+            return None
         ids = list(self.tests)
-        self._read_before(ids)
         budget = max(self.deadline - time.monotonic(), 1.0)
-        want_cov = self.covered is None
+        want_cov = self.covered is None or any(t not in self.covered for t in ids)
         report = self.box.pytest(ids, budget, coverage=want_cov)
         outcomes, lines, proc = report.outcomes, report.lines, report.proc
         if proc.timed_out:
@@ -701,13 +884,13 @@ class _Run:
             return f"pytest exited {proc.returncode} on the unmutated tests: {proc.tail}"
         self.timeout = max(self.cfg.min_timeout_seconds, TIMEOUT_FACTOR * proc.seconds + 1.0)
         for tid, test in self.tests.items():
-            if self.covered is not None:
-                given = self.covered.get(tid, {})
+            if self.covered is not None and tid in self.covered:
+                given = self.covered[tid]
                 test.after_lines = {p: set(n) for p, n in given.items()}
             else:
                 test.after_lines = (lines or {}).get(tid, {})
             outcome = outcomes.get(tid, "not collected")
-            if outcome in ("skipped", "xfailed"):
+            if outcome in ("skipped", "xfailed") and not test.covers_change:
                 test.refused = (
                     f"test {tid} is {outcome} without any mutant: it runs nothing, so it kills "
                     "nothing"
@@ -715,7 +898,11 @@ class _Run:
             elif outcome != "passed":
                 test.judged = False
                 test.note = f"{outcome} without any mutant (the pytest gate judges that)"
-        olds = [t for t in self.tests.values() if not t.new and t.judged and t.refused is None]
+        olds = [
+            t
+            for t in self.tests.values()
+            if not t.new and t.judged and t.refused is None and t.before_lines is None
+        ]
         if olds:
             self._swap(self.before_files)
             budget = max(self.deadline - time.monotonic(), 1.0)
@@ -730,103 +917,188 @@ class _Run:
                     t.note = f"its old version did not pass here ({got}): no score to compare"
         return None
 
-    def _read_before(self, ids: list[str]) -> None:
-        for path in sorted({t.split("::", 1)[0] for t in ids}):
-            after = (self.box.root / path).read_text(encoding="utf-8")
-            self.after_files[path] = after
+    def _read_files(self) -> None:
+        """The patch's files before and with it; a changed test that existed is an old one."""
+        for path in self.files:
+            self.after_files[path] = self.box.read(path)
             shown = run(
                 ["git", "show", f"{self.base}:{path}"],
                 self.worktree,
                 env={"GIT_OPTIONAL_LOCKS": "0"},
             )
-            if shown.returncode != 0:
+            before = shown.stdout if shown.returncode == 0 else None
+            self.before_files[path] = before
+            after = self.after_files[path]
+            if before is not None and after is not None and _source_path(path, self.globs):
+                names = changed_functions(before, after)
+                if names:
+                    self.changed[path] = names
+            if before is None:
                 continue
-            self.before_files[path] = shown.stdout
             try:
-                old = test_functions(shown.stdout)
+                old = test_functions(before)
             except SyntaxError:
                 continue
-            for tid in ids:
+            for tid, test in self.tests.items():
                 file, _, name = tid.partition("::")
                 if file == path and name in old:
-                    self.tests[tid].new = False
+                    test.new = False
 
-    def _swap(self, files: Mapping[str, str]) -> None:
+    def _swap(self, files: Mapping[str, str | None]) -> None:
         for path, text in files.items():
             self.box.write(path, text)
 
-    # -------------------------------------------------------------- mutants
-    def _source_files(self) -> dict[str, set[int]]:
-        lines: dict[str, set[int]] = {}
-        for test in self.tests.values():
-            if not test.judged or test.refused is not None:
-                continue
-            for by_path in (test.after_lines, test.before_lines or {}):
-                for path, nums in by_path.items():
-                    if self._is_source(path):
-                        lines.setdefault(path, set()).update(nums)
-        return lines
+    def _find_covering(self) -> str | None:
+        """Add the unchanged tests that ran, before the patch, a function it changes."""
+        if not self.changed:
+            self.note = "the patch changes no function that both versions of its files define"
+            return None
+        spans = {
+            p: function_lines(self.before_files[p] or "", names)
+            for p, names in self.changed.items()
+        }
+        if self.covering is not None:
+            found = [t for t in self.covering if t not in self.tests]
+        else:
+            self._swap(self.before_files)
+            try:
+                budget = max(self.deadline - time.monotonic(), 1.0)
+                report = self.box.pytest([], budget, coverage=True)
+            finally:
+                self._swap(self.after_files)
+            if report.proc.timed_out:
+                self.exhausted = True
+                return (
+                    f"the budget of {self.cfg.budget_seconds:g}s ran out while the suite ran "
+                    "with coverage before the patch (to find the tests of the changed code)"
+                )
+            if report.outcomes is None or report.lines is None:
+                return (
+                    "the suite did not run with coverage before the patch, so the tests of the "
+                    f"changed code are not known: {_why(report.proc)}"
+                )
+            found = []
+            for tid, by_path in sorted(report.lines.items()):
+                hits = any(by_path.get(p, set()) & lines for p, lines in spans.items())
+                if hits and report.outcomes.get(tid) == "passed" and tid not in self.tests:
+                    found.append(tid)
+                    # Measured on the tree before the patch: no second run needed.
+                    self.tests[tid] = _Test(id=tid, new=False, covers_change=True)
+                    self.tests[tid].before_lines = by_path
+        for tid in found:
+            self.tests.setdefault(tid, _Test(id=tid, new=False, covers_change=True))
+        if not any(t.covers_change for t in self.tests.values()):
+            self.note = "no test ran the changed function(s) before the patch: " + ", ".join(
+                f"{p}:{n}" for p, ns in sorted(self.changed.items()) for n in sorted(ns)
+            )
+        return None
 
+    # -------------------------------------------------------------- mutants
     def _is_source(self, path: str) -> bool:
-        name = PurePosixPath(path).name
-        if not path.endswith(".py") or name == "conftest.py" or path.startswith("../"):
+        if not _source_path(path, self.globs) or path.startswith("../"):
             return False
-        if Path(path).is_absolute() or match_any(path, self.globs):
+        if Path(path).is_absolute():
             return False
         return (self.box.root / path).is_file()
 
-    def _select(self) -> list[Mutant]:
-        files = self._source_files()
-        by_file: dict[str, list[Mutant]] = {}
-        for path, nums in sorted(files.items()):
-            text = (self.box.root / path).read_text(encoding="utf-8")
-            by_file[path] = mutants_of(path, text, nums)
-        # Each judged test gets its turn: a test is judged on mutants of lines it runs.
-        queues: list[list[Mutant]] = []
-        for test in self.tests.values():
-            if not test.judged or test.refused is not None:
+    def _live(self) -> list[_Test]:
+        return [t for t in self.tests.values() if t.judged and t.refused is None]
+
+    def _select(self) -> list[_Pair]:
+        """The mutants to run, each made in both trees where the code it changes is in both.
+        Both versions are made on every function either version's tests ran, so a mutant the
+        patch stops reaching is still made after it (and survives there)."""
+        after_run: dict[str, set[int]] = {}
+        before_run: dict[str, set[int]] = {}
+        for test in self._live():
+            for path, nums in test.after_lines.items():
+                if self._is_source(path):
+                    after_run.setdefault(path, set()).update(nums)
+            for path, nums in (test.before_lines or {}).items():
+                if _source_path(path, self.globs):
+                    before_run.setdefault(path, set()).update(nums)
+        by_file: dict[str, list[_Pair]] = {}
+        for path in sorted(set(after_run) | set(before_run)):
+            after = self.box.read(path) if self._is_source(path) else None
+            if after is None:
                 continue
-            mine = [
-                m for path, ms in by_file.items() for m in ms if m.line in _lines_of(test, path)
-            ]
+            before = self.before_files.get(path, after)
+            names = functions_run(after, after_run.get(path, set()))
+            if before is not None:
+                names |= functions_run(before, before_run.get(path, set()))
+            after_ms = mutants_of(path, after, function_lines(after, names))
+            if before == after:
+                by_file[path] = [_Pair(m, m) for m in after_ms]
+                continue
+            old = (
+                {m.key: m for m in mutants_of(path, before, function_lines(before, names))}
+                if before is not None
+                else {}
+            )
+            by_file[path] = [_Pair(old.get(m.key), m) for m in after_ms]
+        # Each judged test gets its turn: a test is judged on mutants of lines it runs.
+        queues: list[list[_Pair]] = []
+        for test in self._live():
+            mine = [p for ps in by_file.values() for p in ps if self._reaches(test, p)]
             queues.append(_spread(mine))
-        chosen: list[Mutant] = []
-        seen: set[Mutant] = set()
+        chosen: list[_Pair] = []
+        seen: set[str] = set()
         while len(chosen) < self.cfg.max_mutants and any(queues):
             for queue in queues:
-                while queue and queue[0] in seen:
+                while queue and queue[0].after.key in seen:
                     queue.pop(0)
                 if queue and len(chosen) < self.cfg.max_mutants:
-                    m = queue.pop(0)
-                    seen.add(m)
-                    chosen.append(m)
+                    pair = queue.pop(0)
+                    seen.add(pair.after.key)
+                    chosen.append(pair)
         return chosen
 
-    def _try(self, index: int, mutant: Mutant) -> None:
-        original = (self.box.root / mutant.path).read_text(encoding="utf-8")
+    def _reaches(self, test: _Test, pair: _Pair) -> bool:
+        """Whether a mutant is one to judge `test` on: on a line it runs in either tree; for a
+        test that only covers changed code, in a changed function and in both trees."""
+        if test.covers_change:
+            names = self.changed.get(pair.after.path, set())
+            if pair.before is None or not _in_functions(pair.after, names):
+                return False
+        runs = pair.after.line in test.after_lines.get(pair.after.path, set())
+        if pair.before is not None and test.before_lines is not None:
+            runs = runs or pair.before.line in test.before_lines.get(pair.before.path, set())
+        return runs
+
+    def _try(self, index: int, pair: _Pair) -> None:
+        live = [t for t in self._live() if self._reaches(t, pair)]
+        after = [t for t in live if _runs(t, pair.after, t.after_lines)]
+        before = [
+            t
+            for t in live
+            if pair.before is not None
+            and t.before_lines is not None
+            and _runs(t, pair.before, t.before_lines)
+        ]
+        if after:
+            self._with_mutant(pair.after, after, index, after=True)
+        if before and pair.before is not None:
+            self._swap(self.before_files)
+            try:
+                self._with_mutant(pair.before, before, index, after=False)
+            finally:
+                self._swap(self.after_files)
+
+    def _with_mutant(self, mutant: Mutant, tests: list[_Test], index: int, *, after: bool) -> None:
+        original = self.box.read(mutant.path)
         try:
             self.box.write(mutant.path, mutant.text)
-            after = [t for t in self.tests.values() if _runs(t, mutant, t.after_lines)]
-            before = [
-                t
-                for t in self.tests.values()
-                if t.before_lines is not None and _runs(t, mutant, t.before_lines)
-            ]
-            for t, how in self._kills(after).items():
-                t.after_tried.add(index)
-                if how != "survived":
-                    t.after_killed.add(index)
-                if how == "caught":
-                    t.after_caught.add(index)
-            if before:
-                self._swap(self.before_files)
-                try:
-                    for t, how in self._kills(before).items():
-                        t.before_tried.add(index)
-                        if how == "caught":
-                            t.before_caught.add(index)
-                finally:
-                    self._swap(self.after_files)
+            for t, how in self._kills(tests).items():
+                if after:
+                    t.after_tried.add(index)
+                    if how != "survived":
+                        t.after_killed.add(index)
+                    if how == "caught":
+                        t.after_caught.add(index)
+                else:
+                    t.before_tried.add(index)
+                    if how == "caught":
+                        t.before_caught.add(index)
         finally:
             self.box.write(mutant.path, original)
 
@@ -862,28 +1134,36 @@ class _Run:
         return "caught" if where is not None and not self._is_source(where) else "killed"
 
     # -------------------------------------------------------------- verdict
-    def _verdict(self, mutants: list[Mutant], tried: int) -> MutationResult:
+    def _verdict(self, pairs: list[_Pair], tried: int) -> MutationResult:
         violations: list[Violation] = []
         kills: list[TestKills] = []
-        sums = {"bk": 0, "bt": 0, "ak": 0, "at": 0}
-        complete = tried == len(mutants) and not self.exhausted
+        complete = tried == len(pairs) and not self.exhausted
         for test in self.tests.values():
             path = test.id.split("::", 1)[0]
             record = TestKills(
                 test=test.id,
                 new=test.new,
+                covers_change=test.covers_change,
                 judged=test.judged,
                 tried=len(test.after_tried),
                 killed=len(test.after_killed),
                 caught=len(test.after_caught),
                 note=test.note,
             )
+            if test.before_lines is not None:
+                record.before_tried = len(test.before_tried)
+                record.before_caught = len(test.before_caught)
             if test.refused is not None:
                 violations.append(_violation("kills_nothing", path, test.refused))
-            elif test.judged:
-                self._judge(test, record, mutants, complete, violations, sums)
+            elif test.judged and not test.covers_change:
+                self._judge(test, record, pairs, complete, violations)
             kills.append(record)
-        unjudged = [k for k in kills if not k.judged]
+        score = self._score(pairs, complete)
+        unjudged = [k for k in kills if not k.judged and not k.covers_change]
+        # One not_judged per patch: the tests left unjudged say more than the score's.
+        violations += [
+            v for v in score.violations if not (unjudged and v.rule == "mutation.not_judged")
+        ]
         if unjudged and self.cfg.fail_closed:
             names = ", ".join(k.test for k in unjudged)
             violations.append(
@@ -896,12 +1176,18 @@ class _Run:
         caught_any = {i for t in self.tests.values() for i in t.after_caught}
         killed_any = {i for t in self.tests.values() for i in t.after_killed}
         seconds = time.monotonic() - self.t0
-        files = sorted({m.path for m in mutants})
-        functions = sorted({f"{m.path}:{m.function}" for m in mutants})
+        files = sorted({p.after.path for p in pairs})
+        functions = sorted({f"{p.after.path}:{p.after.function}" for p in pairs})
+        changed = sum(1 for t in self.tests.values() if not t.covers_change)
+        covering = len(self.tests) - changed
         why = (
-            f"{tried}/{len(mutants)} mutant(s) of {len(functions)} function(s) in "
-            f"{len(files)} file(s) against {len(self.tests)} new or changed test(s)"
+            f"{tried}/{len(pairs)} mutant(s) of {len(functions)} function(s) in "
+            f"{len(files)} file(s) against {changed} new or changed test(s)"
         )
+        if covering:
+            why += f" and {covering} test(s) of the changed source"
+        if score.before is not None and score.after is not None:
+            why += f"; score {score.before:.2f} -> {score.after:.2f} on {score.of} mutant(s)"
         if self.exhausted:
             why += f"; the budget of {self.cfg.budget_seconds:g}s ran out"
         if unjudged:
@@ -911,106 +1197,164 @@ class _Run:
             violations=violations,
             layer=LayerRun(layer=LAYER, ran=True, why=why, seconds=seconds),
             tests=kills,
-            mutants=len(mutants),
+            mutants=len(pairs),
             tried=tried,
-            score_before=sums["bk"] / sums["bt"] if sums["bt"] else None,
-            score_after=sums["ak"] / sums["at"] if sums["at"] else None,
-            survived=[mutants[i].label() for i in sorted(self.tried_set - killed_any)],
-            uncaught=[mutants[i].label() for i in sorted(killed_any - caught_any)],
+            score_before=score.before,
+            score_after=score.after,
+            score_mutants=score.of,
+            score_complete=score.complete,
+            lost=score.lost,
+            survived=[pairs[i].label() for i in sorted(self.tried_set - killed_any)],
+            uncaught=[pairs[i].label() for i in sorted(killed_any - caught_any)],
             budget_exhausted=self.exhausted,
             seconds=seconds,
+        )
+
+    def _score(self, pairs: list[_Pair], complete: bool) -> _Score:
+        """The score of the tests that cover the changed code, before and with the patch: of
+        the mutants made in both trees that either version of them ran, the share one of their
+        checks failed on. A mutant the tests no longer reach counts as one they no longer catch.
+        The mutants are those the tests that existed before ran; a new test counts where it
+        catches one of them (an assert moved into it), not for the code only it runs."""
+        scored = [t for t in self._live() if t.before_lines is not None]
+        if not scored:
+            return _Score()
+        common = {i for i, p in enumerate(pairs) if p.before is not None}
+        ran: set[int] = set()
+        before: set[int] = set()
+        for t in scored:
+            ran |= t.before_tried | t.after_tried
+            before |= t.before_caught
+        ran &= common
+        before &= ran
+        after = {i for t in self._live() for i in t.after_caught} & ran
+        if not ran:
+            out = _Score(complete=complete)
+            if not complete and self.cfg.fail_closed:
+                out.violations.append(self._score_unjudged(0, len(pairs)))
+            return out
+        out = _Score(
+            before=len(before) / len(ran),
+            after=len(after) / len(ran),
+            of=len(ran),
+            complete=complete,
+            lost=[pairs[i].label() for i in sorted(before - after)],
+        )
+        if len(after) < len(before):
+            shown = "; ".join(out.lost[:5]) + (
+                f"; and {len(out.lost) - 5} more" if len(out.lost) > 5 else ""
+            )
+            weaker = [t for t in scored if t.before_caught & (before - after)]
+            changed_tests = [t for t in weaker if not t.covers_change]
+            if changed_tests:
+                path = changed_tests[0].id.split("::", 1)[0]
+                who = "the changed tests"
+                how = "the change weakens them"
+            else:
+                path = sorted(self.changed)[0] if self.changed else pairs[0].after.path
+                who = "the tests of the changed code"
+                how = "the patch makes its tests check less of the code they ran"
+            partial = (
+                ""
+                if complete
+                else f" (on the {len(ran)} mutant(s) tried before the budget ran out)"
+            )
+            out.violations.append(
+                _violation(
+                    "score_dropped",
+                    path,
+                    f"{who} ({', '.join(t.id for t in weaker[:5])}) catch {len(after)} of "
+                    f"{len(ran)} mutant(s) with the patch ({out.after:.2f}), {len(before)} "
+                    f"before it ({out.before:.2f}){partial}: {how}; caught before, surviving "
+                    f"now: {shown}",
+                )
+            )
+        elif not complete and self.cfg.fail_closed:
+            out.violations.append(self._score_unjudged(len(ran), len(pairs)))
+        return out
+
+    def _score_unjudged(self, ran: int, selected: int) -> Violation:
+        return Violation(
+            rule="mutation.not_judged",
+            layer=LAYER,
+            message=f"the score of the tests that cover the changed code was compared on {ran} "
+            f"of {selected} mutant(s): the budget of {self.cfg.budget_seconds:g}s ran out "
+            "(fail_closed)",
         )
 
     def _judge(
         self,
         test: _Test,
         record: TestKills,
-        mutants: list[Mutant],
+        pairs: list[_Pair],
         complete: bool,
         violations: list[Violation],
-        sums: dict[str, int],
     ) -> None:
-        path = test.id.split("::", 1)[0]
-        mine = [i for i, m in enumerate(mutants) if m.line in _lines_of(test, m.path)]
-        ran_code = any(self._is_source(p) for p in test.after_lines)
-        if not test.after_caught:
-            crashed = len(test.after_killed)
-            only = (
-                f" ({crashed} of them made the code raise, hang or crash, which calling it "
-                "without checking anything also notices)"
-                if crashed
-                else ""
-            )
-            if not ran_code:
-                violations.append(
-                    _violation(
-                        "kills_nothing",
-                        path,
-                        f"test {test.id} runs no function of the project (its subject is "
-                        "replaced, or its calls never happen): no check of it can fail on a "
-                        "mutant; call the real code and assert on what it returns",
-                    )
-                )
-            elif test.after_tried and (complete or set(mine) <= test.after_tried):
-                where = ", ".join(sorted({mutants[i].function for i in test.after_tried}))
-                violations.append(
-                    _violation(
-                        "kills_nothing",
-                        path,
-                        f"no check of test {test.id} failed on any of the "
-                        f"{len(test.after_tried)} mutant(s) of the code it runs ({where})"
-                        f"{only}: its asserts check nothing that code does; assert on the "
-                        "results",
-                    )
-                )
-            else:
-                record.judged = False
-                record.note = (
-                    "no mutant could be made of the lines it runs"
-                    if not mine and complete
-                    else f"the budget ran out after {len(test.after_tried)} of its "
-                    f"{len(mine)} mutant(s), none caught yet"
-                )
-        if test.before_lines is None:
+        """A new or changed test must catch a mutant of the code it runs."""
+        if test.after_caught:
             return
-        # Both versions are judged on every mutant either one runs: one the new version no
-        # longer reaches is one it no longer catches.
-        both = test.after_tried | test.before_tried
-        record.before_tried = len(test.before_tried)
-        record.before_caught = len(test.before_caught)
-        sums["bt"] += len(both)
-        sums["bk"] += len(test.before_caught)
-        sums["at"] += len(both)
-        sums["ak"] += len(test.after_caught)
-        lost = sorted(test.before_caught - test.after_caught)
-        if len(test.after_caught) < len(test.before_caught):
-            which = "; ".join(mutants[i].label() for i in lost[:3])
+        path = test.id.split("::", 1)[0]
+        mine = [i for i, p in enumerate(pairs) if self._reaches(test, p)]
+        ran_code = any(self._is_source(p) for p in test.after_lines)
+        crashed = len(test.after_killed)
+        only = (
+            f" ({crashed} of them made the code raise, hang or crash, which calling it "
+            "without checking anything also notices)"
+            if crashed
+            else ""
+        )
+        if not ran_code:
             violations.append(
                 _violation(
-                    "score_dropped",
+                    "kills_nothing",
                     path,
-                    f"test {test.id} catches {len(test.after_caught)} of {len(both)} "
-                    f"mutant(s) of the code it covers, its version before the patch caught "
-                    f"{len(test.before_caught)}: the change weakens it (no longer caught: "
-                    f"{which})",
+                    f"test {test.id} runs no function of the project (its subject is "
+                    "replaced, or its calls never happen): no check of it can fail on a "
+                    "mutant; call the real code and assert on what it returns",
                 )
+            )
+        elif test.after_tried and (complete or set(mine) <= test.after_tried):
+            where = ", ".join(sorted({pairs[i].after.function for i in test.after_tried}))
+            violations.append(
+                _violation(
+                    "kills_nothing",
+                    path,
+                    f"no check of test {test.id} failed on any of the "
+                    f"{len(test.after_tried)} mutant(s) of the code it runs ({where})"
+                    f"{only}: its asserts check nothing that code does; assert on the "
+                    "results",
+                )
+            )
+        else:
+            record.judged = False
+            record.note = (
+                "no mutant could be made of the lines it runs"
+                if not mine and complete
+                else f"the budget ran out after {len(test.after_tried)} of its "
+                f"{len(mine)} mutant(s), none caught yet"
             )
 
 
-def _lines_of(test: _Test, path: str) -> set[int]:
-    return test.after_lines.get(path, set()) | (test.before_lines or {}).get(path, set())
+@dataclass
+class _Score:
+    before: float | None = None
+    after: float | None = None
+    of: int = 0
+    complete: bool = True
+    lost: list[str] = field(default_factory=list)
+    violations: list[Violation] = field(default_factory=list)
 
 
 def _runs(test: _Test, mutant: Mutant, lines: Mapping[str, set[int]]) -> bool:
     return test.judged and test.refused is None and mutant.line in lines.get(mutant.path, set())
 
 
-def _spread(mutants: list[Mutant]) -> list[Mutant]:
+def _spread(pairs: list[_Pair]) -> list[_Pair]:
     """Round-robin over functions, so a cap still touches every function a test runs."""
-    by_fn: dict[tuple[str, str], list[Mutant]] = {}
-    for m in mutants:
-        by_fn.setdefault((m.path, m.function), []).append(m)
-    out: list[Mutant] = []
+    by_fn: dict[tuple[str, str], list[_Pair]] = {}
+    for p in pairs:
+        by_fn.setdefault((p.after.path, p.after.function), []).append(p)
+    out: list[_Pair] = []
     queues = list(by_fn.values())
     while any(queues):
         for q in queues:
