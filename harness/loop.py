@@ -676,16 +676,22 @@ class Loop:
 
     def mutation(self, guard: GuardConfig, verdict: Verdict, paths: list[str]) -> dict[str, str]:
         """The mutation layer on a patch that adds or changes tests (after the new-test filter
-        kept it): its tests must catch mutants of the code they run, and a changed test must
-        not catch fewer than its old version. Raise PatchRejected to undo the patch."""
-        if not (
-            guard.mutation.enabled
-            and self.policy.gates.pytest.enabled
-            and any(match_any(p, guard.test_globs) for p in paths)
-        ):
+        kept it), and with `source_patches` on a source patch: new or changed tests must catch
+        mutants of the code they run, and the tests that cover the changed code must catch as
+        many of its mutants as before. Raise PatchRejected to undo the patch."""
+        cfg = guard.mutation
+        tests = any(match_any(p, guard.test_globs) for p in paths)
+        source = cfg.source_patches and any(
+            p.endswith(".py") and not match_any(p, guard.test_globs) for p in paths
+        )
+        if not (cfg.enabled and self.policy.gates.pytest.enabled and (tests or source)):
             return {}
+        # The verifier's coverage map already says which tests run the changed lines.
+        covering = tests_selected(self.verifier, paths) if source else None
         # It works in a throw-away copy: the written, uncommitted patch stays as it is.
-        result = check_patch_tests(self.wt, self.policy, verdict.contents, guard=guard)
+        result = check_patch_tests(
+            self.wt, self.policy, verdict.contents, guard=guard, covering=covering
+        )
         self.rec.event(
             "mutation",
             accepted=result.accepted,
@@ -695,14 +701,24 @@ class Loop:
             tried=result.tried,
             score_before=result.score_before,
             score_after=result.score_after,
+            score_mutants=result.score_mutants,
+            score_complete=result.score_complete,
+            lost=result.lost[:20],
             survived=result.survived[:20],
+            budget_exhausted=result.budget_exhausted,
         )
         if not result.accepted:
             raise PatchRejected("the mutation layer refused the tests", result.violations)
         if not result.layer.ran:
             return {"Harness-Mutation": f"not judged: {result.layer.why}"[:200]}
-        caught = sum(t.caught for t in result.tests)
-        return {"Harness-Mutation": f"{caught} of {result.tried} mutant(s) caught by its checks"}
+        caught = sum(t.caught for t in result.tests if not t.covers_change)
+        said = f"{caught} of {result.tried} mutant(s) caught by its checks"
+        if result.score_before is not None and result.score_after is not None:
+            said += (
+                f"; score {result.score_before:.2f} -> {result.score_after:.2f} on "
+                f"{result.score_mutants} mutant(s)"
+            )
+        return {"Harness-Mutation": said}
 
     def review_mode(self, guard: GuardConfig) -> str:
         """The reviewer layer's mode for this block. 'auto' asks the Anthropic model, and a

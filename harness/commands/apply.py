@@ -29,6 +29,12 @@ from harness.guard.commit import write_contents
 from harness.guard.mutation import check_patch_tests
 from harness.policy import POLICY_FILE, STEPS_FILE, resolve_policy
 
+# What the mutation layer measured, in the JSON output, for policy tuning.
+_MUTATION_SCORES = {
+    "score_before", "score_after", "score_mutants", "score_complete", "lost", "mutants", "tried",
+    "budget_exhausted",
+}  # fmt: skip
+
 
 def _numbers(r: GateResult | None) -> str:
     if r is None:
@@ -126,7 +132,10 @@ def command(
             verdict.layers.append(mutation.layer)
             verdict.violations += mutation.violations
             verdict.accepted = mutation.accepted
-            result = verdict_json(verdict) | {"layers": [x.model_dump() for x in verdict.layers]}
+            result = verdict_json(verdict) | {
+                "layers": [x.model_dump() for x in verdict.layers],
+                "mutation": mutation.model_dump(include=_MUTATION_SCORES),
+            }
             if not mutation.accepted:
                 _print_regressions(verdict, result, [], deltas, json_out)
                 raise typer.Exit(ExitCode.FAILED)  # restore_on_failure puts the tree back
