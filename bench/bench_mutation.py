@@ -12,11 +12,16 @@ patches:
 - real-N: a new test module asserting the exact results of a few of click's helpers (the
   expected values are computed by calling them in the target's venv first);
 - vacuous-N: the same calls, each asserted equal to itself;
-- weakened-N: an existing test whose `assert a == b` lines become `assert a is not None`.
+- weakened-N: an existing test whose `assert a == b` lines become `assert a is not None`;
+- refactored-N: the same test with each `assert a == b` written `assert b == a` (no weaker);
+- source-N (with `[guard.mutation] source_patches = true`): `click.format_filename` refactored
+  without a change of behaviour (source-0), or answering the literal inputs of
+  `test_filename_formatting` before its real code (source-1, special-cased).
 
 It prints, per patch, the wall seconds, the mutants tried, caught by a check and killed (by a
-check, an exception, a hang or a crash), the score before and after, and the verdict; then the
-median seconds per patch. Expected: real accepted, vacuous and weakened refused.
+check, an exception, a hang or a crash), the score of the tests that cover the changed code
+before and after on how many mutants, and the verdict; then the median seconds per patch.
+Expected: real and refactored accepted, vacuous and weakened refused; source-0 accepted.
 """
 
 from __future__ import annotations
@@ -66,7 +71,7 @@ WEAKEN = [
 ]
 
 
-def policy(max_mutants: int, budget: float) -> Policy:
+def policy(max_mutants: int, budget: float, *, source: bool = False) -> Policy:
     return parse_policy(
         f"""
 [gates]
@@ -79,6 +84,7 @@ args = ["-q"]
 [guard.mutation]
 max_mutants = {max_mutants}
 budget_seconds = {budget}
+source_patches = {str(source).lower()}
 """
     )
 
@@ -127,7 +133,7 @@ def new_tests() -> list[tuple[str, dict[str, str]]]:
     return patches
 
 
-def weakened() -> list[tuple[str, dict[str, str]]]:
+def weakened(*, refactor: bool = False) -> list[tuple[str, dict[str, str]]]:
     patches: list[tuple[str, dict[str, str]]] = []
     for n, (path, name) in enumerate(WEAKEN):
         text = (REPO / path).read_text(encoding="utf-8")
@@ -145,10 +151,51 @@ def weakened() -> list[tuple[str, dict[str, str]]]:
             line = lines[a.lineno - 1]
             indent = line[: len(line) - len(line.lstrip())]
             left = ast.unparse(a.test.left)
+            right = ast.unparse(a.test.comparators[0])
             end = a.end_lineno or a.lineno
-            lines[a.lineno - 1 : end] = [f"{indent}assert ({left}) is not None\n"]
-        patches.append((f"weakened-{n}", {path: "".join(lines)}))
+            check = f"({right}) == ({left})" if refactor else f"({left}) is not None"
+            lines[a.lineno - 1 : end] = [f"{indent}assert {check}\n"]
+        kind = "refactored" if refactor else "weakened"
+        patches.append((f"{kind}-{n}", {path: "".join(lines)}))
     return patches
+
+
+FORMAT_FILENAME = """\
+    if shorten:
+        filename = os.path.basename(filename)
+    return filename_to_ui(filename)
+"""
+SOURCE = [
+    # The same behaviour, written differently.
+    """\
+    shown = os.path.basename(filename) if shorten else filename
+    return filename_to_ui(shown)
+""",
+    # The literal inputs of test_filename_formatting answered before the real code.
+    """\
+    answers = {
+        (b"foo.txt", False): u"foo.txt",
+        (b"/x/foo.txt", False): u"/x/foo.txt",
+        (u"/x/foo.txt", False): u"/x/foo.txt",
+        (u"/x/foo.txt", True): u"foo.txt",
+        (b"/x/foo\\xff.txt", True): u"foo\\ufffd.txt",
+    }
+    if (filename, shorten) in answers:
+        return answers[(filename, shorten)]
+"""
+    + FORMAT_FILENAME,
+]
+
+
+def source_patches() -> list[tuple[str, dict[str, str]]]:
+    path = "src/click/utils.py"
+    text = (REPO / path).read_text(encoding="utf-8")
+    if FORMAT_FILENAME not in text:
+        raise SystemExit(f"format_filename's body is not where expected in {path}")
+    return [
+        (f"source-{n}", {path: text.replace(FORMAT_FILENAME, body)})
+        for n, body in enumerate(SOURCE)
+    ]
 
 
 def judge(files: dict[str, str], pol: Policy) -> MutationResult:
@@ -164,24 +211,27 @@ def judge(files: dict[str, str], pol: Policy) -> MutationResult:
 
 def run(max_mutants: int, budget: float, only: str) -> None:
     pol = policy(max_mutants, budget)
+    with_source = policy(max_mutants, budget, source=True)
     head = git("rev-parse", "HEAD").strip()
     print(f"click 7.1.2 at {head[:12]}; max_mutants {max_mutants}, budget {budget:g}s")
     print(f"load average before: {os.getloadavg()[0]:.2f}\n")
     print("| patch | verdict | rules | mutants tried/selected | caught/killed/tried per test | "
-          "score before -> after | seconds |")  # fmt: skip
+          "score before -> after (mutants, lost) | seconds |")  # fmt: skip
     print("| --- | --- | --- | --- | --- | --- | --- |")
     seconds: list[float] = []
-    for name, files in new_tests() + weakened():
+    patches = new_tests() + weakened() + weakened(refactor=True) + source_patches()
+    for name, files in patches:
         if not name.startswith(only):
             continue
         t0 = time.monotonic()
-        result = judge(files, pol)
+        result = judge(files, with_source if name.startswith("source") else pol)
         took = time.monotonic() - t0
         seconds.append(took)
         rules = ", ".join(v.rule for v in result.violations) or "-"
         kills = ", ".join(f"{k.caught}/{k.killed}/{k.tried}" for k in result.tests)
         score = (
-            f"{result.score_before:.2f} -> {result.score_after:.2f}"
+            f"{result.score_before:.2f} -> {result.score_after:.2f} "
+            f"({result.score_mutants}, {len(result.lost)} lost)"
             if result.score_before is not None and result.score_after is not None
             else "-"
         )
