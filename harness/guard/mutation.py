@@ -8,13 +8,16 @@ So a mutant counts as *caught* only when one of the test's own checks fails on i
 AssertionError or pytest's Failed (pytest.fail, pytest.raises' "DID NOT RAISE") raised outside
 the project's source files, as the end of pytest's long traceback says. A new or changed test
 that catches no mutant is refused whatever its spelling (`mutation.kills_nothing`), and a
-changed test that catches fewer than its old version did is refused (`mutation.score_dropped`).
+patch that lowers the mutation score of the tests that cover the changed code is refused
+(`mutation.score_dropped`): the same mutants (keyed without line numbers), the tests as they
+were on the tree before the patch against the tests with it. With `source_patches`, a source
+patch is judged on the unchanged tests that ran a function it changes.
 
-Scope and cost: only the new or changed tests run, and only against mutants of the functions
-they ran (coverage contexts, measured here: a new test is in no map recorded earlier). Mutants
-are made by a few AST operators of our own (comparison flipped, condition negated, `not`
-dropped, `and`/`or` swapped, constant changed, arithmetic swapped, a return value replaced by
-None, a call statement removed), at most `max_mutants` of them, shared fairly among the tests,
+Scope and cost: only those tests run, and only against mutants of the functions they ran
+(coverage contexts, measured here: a new test is in no map recorded earlier). Mutants are made
+by a few AST operators of our own (comparison flipped, condition negated, `not` dropped,
+`and`/`or` swapped, constant changed, arithmetic swapped, a return value replaced by None, a
+call statement removed), at most `max_mutants` of them, shared fairly among the tests,
 within `budget_seconds`. Each mutant runs with a timeout derived from the tests' measured
 duration; one that hangs or kills the interpreter counts as killed.
 
