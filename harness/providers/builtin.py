@@ -17,7 +17,7 @@ import re
 import shlex
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +47,8 @@ _RULE_TITLE = re.compile(
     r"^ruff (?P<rule>[A-Za-z]+[0-9]+) in (?P<path>.+) \((?:(?P<take>\d+) of )?(?P<total>\d+) "
     r"(?P<unsafe>unsafe )?fix(?:es)?\)$"
 )
+# A rule's item over several files names their count; the item's `files` lists them.
+_SEVERAL = re.compile(r"^\d+ files$")
 _FORMAT_TITLE = re.compile(r"^ruff format (?P<path>.+) \(\d+ changed lines?\)$")
 # `ruff format` options that take a value: the value is not a path to format.
 _FORMAT_VALUED = {"--config", "--line-length", "--target-version", "--exclude", "--extension"}
@@ -255,7 +257,7 @@ def _identity(finding: dict[str, Any], lines: list[str]) -> tuple[str, str, str]
     return (str(finding["code"]), str(finding["message"]), line)
 
 
-def build_checked_fix_patch(
+def checked_fix_text(
     path: str,
     text: str,
     lint: Lint,
@@ -264,23 +266,36 @@ def build_checked_fix_patch(
     rule: str | None = None,
     applicability: str = SAFE,
     take: int = 0,
+    keys: set[str] | None = None,
+    banned: set[str] | frozenset[str] = frozenset(),
 ) -> str:
-    """The fixes (of `rule` alone, if given) that ruff confirms introduce no new finding, after
-    following ruff's fix-point, while the file's change stays within max_lines.
+    """The file's text with the fixes (of `rule` alone, if given; of those whose fix_key is in
+    `keys`, if given; none whose fix_key is banned) that ruff confirms introduce no new finding,
+    after following ruff's fix-point, while the file's change stays within max_lines.
 
     All of them at once when that adds nothing; otherwise one finding at a time, keeping each
     that adds nothing, so a fix that would lengthen a line past E501 costs only itself."""
     if not text.endswith("\n"):
-        return ""
+        return text
     found = lint(path, text)
-    whole, taken = _greedy(text, found, max_lines, rule, applicability, take)
-    mine = [f for f in found if rule in (None, f["code"]) and _applicability(f) == applicability]
+    lines0 = text.splitlines(keepends=True)
+    mine = [
+        f
+        for f in found
+        if rule in (None, f["code"])
+        and _applicability(f) == applicability
+        and (keys is None or fix_key(path, text, f, applicability) in keys)
+        and (not banned or fix_key(path, text, f, applicability) not in banned)
+    ]
+    # Which findings are this patch's, across re-lints (the one-at-a-time path below).
+    ours = {_identity(f, lines0) for f in mine}
+    whole, taken = _greedy(text, mine, max_lines, rule, applicability, take)
     # Fewer taken than asked for (two fixes that each insert `import contextlib` overlap):
     # one at a time, re-linting between, takes them all.
     if taken and taken >= min(take or len(mine), len(mine)):
         settled = _settle(lint, path, found, whole)
         if settled is not None and _changed_lines(text, settled) <= max_lines:
-            return unified_diff(path, text, settled)
+            return settled
     current = text
     refused: set[tuple[str, str, str]] = set()
     taken = 0
@@ -291,7 +306,7 @@ def build_checked_fix_patch(
         for finding in sorted(found, key=_by_line):
             key = _identity(finding, lines)
             edits = _fix_edits(finding, lines, applicability)
-            if (rule is not None and finding["code"] != rule) or edits is None or key in refused:
+            if key not in ours or edits is None or key in refused:
                 continue
             trial = _apply_edits(current, edits)
             settled = None
@@ -303,7 +318,34 @@ def build_checked_fix_patch(
             current, progress, taken = settled, True, taken + 1
             found = lint(path, current)
             break
-    return unified_diff(path, text, current) if current != text else ""
+    return current
+
+
+def build_checked_fix_patch(
+    path: str,
+    text: str,
+    lint: Lint,
+    max_lines: int,
+    *,
+    rule: str | None = None,
+    applicability: str = SAFE,
+    take: int = 0,
+    keys: set[str] | None = None,
+    banned: set[str] | frozenset[str] = frozenset(),
+) -> str:
+    """checked_fix_text as a diff ("" when nothing can be taken)."""
+    new = checked_fix_text(
+        path,
+        text,
+        lint,
+        max_lines,
+        rule=rule,
+        applicability=applicability,
+        take=take,
+        keys=keys,
+        banned=banned,
+    )
+    return unified_diff(path, text, new) if new != text else ""
 
 
 # ----------------------------------------------------------------------------- ruff format
@@ -456,6 +498,17 @@ class _Candidate:
     work: Work
     findings: list[dict[str, Any]]
     size: int  # changed lines: estimated for fixes, ruff's count for a format
+    keys: list[str] = field(default_factory=list)  # each finding's fix_key, in order
+
+
+@dataclass
+class _Suspects:
+    """What the loop's ledger of refused and reverted changes means for each fix."""
+
+    banned: dict[str, str] = field(default_factory=dict)  # fix key -> why: refused alone
+    cap: dict[str, int] = field(default_factory=dict)  # fix key -> largest patch it may be in
+    # (path, rule) -> why, for changes this provider did not make (it cannot tell which fix).
+    rules: dict[tuple[str, str], str] = field(default_factory=dict)
 
 
 def _estimate(finding: dict[str, Any]) -> int:
@@ -471,39 +524,85 @@ def _estimate(finding: dict[str, Any]) -> int:
     return max(1, total)
 
 
-def _parts(text: str, findings: list[dict[str, Any]], kind: str, limit: int) -> list[int]:
-    """How many of a rule's fixes each patch takes, top of file first, measured on the file's
-    text: a fix's edits often rewrite more than they change (PYI026 and UP035 rewrite a whole
-    `from typing import (...)` block to add or drop one name), and fixes that share such an
-    edit change those lines once. Counting every rewritten line split a rule whose fixes fit
-    in one patch into a patch per fix. Without the text: estimated from the edits alone."""
-    parts: list[int] = []
-    taken = 0
-    if not text:
-        size = 0
-        for f in findings:
-            n = _estimate(f)
-            if taken and size + n > limit:
-                parts.append(taken)
-                size, taken = 0, 0
-            size, taken = size + n, taken + 1
-        return [*parts, taken] if taken else parts
+def fix_key(path: str, text: str, finding: dict[str, Any], kind: str) -> str:
+    """Which fix this is, wherever it sits: the change it makes alone, keyed as the loop keys a
+    refused change (`change_key` of the guard's diff: removed and added lines, no context), so
+    a fix refused alone is recognised exactly after other fixes moved the lines around it."""
+    edits = _fix_edits(finding, text.splitlines(keepends=True), kind)
+    return change_key(unified_diff(path, text, _apply_edits(text, edits))) if edits else ""
+
+
+_NO_CAP = 10**9
+
+
+def _within_cap(keyed: dict[str, list[str]], cap: dict[str, int]) -> dict[str, list[str]]:
+    """The planned fixes, cut to the first n when one of them was in a refused patch since
+    the plan (n: the smallest cap among them): a retry of a refused item tries a half."""
+    flat = [k for p in sorted(keyed) for k in keyed[p]]
+    most = min([cap.get(k, _NO_CAP) for k in flat] + [_NO_CAP])
+    if most >= len(flat):
+        return keyed
+    keep = set(flat[:most])
+    return {p: [k for k in ks if k in keep] for p, ks in keyed.items() if set(ks) & keep}
+
+
+def _groups(
+    text: str, fixes: list[tuple[dict[str, Any], str]], kind: str, limit: int, cap: dict[str, int]
+) -> list[list[tuple[dict[str, Any], str]]]:
+    """A rule's fixes in one file, (finding, fix key) top of file first, split into the groups
+    each patch takes: within the per-file limit, measured on the file's text (a fix's edits
+    often rewrite more than they change: PYI026 and UP035 rewrite a whole `from typing import
+    (...)` block to add or drop one name, and fixes that share such an edit change those lines
+    once), and no larger than any member's cap (a fix in a refused patch goes, next time, in
+    one half that size). Without the text: estimated from the edits alone."""
+    out: list[list[tuple[dict[str, Any], str]]] = []
+    group: list[tuple[dict[str, Any], str]] = []
     lines = text.splitlines(keepends=True)
     chosen: list[Edit] = []
-    for f in findings:
-        edits = _fix_edits(f, lines, kind) or []
-        new = [e for e in edits if e not in chosen]
-        # Edits that overlap without being the same cannot be applied together here; the
-        # execute phase takes such fixes one at a time, re-linting between.
-        fits = not _overlaps(new, chosen) and (
-            _changed_lines(text, _apply_edits(text, chosen + new)) <= limit
-        )
-        if taken and not fits:
-            parts.append(taken)
-            chosen, taken = [], 0
-            new = edits
-        chosen, taken = chosen + new, taken + 1
-    return [*parts, taken] if taken else parts
+    size = 0
+    for f, key in fixes:
+        most = min(cap.get(k, _NO_CAP) for _f, k in [*group, (f, key)])
+        if text:
+            edits = _fix_edits(f, lines, kind) or []
+            new = [e for e in edits if e not in chosen]
+            # Edits that overlap without being the same cannot be applied together here; the
+            # execute phase takes such fixes one at a time, re-linting between.
+            fits = not _overlaps(new, chosen) and (
+                _changed_lines(text, _apply_edits(text, chosen + new)) <= limit
+            )
+        else:
+            new, fits = [], size + _estimate(f) <= limit
+        if group and (not fits or len(group) >= most):
+            out.append(group)
+            group, chosen, size = [], [], 0
+            new = (_fix_edits(f, lines, kind) or []) if text else []
+        group.append((f, key))
+        chosen, size = chosen + new, size + _estimate(f)
+    return [*out, group] if group else out
+
+
+def _pack(
+    per_file: dict[str, list[list[tuple[dict[str, Any], str]]]], cap: dict[str, int]
+) -> list[dict[str, list[tuple[dict[str, Any], str]]]]:
+    """One rule's patches: a group from each of several files, each file within the line
+    limit (the guard's limit is per file), so a rule with one fix in each of twelve files costs
+    one item, not twelve. A patch holds no more fixes than any member's cap."""
+    pending = {p: list(gs) for p, gs in sorted(per_file.items()) if gs}
+    patches: list[dict[str, list[tuple[dict[str, Any], str]]]] = []
+    while pending:
+        patch: dict[str, list[tuple[dict[str, Any], str]]] = {}
+        total, most = 0, _NO_CAP
+        for path in list(pending):
+            group = pending[path][0]
+            limit = min([most] + [cap.get(k, _NO_CAP) for _f, k in group])
+            if patch and total + len(group) > limit:
+                continue
+            patch[path], total, most = group, total + len(group), limit
+            pending[path].pop(0)
+            if not pending[path]:
+                del pending[path]
+        patches.append(patch)
+    return patches
 
 
 def _why_no_fix(text: str, findings: list[dict[str, Any]], kind: str, budget: int) -> str:
@@ -528,6 +627,36 @@ class BuiltinProvider:
         # Items whose execution found nothing to propose, keyed by the findings they were for:
         # listing them again would only end the next round early.
         self._dead: dict[tuple[str, str, str, frozenset[str]], str] = {}
+        # The fixes each proposed patch held (its change_key -> per file, their fix keys): when
+        # the loop refuses or reverts the patch, exactly those fixes become suspect.
+        self._sent: dict[str, dict[str, list[str]]] = {}
+        # This round's items (id -> per file, the fix keys the item takes).
+        self._planned: dict[str, tuple[str, dict[str, list[str]]]] = {}
+
+    def _suspects(self, ctx: dict[str, Any]) -> _Suspects:
+        """A refused patch of one fix bans that fix; of n fixes, its fixes go again in patches
+        of at most n // 2 (delta debugging by halves, across rounds), so the innocent ones land
+        and the harmful one ends alone and refused. A refused change it did not make itself
+        (another provider's, an earlier run's) leaves its rule in its files, as it cannot tell
+        which fix it was."""
+        out = _Suspects()
+        for a in _avoid(ctx):
+            pid = str(a.get("patch_id") or "")
+            why = str(a.get("reason") or "refused or reverted earlier in this run")
+            sent = self._sent.get(pid)
+            if sent is None:
+                if pid:
+                    out.banned.setdefault(pid, why)
+                if a.get("rule"):
+                    for path in a.get("paths") or [a.get("path")]:
+                        out.rules.setdefault((str(path), str(a["rule"])), why)
+                continue
+            keys = [k for ks in sent.values() for k in ks]
+            if len(keys) == 1:
+                out.banned.setdefault(keys[0], why)
+            for k in keys:
+                out.cap[k] = min(out.cap.get(k, _NO_CAP), max(1, len(keys) // 2))
+        return out
 
     def complete(self, request: ModelRequest) -> ModelResponse:
         ctx = request.context
@@ -552,17 +681,30 @@ class BuiltinProvider:
                 groups.setdefault((kind, f["path"], f["code"]), []).append(f)
         out: list[_Candidate] = []
         skipped: list[str] = []
+        suspects = self._suspects(ctx)
         for (kind, path, rule), found in sorted(groups.items(), key=lambda kv: kv[0][0] != SAFE):
             label = f"ruff {rule} in {path}" + (" (unsafe fix)" if kind == UNSAFE else "")
+            text = _read(ctx, path)
             why = (
-                _avoided_rule(ctx, path, rule)
+                suspects.rules.get((path, rule))
                 or self._dead.get((kind, path, rule, _fingerprints(found)))
-                or self._dead.get((kind, path, rule, _text_key(_read(ctx, path))))
+                or self._dead.get((kind, path, rule, _text_key(text)))
             )
-            if why:
-                skipped.append(f"{label}: {why}")
+            found = sorted(found, key=_by_line)
+            keys = [fix_key(path, text, f, kind) if text else "" for f in found]
+            # Exactly the fixes refused alone are left; the rule's other fixes are proposed.
+            banned = [suspects.banned[k] for k in keys if k in suspects.banned]
+            kept = [(f, k) for f, k in zip(found, keys, strict=True) if k not in suspects.banned]
+            if banned and not why:
+                n = len(banned)
+                skipped.append(f"{label}: {n} fix{'es' * (n != 1)} {banned[0]}")
+            if why or not kept:
+                if why:
+                    skipped.append(f"{label}: {why}")
                 continue
-            out.append(_Candidate(Work(kind, rule, path), sorted(found, key=_by_line), 0))
+            mine = _Candidate(Work(kind, rule, path), [f for f, _k in kept], 0)
+            mine.keys = [k for _f, k in kept]
+            out.append(mine)
         out.sort(key=lambda c: (c.work.kind != SAFE, c.work.path, c.work.rule))
         if format_commands(ctx):
             sizes, failed = format_sizes(ctx)
@@ -639,22 +781,48 @@ class BuiltinProvider:
         return ModelResponse(tool="submit_plan", input=plan, model=self.model)
 
     def _todo(self, ctx: dict[str, Any]) -> ModelResponse:
-        items: list[dict[str, Any]] = []
+        """One rule per item: each item takes as many of the rule's fixes as the per-file
+        limit allows, in as many files as that rule has fixes in, so the item budget goes
+        on fixes, not on files; the items that fix the most come first (safe fixes, then
+        unsafe ones, then formats)."""
         max_items = int(ctx.get("max_items", 12))
         limit = int(ctx.get("max_lines", 20))
         candidates, _ = self._candidates(ctx)
+        cap = self._suspects(ctx).cap
+        by_rule: dict[tuple[str, str], dict[str, list[list[tuple[dict[str, Any], str]]]]] = {}
+        totals: Counter[tuple[str, str]] = Counter()
+        planned: list[tuple[tuple[int, int, str], dict[str, Any], dict[str, list[str]]]] = []
         for c in candidates:
             w = c.work
             if w.kind == FORMAT:
-                titles = [f"ruff format {w.path} ({c.size} changed line{'s' * (c.size != 1)})"]
-            else:
-                # A rule whose fixes together exceed the limit: consecutive parts that fit.
-                parts = _parts(_read(ctx, w.path), c.findings, w.kind, limit)
-                titles = [_rule_title(w.kind, w.rule, w.path, n, len(c.findings)) for n in parts]
-            for title in titles:
-                if len(items) < max_items:
-                    i = len(items) + 1
-                    items.append({"id": f"R{i}", "title": title, "files": [w.path], "gate": "ruff"})
+                title = f"ruff format {w.path} ({c.size} changed line{'s' * (c.size != 1)})"
+                item = {"title": title, "files": [w.path], "gate": "ruff"}
+                planned.append(((2, 0, title), item, {}))
+                continue
+            fixes = list(zip(c.findings, c.keys or [""] * len(c.findings), strict=True))
+            groups = _groups(_read(ctx, w.path), fixes, w.kind, limit, cap)
+            by_rule.setdefault((w.kind, w.rule), {})[w.path] = groups
+            totals[(w.kind, w.rule)] += len(fixes)
+        for (kind, rule), per_file in by_rule.items():
+            for patch in _pack(per_file, cap):
+                take = sum(len(g) for g in patch.values())
+                if len(patch) == 1:
+                    (path,) = patch
+                    total = sum(len(g) for g in per_file[path])
+                    title = _rule_title(kind, rule, path, take, total)
+                else:
+                    title = _rule_title(kind, rule, f"{len(patch)} files", take, totals[kind, rule])
+                keys = {p: [k for _f, k in g] for p, g in patch.items()}
+                item = {"title": title, "files": sorted(patch), "gate": "ruff"}
+                planned.append(((0 if kind == SAFE else 1, -take, title), item, keys))
+        planned.sort(key=lambda t: t[0])
+        items: list[dict[str, Any]] = []
+        self._planned = {}
+        for _order, listed, keys in planned[:max_items]:
+            item_id = f"R{len(items) + 1}"
+            items.append({"id": item_id, **listed})
+            if keys and all(all(ks) for ks in keys.values()):
+                self._planned[item_id] = (str(listed["title"]), keys)
         return ModelResponse(tool="submit_todos", input={"items": items}, model=self.model)
 
     # --------------------------------------------------------------- one patch
@@ -665,7 +833,19 @@ class BuiltinProvider:
         budget = max(1, int(ctx.get("max_lines", 20)) >> int(ctx.get("attempt", 0)))
         findings = [f for f in ctx.get("findings", []) if f.get("gate") == "ruff"]
         work = item_work(str(item.get("title", "")))
-        paths = [work.path] if work else list(item.get("files", []))
+        several = work is not None and _SEVERAL.match(work.path) is not None
+        paths = [work.path] if work and not several else list(item.get("files", []))
+        # The fixes the todo phase gave this item; without them (a replayed item, or the
+        # text changed under a fix), the title's count, top of file first.
+        planned = self._planned.get(str(item.get("id")))
+        keyed = planned[1] if planned and planned[0] == item.get("title") else None
+        suspects = self._suspects(ctx)
+        refused_alone = suspects.banned
+        banned = set(refused_alone)
+        if keyed is not None:
+            keyed = _within_cap(keyed, suspects.cap)
+        diffs: list[str] = []
+        sent: dict[str, list[str]] = {}
         why = "no fix applies"
         for path in paths:
             text = ctx.get("files", {}).get(path)
@@ -677,28 +857,49 @@ class BuiltinProvider:
                 # The loop checks only `.py` files before asking (a `.pyi` stub comes with no
                 # findings): what ruff says of the text is what the reason must be about.
                 mine = ruff_stdin_linter(list(lint["argv"]), str(lint["cwd"]))(path, text)
+            if keyed is not None and path not in keyed:
+                continue  # left for a later item: a half of a refused patch is tried first
             if work is not None and work.kind == FORMAT:
                 diff, why = self._format_patch(ctx, path, text, budget)
             else:
-                diff = self._fix_patch(ctx, work, path, text, mine, budget)
+                keys = set(keyed[path]) if keyed is not None else None
+                new, taken = self._fix_text(ctx, work, path, text, mine, budget, keys, banned)
+                diff = unified_diff(path, text, new) if new != text else ""
+                sent[path] = taken
             if diff:
-                refused = self._avoided_patch(ctx, diff)
-                if refused is None:
-                    return self._proposal(item, diff, work, mine)
-                why = f"the same change was {refused}"
+                diffs.append(diff)
+                if work is None or work.kind == FORMAT:
+                    break  # another provider's item, or a format: one file, as before
+                continue
             if work is not None:
                 chosen = [f for f in mine if f.get("code") == work.rule]
-                if not diff and work.kind != FORMAT:
-                    why = _why_no_fix(text, chosen, work.kind, budget)
-                # By the text too: the same text gives ruff the same fixes, whether or not the
-                # findings it was listed for carry the gate's fingerprints.
-                self._dead[(work.kind, path, work.rule, _text_key(text))] = why
                 if work.kind != FORMAT:
-                    self._dead[(work.kind, path, work.rule, _fingerprints(chosen))] = why
+                    why = _why_no_fix(text, chosen, work.kind, budget)
+                    # The rule's only fixes left are ones the loop refused alone: say so.
+                    fixable = [f for f in chosen if _applicability(f) == work.kind]
+                    was = [
+                        refused_alone[k]
+                        for f in fixable
+                        if (k := fix_key(path, text, f, work.kind)) in refused_alone
+                    ]
+                    if was and len(was) == len(fixable):
+                        why = f"the same change was {was[0]}"
+                self._mark_dead(work, path, text, chosen, why)
+        if diffs:
+            diff = "".join(diffs)
+            refused = self._avoided_patch(ctx, diff)
+            if refused is None:
+                self._sent[change_key(diff)] = {p: ks for p, ks in sent.items() if ks}
+                return self._proposal(item, diff, work, findings)
+            why = f"the same change was {refused}"
+            if work is not None and len(paths) == 1:
+                text = ctx["files"][paths[0]]
+                chosen = [f for f in findings if f.get("code") == work.rule]
+                self._mark_dead(work, paths[0], text, chosen, why)
         missing = ctx.get("missing") or {}
         unseen = [p for p in paths if p not in ctx.get("files", {})]
         # Saying "no fix applies" about a file it never saw would be a false claim.
-        if unseen:
+        if unseen and not diffs:
             why = (
                 "not given the text of "
                 + ", ".join(f"{p} ({missing.get(p, 'unreadable')})" for p in unseen)
@@ -706,6 +907,15 @@ class BuiltinProvider:
             )
         skip = {"item_id": item["id"], "action": "skip", "explanation": why}
         return ModelResponse(tool="propose_patch", input=skip, model=self.model)
+
+    def _mark_dead(
+        self, work: Work, path: str, text: str, chosen: list[dict[str, Any]], why: str
+    ) -> None:
+        # By the text too: the same text gives ruff the same fixes, whether or not the
+        # findings it was listed for carry the gate's fingerprints.
+        self._dead[(work.kind, path, work.rule, _text_key(text))] = why
+        if work.kind != FORMAT:
+            self._dead[(work.kind, path, work.rule, _fingerprints(chosen))] = why
 
     def _proposal(
         self, item: dict[str, Any], diff: str, work: Work | None, mine: list[dict[str, Any]]
@@ -720,23 +930,56 @@ class BuiltinProvider:
         return ModelResponse(tool="propose_patch", input=proposal, model=self.model)
 
     @staticmethod
-    def _fix_patch(
+    def _fix_text(
         ctx: dict[str, Any],
         work: Work | None,
         path: str,
         text: str,
         mine: list[dict[str, Any]],
         budget: int,
-    ) -> str:
+        keys: set[str] | None,
+        banned: set[str],
+    ) -> tuple[str, list[str]]:
+        """The file's new text, and the fix keys of the fixes it took (what becomes suspect if
+        the loop refuses the patch)."""
         # An item of another provider's making (a replayed run): all safe fixes of the file.
         rule, kind, take = (work.rule, work.kind, work.take) if work else (None, SAFE, 0)
+        if keys is not None:
+            take = 0  # the planned fixes, as many of them as fit
         lint = ctx.get("lint")
-        if isinstance(lint, dict):
-            linter = ruff_stdin_linter(list(lint["argv"]), str(lint["cwd"]))
-            return build_checked_fix_patch(
-                path, text, linter, budget, rule=rule, applicability=kind, take=take
-            )
-        return build_fix_patch(path, text, mine, budget, rule=rule, applicability=kind, take=take)
+        if not isinstance(lint, dict):
+            if not text.endswith("\n"):
+                return text, []
+            pick = [f for f in mine if fix_key(path, text, f, kind) not in banned]
+            new, _n = _greedy(text, pick, budget, rule, kind, take)
+            return new, []
+        linter = ruff_stdin_linter(list(lint["argv"]), str(lint["cwd"]))
+
+        def fixes(t: str) -> set[str]:
+            return {
+                fix_key(path, t, f, kind)
+                for f in linter(path, t)
+                if rule in (None, f["code"]) and _applicability(f) == kind
+            }
+
+        if keys is not None and not keys & fixes(text):
+            # A fix that shares an edit with one landed since the plan (PYI026's rewritten
+            # import) changes with it: take as many, top of file first.
+            take, keys = len(keys), None
+        new = checked_fix_text(
+            path,
+            text,
+            linter,
+            budget,
+            rule=rule,
+            applicability=kind,
+            take=take,
+            keys=keys,
+            banned=banned,
+        )
+        if new == text:
+            return text, []
+        return new, sorted(fixes(text) - fixes(new) - {""})
 
     @staticmethod
     def _format_patch(ctx: dict[str, Any], path: str, text: str, budget: int) -> tuple[str, str]:
