@@ -560,3 +560,102 @@ def test_a_refused_reordering_is_recognised_when_proposed_again(make_repo) -> No
         "action": "skip",
         "explanation": "the same change was refused at landing",
     }
+
+
+# ------------------------------------------------- through the loop: halves, and packed patches
+def loop_run(
+    make_repo: Any, files: dict[str, str], select: str, verify: bool, iterations: int
+) -> tuple[Any, Path]:
+    from tests.conftest import other_gates_off
+    from tests.test_loop import options
+
+    steps = "# STEPS\n\n## BLOCK 1 — Ruff to 0\n\nRun: `ruff check pkg`\n"
+    policy = (
+        "detect = false\n"
+        + other_gates_off("ruff", "pytest")
+        + f'\n[gates.ruff]\npaths = ["pkg"]\nargs = ["--select", "{select}"]\n'
+        + '[gates.pytest]\nargs = ["-q"]\n'
+        + f"[loop]\nmax_iterations = {iterations}\nverify_patches = {str(verify).lower()}\n"
+    )
+    repo = make_repo(files)
+    from harness.loop import Loop
+
+    return Loop(options(repo, BuiltinProvider(), steps=steps, policy=policy)).run(), repo
+
+
+def loop_events(summary: Any, kind: str) -> list[dict[str, Any]]:
+    rows = (Path(summary.run_dir) / "events.jsonl").read_text().splitlines()
+    return [e for e in map(json.loads, rows) if e["kind"] == kind]
+
+
+# Three `__slots__` RUF023 sorts in one file; a test relies on the middle one's order.
+THREE_SLOTS = {
+    "pkg/__init__.py": "",
+    # Distinct slots: the loop keys a change by its lines, so three identical sorts would be
+    # one change to it.
+    "pkg/mod.py": "".join(
+        f'class {name}:\n    __slots__ = ("{b}", "{a}")\n\n\n'
+        for name, b, a in (("A", "b", "a"), ("B", "d", "c"), ("C", "f", "e"))
+    ),
+    "tests/test_mod.py": (
+        "from pkg.mod import A, B, C\n\n\n"
+        "def test_order():\n"
+        '    assert B.__slots__ == ("d", "c")\n\n\n'
+        "def test_classes():\n"
+        "    assert A() is not C()\n"
+    ),
+}
+
+
+def test_a_harmful_fix_among_three_of_one_rule_is_left_alone_and_the_others_land(
+    make_repo,
+) -> None:
+    summary, repo = loop_run(make_repo, THREE_SLOTS, "RUF023", verify=True, iterations=3)
+    block = summary.blocks[0]
+    assert block.reverts == [] and len(block.commits) == 2, block
+    tip = git(repo, "show", f"{summary.branch}:pkg/mod.py")
+    assert '("a", "b")' in tip and '("e", "f")' in tip and '("d", "c")' in tip
+    # Each commit is one RUF023 fix, and says so.
+    for sha in block.commits:
+        subject = git(repo, "log", "-1", "--format=%s", sha).strip()
+        assert subject.startswith("harness: ruff RUF023 in pkg/mod.py ("), subject
+        assert git(repo, "show", "--numstat", "--format=", sha).split()[:2] == ["1", "1"]
+    # Refused as one patch of three, then alone; never proposed after that.
+    diffs = [v["diff"] for v in loop_events(summary, "verdict")]
+    harmful = [d for d in diffs if '-    __slots__ = ("d", "c")' in d]
+    assert len(harmful) == 2 and harmful[0].count("\n-  ") == 3, diffs
+    assert harmful[1].count("\n-  ") == 1, harmful[1]
+    refused = [c for c in loop_events(summary, "patch_check") if not c["ok"]]
+    assert len(refused) == 2 and not loop_events(summary, "refused_again")
+    assert all("test_order" in c["reasons"][0] for c in refused)
+    assert any(
+        c.startswith("ruff RUF023 in pkg/mod.py: 1 fix refused at landing") for c in block.cannot_do
+    ), block.cannot_do
+
+
+# An f-string without placeholders (F541): each fix changes one line (1 removed, 1 added).
+def fstrings(n: int) -> str:
+    return "".join(f'X{i} = f"value {i}"\n' for i in range(n))
+
+
+def test_many_small_fixes_of_one_rule_take_as_few_patches_as_the_limit_allows(
+    make_repo,
+) -> None:
+    files = {"pkg/__init__.py": "", "pkg/big.py": fstrings(25)}
+    files |= {f"pkg/m{i}.py": fstrings(1) for i in range(3)}
+    summary, repo = loop_run(make_repo, files, "F541", verify=False, iterations=1)
+    block = summary.blocks[0]
+    # 25 fixes of 2 changed lines in one file need 3 patches of at most 20 lines (10, 10, 5);
+    # the three other files' fixes ride along in the first, each file within its own limit.
+    assert len(block.commits) == 3 and block.rejected == 0, block
+    subjects = sorted(git(repo, "log", "-1", "--format=%s", c).strip() for c in block.commits)
+    assert subjects == [
+        "harness: ruff F541 in 4 files (13 of 28 fixes)",
+        "harness: ruff F541 in pkg/big.py (10 of 25 fixes)",
+        "harness: ruff F541 in pkg/big.py (5 of 25 fixes)",
+    ]
+    for sha in block.commits:
+        for row in git(repo, "show", "--numstat", "--format=", sha).strip().splitlines():
+            added, removed, _path = row.split("\t")
+            assert int(added) + int(removed) <= 20
+    assert summary.summary["gates"]["ruff"]["status"] == "passed", summary.summary

@@ -955,14 +955,15 @@ class BuiltinProvider:
             return new, []
         linter = ruff_stdin_linter(list(lint["argv"]), str(lint["cwd"]))
 
-        def fixes(t: str) -> set[str]:
-            return {
+        def fixes(t: str) -> Counter[str]:
+            # A multiset: fixes of identical lines have one key, and each is a fix to count.
+            return Counter(
                 fix_key(path, t, f, kind)
                 for f in linter(path, t)
                 if rule in (None, f["code"]) and _applicability(f) == kind
-            }
+            )
 
-        if keys is not None and not keys & fixes(text):
+        if keys is not None and not keys & set(fixes(text)):
             # A fix that shares an edit with one landed since the plan (PYI026's rewritten
             # import) changes with it: take as many, top of file first.
             take, keys = len(keys), None
@@ -979,7 +980,7 @@ class BuiltinProvider:
         )
         if new == text:
             return text, []
-        return new, sorted(fixes(text) - fixes(new) - {""})
+        return new, sorted(k for k in (fixes(text) - fixes(new)).elements() if k)
 
     @staticmethod
     def _format_patch(ctx: dict[str, Any], path: str, text: str, budget: int) -> tuple[str, str]:
