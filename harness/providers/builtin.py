@@ -1,12 +1,12 @@
 """Offline, deterministic provider: patches built from the tools' own fix suggestions.
 
-Each patch is one ruff rule in one file (or as many of that rule's fixes as fit the per-file
-limit), so a fix that breaks a test is reverted alone and the innocent ones stay. It proposes
-ruff's safe fixes first, then its unsafe ones, then `ruff format` where the block runs it; the
-loop's verification and gates decide what lands. A change the loop refused or reverted in this
-run (`ctx["avoid"]`) is never proposed again. It patches from a file's whole text, which the
-loop hands it however large the file is (a model is shown only regions of a file over
-`loop.max_read_bytes`).
+Each patch is one ruff rule: as many of its fixes as fit the per-file line limit, in each file
+the rule has fixes in. It proposes ruff's safe fixes first, then its unsafe ones, then `ruff
+format` where the block runs it; the loop's verification and gates decide what lands. When the
+loop refuses or reverts a patch (`ctx["avoid"]`), its fixes are tried again in halves, so the
+innocent ones land and the harmful one ends alone, refused, and is never proposed again. It
+patches from a file's whole text, which the loop hands it however large the file is (a model is
+shown only regions of a file over `loop.max_read_bytes`).
 """
 
 from __future__ import annotations
@@ -765,8 +765,8 @@ class BuiltinProvider:
                 count = sum(len(c.findings) for c in mine)
                 files = len({c.work.path for c in mine})
                 steps.append(
-                    f"Apply ruff's {what} ({count} in {files} files), one rule in one file per "
-                    f"patch, at most {limit} changed lines per file; a fix that would leave a "
+                    f"Apply ruff's {what} ({count} in {files} files), one rule per patch, at "
+                    f"most {limit} changed lines per file; a fix that would leave a "
                     "new finding is left out, the others of its rule kept."
                     + (" Each may change behaviour: the gates decide." if kind == UNSAFE else "")
                 )
