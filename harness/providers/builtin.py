@@ -889,7 +889,8 @@ class BuiltinProvider:
             diff = "".join(diffs)
             refused = self._avoided_patch(ctx, diff)
             if refused is None:
-                self._sent[change_key(diff)] = {p: ks for p, ks in sent.items() if ks}
+                if any(sent.values()):
+                    self._sent[change_key(diff)] = {p: ks for p, ks in sent.items() if ks}
                 return self._proposal(item, diff, work, findings)
             why = f"the same change was {refused}"
             if work is not None and len(paths) == 1:
