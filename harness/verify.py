@@ -9,17 +9,34 @@ since; the tests that ran it are selected. A line that runs at import time (a co
 line, a decorator) reaches anything that uses the module, so it selects every test that ran code
 of that file; but when all the module changed at import is function signatures (a default, an
 annotation, none of them calling anything), a changed def line reaches only the calls of its
-function: the tests that ran its body. What the map cannot answer (a new, deleted or unmeasured
-file, a test file, a conftest.py, configuration) runs the whole suite. A test that passed at the
+function: the tests that ran its body. Import-time lines reach, besides the tests that run code
+of the module (pytest-testmon's rule for module-level code), the tests whose files import it by
+name, read from their source (`_importers`); that is also the rule when coverage has no record
+of them, because the module was imported before measuring began (attrs: hypothesis's pytest
+plugin imports it), and only when neither finds a test does the whole suite run. A type stub
+(.pyi) has no runtime effect: it runs only the tests that read stubs as data (non-Python test
+files a plugin collects, such as pytest-mypy-plugins' YAML; test modules or conftest.py files
+that name a type checker or a .pyi file), while ruff and mypy judge the stub itself. A
+`from __future__` import of a feature every Python 3 has changes no code. What the map cannot
+answer (a new, deleted or unmeasured file, a test file, a conftest.py, configuration) runs the
+whole suite. A test that passed at the
 block's start and fails, errors or is skipped now is a reason to refuse, once re-runs show it is
 not flaky (the same rule as the full gates' compare). pytest stops at the first failure and
 only that one is re-run; the tests after it run only if it was flaky. A run that takes
 TIMEOUT_FACTOR times what the start measured for its tests is a hang, and refuses the patch.
 
+Each pytest run of a check loads the harness's pytest plugin (harness/gates/pytest_report.py)
+and is kept in `Verifier.runs`: in `harness run` the guard's behaviour layer judges those runs
+by test id instead of running the tests again (harness/guard/behaviour.py,
+`check_with_verifier`), so a patch costs one pytest run, counted in `PatchCheck.pytest_runs`.
+
 Known blind spots, which the full gates at the iteration's end still catch: code that runs once
 for many tests (a session or module fixture, a cache) is recorded only for the first of them;
 a test that reads a signature without calling its function (`inspect.signature`, a help text
-built from defaults) is not selected for a changed default.
+built from defaults) is not selected for a changed default; a test that reaches a module's
+import-time code only through another source module (a constant another module reads when it
+is imported) and runs none of its code is not selected; a test that runs a type checker
+through a helper that does not name one is not selected for a stub.
 """
 
 from __future__ import annotations
