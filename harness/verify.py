@@ -434,13 +434,15 @@ class Verifier:
                 reexported = _reexports(self._text(init), parent, module, last)
         by_file = self._tests_by_file()
         conftests = self._conftests()
-        dirs = {str(PurePosixPath(f).parent) for f in [*by_file, *conftests]}
+        # Helpers are the modules beside the test files: a conftest.py at the root has the
+        # whole repository beside it, and the source's own imports are not followed.
+        dirs = {str(PurePosixPath(f).parent) for f in by_file if f.endswith(".py")} - {"."}
         helpers = [
             p
             for p in _git(
                 self.repo, "ls-files", "-z", "--", *(f"{d}/*.py" for d in dirs)
             ).stdout.split("\0")
-            if p and p not in by_file and p not in conftests
+            if dirs and p and p not in by_file and p not in conftests
         ]
         files = [f for f in by_file if f.endswith(".py")] + conftests + helpers
         names = _Names(module, parent, reexported)
