@@ -3,6 +3,7 @@ project: the cost of each and whether their verdicts agree.
 
     .venv/bin/python bench/bench_verify.py prepare            # click 7.1.2 under /tmp/bench-verify
     .venv/bin/python bench/bench_verify.py run [--patches 60] [--seed 0]
+    .venv/bin/python bench/bench_verify.py land REPO PATCH... [--gates pytest,mypy]
 
 `prepare` unpacks the click 7.1.2 sdist into a git repository and makes a venv with pytest,
 pytest-cov and coverage for its tests (needs PyPI once). `run` makes the patches from the tree
@@ -13,6 +14,13 @@ written on the clean start commit and judged twice, in one run: by the per-patch
 loop runs it (ruff on the changed file, then `Verifier.check`) and by the full gates
 (`run_gates` on the tree, `compare` against the start's gates, flaky tests re-run). It prints
 the wall time of each per patch, their ratio, and every patch whose verdicts differ.
+
+`land` times the landing check of given patch files on any repository with its own policy
+(harness.toml; attrs 21.4.0 in docs/results.md): the start's gates and the verifier's start
+once, then each patch alone on the clean start commit, checked as `harness run` lands it (the
+behaviour layer and the per-patch verifier; one pytest run where the two are folded). It runs
+with whichever harness is first on the import path, so the same file times an older harness
+(`PYTHONPATH=<its worktree>`).
 """
 
 from __future__ import annotations
@@ -354,6 +362,54 @@ def report(rows: list[dict[str, object]], start_secs: float, base_secs: float) -
         )
 
 
+def land(repo: Path, patches: list[Path], gates: list[str]) -> None:
+    """See the module docstring: each patch's landing check, timed."""
+    from harness.guard import behaviour
+    from harness.policy import resolve_policy
+
+    os.environ.setdefault("HARNESS_CACHE_DIR", tempfile.mkdtemp(prefix="bench-verify-cache-"))
+    pol = resolve_policy(repo).policy
+    sdist_git(repo, "reset", "-q", "--hard")
+    t0 = time.monotonic()
+    baseline = run_gates(repo, pol, only=gates, use_cache=False)
+    print(f"start gates {gates}: {time.monotonic() - t0:.1f}s")
+    with Verifier(repo, pol, gates, baseline) as verifier:
+        t0 = time.monotonic()
+        verifier.start()
+        print(
+            f"verifier start: {time.monotonic() - t0:.1f}s; map: "
+            f"{'ok' if verifier.map else verifier.map_problem}; mypy: "
+            f"{verifier.mypy_problem or 'daemon up'}"
+        )
+        for patch in patches:
+            sdist_git(repo, "reset", "-q", "--hard")
+            sdist_git(repo, "apply", str(patch))
+            paths = [
+                line[len("+++ b/") :].strip()
+                for line in patch.read_text(encoding="utf-8").splitlines()
+                if line.startswith("+++ b/")
+            ]
+            before = baseline.results.get("pytest")
+            t0 = time.monotonic()
+            folded = getattr(behaviour, "check_with_verifier", None)
+            if folded is not None:
+                layer, check = folded(repo, pol, paths, before, verifier)
+                runs = check.pytest_runs + layer.pytest_runs
+            else:  # the harness before the fold: the layer's run, then the verifier's
+                selected = behaviour.tests_selected(verifier, paths)
+                layer = behaviour.check_behaviour(repo, pol, paths, before, None, selected)
+                check = verifier.check(paths)
+                runs = -1  # not counted then
+            secs = time.monotonic() - t0
+            print(
+                f"{patch.name}: {secs:6.1f}s ok={check.ok and layer.ok} "
+                f"selection={check.selection} tests={len(check.tests_run)} "
+                f"pytest_runs={runs} layer_ran={layer.layer.ran} | {check.why[:160]}",
+                flush=True,
+            )
+    sdist_git(repo, "reset", "-q", "--hard")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -362,9 +418,15 @@ def main() -> None:
     r.add_argument("--patches", type=int, default=60)
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--out", type=Path, help="write each patch's row here as JSON")
+    lp = sub.add_parser("land")
+    lp.add_argument("repo", type=Path)
+    lp.add_argument("patches", type=Path, nargs="+")
+    lp.add_argument("--gates", default="pytest,mypy")
     args = parser.parse_args()
     if args.cmd == "prepare":
         prepare()
+    elif args.cmd == "land":
+        land(args.repo.resolve(), args.patches, args.gates.split(","))
     else:
         bench(args.patches, args.seed, args.out)
 

@@ -67,7 +67,7 @@ from harness.gitutil import (
     worktree,
 )
 from harness.guard import Verdict, Violation, check_patch
-from harness.guard.behaviour import check_behaviour, tests_selected
+from harness.guard.behaviour import check_behaviour, check_with_verifier
 from harness.guard.commit import write_contents
 from harness.guard.globs import match_any
 from harness.guard.mutation import check_patch_tests
@@ -86,10 +86,11 @@ from harness.schemas import (
 )
 from harness.steps import Block, StepsScript, apply_to_policy, block_lanes, mapping
 from harness.steps.account import Residue, account_commands, check_targets, fixer_residues
-from harness.verify import Verifier
+from harness.verify import PatchCheck, Verifier
 
 Progress = Callable[[str], None]
 _RULE = re.compile(r"\b[A-Z]{1,4}\d{3,4}\b")  # a ruff rule code in an item's title
+LINTED_AT_LANDING = (".py", ".pyi")
 
 
 class InvalidOutput(HarnessError):
@@ -646,16 +647,17 @@ class Loop:
             "Harness-Block": str(block.number),
             "Harness-Item": item.id,
         }
-        before = self.quick_findings([f.path for f in verdict.files])
+        # Stubs too, at landing: a stub's per-patch check is ruff and mypy (harness/verify.py).
+        before = self.quick_findings([f.path for f in verdict.files], LINTED_AT_LANDING)
         self._landing_pytest = None
         tidy(repo)
         paths = [f.path for f in verdict.files]
         with restore_on_failure(repo):
             write_contents(self.wt, verdict)
             try:
-                self.behaviour(block, item, guard, paths)
+                patch_check = self.behaviour(block, item, guard, paths)
                 trailers |= self.check_landed(block, gates, verdict, before)
-                trailers |= self.verify(paths)
+                trailers |= self.verify(paths, patch_check)
                 trailers |= self.mutation(guard, verdict, paths)
                 trailers |= self.review(guard, item, verdict)
             except PatchRejected as exc:
@@ -687,7 +689,10 @@ class Loop:
         if not (cfg.enabled and self.policy.gates.pytest.enabled and (tests or source)):
             return {}
         # The verifier's coverage map already says which tests run the changed lines.
-        covering = tests_selected(self.verifier, paths) if source else None
+        covering: list[str] | None = None
+        if source and self.verifier is not None and self.verifier.map is not None:
+            selection, selected, _why = self.verifier.select(paths)
+            covering = None if selection == "all" else selected
         # It works in a throw-away copy: the written, uncommitted patch stays as it is.
         result = check_patch_tests(
             self.wt, self.policy, verdict.contents, guard=guard, covering=covering
@@ -788,25 +793,44 @@ class Loop:
         tidy(open_repo(self.wt))
         return verifier
 
-    def verify(self, paths: list[str]) -> dict[str, str]:
-        """The per-patch check of the written patch; raise PatchRejected to undo it."""
-        if self.verifier is None or any(match_any(p, self.policy.guard.test_globs) for p in paths):
-            return {}  # new tests are judged by check_new_tests, on the whole suite
-        check = self.verifier.check(paths)
-        self.rec.event("patch_check", **check.model_dump())
+    def verifies(self, paths: list[str]) -> bool:
+        """Whether the per-patch verifier checks this patch: new tests are judged by
+        check_new_tests instead, on the whole suite."""
+        test_globs = self.policy.guard.test_globs
+        return self.verifier is not None and not any(match_any(p, test_globs) for p in paths)
+
+    def verify(self, paths: list[str], check: PatchCheck | None) -> dict[str, str]:
+        """The per-patch check of the written patch (made with the behaviour layer's, when it
+        was); raise PatchRejected to undo it."""
+        if self.verifier is None or not self.verifies(paths):
+            return {}
+        if check is None:
+            check = self.verifier.check(paths)
+            self.rec.event("patch_check", **check.model_dump())
         if not check.ok:
             raise PatchRejected("the patch breaks what passed before it", check.reasons)
         return {"Harness-Verified": f"{len(check.tests_run)} test(s), {check.selection}"}
 
-    def behaviour(self, block: Block, item: TodoItem, guard: GuardConfig, paths: list[str]) -> None:
+    def behaviour(
+        self, block: Block, item: TodoItem, guard: GuardConfig, paths: list[str]
+    ) -> PatchCheck | None:
         """The guard's behaviour layer on the written patch (harness/guard/behaviour.py), first:
-        its refusals say what pytest did, where the landing checks would say it could not run."""
+        its refusals say what pytest did, where the landing checks would say it could not run.
+        A patch the per-patch verifier checks gets one pytest run for both: the verifier's
+        check is made here, and returned for `verify` to act on."""
         before = self.latest().results.get("pytest")
-        selected = tests_selected(self.verifier, paths)
-        check = check_behaviour(self.wt, self.policy, paths, before, guard, selected)
+        patch_check = None
+        if self.verifier is not None and self.verifies(paths):
+            check, patch_check = check_with_verifier(
+                self.wt, self.policy, paths, before, self.verifier, guard
+            )
+            self.rec.event("patch_check", **patch_check.model_dump())
+        else:
+            check = check_behaviour(self.wt, self.policy, paths, before, guard)
         self.rec.event("behaviour", block=block.number, item=item.id, **check.model_dump())
         if not check.ok:
             raise PatchRejected("the patch changes what the tests check", check.violations)
+        return patch_check
 
     def check_landed(
         self, block: Block, gates: list[str], verdict: Verdict, before: list[Finding]
@@ -814,7 +838,7 @@ class Loop:
         """Quick checks on the written files; raise PatchRejected to undo the change.
         Returns the gate deltas, as commit trailers."""
         paths = [f.path for f in verdict.files]
-        after = self.quick_findings(paths)
+        after = self.quick_findings(paths, LINTED_AT_LANDING)
         new = new_findings(before, after)
         if new:
             reasons = [f"new ruff finding: {finding_line(f)}" for f in new[:10]]
@@ -1125,8 +1149,10 @@ class Loop:
     def latest(self) -> GateRun:
         return self.current if self.current is not None else self.gates("initial")
 
-    def quick_findings(self, paths: list[str]) -> list[Finding]:
-        py = [p for p in paths if p.endswith(".py") and (self.wt / p).is_file()]
+    def quick_findings(
+        self, paths: list[str], suffixes: tuple[str, ...] = (".py",)
+    ) -> list[Finding]:
+        py = [p for p in paths if p.endswith(suffixes) and (self.wt / p).is_file()]
         if not py or not self.policy.gates.ruff.enabled:
             return []
         policy = self.policy.model_copy(deep=True)

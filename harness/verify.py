@@ -9,17 +9,34 @@ since; the tests that ran it are selected. A line that runs at import time (a co
 line, a decorator) reaches anything that uses the module, so it selects every test that ran code
 of that file; but when all the module changed at import is function signatures (a default, an
 annotation, none of them calling anything), a changed def line reaches only the calls of its
-function: the tests that ran its body. What the map cannot answer (a new, deleted or unmeasured
-file, a test file, a conftest.py, configuration) runs the whole suite. A test that passed at the
+function: the tests that ran its body. Import-time lines reach, besides the tests that run code
+of the module (pytest-testmon's rule for module-level code), the tests whose files import it by
+name, read from their source (`_importers`); that is also the rule when coverage has no record
+of them, because the module was imported before measuring began (attrs: hypothesis's pytest
+plugin imports it), and only when neither finds a test does the whole suite run. A type stub
+(.pyi) has no runtime effect: it runs only the tests that read stubs as data (non-Python test
+files a plugin collects, such as pytest-mypy-plugins' YAML; test modules or conftest.py files
+that name a type checker or a .pyi file), while ruff and mypy judge the stub itself. A
+`from __future__` import of a feature every Python 3 has changes no code. What the map cannot
+answer (a new, deleted or unmeasured file, a test file, a conftest.py, configuration) runs the
+whole suite. A test that passed at the
 block's start and fails, errors or is skipped now is a reason to refuse, once re-runs show it is
 not flaky (the same rule as the full gates' compare). pytest stops at the first failure and
 only that one is re-run; the tests after it run only if it was flaky. A run that takes
 TIMEOUT_FACTOR times what the start measured for its tests is a hang, and refuses the patch.
 
+Each pytest run of a check loads the harness's pytest plugin (harness/gates/pytest_report.py)
+and is kept in `Verifier.runs`: in `harness run` the guard's behaviour layer judges those runs
+by test id instead of running the tests again (harness/guard/behaviour.py,
+`check_with_verifier`), so a patch costs one pytest run, counted in `PatchCheck.pytest_runs`.
+
 Known blind spots, which the full gates at the iteration's end still catch: code that runs once
 for many tests (a session or module fixture, a cache) is recorded only for the first of them;
 a test that reads a signature without calling its function (`inspect.signature`, a help text
-built from defaults) is not selected for a changed default.
+built from defaults) is not selected for a changed default; a test that reaches a module's
+import-time code only through another source module (a constant another module reads when it
+is imported) and runs none of its code is not selected; a test that runs a type checker
+through a helper that does not name one is not selected for a stub.
 """
 
 from __future__ import annotations
@@ -27,6 +44,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+import re
 import shutil
 import signal
 import tempfile
@@ -43,9 +61,11 @@ from pydantic import BaseModel, Field
 from harness.errors import GateError
 from harness.gates import mypy as mypy_gate
 from harness.gates import pytest as pytest_gate
+from harness.gates import pytest_report
 from harness.gates.common import (
     BASE_ENV,
     HARNESS_PYTHON,
+    GateContext,
     config_path,
     one_line,
     proc_failure,
@@ -55,8 +75,9 @@ from harness.gates.common import (
     same_interpreter,
 )
 from harness.gates.compare import new_findings
-from harness.gates.models import Finding, GateRun, GateStatus
-from harness.gates.runner import context_for, run_gates, run_tests
+from harness.gates.models import Finding, GateRun, GateStatus, TestCase
+from harness.gates.pytest_report import SuiteReport
+from harness.gates.runner import context_for, run_tests
 from harness.guard.globs import match_any
 from harness.policy import Policy
 from harness.proc import ProcResult, run
@@ -102,6 +123,9 @@ class PatchCheck(BaseModel):
         "breaks its callers), when the block's gates include mypy",
     )
     mypy_judged: bool = False
+    pytest_runs: int = Field(
+        0, description="pytest processes this check started, re-runs of failing tests included"
+    )
     seconds: float = 0.0
 
 
@@ -119,6 +143,21 @@ class CoverageMap:
             out |= tests
         out.discard("")
         return out
+
+
+@dataclass
+class TestRun:
+    """One pytest process a check ran over the patched tree, as pytest itself reported it (the
+    plugin `harness_pytest_report`): the behaviour layer judges these same runs, so a patch
+    costs one pytest run, not one for the verifier and another for the layer."""
+
+    __test__ = False  # not a pytest class
+
+    ids: list[str] | None  # None: the whole suite
+    report: SuiteReport
+    returncode: int | None  # None: it did not finish (timed out) or could not start
+    tail: str
+    timed_out: bool = False
 
 
 # Runs in the target's interpreter, with the coverage it has: its data file format is its own.
@@ -161,6 +200,10 @@ class Verifier:
         self.mypy_before: list[Finding] = []
         self.mypy_problem: str | None = None
         self.mypy_failed: str | None = None  # the daemon failed on the patch being checked
+        # The pytest runs of the patch being checked (re-runs of failing tests not among them),
+        # for the behaviour layer to judge; and how many pytest processes it took, re-runs too.
+        self.runs: list[TestRun] = []
+        self.pytest_runs = 0
         start = baseline.results.get("pytest")
         self.tests_problem: str | None = None
         if not policy.gates.pytest.enabled or start is None:
@@ -217,6 +260,7 @@ class Verifier:
     def check(self, changed: list[str]) -> PatchCheck:
         """Judge the patch now written to the worktree (changed files `changed`) against HEAD."""
         t0 = time.monotonic()
+        self.runs, self.pytest_runs = [], 0
         selection, tests, why = self.select(changed)
         with ThreadPoolExecutor(max_workers=2, thread_name_prefix="verify") as pool:
             mypy = (
@@ -243,6 +287,7 @@ class Verifier:
             flaky=flaky,
             mypy_new=mypy_new,
             mypy_judged=mypy is not None,
+            pytest_runs=self.pytest_runs,
             seconds=time.monotonic() - t0,
         )
 
@@ -257,6 +302,11 @@ class Verifier:
         picked: set[str] = set()
         said: list[str] = []
         for path in sorted(set(changed)):
+            if path.endswith(".pyi"):
+                readers, how = self._stub_readers(path)
+                picked |= readers
+                said.append(how)
+                continue
             if self.map is None:
                 return "all", [], self.map_problem
             fallback = self._needs_all(path, self.map)
@@ -284,9 +334,134 @@ class Verifier:
             return f"{path} is a new file"
         if not (self.repo / path).is_file():
             return f"{path} was deleted"
-        if path not in cmap.lines:
+        if path not in cmap.lines and not (path.endswith(".py") and self._no_code_changed(path)):
             return f"{path} has no coverage data"
         return None
+
+    def _no_code_changed(self, path: str) -> bool:
+        old = _git(self.repo, "show", f"HEAD:{path}")
+        new = (self.repo / path).read_text(encoding="utf-8", errors="replace")
+        return old.returncode == 0 and _same_code(old.stdout, new)
+
+    # ------------------------------------------------------------------ what tests read
+    def _tests_by_file(self) -> dict[str, set[str]]:
+        """Every test the start's run reported (passing or not), by the file it is in."""
+        out: dict[str, set[str]] = {}
+        for test in self.durations:
+            out.setdefault(test.split("::", 1)[0], set()).add(test)
+        return out
+
+    def _under(self, directory: str, by_file: dict[str, set[str]]) -> set[str]:
+        """The tests in files under `directory` ("" is the repository's root)."""
+        out: set[str] = set()
+        for file, ids in by_file.items():
+            if not directory or file.startswith(directory + "/"):
+                out |= ids
+        return out
+
+    def _stub_readers(self, path: str) -> tuple[set[str], str]:
+        """A type stub (.pyi) has no runtime effect: Python never imports it, so no test's
+        outcome can depend on it but through a type checker or a test that opens it as a file.
+        Those tests are: every test of a test file that is not Python (data-driven tests a
+        plugin collects, such as pytest-mypy-plugins' YAML cases, which run mypy), and every
+        test of a test module, or below a conftest.py, whose text names a type checker (mypy,
+        pyright, pytype, pyre) or a `.pyi` file. ruff and mypy judge the stub itself."""
+        by_file = self._tests_by_file()
+        readers: set[str] = set()
+        files: list[str] = []
+        for file, ids in sorted(by_file.items()):
+            if not file.endswith(".py") or _READS_STUBS.search(self._text(file)):
+                readers |= ids
+                files.append(file)
+        for conftest in self._conftests():
+            if _READS_STUBS.search(self._text(conftest)):
+                readers |= self._under(str(PurePosixPath(conftest).parent).strip("."), by_file)
+                files.append(conftest)
+        where = f" ({', '.join(files[:5])}{' ...' if len(files) > 5 else ''})" if files else ""
+        return readers, (
+            f"{path}: a type stub has no runtime effect; {len(readers)} test(s) read stubs as "
+            f"data{where} (non-Python test files, tests that name a type checker or a .pyi "
+            "file); ruff and mypy judge the stub"
+        )
+
+    def _text(self, path: str) -> str:
+        try:
+            return (self.repo / path).read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return ""
+
+    def _conftests(self) -> list[str]:
+        listed = _git(self.repo, "ls-files", "-z", "--", "conftest.py", "*/conftest.py")
+        return [p for p in listed.stdout.split("\0") if p]
+
+    def _module_name(self, path: str) -> str | None:
+        """The dotted name `path` is imported by, from the repository's root or the first
+        pythonpath directory (src/) that holds it."""
+        rel = PurePosixPath(path)
+        for root in sorted(self.policy.gates.pythonpath, key=len, reverse=True):
+            if root not in ("", ".") and rel.is_relative_to(root):
+                rel = rel.relative_to(root)
+                break
+        if rel.suffix != ".py":
+            return None
+        parts = list(rel.with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts.pop()
+        return ".".join(parts) if parts and all(p.isidentifier() for p in parts) else None
+
+    def _importers(self, path: str) -> tuple[set[str], list[str]]:
+        """The tests whose files import the module `path`, found statically (see `_Names`):
+        the test files and conftest.py files, and the helper modules beside them, that import
+        it by name (`import pkg.mod`, `from pkg.mod import x`, `from pkg import mod`), import
+        a name its package's __init__ takes from it (`from pkg import x`, `pkg.x`), or import
+        something dynamically (importlib, __import__: what cannot be told counts as named). A
+        conftest.py that does selects every test below it. Returns the tests and the files."""
+        module = self._module_name(path)
+        if module is None:
+            return set(), []
+        parent, _, last = module.rpartition(".")
+        reexported: set[str] | None = {last}
+        if parent:
+            init = next(
+                (
+                    f"{d}/{parent.replace('.', '/')}/__init__.py".lstrip("/")
+                    for d in [*self.policy.gates.pythonpath, ""]
+                    if (self.repo / d / parent.replace(".", "/") / "__init__.py").is_file()
+                ),
+                None,
+            )
+            if init is not None:
+                reexported = _reexports(self._text(init), parent, module, last)
+        by_file = self._tests_by_file()
+        conftests = self._conftests()
+        # Helpers are the modules beside the test files: a conftest.py at the root has the
+        # whole repository beside it, and the source's own imports are not followed.
+        dirs = {str(PurePosixPath(f).parent) for f in by_file if f.endswith(".py")} - {"."}
+        helpers = [
+            p
+            for p in _git(
+                self.repo, "ls-files", "-z", "--", *(f"{d}/*.py" for d in dirs)
+            ).stdout.split("\0")
+            if dirs and p and p not in by_file and p not in conftests
+        ]
+        files = [f for f in by_file if f.endswith(".py")] + conftests + helpers
+        names = _Names(module, parent, reexported)
+        naming: set[str] = set()
+        while True:  # a helper module that names it makes its importers name it too
+            more = {f for f in files if f not in naming and names.named_in(self._text(f), f)}
+            if not more:
+                break
+            naming |= more
+            names.targets |= {
+                m for f in more if f in helpers for m in [_dotted(f)] if m is not None
+            }
+        tests: set[str] = set()
+        for f in naming:
+            if f in conftests:
+                tests |= self._under(str(PurePosixPath(f).parent).strip("."), by_file)
+            else:
+                tests |= by_file.get(f, set())
+        return tests, sorted(naming)
 
     def _tests_for(self, path: str, cmap: CoverageMap) -> tuple[set[str] | None, str]:
         """The tests that ran the lines `path` changes; None when they cannot be told."""
@@ -317,10 +492,14 @@ class Verifier:
             )
             if unrecorded:
                 # Import-time code with no record at all: the module was imported before
-                # coverage started (a pytest plugin importing it), so who runs it is unknown.
-                return None, (
-                    f"{path}: line(s) {_ranges(unrecorded)} run at import and coverage has no "
-                    "record of them (imported before measuring began)"
+                # coverage started (a pytest plugin importing it: attrs, by hypothesis). What
+                # its body lines record still says which tests run its code; the tests that
+                # import it are found in their source. The same rule as a recorded import line.
+                return self._import_time(
+                    path,
+                    cmap,
+                    unrecorded,
+                    "and coverage has no record of them (imported before measuring began)",
                 )
         tests: set[str] = set()
         import_time: list[int] = []
@@ -358,22 +537,32 @@ class Verifier:
                     f"{len(callers)} test(s) that ran its body"
                 )
         if import_time:
-            # Code that runs at import (a constant, a def line) reaches whatever uses the module.
-            tests |= cmap.tests_of_file(path)
-            if not tests:
-                # No test runs code of this module, yet they may import what it defines
-                # (`from pkg.mod import A`): who uses it cannot be told, so everything runs.
-                return None, f"{path}: line(s) {_ranges(import_time)} run at import and no test "
-                "runs code of it: who imports it cannot be told"
-            return tests, (
-                f"{path}: line(s) {_ranges(import_time)} run at import: "
-                f"{len(tests)} test(s) that run code of {path}"
-            )
+            found, how = self._import_time(path, cmap, import_time, "")
+            return (None, how) if found is None else (tests | found, how)
         if said:
             return tests, said
         if not tests:
             return tests, f"{path}: no test runs the changed lines"
         return tests, f"{path}: {len(tests)} test(s) run the changed lines"
+
+    def _import_time(
+        self, path: str, cmap: CoverageMap, lines: list[int], note: str
+    ) -> tuple[set[str] | None, str]:
+        """Code that runs at import (a constant, a class body, a def line) reaches whatever uses
+        the module: the tests that run code of it (coverage: pytest-testmon's rule for module
+        level code) and the tests that import it (their source, `_importers`). None when
+        neither finds a test: who uses it cannot be told, so everything runs."""
+        runners = cmap.tests_of_file(path)
+        importers, files = self._importers(path)
+        tests = runners | importers
+        said = f"{path}: line(s) {_ranges(lines)} run at import{' ' + note if note else ''}"
+        if not tests:
+            return None, f"{said}; no test runs code of it or imports it by name: who uses it "
+            "cannot be told"
+        return tests, (
+            f"{said}: {len(tests)} test(s) that run code of it ({len(runners)}) or whose files "
+            f"import it ({len(importers)}, in {len(files)} file(s))"
+        )
 
     def _check_tests(
         self, selection: str, tests: list[str]
@@ -396,6 +585,7 @@ class Verifier:
             if got is None:
                 # pytest refused the list (an id that no longer exists): run_tests sorts that out.
                 try:
+                    self.pytest_runs += 1
                     got = run_tests(self.repo, self._timed(remaining), remaining)
                 except GateError as exc:
                     return [f"pytest could not run: {exc}"], sorted(outcomes), sorted(flaky)
@@ -458,6 +648,7 @@ class Verifier:
                 if not pending:
                     break
                 try:
+                    self.pytest_runs += 1
                     again = run_tests(self.repo, self._timed(pending), pending)
                 except GateError:
                     break
@@ -489,42 +680,89 @@ class Verifier:
         """Run `ids`, stopping at the first test that fails or errors: the outcome of each test
         that ran; None when pytest refused the list itself (usage error, no report). Raises
         GateError when the run tells nothing, a hang (past the budget) included."""
-        policy = self._timed(ids)
-        cfg = pytest_gate.pytest_config(policy.gates.pytest)
-        ctx = context_for(self.repo, policy, cfg)
-        with tempfile.TemporaryDirectory(prefix="harness-verify-") as tmp_name:
-            tmp = Path(tmp_name)
-            junit = tmp / "junit.xml"
-            argv = [*pytest_gate.base_argv(ctx.python, junit), "-x", *cfg.args, "--", *ids]
-            proc = run_tool(argv, ctx, env=pytest_gate.tool_env(ctx, tmp))
-            text = junit.read_text(encoding="utf-8") if junit.is_file() else None
+        proc, junit, ctx = self._pytest(ids)
         if proc.timed_out:
             raise GateError(
-                f"the {len(ids)} selected test(s) did not finish in {cfg.timeout:g}s "
+                f"the {len(ids)} selected test(s) did not finish in {ctx.cfg.timeout:g}s "
                 f"({TIMEOUT_FACTOR:g}x their time at the block's start): the patch makes "
                 "one hang or crawl"
             )
         why = proc_failure("pytest", proc, ctx, "pytest")
         if why is not None:
             raise GateError(f"pytest could not run: {why}")
-        if text is None:
+        if junit is None:
             if proc.returncode == 4:
                 return None
             raise GateError(f"pytest could not run: it wrote no JUnit XML report: {proc.tail}")
+        return {t.id: t.verdict for t in self._parse(junit)}
+
+    def _run_suite(self) -> dict[str, str]:
+        """The whole suite as the pytest gate runs it, without the coverage measurement. Raises
+        GateError for a run the gate would call an error (a hang included)."""
+        proc, junit, ctx = self._pytest(None)
+        if proc.timed_out:
+            raise GateError(
+                f"the suite did not finish in {ctx.cfg.timeout:g}s ({TIMEOUT_FACTOR:g}x its "
+                "time at the block's start): the patch makes a test hang or crawl"
+            )
+        why = proc_failure("pytest", proc, ctx, "pytest")
+        if why is not None:
+            raise GateError(why)
+        run = self.runs[-1]
+        if proc.returncode not in (0, 1):
+            broken = run.report.collect_errors
+            detail = f"{broken[0].id}: {broken[0].message}" if broken else proc.tail
+            raise GateError(f"pytest exited {proc.returncode}: {one_line(detail)}")
+        if junit is None:
+            raise GateError(f"pytest wrote no JUnit XML report: {proc.tail}")
+        if not run.report.finished:
+            raise GateError("pytest ended without finishing its session (no closing report)")
+        tests = pytest_report.with_xpasses(self._parse(junit), run.report)
+        return {t.id: t.outcome for t in tests}
+
+    def _parse(self, junit: str) -> list[TestCase]:
         try:
-            return {t.id: t.verdict for t in pytest_gate.parse_junit(text, self.repo)}
+            return pytest_gate.parse_junit(junit, self.repo)
         except ValueError as exc:
             raise GateError(f"pytest could not run: unparsable JUnit XML: {exc}") from exc
 
-    def _run_suite(self) -> dict[str, str]:
-        """The whole suite as the pytest gate runs it, without the coverage measurement."""
-        policy = self._timed(None)
-        policy.gates.pytest.cov = []
-        policy.gates.pytest.fail_under = None
-        result = run_gates(self.repo, policy, only=["pytest"], use_cache=False).results["pytest"]
-        if result.status == GateStatus.ERROR:
-            raise GateError(result.reason or "pytest could not run", result)
-        return {t.id: t.outcome for t in result.tests}
+    def _pytest(self, ids: list[str] | None) -> tuple[ProcResult, str | None, GateContext]:
+        """One pytest process over `ids` (stopping at the first failure) or, for None, the
+        whole suite, within its budget; with pytest's own report, kept in `self.runs`. Returns
+        the process, its JUnit XML (None: none written) and how it ran."""
+        policy = self._timed(ids)
+        cfg = pytest_gate.pytest_config(policy.gates.pytest)
+        ctx = context_for(self.repo, policy, cfg)
+        with tempfile.TemporaryDirectory(prefix="harness-verify-") as tmp_name:
+            tmp = Path(tmp_name)
+            junit = tmp / "junit.xml"
+            report_file = tmp / pytest_report.REPORT_FILE
+            argv = [
+                *pytest_gate.base_argv(ctx.python, junit),
+                *pytest_report.plugin_args(report_file),
+            ]
+            argv += [*cfg.args, *cfg.paths] if ids is None else ["-x", *cfg.args, "--", *ids]
+            env = pytest_gate.tool_env(ctx, tmp, first=[str(pytest_report.PLUGIN_DIR)])
+            self.pytest_runs += 1
+            proc = run_tool(argv, ctx, env=env)
+            text = junit.read_text(encoding="utf-8") if junit.is_file() else None
+            try:
+                report = pytest_report.read_report(report_file, self.repo)
+            except ValueError as exc:
+                # Written from inside the target's process: a patch can scribble on it, and
+                # what it then says is not pytest's word.
+                report = SuiteReport(interrupted=f"the report was tampered with: {exc}")
+        finished = not (proc.missing or proc.timed_out)
+        self.runs.append(
+            TestRun(
+                ids=None if ids is None else list(ids),
+                report=report,
+                returncode=proc.returncode if finished else None,
+                tail="timed out" if proc.timed_out else proc.tail,
+                timed_out=proc.timed_out,
+            )
+        )
+        return proc, text, ctx
 
     # ------------------------------------------------------------------ coverage map
     def _record_map(self) -> None:
@@ -785,13 +1023,135 @@ def _first_line(node: ast.stmt) -> int:
     return min([node.lineno, *(d.lineno for d in decorators)])
 
 
+# `from __future__` features every Python 3.7+ has whether asked for or not: importing them
+# changes nothing (ruff's UP010 removes them), unlike `annotations`.
+_MANDATORY_FUTURE = frozenset(
+    {
+        "nested_scopes",
+        "generators",
+        "division",
+        "absolute_import",
+        "with_statement",
+        "print_function",
+        "unicode_literals",
+        "generator_stop",
+    }
+)
+
+
+class _NoMandatoryFuture(ast.NodeTransformer):
+    def visit_ImportFrom(self, node: ast.ImportFrom) -> ast.AST | None:
+        if node.module == "__future__":
+            node.names = [a for a in node.names if a.name not in _MANDATORY_FUTURE]
+            if not node.names:
+                return None
+        return node
+
+
 def _same_code(old: str, new: str) -> bool:
     """Whether two versions of a module parse to the same tree (comments, blank lines and
-    layout are all that changed)."""
+    layout are all that changed), `from __future__` imports that change nothing aside."""
     try:
-        return ast.dump(ast.parse(old)) == ast.dump(ast.parse(new))
+        trees = [_NoMandatoryFuture().visit(ast.parse(text)) for text in (old, new)]
     except SyntaxError:
         return False
+    return ast.dump(trees[0]) == ast.dump(trees[1])
+
+
+# A test that can read a type stub: it runs a type checker or opens a .pyi file.
+_READS_STUBS = re.compile(r"\b(?:mypy|pyright|pytype|pyre)\b|\.pyi\b")
+_DYNAMIC_IMPORTS = frozenset({"__import__", "import_module", "importorskip"})
+
+
+def _dotted(path: str) -> str | None:
+    """A repository file's module name from the repository's root."""
+    parts = list(PurePosixPath(path).with_suffix("").parts)
+    if parts and parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts) if parts and all(p.isidentifier() for p in parts) else None
+
+
+def _resolve(node: ast.ImportFrom, path: str) -> str:
+    """The absolute module an `from ... import` in the file `path` imports from."""
+    if not node.level:
+        return node.module or ""
+    package = list(PurePosixPath(path).parent.parts)
+    base = package[: len(package) - (node.level - 1)] if node.level > 1 else package
+    return ".".join([*base, *([node.module] if node.module else [])])
+
+
+def _reexports(init: str, package: str, module: str, last: str) -> set[str] | None:
+    """The names `package`'s __init__ binds from `module` (and `last`, the submodule itself);
+    None when it star-imports it (any name may come from it)."""
+    names = {last}
+    try:
+        tree = ast.parse(init)
+    except SyntaxError:
+        return None
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.ImportFrom):
+            continue
+        source = _resolve(node, f"{package.replace('.', '/')}/__init__.py")
+        if source == module or source.startswith(module + "."):
+            for alias in node.names:
+                if alias.name == "*":
+                    return None
+                names.add(alias.asname or alias.name)
+    return names
+
+
+class _Names:
+    """Whether a file's source imports a module: by any of the dotted names in `targets`, or by
+    a name its package (`parent`) takes from it (`reexported`; None: any name)."""
+
+    def __init__(self, module: str, parent: str, reexported: set[str] | None) -> None:
+        self.targets = {module}
+        self.parent = parent
+        self.reexported = reexported
+
+    def _hits(self, name: str) -> bool:
+        return any(name == t or name.startswith(t + ".") for t in self.targets)
+
+    def _from_parent(self, names: Iterable[str]) -> bool:
+        return self.reexported is None or any(n == "*" or n in self.reexported for n in names)
+
+    def named_in(self, text: str, path: str) -> bool:
+        try:
+            tree = ast.parse(text)
+        except SyntaxError:
+            return True  # what it imports cannot be told
+        parent_bound = False
+        attributes: set[str] = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                for alias in node.names:
+                    if self._hits(alias.name):
+                        return True
+                    if self.parent and (
+                        alias.name == self.parent or alias.name.startswith(self.parent + ".")
+                    ):
+                        parent_bound = True
+            elif isinstance(node, ast.ImportFrom):
+                source = _resolve(node, path)
+                names = [a.name for a in node.names]
+                if self._hits(source) or any(self._hits(f"{source}.{n}") for n in names):
+                    return True
+                if self.parent and source == self.parent and self._from_parent(names):
+                    return True
+            elif isinstance(node, ast.Call):
+                func = node.func
+                called = func.id if isinstance(func, ast.Name) else getattr(func, "attr", "")
+                if called not in _DYNAMIC_IMPORTS:
+                    continue
+                arg = node.args[0] if node.args else None
+                if not (isinstance(arg, ast.Constant) and isinstance(arg.value, str)):
+                    return True  # a name computed at run time: cannot be told
+                if self._hits(arg.value):
+                    return True
+                parent_bound |= bool(self.parent) and arg.value == self.parent
+            elif isinstance(node, ast.Attribute):
+                attributes.add(node.attr)
+        return parent_bound and self._from_parent(attributes)
 
 
 def _ranges(numbers: list[int]) -> str:

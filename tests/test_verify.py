@@ -304,3 +304,103 @@ def test_import_time_lines_are_told_from_function_bodies() -> None:
         "X = 2\n"  # 11
     )
     assert _module_level(text, {1, 4, 5, 8, 9, 11}) == {1, 4, 8, 11}
+
+
+STUB = "LIMIT: int\n\ndef big(x: int) -> bool: ...\ndef small(x: int) -> bool: ...\n"
+READS_STUB = (
+    "from pathlib import Path\n\n\ndef test_stub_names_big():\n"
+    '    assert "def big" in Path("pkg/mod.pyi").read_text()\n'
+)
+
+
+def test_a_stub_runs_only_the_tests_that_read_it_and_mypy_still_judges_it(
+    make_repo: Callable[..., Path],
+) -> None:
+    repo = make_repo(
+        {
+            **FILES,
+            "pkg/mod.pyi": STUB,
+            "pkg/use.py": "from pkg.mod import big\n\n\ndef f() -> bool:\n    return big(1)\n",
+            "tests/test_stub.py": READS_STUB,
+        }
+    )
+    with _verifier(repo, "pytest", "mypy") as v:
+        _edit(repo, "pkg/mod.pyi", "LIMIT: int", "LIMIT: int  # the threshold")
+        harmless = v.check(["pkg/mod.pyi"])
+        git(repo, "checkout", "-q", "--", ".")
+        _edit(repo, "pkg/mod.pyi", "def big(x: int)", "def big(x: str)")
+        worse = v.check(["pkg/mod.pyi"])
+    # No test imports a stub: only the one that opens it runs, never the whole suite.
+    assert harmless.ok and harmless.selection == "selected"
+    assert harmless.tests_run == ["tests/test_stub.py::test_stub_names_big"]
+    assert "type stub has no runtime effect" in harmless.why and harmless.pytest_runs == 1
+    # A stub that makes mypy worse is refused by the daemon, as any patch is.
+    assert not worse.ok and worse.mypy_judged
+    assert [e for e in worse.mypy_new if "pkg/use.py" in e and "arg-type" in e] == worse.mypy_new
+    assert worse.mypy_new and worse.reasons == [f"new mypy error: {worse.mypy_new[0]}"]
+
+
+# Loaded with -p, this plugin imports the module before pytest-cov starts measuring (attrs is
+# imported by hypothesis's plugin so): coverage has no record of the module's import-time lines.
+EARLY = {
+    "pkg/plug.py": "import pkg.mod  # noqa: F401\n",
+    "pkg/other.py": "def other() -> int:\n    return 1\n",
+    "tests/test_limit.py": "from pkg.mod import LIMIT\n\n\ndef test_limit():\n"
+    "    assert LIMIT == 3\n",
+    "tests/test_other.py": "from pkg.other import other\n\n\ndef test_other():\n"
+    "    assert other() == 1\n",
+}
+
+
+def test_an_import_time_line_with_no_record_selects_the_tests_that_run_or_import_it(
+    make_repo: Callable[..., Path],
+) -> None:
+    repo = make_repo({**FILES, **EARLY})
+    policy = parse_policy(
+        '[gates.pytest]\npaths = ["tests"]\ncov = ["pkg"]\nargs = ["-p", "pkg.plug"]\n'
+        + other_gates_off("pytest")
+    )
+    baseline = run_gates(repo, policy, use_cache=False)
+    with Verifier(repo, policy, ["pytest"], baseline) as v:
+        v.start()
+        _edit(repo, "pkg/mod.py", "LIMIT = 3", "LIMIT = 0")
+        check = v.check(["pkg/mod.py"])
+        selection, tests, why = v.select(["pkg/mod.py"])
+    assert "imported before measuring began" in why
+    # test_big and test_small run code of it; test_limit only imports a constant from it.
+    assert selection == "selected" and tests == [BIG, "tests/test_limit.py::test_limit", SMALL]
+    assert "3 test(s) that run code of it (2) or whose files import it (3, in 3 file(s))" in why
+    assert not check.ok and check.selection == "selected"
+    assert check.reasons == [f"test {BIG} passed at the block's start and is failed now"]
+
+
+def test_who_imports_a_module_is_read_from_the_source() -> None:
+    from harness.verify import _Names, _reexports
+
+    names = _Names(
+        "pkg.mod", "pkg", _reexports("from .mod import big as large\n", "pkg", "pkg.mod", "mod")
+    )
+    imports = {
+        "import pkg.mod": True,
+        "from pkg.mod import big": True,
+        "from pkg import mod": True,
+        "from pkg import large": True,
+        "import pkg\npkg.large(1)": True,
+        "from . import mod": False,  # tests/: a different package
+        "import importlib\nimportlib.import_module(name)": True,  # cannot be told
+        'import importlib\nimportlib.import_module("pkg.mod")': True,
+        "from pkg import other": False,
+        "import pkg\npkg.other()": False,
+        'import importlib\nimportlib.import_module("pkg.other")': False,
+    }
+    assert {src: names.named_in(src, "tests/test_x.py") for src in imports} == imports
+    assert names.named_in("from .mod import big", "pkg/helper.py")
+    assert _reexports("from .mod import *\n", "pkg", "pkg.mod", "mod") is None
+
+
+def test_a_future_import_that_changes_nothing_is_no_code_change() -> None:
+    from harness.verify import _same_code
+
+    old = "from __future__ import absolute_import, division, print_function\n\nX = 1\n"
+    assert _same_code(old, "X = 1\n")
+    assert not _same_code("from __future__ import annotations\n\nX = 1\n", "X = 1\n")

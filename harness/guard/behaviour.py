@@ -12,9 +12,16 @@ patch to Python source: the test files are then the ones the patch did not touch
 the patched code, so a source patch cannot change what the tests check either (make a test skip
 itself through the package, call pytest.exit from the code under test). A source patch that
 makes a test fail is not this layer's to refuse: that is a regression, which the per-patch
-verifier refuses at landing or the gates revert (`loop.verify_patches`). In `harness run` a
-source patch runs only the tests the verifier's coverage map says run its changed lines, when
-it has a map (the whole suite otherwise).
+verifier refuses at landing or the gates revert (`loop.verify_patches`).
+
+In `harness run`, where the per-patch verifier (harness/verify.py) checks every patch that
+touches no test file, the layer starts no pytest of its own for such a patch
+(`check_with_verifier`): it judges the verifier's runs, which load the same plugin. One pytest
+run per patch then feeds both verdicts: the tests the verifier's coverage map selects for a
+source patch (the whole suite for a conftest.py or configuration), compared by test id. A run
+the verifier cut short at a confirmed failure (`-x`) is judged on the tests it ran; a hang is
+the verifier's to refuse, within its budget. A patch to test files runs the layer's own suite,
+as in `harness apply`.
 
 Refused, each with its rule: a test that passed before and now does not run and pass
 (`behaviour.lost_test`, `.deselected`, `.now_skipped`, `.now_xfail`, `.now_failing`); a session
@@ -38,13 +45,13 @@ from pydantic import BaseModel, Field
 from harness.gates import pytest as pytest_gate
 from harness.gates import pytest_report
 from harness.gates.common import run_tool
-from harness.gates.models import GateResult, GateStatus
+from harness.gates.models import GateResult, GateStatus, TestCase
 from harness.gates.pytest_report import SuiteReport
 from harness.gates.runner import context_for, run_tests
 from harness.guard.globs import match_any
 from harness.guard.models import Layer, LayerRun, Violation
 from harness.policy import GuardConfig, Policy
-from harness.verify import Verifier
+from harness.verify import PatchCheck, TestRun, Verifier
 
 LAYER: Layer = "behaviour"
 # Files pytest reads its settings from (the static layer guards their pytest sections; any
@@ -84,6 +91,11 @@ class BehaviourCheck(BaseModel):
     exit_status: int | None = Field(None, description="pytest's exit status after the patch")
     flaky: list[str] = Field(
         default_factory=list, description="failed after the patch, then passed on a re-run"
+    )
+    pytest_runs: int = Field(
+        0,
+        description="pytest processes the layer started itself, re-runs included (0: it judged "
+        "the per-patch verifier's run)",
     )
 
     @property
@@ -268,69 +280,152 @@ def _tests(before: GateResult, after: SuiteReport, flaky: set[str]) -> list[Viol
     ]
 
 
-def tests_selected(verifier: Verifier | None, paths: Sequence[str]) -> list[str] | None:
-    """The tests the per-patch verifier's coverage map says run the changed lines; None when
-    it has no map or cannot tell (then the whole suite runs)."""
-    if verifier is None or verifier.map is None:
-        return None
-    selection, tests, _why = verifier.select(list(paths))
-    return None if selection == "all" else tests
-
-
 def check_behaviour(
     repo: Path,
     policy: Policy,
     paths: Sequence[str],
     baseline: GateResult | None,
     guard: GuardConfig | None = None,
-    selected: Sequence[str] | None = None,
 ) -> BehaviourCheck:
-    """Run the layer on the patch written to `repo` (changed files `paths`).
-
-    `selected`: for a source patch, the tests that run the lines it changes (the per-patch
-    verifier's coverage map, harness/verify.py); an empty list: none does. None: the whole
-    suite. A patch to tests or their configuration always runs the whole suite."""
+    """Run the layer on the patch written to `repo` (changed files `paths`), with a pytest run
+    of its own over the whole suite."""
     started = time.monotonic()
     kind, why = scope(paths, guard or policy.guard)
-
-    def skipped(reason: str) -> BehaviourCheck:
-        return BehaviourCheck(layer=LayerRun(layer=LAYER, ran=False, why=reason))
-
     if kind is None:
-        return skipped(why)
-    if not policy.gates.pytest.enabled or baseline is None:
-        return skipped("pytest is not among the gates: there is no run to compare with")
-    if baseline.status == GateStatus.ERROR:
-        return skipped(f"pytest could not run before the patch: {baseline.reason}")
-    ids = None
-    if kind == "source" and selected is not None:
-        if not selected:
-            return skipped("no test runs the lines the patch changes (coverage map)")
-        ids = list(selected)
-        why += f": the {len(ids)} test(s) that run the changed lines"
-        baseline = baseline.model_copy(
-            update={"tests": [t for t in baseline.tests if t.id in set(ids)]}
-        )
+        return _skipped(why)
+    unusable = _unusable(policy, baseline)
+    if unusable is not None or baseline is None:
+        return _skipped(unusable or "")
     written = _contents(repo, paths)
-    after, returncode, tail = run_suite(repo, policy, ids)
+    after, returncode, tail = run_suite(repo, policy)
     _restore(repo, written)
     found = judge(baseline, after, returncode, tail)
     if kind == "source":
-        # A source patch that breaks a test is a regression, not a change of what the tests
-        # check: the per-patch verifier refuses it, or the gates revert it (verify_patches).
-        found = [v for v in found if v.rule != "behaviour.now_failing"]
-    flaky = _rerun_failing(repo, policy, baseline, after, found)
+        found = _not_failing(found)
+    flaky, reruns = _rerun_failing(repo, policy, baseline, after, found)
     if flaky:
         found = judge(baseline, after, returncode, tail, flaky=set(flaky))
-    counts = GateResult(gate="pytest", status=GateStatus.PASSED, tool="pytest", tests=after.tests)
+    return _checked(
+        why, started, found, kind, baseline, after.tests, after, returncode, flaky, 1 + reruns
+    )
+
+
+def check_with_verifier(
+    repo: Path,
+    policy: Policy,
+    paths: Sequence[str],
+    baseline: GateResult | None,
+    verifier: Verifier,
+    guard: GuardConfig | None = None,
+) -> tuple[BehaviourCheck, PatchCheck]:
+    """The layer and the per-patch verifier on one patch, with one pytest run: the verifier's
+    check (its selection, its re-runs, mypy beside it), whose runs the layer then judges (see
+    the module docstring). For a patch that touches no test file; the caller records and acts
+    on both verdicts."""
+    started = time.monotonic()
+    kind, why = scope(paths, guard or policy.guard)
+    written = _contents(repo, paths)
+    check = verifier.check(list(paths))
+    _restore(repo, written)
+    if kind is None:
+        return _skipped(why), check
+    unusable = _unusable(policy, baseline)
+    if unusable is not None or baseline is None:
+        return _skipped(unusable or ""), check
+    runs = [r for r in verifier.runs if not r.timed_out]
+    if not runs:
+        return _skipped(f"the per-patch check ran no tests: {check.why}"), check
+    ids: set[str] | None = set()
+    for run in runs:
+        ids = None if ids is None or run.ids is None else ids | _attempted(run)
+    if ids is not None:
+        why += f": the {len(ids)} test(s) the per-patch check ran"
+        baseline = baseline.model_copy(update={"tests": [t for t in baseline.tests if t.id in ids]})
+    flaky = set(check.flaky)
+    found: list[Violation] = []
+    for run in runs:
+        judged = baseline
+        if run.ids is not None:
+            mine = _attempted(run)
+            judged = baseline.model_copy(
+                update={"tests": [t for t in baseline.tests if t.id in mine]}
+            )
+        found += [
+            v for v in judge(judged, run.report, run.returncode, run.tail, flaky) if v not in found
+        ]
+    if kind == "source":
+        found = _not_failing(found)
+    tests = [t for run in runs for t in run.report.tests]
+    last = runs[-1]
+    why += " (judged on the per-patch check's run)"
+    return (
+        _checked(
+            why,
+            started,
+            found,
+            kind,
+            baseline,
+            tests,
+            last.report,
+            last.returncode,
+            sorted(flaky),
+            0,
+        ),
+        check,
+    )
+
+
+def _attempted(run: TestRun) -> set[str]:
+    """The ids a run of chosen tests tried: those pytest left unrun after a failure (`-x`)
+    were not, while an id it never collected was (and is lost)."""
+    asked = set(run.ids or [])
+    reported = {t.id for t in run.report.tests}
+    if any(t.verdict in ("failed", "error") for t in run.report.tests):
+        asked -= set(run.report.collected) - reported
+    return asked
+
+
+def _skipped(reason: str) -> BehaviourCheck:
+    return BehaviourCheck(layer=LayerRun(layer=LAYER, ran=False, why=reason))
+
+
+def _unusable(policy: Policy, baseline: GateResult | None) -> str | None:
+    """Why there is no run before the patch to compare with, if there is none."""
+    if not policy.gates.pytest.enabled or baseline is None:
+        return "pytest is not among the gates: there is no run to compare with"
+    if baseline.status == GateStatus.ERROR:
+        return f"pytest could not run before the patch: {baseline.reason}"
+    return None
+
+
+def _not_failing(found: list[Violation]) -> list[Violation]:
+    """A source patch that breaks a test is a regression, not a change of what the tests
+    check: the per-patch verifier refuses it, or the gates revert it (verify_patches)."""
+    return [v for v in found if v.rule != "behaviour.now_failing"]
+
+
+def _checked(
+    why: str,
+    started: float,
+    found: list[Violation],
+    kind: Scope,
+    baseline: GateResult,
+    tests: list[TestCase],
+    report: SuiteReport,
+    returncode: int | None,
+    flaky: list[str],
+    runs: int,
+) -> BehaviourCheck:
+    counts = GateResult(gate="pytest", status=GateStatus.PASSED, tool="pytest", tests=tests)
     return BehaviourCheck(
         layer=LayerRun(layer=LAYER, ran=True, why=why, seconds=time.monotonic() - started),
         violations=found,
         scope=kind,
         before=baseline.counts(),
-        after=counts.counts() | {"deselected": len(after.deselected)},
+        after=counts.counts() | {"deselected": len(report.deselected)},
         exit_status=returncode,
         flaky=flaky,
+        pytest_runs=runs,
     )
 
 
@@ -356,19 +451,22 @@ def _restore(repo: Path, written: dict[str, bytes | None]) -> None:
 
 def _rerun_failing(
     repo: Path, policy: Policy, before: GateResult, after: SuiteReport, found: list[Violation]
-) -> list[str]:
+) -> tuple[list[str], int]:
     """Tests that newly failed and pass when re-run: timing, not the patch. Only when failures
     are all there is to refuse; and only failures are re-run: a skip or an xfail mark does not
-    come and go with timing, and a re-run through JUnit would read an xpass as a pass."""
+    come and go with timing, and a re-run through JUnit would read an xpass as a pass.
+    Returns them, and how many pytest runs that took."""
     if not found or any(v.rule != "behaviour.now_failing" for v in found):
-        return []
+        return [], 0
     passed = {t.id for t in before.tests if t.verdict == "passed"}
     ids = [t.id for t in after.tests if t.id in passed and t.verdict in ("failed", "error")]
     flaky: list[str] = []
+    runs = 0
     for _ in range(policy.regression.rerun_failed):
         if not ids:
             break
+        runs += 1
         outcomes = run_tests(repo, policy, ids)
         flaky += [t for t in ids if outcomes.get(t) == "passed"]
         ids = [t for t in ids if outcomes.get(t) != "passed"]
-    return flaky
+    return flaky, runs
