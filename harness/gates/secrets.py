@@ -36,11 +36,12 @@ _CHUNK = 2000  # files per detect-secrets invocation, to stay far below ARG_MAX
 
 
 def _plugin_file() -> str:
-    """harness/secret_formats.py, found without importing it: importing it imports
-    detect-secrets (0.1 s of CPU), which the scan, in its own process, does anyway."""
-    spec = importlib.util.find_spec("harness.secret_formats")
+    """harness/gates/secret_formats_scan.py (the guard's extra key formats as one plugin),
+    found without importing it: importing it imports detect-secrets (0.1 s of CPU), which the
+    scan, in its own process, does anyway."""
+    spec = importlib.util.find_spec("harness.gates.secret_formats_scan")
     if spec is None or spec.origin is None:
-        raise GateError("harness.secret_formats is missing from this installation")
+        raise GateError("harness.gates.secret_formats_scan is missing from this installation")
     return spec.origin
 
 
