@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/bench_gates.py verify [REPO] [POLICY]
     .venv/bin/python bench/bench_gates.py time   [REPO] [POLICY] [--rounds N] [--baseline PY]
-    .venv/bin/python bench/bench_gates.py cpu    [REPO] [POLICY]
+    .venv/bin/python bench/bench_gates.py cpu    [REPO] [POLICY] [--rounds N] [--baseline PY]
     .venv/bin/python bench/bench_gates.py prepare-click7   # /tmp/oss/click-7.1.2, its venv
     .venv/bin/python bench/bench_gates.py cached [REPO] [POLICY]
     .venv/bin/python bench/bench_gates.py shift  [REPO] [POLICY]
@@ -17,9 +17,12 @@ scan` of the git files), with the policy's interpreter, paths, args and config f
 not reuse the gates' code, so `verify` is a cross-check rather than the gates agreeing with
 themselves. `time` runs those same commands one after another against `harness gates
 --no-cache` (concurrent), each side with cold tool caches, in alternating order, and prints the
-ratio. `shift` checks, in a clone, that findings moved by a line added at the top of their
-files keep their fingerprints. `ids` checks that the pytest gate's test ids are exactly the node
-ids `pytest --collect-only -q` lists (re-runs hand those ids back to pytest).
+ratio. `cpu` charges every process of one `harness gates --no-cache` its own CPU (the tools,
+the probes, git, the harness's own process) beside each tool run by hand; with `--baseline`
+another harness install takes its turn in each round too. `shift` checks, in a clone, that
+findings moved by a line added at the top of their files keep their fingerprints. `ids` checks
+that the pytest gate's test ids are exactly the node ids `pytest --collect-only -q` lists
+(re-runs hand those ids back to pytest).
 """
 
 from __future__ import annotations
@@ -359,8 +362,9 @@ def timing(repo: Path, policy: Path, rounds: int, baseline: str | None = None) -
     wall: dict[str, list[float]] = {side: [] for side in sides}
     cpu: dict[str, list[float]] = {side: [] for side in sides}
     print(f"repo {repo}  policy {policy}  rounds {rounds}")
+    print(f"harness: {_which_harness(sys.executable)}")
     if baseline:
-        print(f"baseline: {baseline} -m harness")
+        print(f"baseline: {_which_harness(baseline)}")
     print(f"{load_now()} (1/5 min) at start on {os.cpu_count()} cores")
     head = "round  harness gates --no-cache  one after another  ratio"
     head += "  CPU s: harness / by hand (+overhead)"
@@ -438,7 +442,7 @@ print(json.dumps({"self": me.ru_utime + me.ru_stime, "children": log}), file=sys
 
 def _label(argv: list[str]) -> str:
     """A short name for a child process: the tool, or what a probe is."""
-    if argv[:1] == ["git"]:
+    if argv[:1] and Path(argv[0]).name == "git":
         return "git " + (argv[1] if len(argv) > 1 else "")
     if len(argv) > 2 and argv[1] == "-m":
         return argv[2].replace("_", "-")
@@ -447,22 +451,122 @@ def _label(argv: list[str]) -> str:
     return Path(argv[0]).name
 
 
-def cpu_breakdown(repo: Path, policy: Path) -> int:
-    """Where the CPU goes: each process of one `harness gates --no-cache` against each by-hand
-    command, and the harness's own process (start-up, imports, parsing, redaction)."""
-    pol = load(repo, policy)
-    print(f"repo {repo}  policy {policy}  {load_now()}")
+def _which_harness(python: str) -> str:
+    """Which harness `python -m harness` runs: its directory and, for a checkout, its commit."""
+    where = subprocess.run(
+        [python, "-c", "import harness, os; print(os.path.dirname(harness.__file__))"],
+        cwd=tempfile.gettempdir(),
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    if not where:
+        return f"{python}: no harness"
+    rev = subprocess.run(
+        ["git", "-C", where, "describe", "--always", "--dirty"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    return f"{python} -> {where}" + (f" @ {rev}" if rev else "")
+
+
+def _charged(python: str, repo: Path, policy: Path) -> dict[str, float]:
+    """CPU seconds per process of one `harness gates --no-cache` by the harness installed for
+    `python`, keyed by _label, with the harness's own process as OWN."""
     with tempfile.TemporaryDirectory(prefix="bench-cache-") as cache:
-        argv = [sys.executable, "-c", _RUSAGE_DRIVER, "gates", "--repo", str(repo)]
+        argv = [python, "-c", _RUSAGE_DRIVER, "gates", "--repo", str(repo)]
         argv += ["--policy", str(policy), "--json", "--no-cache"]
         env = {**os.environ, "HARNESS_CACHE_DIR": cache}
         proc = subprocess.run(
             argv, cwd=cache, env=env, capture_output=True, text=True, timeout=TIMEOUT, check=False
         )
     report = json.loads(proc.stderr.strip().splitlines()[-1])
-    charged: dict[str, float] = {}
+    charged: dict[str, float] = {OWN: report["self"]}
     for seconds, child in report["children"]:
         charged[_label(child)] = charged.get(_label(child), 0.0) + seconds
+    return charged
+
+
+OWN = "harness's own process"
+TOOL_LABELS = {
+    "ruff": "ruff",
+    "mypy": "mypy",
+    "pytest": "pytest",
+    "bandit": "bandit",
+    "imports": "lint-imports",
+    "secrets": "detect-secrets",
+}
+
+
+def _split(charged: dict[str, float]) -> tuple[float, float, float]:
+    """(the harness's own process, its probes and git, the tools) of one call."""
+    tools = sum(v for k, v in charged.items() if k in TOOL_LABELS.values())
+    return charged.get(OWN, 0.0), sum(charged.values()) - tools - charged.get(OWN, 0.0), tools
+
+
+def cpu_breakdown(repo: Path, policy: Path, rounds: int = 1, baseline: str | None = None) -> int:
+    """Where the CPU goes: each process of `harness gates --no-cache` against each by-hand
+    command, and the harness's own process (start-up, imports, parsing, redaction). With
+    `baseline` (another harness install's python) that harness takes its turn in every round,
+    so a change is compared with its starting point under the same load."""
+    pol = load(repo, policy)
+    sides = ["harness", *(["baseline"] if baseline else []), "by hand"]
+    python = {"harness": sys.executable, "baseline": baseline or ""}
+    print(f"repo {repo}  policy {policy}  rounds {rounds}  {load_now()} on {os.cpu_count()} cores")
+    for side in sides[:-1]:
+        print(f"{side}: {_which_harness(python[side])}")
+    runs: dict[str, list[dict[str, float]]] = {side: [] for side in sides}
+    print(
+        "round  "
+        + "  ".join(f"{s}: own + probes/git + tools (own work / tools)" for s in sides[:-1])
+        + "  by hand  load before"
+    )
+    for i in range(rounds):
+        before = load_now()
+        for side in sides[i % len(sides) :] + sides[: i % len(sides)]:
+            if side == "by hand":
+                runs[side].append(_hand_per_tool(repo, pol))
+            else:
+                runs[side].append(_charged(python[side], repo, policy))
+        cells = []
+        for side in sides[:-1]:
+            own, probes, tools = _split(runs[side][-1])
+            cells.append(f"{own:.2f} + {probes:.2f} + {tools:.2f} ({(own + probes) / tools:.1%})")
+        hand = sum(runs["by hand"][-1].values())
+        print(f"{i + 1:>5}  " + "  ".join(cells) + f"  {hand:.2f}  {before}")
+    med = {side: _median_rows(runs[side]) for side in sides}
+    print(f"\nmedians over {rounds} round(s), CPU s (user+sys, each process charged its own):\n")
+    print("| process | " + " | ".join(sides) + " |")
+    print("| --- |" + " --- |" * len(sides))
+    labels = [TOOL_LABELS[g] for g in TOOL_LABELS if TOOL_LABELS[g] in med["by hand"]]
+    others = sorted(
+        {k for side in sides[:-1] for k in med[side]} - set(labels) - {OWN},
+        key=lambda k: -max(med[side].get(k, 0.0) for side in sides[:-1]),
+    )
+    for label in [*labels, *others, OWN]:
+        cells = [f"{med[side][label]:.2f}" if label in med[side] else "-" for side in sides]
+        print(f"| {label} | " + " | ".join(cells) + " |")
+    print("| **total** | " + " | ".join(f"**{sum(med[s].values()):.2f}**" for s in sides) + " |")
+    print()
+    for side in sides[:-1]:
+        own_share = statistics.median(
+            (own + probes) / tools for own, probes, tools in map(_split, runs[side])
+        )
+        over = statistics.median(
+            sum(c.values()) / sum(h.values()) - 1
+            for c, h in zip(runs[side], runs["by hand"], strict=True)
+        )
+        print(
+            f"{side}: its own work (own process, probes, git) {own_share:.1%} of the tools' CPU in"
+            f" the same call; whole call {over * 100:+.1f}% against the tools by hand (medians of"
+            " per-round figures)"
+        )
+    print(f"(target: whole call within 5% of the tools by hand)  {load_now()} at end")
+    return 0
+
+
+def _hand_per_tool(repo: Path, pol: Policy) -> dict[str, float]:
     hand = Hand()
     per_tool: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="bench-hand-") as tmp:
@@ -470,24 +574,13 @@ def cpu_breakdown(repo: Path, policy: Path) -> int:
             if getattr(pol.gates, name).enabled:
                 before = hand.cpu
                 fn(pol.gates.python or sys.executable, repo, pol, Path(tmp), hand)
-                per_tool[name] = hand.cpu - before
-    tools = {"ruff": "ruff", "mypy": "mypy", "pytest": "pytest", "bandit": "bandit"}
-    tools |= {"imports": "lint-imports", "secrets": "detect-secrets"}
-    print("| process | harness gates (CPU s) | by hand (CPU s) |")
-    print("| --- | --- | --- |")
-    shown: set[str] = set()
-    for gate, label in tools.items():
-        if gate in per_tool:
-            print(f"| {label} | {charged.get(label, 0.0):.2f} | {per_tool[gate]:.2f} |")
-            shown.add(label)
-    for label, seconds in sorted(charged.items(), key=lambda kv: -kv[1]):
-        if label not in shown:
-            print(f"| {label} | {seconds:.2f} | - |")
-    print(f"| harness's own process | {report['self']:.2f} | - |")
-    total = sum(charged.values()) + report["self"]
-    print(f"| **total** | **{total:.2f}** | **{hand.cpu:.2f}** |")
-    print(f"overhead {(total / hand.cpu - 1) * 100:+.1f}% of the tools' own CPU; {load_now()}")
-    return 0
+                per_tool[TOOL_LABELS[name]] = hand.cpu - before
+    return per_tool
+
+
+def _median_rows(rows: list[dict[str, float]]) -> dict[str, float]:
+    keys = {k for row in rows for k in row}
+    return {k: statistics.median(row.get(k, 0.0) for row in rows) for k in keys}
 
 
 def cached(repo: Path, policy: Path) -> int:
@@ -592,9 +685,10 @@ def main() -> int:
     ap.add_argument("mode", choices=modes)
     ap.add_argument("repo", nargs="?", type=Path, default=DEFAULT_REPO)
     ap.add_argument("policy", nargs="?", type=Path, default=DEFAULT_POLICY)
-    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--rounds", type=int, help="time: 5 by default; cpu: 1")
     ap.add_argument(
-        "--baseline", help="time: also the harness installed for this python (e.g. main's venv)"
+        "--baseline",
+        help="time, cpu: also the harness installed for this python (e.g. main's venv), in turn",
     )
     args = ap.parse_args()
     if args.mode == "prepare-click7":
@@ -605,9 +699,9 @@ def main() -> int:
     if args.mode == "verify":
         return verify(repo, policy)
     if args.mode == "time":
-        return timing(repo, policy, args.rounds, args.baseline)
+        return timing(repo, policy, args.rounds or 5, args.baseline)
     if args.mode == "cpu":
-        return cpu_breakdown(repo, policy)
+        return cpu_breakdown(repo, policy, args.rounds or 1, args.baseline)
     if args.mode == "shift":
         return shift(repo, policy)
     if args.mode == "ids":

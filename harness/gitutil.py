@@ -7,11 +7,12 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager, suppress
 from pathlib import Path
 
 import git
 
+from harness import gitplain
 from harness.errors import GitError
 
 
@@ -28,14 +29,7 @@ def open_repo(path: str | Path) -> git.Repo:
 def resolve_repo(path: Path | None = None) -> Path:
     """The top level of the git repository enclosing `path` (the cwd when None), so every
     command works from any subdirectory of the repository."""
-    where = Path(path) if path is not None else Path.cwd()
-    try:
-        repo = git.Repo(where, search_parent_directories=True)
-    except (git.InvalidGitRepositoryError, git.NoSuchPathError) as exc:
-        raise GitError(f"not a git repository (nor inside one): {where}") from exc
-    if repo.working_tree_dir is None:
-        raise GitError(f"bare repository not supported: {where}")
-    return Path(repo.working_tree_dir).resolve()
+    return gitplain.toplevel(Path(path) if path is not None else Path.cwd())
 
 
 def head(repo: git.Repo) -> str:
@@ -53,6 +47,10 @@ def is_dirty(repo: git.Repo, keep: Sequence[str] = ()) -> bool:
     return any(p not in keep for p in repo.untracked_files)
 
 
+def _root(repo: git.Repo) -> Path:
+    return Path(str(repo.working_tree_dir))
+
+
 def tree_hash(repo: git.Repo) -> str:
     """Hash of the working tree as it is (tracked edits and untracked, non-ignored files).
 
@@ -60,29 +58,13 @@ def tree_hash(repo: git.Repo) -> str:
     `is_dirty` trusts the user's index, whose assume-unchanged and skip-worktree entries hide
     edits, and a stale PASSED from the cache would follow.
     """
-    with tempfile.TemporaryDirectory(prefix="harness-idx-") as tmp:
-        env = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
-        g = repo.git
-        try:
-            if repo.head.is_valid():
-                g.read_tree("HEAD", env=env)
-            g.add("-A", env=env)
-            return str(g.write_tree(env=env)).strip()
-        except git.GitCommandError as exc:
-            raise GitError(f"cannot hash working tree: {exc.stderr.strip()}") from exc
+    return gitplain.tree_hash(_root(repo))
 
 
 def ignored_entries(repo: git.Repo, paths: Sequence[str] = ()) -> list[str]:
     """Paths git ignores under `paths` (all of the tree when empty), repo-relative; a wholly
     ignored directory is one entry ending in "/" so a virtualenv is not listed file by file."""
-    spec = ["--", *paths] if paths else []
-    try:
-        out = repo.git.ls_files(
-            "--others", "--ignored", "--exclude-standard", "--directory", "-z", *spec
-        )
-    except git.GitCommandError as exc:
-        raise GitError(f"cannot list ignored files: {exc.stderr.strip()}") from exc
-    return [p for p in str(out).split("\0") if p]
+    return gitplain.ignored_entries(_root(repo), paths)
 
 
 def _reset_to(repo: git.Repo, sha: str, keep: Sequence[str] = ()) -> None:
@@ -336,21 +318,7 @@ def pinned_git_env() -> dict[str, str]:
     return env
 
 
-def _untracked(repository: git.Repo, *, collapsed: bool) -> set[str]:
-    """Untracked paths, ignored ones included. `collapsed`: a wholly untracked directory is one
-    entry ("out/"); otherwise every file, so a file new inside an old directory shows."""
-    args = ["--others", "-z"] + (["--directory"] if collapsed else [])
-    return {p for p in repository.git.ls_files(*args).split("\0") if p}
-
-
-def _changed_tracked(repository: git.Repo) -> set[str]:
-    if not repository.head.is_valid():
-        return set()
-    return {p for p in repository.git.diff("--name-only", "-z", "HEAD").split("\0") if p}
-
-
-@contextmanager
-def left_as_found(repository: git.Repo) -> Iterator[Callable[[], None]]:
+def left_as_found(repository: git.Repo) -> AbstractContextManager[Callable[[], None]]:
     """Leave the checkout as it was found, whatever the gate runs wrote into it (reports such as
     coverage.xml and htmlcov/ that the target's own addopts ask for, a test's log file).
 
@@ -359,34 +327,7 @@ def left_as_found(repository: git.Repo) -> Iterator[Callable[[], None]]:
     HEAD now but did not on entry are checked out again. A tracked file the user had already
     edited is left alone: there is no copy of the user's version to go back to.
     """
-    root = Path(str(repository.working_tree_dir))
-    had_entries = _untracked(repository, collapsed=True)
-    had_files = _untracked(repository, collapsed=False)
-    had_changed = _changed_tracked(repository)
-
-    def tidy() -> None:
-        try:
-            for rel in sorted(_untracked(repository, collapsed=True) - had_entries):
-                _remove(root / rel)
-            for rel in sorted(_untracked(repository, collapsed=False) - had_files):
-                _remove(root / rel)
-            changed = sorted(_changed_tracked(repository) - had_changed)
-            if changed:
-                repository.git.checkout("HEAD", "--", *changed)
-        except (OSError, git.GitCommandError) as exc:
-            raise GitError(f"cannot remove what the gate run left in {root}: {exc}") from exc
-
-    try:
-        yield tidy
-    finally:
-        tidy()
-
-
-def _remove(full: Path) -> None:
-    if full.is_dir() and not full.is_symlink():
-        shutil.rmtree(full)
-    else:
-        full.unlink(missing_ok=True)
+    return gitplain.left_as_found(_root(repository))
 
 
 def change_key(diff: str) -> str:

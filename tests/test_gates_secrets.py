@@ -153,4 +153,41 @@ def test_the_key_formats_the_guard_refuses_are_found_by_the_gate_offline(
     assert found == sorted(
         [(f"k{i}.py", kind) for i, kind in enumerate(extra)] + [(".env", "Hugging Face Token")]
     )
-    assert "-n" in result.command and any(a.endswith("secret_formats.py") for a in result.command)
+    assert "-n" in result.command
+    assert any(a.endswith("secret_formats_scan.py") for a in result.command)
+
+
+def test_the_gate_plugin_holds_exactly_the_guard_formats() -> None:
+    from harness.gates.secret_formats_scan import FORMATS
+    from harness.secret_formats import EXTRA
+
+    assert tuple((c.secret_type, c.denylist[0].pattern) for c in EXTRA) == FORMATS
+    assert all(len(c.denylist) == 1 and c.denylist[0].flags == 32 for c in EXTRA)
+
+
+def test_one_plugin_reports_what_the_five_did(make_repo: Callable[..., Path]) -> None:
+    """`detect-secrets scan -n --plugin` with the gate's one plugin against the five classes
+    of secret_formats.py: the same results, types and lines, key by key, next to detect-secrets'
+    own formats and look-alikes it must leave alone."""
+    from harness.gates import secret_formats_scan
+    from harness.secret_formats import PLUGIN_FILE
+
+    from .test_guard_secrets import KEYS
+
+    lines = [f"k{i} = '{key}'" for i, key in enumerate(KEYS.values())]
+    lines += [f"both = '{KEYS['Google API Key']}' + '{KEYS['npm Access Token']}'", AWS, KEYWORD]
+    lines += ["not_hf = 'xhf_" + "a" * 36 + "'", "short = 'npm_abc'"]
+    repo = make_repo(
+        {"keys.py": "\n".join(lines) + "\n", ".env": f"HF={KEYS['Hugging Face Token']}\n"}
+    )
+
+    def scan(plugin: str) -> dict[str, object]:
+        argv = [sys.executable, "-m", "detect_secrets", "scan", "-n", "--plugin", plugin]
+        proc = run([*argv, "keys.py", ".env"], repo)
+        assert proc.returncode == 0, proc.stderr
+        return dict(json.loads(proc.stdout)["results"])
+
+    five, one = scan(PLUGIN_FILE), scan(str(secret_formats_scan.__file__))
+    assert one == five
+    kinds = {s["type"] for found in one.values() for s in found}  # type: ignore[attr-defined]
+    assert {kind for kind, _ in secret_formats_scan.FORMATS} <= kinds

@@ -192,3 +192,40 @@ def test_change_key_names_the_change_not_where_it_sits(make_repo: Callable[..., 
     (repo / "x.py").write_text("import sys\n")
     git(repo, "commit", "-qam", "drop os")
     assert commit_change_key(open_repo(repo), "HEAD") == change_key(at1)
+
+
+def test_plain_git_answers_as_gitpython_did(make_repo: Callable[..., Path], tmp_path: Path) -> None:
+    """harness.gitplain (what `harness gates` uses instead of GitPython) against GitPython's own
+    answers: the repository root, its common dir from a linked worktree, the refusals."""
+    from harness import gitplain
+
+    repo = make_repo({"a.py": "x = 1\n", "pkg/b.py": "y = 2\n"})
+    assert gitplain.repo_root(repo) == repo.resolve()
+    assert gitplain.common_dir(repo) == Path(open_repo(repo).common_dir).resolve()
+    linked = tmp_path / "linked"
+    git(repo, "worktree", "add", "-q", "-b", "side", str(linked))
+    assert gitplain.common_dir(linked) == Path(open_repo(linked).common_dir).resolve()
+    assert gitplain.common_dir(linked) == (repo / ".git").resolve()
+    assert gitplain.tree_hash(linked) == tree_hash(open_repo(repo))
+    # GitPython's Repo(path) refuses a directory inside a work tree; so does repo_root.
+    with pytest.raises(GitError, match=re.escape(f"not a git repository: {repo / 'pkg'}")):
+        gitplain.repo_root(repo / "pkg")
+    bare = tmp_path / "bare.git"
+    git(tmp_path, "init", "-q", "--bare", str(bare))
+    for ask in (gitplain.repo_root, gitplain.toplevel, resolve_repo):
+        with pytest.raises(GitError, match="bare repository not supported"):
+            ask(bare)
+
+
+def test_an_unborn_branch_hashes_its_files(tmp_path: Path) -> None:
+    from harness import gitplain
+
+    root = tmp_path / "new"
+    root.mkdir()
+    git(root, "init", "-q", "-b", "main")
+    (root / "a.py").write_text("x = 1\n")
+    empty = git(root, "hash-object", "-t", "tree", "/dev/null").strip()
+    assert gitplain.tree_hash(root) not in ("", empty)
+    with gitplain.left_as_found(root):
+        (root / "report.xml").write_text("<r/>\n")
+    assert sorted(p.name for p in root.iterdir()) == [".git", "a.py"]

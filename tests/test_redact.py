@@ -40,3 +40,80 @@ def test_a_private_key_is_redacted_whole() -> None:
     for text in (pem, json.dumps({"diff": pem})):
         out = redact_text(text)
         assert body not in out and "PRIVATE KEY" not in out
+
+
+# One line per detect-secrets plugin family (fake values in each format), plus lines that only
+# look close. `scan_line` must find nothing the pre-check passes over.
+_SAMPLES = [
+    'aws = "AKIAIOSFODNN7EXAMPLE"',
+    "token = 'ghp_abcdefghijklmnopqrstuvwxyz0123456789'",
+    'slack = "xoxb-123456789012-1234567890123-abcdefghijklmnopqrstuvwx"',
+    'stripe = "sk_live_abcdefghijklmnopqrstuvwx"',
+    "-----BEGIN RSA PRIVATE KEY-----",
+    "jwt = 'eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0."
+    "dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U'",
+    'password = "hunter2hunter2"',
+    'db_pass: "correct-horse-battery"',
+    "url = 'https://admin:s3cr3tpassw0rd@example.com/db'",
+    "//registry.npmjs.org/:_authToken=abcdef12-3456-7890-abcd-ef1234567890",
+    'sendgrid = "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"',
+    'twilio = "SKabcdefabcdefabcdefabcdefabcdefab"',
+    'mailchimp = "abcdefabcdefabcdefabcdefabcdefab-us12"',
+    "pypi-AgEIcHlwaS5vcmcCJGExYjJjM2Q0LWU1ZjYtNzg5MC1hYmNkLWVmMTIzNDU2Nzg5MAACJXsicGVybWlzc2lvbnMiOiAidXNlciIsICJ2ZXJzaW9uIjogMX0AAAYgabcdefghijklmnopqrstuvwxyz0123456789ABCDEF",
+    "server at 203.0.113.195:8080 and 8.8.4.4",
+    "Line too long (95 > 88)",
+    "`os` imported but unused",
+    "def get_password(self) -> str:",
+    'Possible hardcoded password: "not-a-secret"',
+    "api_key = os.environ['API_KEY']",
+]
+
+
+def test_the_pre_check_passes_every_line_detect_secrets_flags() -> None:
+    from detect_secrets.core.scan import scan_line
+
+    from harness import redact as r
+
+    flagged = 0
+    for line in _SAMPLES:
+        with r._scan_lock:
+            r._configure_scanner()
+            may = r._may_flag(line)
+            found = list(scan_line(line))
+        assert may or not found, line
+        flagged += bool(found)
+    # The samples do exercise the scan: most of them hold something detect-secrets reports.
+    assert flagged >= 14
+
+
+def test_lines_without_anything_to_find_are_left_alone_and_secrets_still_go() -> None:
+    from harness import redact as r
+
+    assert redact_text("Line too long (95 > 88)") == "Line too long (95 > 88)"
+    with r._scan_lock:
+        r._configure_scanner()
+        assert not r._may_flag("`os` imported but unused")
+    assert "hunter2hunter2" not in redact_text('password = "hunter2hunter2"')
+    assert "sk_live_abcdefgh" not in redact_text('s = "sk_live_abcdefghijklmnopqrstuvwx"')
+
+
+def test_a_plugin_that_takes_more_arguments_is_always_scanned() -> None:
+    from typing import Any
+
+    from detect_secrets.plugins.base import BasePlugin
+
+    from harness import redact as r
+
+    class Eager(BasePlugin):
+        secret_type = "eager"
+
+        def analyze_string(self, string: str) -> Any:
+            yield from ()
+
+        def analyze_line(  # type: ignore[override]
+            self, filename: str, line: str, enable_eager_search: bool = False, **kwargs: Any
+        ) -> Any:
+            return set()
+
+    checks = r._check(Eager())
+    assert len(checks) == 1 and checks[0]("nothing here")

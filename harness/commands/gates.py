@@ -20,7 +20,7 @@ from harness.gates.imported import import_warnings
 from harness.gates.models import GateResult, GateRun, GateStatus
 from harness.gates.runner import run_gates, selected_gates
 from harness.gates.summary import coverage_display, seed_summary
-from harness.gitutil import left_as_found, open_repo, resolve_repo
+from harness.gitplain import left_as_found, repo_root, toplevel
 from harness.policy import resolve_policy
 
 _STYLE = {GateStatus.PASSED: "green", GateStatus.FAILED: "red", GateStatus.ERROR: "magenta"}
@@ -81,7 +81,7 @@ def command(
     no_cache: bool = typer.Option(False, "--no-cache", help="Bypass the result cache."),
 ) -> None:
     """Run the quality gates (ruff, mypy, pytest+coverage, bandit, import-linter, secrets)."""
-    repo = resolve_repo(repo)
+    repo = toplevel(Path(repo) if repo is not None else Path.cwd())
     resolved = resolve_policy(Path(repo), policy)
     ui.say_policy(resolved)
     pol = resolved.policy
@@ -90,7 +90,7 @@ def command(
             raise UsageError(f"--python: no such interpreter: {python}")
         pol = pol.model_copy(update={"gates": pol.gates.model_copy(update={"python": python})})
     names = [n.strip() for n in only.split(",") if n.strip()] if only is not None else None
-    repository = open_repo(repo)
+    repo_root(repo)  # a bare repository is refused here, before any gate runs
     ui.err.print(f"harness gates: {repo}")
     # The import check asks the target's interpreter once; it runs beside the gates rather
     # than before them, and says what it found when they are done.
@@ -103,7 +103,7 @@ def command(
         # The target's own addopts may write reports (coverage.xml, htmlcov/) into the user's
         # checkout; a report left behind is a new file in the next run's tree, so nothing
         # would ever be cached either.
-        with left_as_found(repository):
+        with left_as_found(repo):
             run = run_gates(repo, pol, only=names, use_cache=not no_cache, on_result=_progress)
     for line in warnings.result() if warnings is not None else []:
         ui.err.print(f"warning: {line}", markup=False)

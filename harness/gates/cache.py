@@ -37,7 +37,7 @@ import platformdirs
 
 from harness.errors import GitError, UsageError
 from harness.gates.models import GateResult, fingerprint
-from harness.gitutil import ignored_entries, open_repo
+from harness.gitplain import common_dir, ignored_entries
 from harness.policy import GateConfig, PytestGateConfig
 from harness.redact import redact, redact_text
 
@@ -95,7 +95,6 @@ def ignored_digest(repo: Path, paths: Sequence[str]) -> str:
     The tree hash leaves out what git ignores, yet mypy, bandit and coverage read an ignored
     generated module all the same: without this a changed one would hit a stale cache entry.
     """
-    git_repo = open_repo(repo)
     rows: list[str] = []
 
     def add(full: Path) -> None:
@@ -108,7 +107,7 @@ def ignored_digest(repo: Path, paths: Sequence[str]) -> str:
         if stat.S_ISREG(st.st_mode):
             rows.append(f"{full.relative_to(repo).as_posix()}\0{st.st_size}\0{st.st_mtime_ns}")
 
-    for entry in ignored_entries(git_repo, paths):
+    for entry in ignored_entries(repo, paths):
         rel = entry.rstrip("/")
         if _SKIP_DIRS.intersection(Path(rel).parts):
             continue
@@ -237,8 +236,7 @@ def mypy_dir(root: Path, repo: Path, python: str) -> Path:
     """mypy's cache for the user's repository (its git common dir, shared by its worktrees)
     and interpreter; marked as just used."""
     try:
-        common = Path(open_repo(repo).common_dir)
-        owner = (common if common.is_absolute() else repo / common).resolve()
+        owner = common_dir(repo)
     except GitError:  # not a repository: the directory itself is the project
         owner = repo.resolve()
     key = hashlib.sha256(f"{owner}\0{interpreter_id(python)}".encode()).hexdigest()[:16]

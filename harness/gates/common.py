@@ -176,13 +176,18 @@ def rel_path(repo: Path, name: str) -> str:
     """Repo-relative, forward slashes; a path outside the repo is kept as given."""
     p = Path(name)
     if p.is_absolute():
-        for root in (repo, repo.resolve()):
-            try:
-                return p.relative_to(root).as_posix()
-            except ValueError:
-                continue
         try:
-            return p.resolve().relative_to(repo.resolve()).as_posix()
+            return p.relative_to(repo).as_posix()
+        except ValueError:
+            pass
+        # Resolved only now: a tool reports every finding's path, and resolving is syscalls.
+        real = repo.resolve()
+        try:
+            return p.relative_to(real).as_posix()
+        except ValueError:
+            pass
+        try:
+            return p.resolve().relative_to(real).as_posix()
         except ValueError:
             return p.as_posix()
     posix = p.as_posix()
@@ -221,7 +226,8 @@ import hashlib, importlib.metadata as m, json, site, sys
 dirs = site.getsitepackages() + sys.path[1:]
 out = {}
 for d in m.distributions(path=dirs):
-    out.setdefault((d.metadata["Name"] or "").lower(), d.version)
+    md = d.metadata
+    out.setdefault((md["Name"] or "").lower(), md["Version"])
 env = sorted("%s==%s" % (k, v) for k, v in out.items())
 out["(env)"] = hashlib.sha256("\\n".join(env).encode()).hexdigest()[:12]
 print(json.dumps({"dirs": dirs, "versions": out}))
@@ -241,7 +247,9 @@ def _env_here() -> _Env:
     dirs = [*site.getsitepackages(), *sys.path[1:]]
     out: dict[str, str] = {}
     for d in importlib.metadata.distributions(path=dirs):
-        out.setdefault((d.metadata["Name"] or "").lower(), d.version)
+        # `d.version` would parse the metadata a second time.
+        meta = d.metadata
+        out.setdefault((meta["Name"] or "").lower(), meta["Version"])
     env = sorted(f"{k}=={v}" for k, v in out.items())
     out["(env)"] = hashlib.sha256("\n".join(env).encode()).hexdigest()[:12]
     return _Env(_existing(dirs), out)

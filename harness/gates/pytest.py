@@ -233,8 +233,9 @@ def parse_junit(text: str, repo: Path) -> list[TestCase]:
     if root.tag not in ("testsuites", "testsuite"):
         raise ValueError(f"root element is <{root.tag}>")
     by_id: dict[str, TestCase] = {}
+    files: dict[str, str] = {}
     for case in root.iter("testcase"):
-        test_id = node_id(case, repo)
+        test_id = node_id(case, repo, files)
         outcome, message, teardown = "passed", None, False
         for child in case:
             said = child.get("message")
@@ -268,13 +269,17 @@ def parse_junit(text: str, repo: Path) -> list[TestCase]:
     return list(by_id.values())
 
 
-def node_id(case: Any, repo: Path) -> str:
-    """Invert pytest's JUnit name mangling: classname 'pkg.test_m.TestA' + name -> node id."""
+def node_id(case: Any, repo: Path, files: dict[str, str] | None = None) -> str:
+    """Invert pytest's JUnit name mangling: classname 'pkg.test_m.TestA' + name -> node id.
+    `files` keeps each file's repo-relative path for the rest of one report."""
     classname = case.get("classname") or ""
     name = case.get("name") or ""
     file = case.get("file")
     if file:
-        file = rel_path(repo, file)
+        if files is None:
+            file = rel_path(repo, file)
+        else:
+            file = files[file] if file in files else files.setdefault(file, rel_path(repo, file))
         module = file[: -len(".py")].replace("/", ".") if file.endswith(".py") else None
         if module is not None and (classname == module or classname.startswith(module + ".")):
             classes = classname[len(module) + 1 :].split(".") if classname != module else []

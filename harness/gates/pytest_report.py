@@ -86,23 +86,30 @@ def _outcome(when: str, outcome: str, xfail: bool) -> str | None:
     return None
 
 
-def _node(repo: Path, rootdir: str, nodeid: str) -> str:
-    """pytest's node id (relative to its rootdir) as an id relative to the repository."""
+def _node(repo: Path, rootdir: str, nodeid: str, files: dict[str, str] | None = None) -> str:
+    """pytest's node id (relative to its rootdir) as an id relative to the repository.
+    `files` keeps each file's answer for the rest of the report: one per test record adds up."""
     if not rootdir:
         return nodeid
     file, sep, rest = nodeid.partition("::")
-    return rel_path(repo, str(Path(rootdir) / file)) + sep + rest
+    if files is None:
+        return rel_path(repo, str(Path(rootdir) / file)) + sep + rest
+    rel = files.get(file)
+    if rel is None:
+        rel = files[file] = rel_path(repo, str(Path(rootdir) / file))
+    return rel + sep + rest
 
 
 def parse_report(text: str, repo: Path) -> SuiteReport:
     report = SuiteReport()
     rootdir = ""
     cases: dict[str, TestCase] = {}
+    files: dict[str, str] = {}
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         try:
-            rootdir = _record(report, cases, json.loads(line), repo, rootdir)
+            rootdir = _record(report, cases, json.loads(line), repo, rootdir, files)
         except (json.JSONDecodeError, TypeError, KeyError, ValueError, AttributeError) as exc:
             raise ValueError(f"line {number} is not a report record: {one_line(line, 80)}") from exc
     report.tests = [t for t in cases.values() if t.outcome != "running"]
@@ -110,12 +117,18 @@ def parse_report(text: str, repo: Path) -> SuiteReport:
 
 
 def _record(
-    report: SuiteReport, cases: dict[str, TestCase], rec: Any, repo: Path, rootdir: str
+    report: SuiteReport,
+    cases: dict[str, TestCase],
+    rec: Any,
+    repo: Path,
+    rootdir: str,
+    files: dict[str, str],
 ) -> str:
     """Take one record into the report; returns the rootdir node ids are relative to."""
     kind = rec["kind"]
     if kind == "start":
         report.started, rootdir = True, str(rec.get("rootdir") or "")
+        files.clear()
     elif kind == "collected":
         report.collected = [_node(repo, rootdir, str(i)) for i in rec["ids"]]
     elif kind == "deselected":
@@ -129,7 +142,7 @@ def _record(
         )
         (report.collect_errors if failed else report.collect_skipped).append(case)
     elif kind == "report":
-        _phase(cases, _node(repo, rootdir, str(rec["id"])), rec)
+        _phase(cases, _node(repo, rootdir, str(rec["id"]), files), rec)
     elif kind == "interrupted" and rec.get("by") == "collection":
         report.collection_failed = True
     elif kind == "interrupted":

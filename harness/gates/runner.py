@@ -17,7 +17,7 @@ from harness.gates import pytest as pytest_gate
 from harness.gates.base import GATES, Gate
 from harness.gates.common import GateContext, proc_failure, rel_path, run_tool
 from harness.gates.models import GateResult, GateRun, GateStatus
-from harness.gitutil import open_repo, tree_hash
+from harness.gitplain import repo_root, tree_hash
 from harness.policy import GateConfig, Policy
 
 
@@ -112,10 +112,9 @@ def run_gates(
     on_result: Callable[[GateResult], None] | None = None,
 ) -> GateRun:
     """Run the selected gates concurrently on the working tree of `repo` as it is."""
-    repo = Path(repo).resolve()
-    git_repo = open_repo(repo)
+    repo = repo_root(Path(repo))
     names = selected_gates(policy, only)
-    tree = tree_hash(git_repo)
+    tree = tree_hash(repo)
     root = cache.cache_root()
     cap = cache.max_bytes()  # a bad value stops here, before any gate runs
     start = time.monotonic()

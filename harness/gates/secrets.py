@@ -7,35 +7,42 @@ hash of each secret, and fingerprints are built from those.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import shutil
 import tempfile
 from pathlib import Path
 
-import git
-
-from harness.errors import GitError
+from harness.errors import GateError, GitError
 from harness.gates.common import (
     HARNESS_PYTHON,
     GateContext,
     config_path,
     dist_versions,
     error,
-    one_line,
     proc_failure,
     rel_path,
     run_tool,
 )
 from harness.gates.models import Finding, GateResult, GateStatus, fingerprint
-from harness.gitutil import open_repo
+from harness.gitplain import ls_files
 from harness.policy import SecretsGateConfig
 from harness.proc import run
-from harness.secret_formats import PLUGIN_FILE
 
 NAME = "secrets"
 GITLEAKS = "gitleaks"
 DETECT_SECRETS = "detect-secrets"
 _CHUNK = 2000  # files per detect-secrets invocation, to stay far below ARG_MAX
+
+
+def _plugin_file() -> str:
+    """harness/gates/secret_formats_scan.py (the guard's extra key formats as one plugin),
+    found without importing it: importing it imports detect-secrets (0.1 s of CPU), which the
+    scan, in its own process, does anyway."""
+    spec = importlib.util.find_spec("harness.gates.secret_formats_scan")
+    if spec is None or spec.origin is None:
+        raise GateError("harness.gates.secret_formats_scan is missing from this installation")
+    return spec.origin
 
 
 def _choice(ctx: GateContext) -> str:
@@ -52,7 +59,7 @@ class SecretsGate:
         gl = shutil.which(GITLEAKS)
         # The extra formats decide findings as much as detect-secrets' own version: a cached
         # result from before they changed must not be served.
-        formats = hashlib.sha256(Path(PLUGIN_FILE).read_bytes()).hexdigest()[:8]
+        formats = hashlib.sha256(Path(_plugin_file()).read_bytes()).hexdigest()[:8]
         ds = f"{dist_versions(HARNESS_PYTHON, ['detect-secrets'])} (+formats {formats})"
         if gl is None:
             return ds
@@ -147,9 +154,8 @@ def parse_gitleaks(text: str, repo: Path) -> list[Finding]:
 
 def _files_to_scan(ctx: GateContext) -> list[str]:
     """Tracked and untracked-but-not-ignored files: the working tree as it is."""
-    repo = open_repo(ctx.repo)
-    listed = repo.git.ls_files("-z", "-c", "-o", "--exclude-standard", "--", *ctx.cfg.paths)
-    names = sorted({n for n in listed.split("\0") if n})
+    args = ["-c", "-o", "--exclude-standard", "--", *ctx.cfg.paths]
+    names = sorted(set(ls_files(ctx.repo, *args, what="cannot list files")))
     return [n for n in names if (ctx.repo / n).is_file() and not (ctx.repo / n).is_symlink()]
 
 
@@ -174,8 +180,6 @@ def _detect_secrets(ctx: GateContext) -> GateResult:
         # The baseline holds hashes that look like secrets; detect-secrets skips it too.
         skip = rel_path(ctx.repo, ctx.cfg.config) if ctx.cfg.config else None
         files = [f for f in _files_to_scan(ctx) if f != skip]
-    except git.GitCommandError as exc:
-        return error(NAME, tool, f"cannot list files: {one_line(str(exc.stderr))}")
     except GitError as exc:
         return error(NAME, tool, str(exc))
     if not files:
@@ -185,7 +189,7 @@ def _detect_secrets(ctx: GateContext) -> GateResult:
     # -n: without it detect-secrets sends what it finds to the provider's API to verify it
     # (AWS, Slack, Stripe ...): a gate never sends a secret anywhere, nor reaches the network.
     # --plugin: the key formats it does not know, the same ones the guard refuses.
-    scan = [HARNESS_PYTHON, "-m", "detect_secrets", "scan", "-n", "--plugin", PLUGIN_FILE]
+    scan = [HARNESS_PYTHON, "-m", "detect_secrets", "scan", "-n", "--plugin", _plugin_file()]
     seconds, argv, code = 0.0, list(scan), 0
     for start in range(0, max(len(files), 1), _CHUNK):
         chunk = files[start : start + _CHUNK]
