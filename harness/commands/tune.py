@@ -86,7 +86,8 @@ def show_runs(tallies: Sequence[RunTally]) -> None:
 
 @contextmanager
 def _progress(enabled: bool) -> Iterator[Say]:
-    if not enabled:
+    # A bar only on a terminal: in a pipe or a log it would be noise around the report.
+    if not enabled or not ui.err.is_terminal:
         yield lambda _m: None
         return
     with Progress(
@@ -164,8 +165,8 @@ def command(
     variant_list = variants(sets, grids)
     with _progress(not json_ and len(variant_list) > 1) as say:
         if corpus is not None:
-            root = resolve_repo(repo)
             patches = load_corpus(corpus, labels)
+            root = resolve_repo(repo)
             base = resolve_policy(root, policy).policy
             ctallies = tune_corpus(
                 patches, root, base, variant_list, test_layers=test_layers, progress=say
