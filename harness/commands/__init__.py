@@ -24,6 +24,7 @@ COMMANDS: list[tuple[str, str]] = [
     ("run", "harness.commands.run"),
     ("demo", "harness.commands.demo"),
     ("replay", "harness.commands.replay"),
+    ("tune", "harness.commands.tune"),
     ("runs", "harness.commands.runs"),
     ("cache", "harness.commands.cache"),
 ]
