@@ -52,7 +52,9 @@ from harness.redact import redact
 from harness.steps import StepsScript
 
 _SAME = ("seq", "ts")  # what two runs of the same steps never share
-_DURATIONS = ("seconds",)
+# How long a step took, and which environment the tools ran in ("ruff 0.17.6 (env 2f52...)":
+# another machine's venv has another digest), are not what the step did.
+_DURATIONS = ("seconds", "tool_version")
 _DIFF_LINES = 60
 
 
@@ -355,7 +357,7 @@ def _comparable(event: dict[str, Any]) -> dict[str, Any]:
 
 
 def _timeless(value: Any) -> Any:
-    """`value` without the durations it holds: how long a step took is not what it did."""
+    """`value` without the durations and tool environments it holds (`_DURATIONS`)."""
     if isinstance(value, dict):
         return {k: _timeless(v) for k, v in value.items() if k not in _DURATIONS}
     if isinstance(value, list):
@@ -363,11 +365,20 @@ def _timeless(value: Any) -> Any:
     return value
 
 
-def _first_change(a: dict[str, Any], b: dict[str, Any]) -> str:
-    for key in sorted(set(a) | set(b)):
-        if a.get(key) != b.get(key):
-            return f"{key}: recorded {_short(a.get(key))}, replayed {_short(b.get(key))}"
-    return "equal"
+def _first_change(a: Any, b: Any, path: str = "") -> str:
+    """The first leaf where the two differ, named by its path (`after.gates.ruff.count`): a
+    whole outcome cut at 160 characters would hide what changed."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in sorted(set(a) | set(b)):
+            if a.get(key) != b.get(key):
+                return _first_change(a.get(key), b.get(key), f"{path}.{key}" if path else key)
+    elif isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            if x != y:
+                return _first_change(x, y, f"{path}[{i}]")
+    if a == b:
+        return "equal"
+    return f"{path or 'value'}: recorded {_short(a)}, replayed {_short(b)}"
 
 
 def _short(value: Any) -> str:
