@@ -1169,11 +1169,16 @@ class _Run:
         ]
         if unjudged and self.cfg.fail_closed:
             names = ", ".join(k.test for k in unjudged)
+            cause = (
+                f"the budget of {self.cfg.budget_seconds:g}s ran out"
+                if self.exhausted
+                else "their runs gave no usable result"
+            )
             violations.append(
                 Violation(
                     rule="mutation.not_judged",
                     layer=LAYER,
-                    message=f"not judged: {names} (budget or run problem; fail_closed)",
+                    message=f"not judged: {names} ({cause}; fail_closed)",
                 )
             )
         caught_any = {i for t in self.tests.values() for i in t.after_caught}
