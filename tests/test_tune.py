@@ -46,23 +46,23 @@ def by_variant(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
 def test_a_stricter_per_file_limit_refuses_what_the_default_accepted(
     make_repo: Callable[..., Path], tmp_path: Path
 ) -> None:
-    # The builtin example landed four patches; R3 changes 20 lines of pkg/more.py.
+    # The builtin example landed three patches; R2 changes 20 lines of pkg/more.py.
     repo = make_repo(EXAMPLE_FILES)
     rows = by_variant(
         tune_json(str(example("builtin")), "--repo", str(repo), "--set", STRICT, cwd=tmp_path)
     )
     base = rows["base"]
     assert base["diverged_at"] is None
-    assert base["comparable"]["proposals"] == base["comparable"]["accepted"] == 4
+    assert base["comparable"]["proposals"] == base["comparable"]["accepted"] == 3
     assert base["not_comparable"]["proposals"] == 0
 
     strict = rows[STRICT]
-    assert "item R3" in strict["diverged_at"]
+    assert "item R2" in strict["diverged_at"]
     seen = strict["comparable"]
-    # R1, R2 as recorded, then R3 refused by the size rule of the static layer ...
-    assert (seen["proposals"], seen["accepted"], seen["refused"], seen["changed"]) == (3, 2, 1, 1)
+    # R1 as recorded, then R2 refused by the size rule of the static layer ...
+    assert (seen["proposals"], seen["accepted"], seen["refused"], seen["changed"]) == (2, 1, 1, 1)
     assert seen["refused_by"] == {"static/size": 1}
-    # ... and R4, which the model wrote after R3 had landed, is shown apart.
+    # ... and R3, which the model wrote after R2 had landed, is shown apart.
     after = strict["not_comparable"]
     assert after["proposals"] == 1 and after["accepted"] == 1
     assert seen["blocked_unknown"] == 1 and seen["blocked_good"] == 0  # no gates asked
@@ -85,7 +85,7 @@ def test_evaluate_rejected_counts_a_refused_good_patch_as_blocked_good(
         )
     )
     seen = rows[STRICT]["comparable"]
-    # R3 fixes ten `== None` comparisons: ruff's findings fall, nothing new appears.
+    # R2 fixes ten `== None` comparisons: ruff's findings fall, nothing new appears.
     assert seen["blocked_good"] == 1
     assert seen["blocked_bad"] == seen["blocked_unknown"] == seen["blocked_neutral"] == 0
     assert git(repo, "worktree", "list").count("\n") == 1
