@@ -348,3 +348,22 @@ def test_harness_apply_refuses_a_vacuous_test_and_keeps_a_real_one(
     out = json.loads(proc.stdout)
     assert out["kept"] is True and out["layers"][-1]["layer"] == "mutation"
     assert out["layers"][-1]["ran"] is True
+
+
+def test_a_lint_fix_that_leaves_every_test_as_it_was_changes_no_test(
+    make_repo: Callable[..., Path],
+) -> None:
+    """ruff's I001 (imports sorted) and UP025 (a u"" prefix dropped) on a test module change
+    nothing a test checks, so no test of it is "changed" and the mutation layer has nothing to
+    judge; an import added or removed still changes every test of the module."""
+    before = (
+        "import sys\nimport os\n\n\ndef test_a():\n    assert os.sep and sys.argv\n\n\n"
+        'def test_b():\n    assert u"x" == "x"\n'
+    )
+    repo = make_repo(FILES | {"tests/test_lint.py": before})
+    fixed = before.replace("import sys\nimport os\n", "import os\nimport sys\n").replace(
+        'u"x"', '"x"'
+    )
+    assert changed_tests(repo, "HEAD", {"tests/test_lint.py": fixed}, ["tests/**"]) == []
+    fewer = fixed.replace("import os\nimport sys\n", "import os\nimport sys\nimport re\n")
+    assert len(changed_tests(repo, "HEAD", {"tests/test_lint.py": fewer}, ["tests/**"])) == 2

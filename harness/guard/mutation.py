@@ -427,13 +427,13 @@ def test_functions(source: str) -> dict[str, str]:
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name.startswith(
             "test"
         ):
-            out[node.name] = ast.dump(node)
+            out[node.name] = _dump(node)
         elif isinstance(node, ast.ClassDef) and node.name.startswith("Test"):
             for item in node.body:
                 if isinstance(item, ast.FunctionDef | ast.AsyncFunctionDef) and (
                     item.name.startswith("test")
                 ):
-                    out[f"{node.name}::{item.name}"] = ast.dump(item)
+                    out[f"{node.name}::{item.name}"] = _dump(item)
     return out
 
 
@@ -455,7 +455,16 @@ def _rest_of_module(source: str) -> str:
                 or not s.name.startswith("test")
             ]
         keep.append(node)
-    return ast.dump(ast.Module(body=keep, type_ignores=[]))
+    # The order of a module's imports is not what its tests check (ruff's I001 sorts them):
+    # compared as a set, so a sorted import block changes no test.
+    imports = sorted(_dump(n) for n in keep if isinstance(n, ast.Import | ast.ImportFrom))
+    rest = [n for n in keep if not isinstance(n, ast.Import | ast.ImportFrom)]
+    return "\n".join([*imports, _dump(ast.Module(body=rest, type_ignores=[]))])
+
+
+def _dump(node: ast.AST) -> str:
+    # A u"" prefix (ruff's UP025 drops it) is the same string: ast keeps it only as `kind`.
+    return ast.dump(node).replace(", kind='u'", "")
 
 
 def changed_tests(
