@@ -52,9 +52,10 @@ from harness.redact import redact
 from harness.steps import StepsScript
 
 _SAME = ("seq", "ts")  # what two runs of the same steps never share
-# How long a step took, and which environment the tools ran in ("ruff 0.17.6 (env 2f52...)":
-# another machine's venv has another digest), are not what the step did.
-_DURATIONS = ("seconds", "tool_version")
+# How long a step took, which environment the tools ran in ("ruff 0.17.6 (env 2f52...)":
+# another machine's venv has another digest) and the command lines that name that env's
+# interpreter and temporary files are not what the step did.
+_DURATIONS = ("seconds", "tool_version", "command")
 _DIFF_LINES = 60
 
 
