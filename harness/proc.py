@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -56,6 +57,8 @@ def run(
             errors="replace",
             env=full_env,
         ) as child:
+            with _LIVE_LOCK:
+                _LIVE.add(child)
             if nice > 0:
                 _lower_priority(child.pid, nice)
             try:
@@ -76,9 +79,28 @@ def run(
             except BaseException:
                 child.kill()
                 raise
+            finally:
+                with _LIVE_LOCK:
+                    _LIVE.discard(child)
     except FileNotFoundError as exc:
         return ProcResult(tuple(argv), 127, "", str(exc), time.monotonic() - start, missing=True)
     return ProcResult(tuple(argv), child.returncode, out, err, time.monotonic() - start)
+
+
+# Children started by `run` and not yet reaped, in every thread: Ctrl-C reaches only the main
+# thread, so the tools that worker threads wait on (the gates side by side) are killed from
+# there, rather than waited for (`kill_running`).
+_LIVE: set[subprocess.Popen[str]] = set()
+_LIVE_LOCK = threading.Lock()
+
+
+def kill_running() -> None:
+    """Kill every child `run` is waiting on, in any thread (on Ctrl-C or SIGTERM)."""
+    with _LIVE_LOCK:
+        children = list(_LIVE)
+    for child in children:
+        with contextlib.suppress(OSError):
+            child.kill()
 
 
 def _lower_priority(pid: int, nice: int) -> None:

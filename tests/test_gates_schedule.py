@@ -84,3 +84,41 @@ def test_the_harness_env_read_in_process_is_what_its_interpreter_says(tmp_path: 
     there = json.loads(out)
     assert here.versions == there["versions"]
     assert here.dirs == common._existing(there["dirs"])
+
+
+def test_ctrl_c_while_the_gates_run_kills_their_tools_instead_of_waiting(
+    make_repo: Callable[..., Path], tmp_path: Path
+) -> None:
+    """Ctrl-C reaches the main thread only; the gates' tools run from worker threads, and the
+    pool's exit would wait for the slowest of them (a suite of 60 s here) before the run
+    could stop."""
+    import signal
+    import threading
+    import time
+
+    import pytest
+
+    started = tmp_path / "started"
+    repo = make_repo(
+        {
+            "pkg/__init__.py": "",
+            "tests/test_slow.py": (
+                "import time\n\n\ndef test_slow():\n"
+                f"    open({str(started)!r}, 'w').close()\n    time.sleep(60)\n"
+            ),
+        }
+    )
+    policy = parse_policy('[gates.pytest]\npaths = ["tests"]\n' + other_gates_off("pytest"))
+
+    def interrupt_once_the_suite_runs() -> None:
+        deadline = time.monotonic() + 50
+        while not started.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGINT)  # a real signal, as Ctrl-C sends
+
+    threading.Thread(target=interrupt_once_the_suite_runs, daemon=True).start()
+    t0 = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        run_gates(repo, policy, use_cache=False)
+    assert started.exists()
+    assert time.monotonic() - t0 < 45  # the 60 s test was killed, not waited for

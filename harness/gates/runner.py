@@ -19,6 +19,7 @@ from harness.gates.common import GateContext, proc_failure, rel_path, run_tool
 from harness.gates.models import GateResult, GateRun, GateStatus
 from harness.gitplain import repo_root, tree_hash
 from harness.policy import GateConfig, Policy
+from harness.proc import kill_running
 
 
 def interpreter(policy: Policy) -> str:
@@ -132,11 +133,18 @@ def run_gates(
                 ): name
                 for name in first
             }
-            for fut in as_completed(futures):
-                result = fut.result()
-                results[futures[fut]] = result
-                if on_result is not None:
-                    on_result(result)
+            try:
+                for fut in as_completed(futures):
+                    result = fut.result()
+                    results[futures[fut]] = result
+                    if on_result is not None:
+                        on_result(result)
+            except (KeyboardInterrupt, SystemExit):
+                # The pool's exit waits for its threads, and they for their tools: kill the
+                # tools, so an interrupted run stops now rather than when the slowest gate ends.
+                pool.shutdown(wait=False, cancel_futures=True)
+                kill_running()
+                raise
     if names:
         # Once per run, not per store: it walks the mypy caches to size them.
         cache.evict(root, cap)
