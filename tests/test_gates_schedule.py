@@ -116,9 +116,14 @@ def test_ctrl_c_while_the_gates_run_kills_their_tools_instead_of_waiting(
             time.sleep(0.05)
         os.kill(os.getpid(), signal.SIGINT)  # a real signal, as Ctrl-C sends
 
-    threading.Thread(target=interrupt_once_the_suite_runs, daemon=True).start()
-    t0 = time.monotonic()
-    with pytest.raises(KeyboardInterrupt):
-        run_gates(repo, policy, use_cache=False)
+    # An xdist worker replaces Python's SIGINT handler; this test needs Ctrl-C's usual one.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        threading.Thread(target=interrupt_once_the_suite_runs, daemon=True).start()
+        t0 = time.monotonic()
+        with pytest.raises(KeyboardInterrupt):
+            run_gates(repo, policy, use_cache=False)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert started.exists()
     assert time.monotonic() - t0 < 45  # the 60 s test was killed, not waited for
