@@ -1,9 +1,11 @@
-"""Key formats detect-secrets 1.5 does not know, as detect-secrets regex plugins.
+"""Key formats detect-secrets 1.5 does not know, as detect-secrets regex plugins: one class
+per format, for the guard's secrets layer (harness/guard/secrets.py).
 
-One module serves both sides: the guard's secrets layer imports the classes, and the secrets
-gate hands this file to `detect-secrets scan --plugin`, which imports it by path and takes the
-plugin classes it finds at module level. So it imports nothing of the harness: only
-detect-secrets, which both processes have.
+The formats themselves are written once, in harness/gates/secret_formats_scan.py, which the
+secrets gate hands to `detect-secrets scan --plugin` as a single plugin (cheaper per line than
+five). This module only gives each format a class of its own, so the guard's in-process scan
+names the provider of what it refuses. It is also a plugin file detect-secrets can load by
+path (`PLUGIN_FILE`; tests compare the two plugins' scans).
 
 Checked against detect-secrets 1.5.0's plugin list (it has AWS, GitHub's classic tokens,
 GitLab, OpenAI, Slack, Stripe, private keys and others). Each pattern is the provider's own
@@ -17,44 +19,18 @@ from typing import Any
 
 from detect_secrets.plugins.base import RegexBasedDetector
 
+from harness.gates.secret_formats_scan import FORMATS
 
-def _detector(name: str, secret_type: str, pattern: str) -> type[Any]:
+
+def _detector(secret_type: str, pattern: str) -> type[Any]:
     # A regex plugin the way detect-secrets' docs extend it (a RegexBasedDetector with a
     # secret_type and a denylist), so its filters treat ours like its own.
+    name = "".join(w.capitalize() for w in re.findall(r"[A-Za-z]+", secret_type)) + "Detector"
     attrs = {"secret_type": secret_type, "denylist": (re.compile(pattern),)}
     return type(name, (RegexBasedDetector,), attrs)
 
 
-# sk-ant-api03-..., sk-ant-admin01-..., sk-ant-oat01-... (OAuth)
-AnthropicKeyDetector = _detector(
-    "AnthropicKeyDetector", "Anthropic API Key", r"sk-ant-[a-z]{3,5}\d{2}-[A-Za-z0-9_-]{32,}"
-)
-GoogleKeyDetector = _detector(
-    "GoogleKeyDetector",
-    "Google API Key",
-    r"(?<![A-Za-z0-9_-])AIza[0-9A-Za-z_-]{35}(?![A-Za-z0-9_-])",
-)
-# Fine-grained personal access tokens; the classic ghp_/gho_/... are detect-secrets' own.
-GitHubFineGrainedTokenDetector = _detector(
-    "GitHubFineGrainedTokenDetector",
-    "GitHub Fine-grained Token",
-    r"github_pat_[A-Za-z0-9]{22}_[A-Za-z0-9]{59}",
-)
-HuggingFaceTokenDetector = _detector(
-    "HuggingFaceTokenDetector",
-    "Hugging Face Token",
-    r"(?<![A-Za-z0-9_])hf_[A-Za-z0-9]{34,40}(?![A-Za-z0-9_])",
-)
-# npm access tokens anywhere (detect-secrets finds them only in .npmrc's _authToken form).
-NpmTokenDetector = _detector(
-    "NpmTokenDetector", "npm Access Token", r"(?<![A-Za-z0-9_])npm_[A-Za-z0-9]{36}(?![A-Za-z0-9_])"
-)
-
-EXTRA: tuple[type[Any], ...] = (
-    AnthropicKeyDetector,
-    GoogleKeyDetector,
-    GitHubFineGrainedTokenDetector,
-    HuggingFaceTokenDetector,
-    NpmTokenDetector,
-)
+EXTRA: tuple[type[Any], ...] = tuple(_detector(kind, pattern) for kind, pattern in FORMATS)
+# detect-secrets takes the plugin classes it finds at a module's top level.
+globals().update({cls.__name__: cls for cls in EXTRA})
 PLUGIN_FILE = __file__

@@ -5,7 +5,7 @@ every file, so a patch the cheap rules refuse never pays for it.
 
 The detectors are detect-secrets' own plugins (run in-process, with its false-positive
 heuristics), plus the few key formats its 1.5 release does not know, written as
-detect-secrets regex plugins (harness/secret_formats.py, which the secrets gate loads too).
+detect-secrets regex plugins (harness/secret_formats.py; the secrets gate scans the same formats).
 Every added line of every file is scanned, whatever its type: code, comments, dotenv,
 YAML/TOML/JSON, docs. String literals that join into one value are scanned joined as well: in
 Python, as the AST builds them (implicit concatenation, `+` of literals, `"".join` of a literal
@@ -34,7 +34,7 @@ _SKIP_SECRET_TYPES = frozenset({"Public IP (ipv4)"})  # an address is not a cred
 _HEX_TYPE = "Hex High Entropy String"
 
 
-# The key formats detect-secrets misses: shared with the secrets gate (harness/secret_formats.py).
+# The key formats detect-secrets misses, one class each (the gate scans the same formats).
 _EXTRA: tuple[type[Any], ...] = EXTRA
 
 
