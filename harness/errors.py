@@ -81,6 +81,31 @@ class PatchRejected(HarnessError):
         self.violations = violations
 
 
+class SupervisorQuit(HarnessError):
+    """The person supervising a run (or the record a replay follows) chose to stop: the run ends
+    cleanly, what landed judged by the gates, and says so with the exit code of an interrupt."""
+
+    exit_code = ExitCode.INTERRUPTED
+
+
+class ItemSkipped(HarnessError):
+    """The approver skipped the todo item whose patch it was shown: the patch does not land and
+    the model is not asked again for that item."""
+
+    exit_code = ExitCode.FAILED
+
+
+class PatchEdited(HarnessError):
+    """The person supervising edited the patch: `diff` goes through the guard and every landing
+    check again, in place of the model's."""
+
+    exit_code = ExitCode.FAILED
+
+    def __init__(self, message: str, diff: str) -> None:
+        super().__init__(message)
+        self.diff = diff
+
+
 class RegressionError(HarnessError):
     exit_code = ExitCode.REGRESSION
 

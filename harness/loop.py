@@ -20,6 +20,7 @@ import git
 from pydantic import BaseModel, ValidationError
 
 from harness import __version__, prompts
+from harness.approve import Approver, BlockReview, carry_out, make_approver, patch_review
 from harness.clock import Clock, Purpose, WallClock
 from harness.context import (
     FileView,
@@ -42,9 +43,12 @@ from harness.errors import (
     GitError,
     HarnessError,
     Interrupted,
+    ItemSkipped,
+    PatchEdited,
     PatchError,
     PatchRejected,
     ProviderError,
+    SupervisorQuit,
 )
 from harness.gates import ruff as ruff_gate
 from harness.gates.base import GATES, CommandGate
@@ -111,6 +115,7 @@ class RunOptions:
     progress: Progress = field(default=lambda _msg: None)
     clock: Clock = field(default_factory=WallClock)  # a replay's comes from the record
     map_unplaced: bool = False  # ask the model to map the script's unplaced text (optional)
+    approver: Approver | None = None  # default: the policy's rules, then `[approve] unattended`
 
 
 class Loop:
@@ -132,6 +137,8 @@ class Loop:
         self.current: GateRun | None = None
         self.commands: dict[str, str] = {}
         self.stopped: str | None = None  # why the run stopped early (provider failure)
+        self.approver = opts.approver or make_approver(self.policy.approve, None)
+        self.quit = False  # the approver stopped the run (a person, or a replayed decision)
         self.failed_gate: str | None = None  # a gate a block depends on could not run
         self.block_base = ""  # the commit the current block started from
         self._steady: dict[str, bool] = {}  # test id -> passed every full run at block start
@@ -188,9 +195,11 @@ class Loop:
                 for note in found.notes():
                     self.say(note)
                 try:
-                    for block in blocks:
+                    for n, block in enumerate(blocks):
                         outcomes.append(self.run_block(block))
                         if self.stopped or self.failed_gate:
+                            break
+                        if n + 1 < len(blocks) and not self.go_on(outcomes[-1], blocks[n + 1]):
                             break
                     final = self.latest() if self.failed_gate else self.gates("final")
                 finally:
@@ -388,6 +397,9 @@ class Loop:
                 # Stop asking the model, but finish the block: what landed is still judged.
                 self.say(f"  model provider failed: {exc}")
                 out.status, landed, self.stopped = "provider_error", None, str(exc)
+            except SupervisorQuit as exc:
+                self.say(f"  {exc}")  # what landed is judged as after a provider failure
+                out.status, landed, self.stopped, self.quit = "stopped", None, str(exc), True
             if out.commits:
                 after = self.gates(f"block {block.number} iteration {iteration}")
                 if self.regressions(start, after):
@@ -534,7 +546,11 @@ class Loop:
                 return None, rejected
             seen.add(digest)
             try:
-                sha = self.land(block, gates, guard, item, answer, attempt)
+                sha = self.land_edited(block, gates, guard, item, answer, attempt)
+            except ItemSkipped as exc:
+                self.say(f"    {exc}")
+                self.rec.event("item_skipped", item=item.id, reason=str(exc))
+                return None, rejected
             except (PatchError, PatchRejected) as exc:
                 rejected += 1
                 reasons = [str(v) for v in getattr(exc, "violations", [])] or [str(exc)]
@@ -660,6 +676,7 @@ class Loop:
                 trailers |= self.verify(paths, patch_check)
                 trailers |= self.mutation(guard, verdict, paths)
                 trailers |= self.review(guard, item, verdict)
+                trailers |= self.approve(block, item, attempt, verdict, trailers, patch_file)
             except PatchRejected as exc:
                 first = str(exc.violations[0]) if exc.violations else str(exc)
                 self.remember(pid, paths, item.title, f"refused at landing: {first}", refused=True)
@@ -675,6 +692,61 @@ class Loop:
         tidy(repo)  # a test run may have left files behind
         self.rec.event("applied", block=block.number, item=item.id, sha=sha, patch=patch_file)
         return sha
+
+    def land_edited(
+        self,
+        block: Block,
+        gates: list[str],
+        guard: GuardConfig,
+        item: TodoItem,
+        proposal: PatchProposal,
+        attempt: int,
+    ) -> str:
+        """`land`, taking a person's edit of the patch: the edited diff goes through the guard
+        and every landing check in the model's place; refused, the person is told why and asked
+        again about the model's patch (the model hears nothing of it)."""
+        current = proposal
+        while True:
+            try:
+                return self.land(block, gates, guard, item, current, attempt)
+            except PatchEdited as edit:
+                current = proposal.model_copy(update={"diff": edit.diff})
+            except (PatchError, PatchRejected) as exc:
+                if current is proposal:
+                    raise
+                reasons = [str(v) for v in getattr(exc, "violations", [])] or [str(exc)]
+                self.say(f"    the edited patch was refused: {reasons[0]}; back to the model's")
+                self.rec.event("edit_refused", item=item.id, reasons=reasons)
+                current = proposal
+
+    def approve(
+        self,
+        block: Block,
+        item: TodoItem,
+        attempt: int,
+        verdict: Verdict,
+        trailers: dict[str, str],
+        patch_file: str,
+    ) -> dict[str, str]:
+        """The approver's decision on a written patch every check passed (harness/approve.py):
+        a refusal, an edit, a skip or a quit raises, undoing the patch. Returns its trailer."""
+        review = patch_review(block.number, item, attempt, verdict, trailers)
+        said = self.approver.patch(review)
+        self.rec.event("approval", on="patch", block=block.number, item=item.id, attempt=attempt,
+                       patch=patch_file, diff_sha=review.digest, **said.recorded())  # fmt: skip
+        if said.by != "unattended":
+            self.say(f"    {said.line()}")
+        return carry_out(said, f"block {block.number}, item {item.id}")
+
+    def go_on(self, out: BlockOutcome, following: Block) -> bool:
+        """After a block: whether the run goes on with the next one (the approver decides)."""
+        said = self.approver.block(BlockReview.after(out, following.number))
+        self.rec.event("approval", on="block", block=out.number, **said.recorded())
+        if said.decision == "go_on":
+            return True
+        self.stopped, self.quit = said.stopped_at(f"the end of block {out.number}"), True
+        self.say(self.stopped)
+        return False
 
     def mutation(self, guard: GuardConfig, verdict: Verdict, paths: list[str]) -> dict[str, str]:
         """The mutation layer on a patch that adds or changes tests (after the new-test filter
@@ -1237,6 +1309,7 @@ class Loop:
             cost_usd=float(getattr(totals, "cost_usd", 0.0) or 0.0),
             goals_met=all(o.status == "goal_met" for o in outcomes),
             stopped=self.stopped or self.failed_gate,
+            interrupted=self.quit,
         )
         self.rec.write_json("summary.json", summary.report())
         return summary

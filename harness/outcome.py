@@ -18,6 +18,7 @@ BlockStatus = Literal[
     "model_error",
     "provider_error",
     "gate_error",
+    "stopped",  # the approver quit (a person supervising, or a replayed decision)
 ]
 
 
@@ -125,6 +126,7 @@ class RunSummary(BaseModel):
     cost_usd: float = 0.0
     goals_met: bool = False
     stopped: str | None = Field(None, description="why the run stopped early, if it did")
+    interrupted: bool = Field(False, description="the person supervising the run stopped it")
 
     def report(self) -> dict[str, Any]:
         """summary.json and `--json`: the STEPS script's output keys at the top level (as
@@ -135,6 +137,8 @@ class RunSummary(BaseModel):
     def exit_code(self) -> int:
         if any(b.status == "gate_error" for b in self.blocks):
             return ExitCode.USAGE  # a gate that could not run: nothing could be judged
+        if self.interrupted:
+            return ExitCode.INTERRUPTED
         if self.stopped:
             return ExitCode.PROVIDER
         return ExitCode.OK if self.goals_met else ExitCode.FAILED

@@ -174,6 +174,59 @@ class GuardConfig(Strict):
     )
 
 
+class ApproveRule(Strict):
+    """One rule of the approval chain, `[[approve.rules]]`: the rules are tried in order and the
+    first that matches a patch decides it."""
+
+    name: str = Field(
+        "",
+        description="shown after its number as who decided (`rule 2 (small test edits)`), in "
+        "the record and the commit's Harness-Approved trailer",
+    )
+    paths: list[str] = Field(
+        default_factory=list,
+        description="globs (`*` within a directory, `**` across; a plain directory covers its "
+        "files); [] = every patch",
+    )
+    match: Literal["any", "all"] = Field(
+        "any",
+        description="any: the patch touches at least one file `paths` names; all: every file it "
+        "touches is one `paths` names",
+    )
+    max_changed_lines: int | None = Field(
+        None,
+        ge=0,
+        description="matches only a patch that changes at most this many lines in all "
+        "(added + removed, over its files); unset = any size",
+    )
+    decision: Literal["approve", "ask", "reject"] = Field(
+        description="approve: lands; reject: refused, `reason` goes back to the model; ask: the "
+        "person supervising decides (`--supervised`), unattended as `[approve] unattended` says"
+    )
+    reason: str = Field(
+        "", description="for reject: why, as the model is told it; unset: the rule's name"
+    )
+
+
+class ApproveConfig(Strict):
+    """Who approves each patch before it lands: asked after the guard and every landing check
+    passed (the per-patch verification among them), with the patch written but not committed.
+    The rules decide first, in order, the first match wins; a patch no rule matches, or one a
+    rule says `ask` for, goes to the person supervising (`harness run --supervised`, who also
+    decides after each block whether the run goes on) or, in an unattended run, is decided by
+    `unattended`. Every decision is an `approval` event naming who or which rule made it;
+    `harness replay` applies the recorded ones and never asks."""
+
+    rules: list[ApproveRule] = Field(
+        default_factory=list, description="the approval chain, in order: [[approve.rules]]"
+    )
+    unattended: Literal["approve", "reject"] = Field(
+        "approve",
+        description="without --supervised, what becomes of a patch no rule approves or rejects "
+        "(no match, or `ask`): approve, or reject (only what a rule approves lands)",
+    )
+
+
 class BlockOverride(Strict):
     lanes: list[str] | None = Field(
         None,
@@ -234,6 +287,10 @@ class Policy(Strict):
         default_factory=RegressionRules, description="what counts as a regression"
     )
     guard: GuardConfig = Field(default_factory=GuardConfig, description="what a patch may do")
+    approve: ApproveConfig = Field(
+        default_factory=ApproveConfig,
+        description="who approves each patch before it lands, and in which order",
+    )
     blocks: dict[str, BlockOverride] = Field(
         default_factory=dict, description="per STEPS block number: [blocks.N]"
     )

@@ -78,8 +78,8 @@ def _limits(field: FieldInfo) -> str:
 def _model_of(tp: Any) -> type[BaseModel] | None:
     if isinstance(tp, type) and issubclass(tp, BaseModel):
         return tp
-    if get_origin(tp) is dict:
-        inner = get_args(tp)[1]
+    if get_origin(tp) in (dict, list):
+        inner = get_args(tp)[-1]
         if isinstance(inner, type) and issubclass(inner, BaseModel):
             return inner
     return None
@@ -94,15 +94,20 @@ def _section(model: type[BaseModel], prefix: str, out: list[str]) -> None:
             key = f"{prefix}.{name}" if prefix else name
             if get_origin(field.annotation) is dict:
                 key += ".NAME" if name == "prices" else ".N"
-            nested.append((key, sub))
-            continue
+            nested.append((key + "[]" if get_origin(field.annotation) is list else key, sub))
+            if get_origin(field.annotation) is not list:
+                continue  # a list of tables keeps its row too: it is a key of its table
         desc = (field.description or "").replace("|", "\\|")
         rows.append(
             f"| `{name}` | {_type_name(field.annotation)}{_limits(field)} | {_default(field)} | "
             f"{desc} |"
         )
     if rows:
-        out.append(f"## `[{prefix}]`" if prefix else "## Top level")
+        # A list of tables is TOML's array of tables: [[approve.rules]], one per entry.
+        if prefix.endswith("[]"):
+            out.append(f"## `[[{prefix.removesuffix('[]')}]]`")
+        else:
+            out.append(f"## `[{prefix}]`" if prefix else "## Top level")
         doc = (model.__doc__ or "").strip()
         if doc and prefix:
             out.append("")

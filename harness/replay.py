@@ -25,6 +25,7 @@ from typing import Any
 import git
 from pydantic import BaseModel, Field, ValidationError
 
+from harness.approve import RecordedApprover
 from harness.clock import Purpose, RecordedClock
 from harness.errors import (
     GitError,
@@ -284,6 +285,20 @@ class ReplayLoop(Loop):
             self.diverged = exc
             raise
 
+    def approve(self, *args: Any, **kwargs: Any) -> dict[str, str]:
+        try:
+            return super().approve(*args, **kwargs)
+        except ReplayDiverged as exc:
+            self.diverged = exc
+            raise
+
+    def go_on(self, *args: Any, **kwargs: Any) -> bool:
+        try:
+            return super().go_on(*args, **kwargs)
+        except ReplayDiverged as exc:
+            self.diverged = exc
+            raise
+
     def stamp(self, purpose: Purpose) -> str:
         if self.diverged is not None:
             return ""  # off the recorded path: nothing more is committed for the record
@@ -468,6 +483,8 @@ def replay(
     )
     provider = ReplayProvider(record)
     clock = RecordedClock.from_events(manifest.run_id, manifest.identity, record.events)
+    # The run's decisions, never asked again; a record from before approvals has none.
+    approvals = RecordedApprover(record.of("approval")) if record.of("approval") else None
     scratch = Path(tempfile.mkdtemp(prefix="harness-replay-"))
     started = time.monotonic()
     loop = ReplayLoop(
@@ -483,6 +500,7 @@ def replay(
             blocks=manifest.blocks,
             progress=progress,
             clock=clock,
+            approver=approvals,
         ),
         record,
         manifest.base_commit,
@@ -505,6 +523,12 @@ def replay(
         if found is None and provider.calls < len(record.pairs):
             found = (
                 f"the run sent {len(record.pairs)} requests, the replay {provider.calls}",
+                "end of run",
+            )
+        if found is None and approvals is not None and approvals.used < len(approvals.events):
+            found = (
+                f"the run recorded {len(approvals.events)} approvals, the replay used "
+                f"{approvals.used}",
                 "end of run",
             )
         if found is None and clock.used < len(record.of("clock")):
