@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import typer
 from rich.markup import escape
 
 from harness import ui
-from harness.errors import UsageError
+from harness.approve import TerminalApprover, make_approver
+from harness.errors import Interrupted, UsageError
 from harness.gitutil import open_repo, resolve_repo
 from harness.loop import Loop, RunOptions
 from harness.outcome import SEED_KEYS, RunSummary, deltas
@@ -55,7 +57,12 @@ def execute(
     quiet: bool = False,
     path_map: list[str] | None = None,
     map_unplaced: bool = False,
+    supervised: bool = False,
 ) -> RunSummary:
+    if supervised and not sys.stdin.isatty():
+        # Asked with nobody to answer, the run would wait forever or take end of input as a
+        # decision: it stops before anything is created.
+        raise UsageError("--supervised asks a person at a terminal, and stdin is not a terminal")
     root = Path(repo)
     resolved = resolve_policy(root, policy_file)
     policy, policy_text = resolved.policy, resolved.text
@@ -97,6 +104,9 @@ def execute(
             runs_dir=runs_dir,
             blocks=wanted,
             map_unplaced=map_unplaced,
+            approver=make_approver(
+                policy.approve, TerminalApprover(ui.err) if supervised else None
+            ),
             progress=(lambda _m: None) if quiet else (lambda m: ui.err.print(m, markup=False)),
         )
     )
@@ -195,6 +205,13 @@ def command(
         help="Ask the model first to map the STEPS text the parser could not place onto gates "
         "and targets (never replacing what it placed; recorded and replayed). Not with builtin.",
     ),
+    supervised: bool = typer.Option(
+        False,
+        "--supervised",
+        help="Ask at the terminal before each patch lands (approve, reject with a reason for "
+        "the model, edit in $EDITOR, skip the item, quit) and after each block whether to go "
+        "on; the policy's [[approve.rules]] decide first. Needs a terminal on stdin (exit 2).",
+    ),
     json_: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
 ) -> None:
     """Drive a model through a STEPS script: PLAN -> TODO -> EXECUTE per block, guarded patches,
@@ -202,7 +219,8 @@ def command(
 
     Exit codes: 0 every block met its goal; 1 the run finished but some goals are unmet;
     2 usage or I/O error, or a gate that could not run; 4 model provider failure (auth, budget,
-    retries exhausted); 130 interrupted. The record in RUNS_DIR/<run-id> is complete in every case.
+    retries exhausted); 130 interrupted, or stopped by the person supervising. The record in
+    RUNS_DIR/<run-id> is complete in every case.
     """
     summary = execute(
         steps,
@@ -217,9 +235,17 @@ def command(
         quiet=False,
         path_map=path_map,
         map_unplaced=map_unplaced,
+        supervised=supervised,
     )
     if json_:
         ui.print_json(summary.report())
     else:
         show(summary)
+    if summary.interrupted:
+        raise Interrupted(
+            f"{summary.stopped}; record in {summary.run_dir}, work so far on branch "
+            f"{summary.branch}",
+            run_dir=summary.run_dir,
+            branch=summary.branch,
+        )
     raise typer.Exit(summary.exit_code)
