@@ -210,7 +210,8 @@ def command(
         "--supervised",
         help="Ask at the terminal before each patch lands (approve, reject with a reason for "
         "the model, edit in $EDITOR, skip the item, quit) and after each block whether to go "
-        "on; the policy's [[approve.rules]] decide first. Needs a terminal on stdin (exit 2).",
+        "on; the policy's approval rules (approve.rules) decide first. Needs a terminal on "
+        "stdin (exit 2).",
     ),
     json_: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
 ) -> None:
