@@ -734,8 +734,8 @@ class Loop:
         said = self.approver.patch(review)
         self.rec.event("approval", on="patch", block=block.number, item=item.id, attempt=attempt,
                        patch=patch_file, diff_sha=review.digest, **said.recorded())  # fmt: skip
-        if said.by != "unattended":
-            self.say(f"    {said.line()}")
+        if said.by != "unattended" and said.decision in ("approve", "edit"):
+            self.say(f"    {said.line()}")  # a refusal, a skip and a quit are said as they act
         return carry_out(said, f"block {block.number}, item {item.id}")
 
     def go_on(self, out: BlockOutcome, following: Block) -> bool:
