@@ -35,7 +35,7 @@ Decision = Literal["approve", "reject", "edit", "skip", "quit", "go_on", "stop"]
 
 
 class FileChange(BaseModel):
-    """One file of a patch, counted as the guard counts it."""
+    """One file of a patch: its lines added and removed, as `git diff --numstat` counts them."""
 
     path: str
     added: int = Field(ge=0)
