@@ -86,6 +86,49 @@ def test_the_harness_env_read_in_process_is_what_its_interpreter_says(tmp_path: 
     assert here.dirs == common._existing(there["dirs"])
 
 
+_METADATA = {
+    "plain": "Metadata-Version: 2.1\nName: Plain-Dist\nVersion: 1.0\nSummary: s\n\nbody\n",
+    "crlf": "Metadata-Version: 2.1\r\nName: crlf\r\nVersion: 2.0\r\n\r\nName: body\r\n",
+    "lower case, tabs, trailing blank": "name:\tlow\nVERSION: 3.0 \n",
+    "first of two": "Name: first\nName: second\nVersion: 1\nVersion: 2\n",
+    "folded name": "Name: folded\n  more\nVersion: 1.0\n",
+    "folded other": "License: MIT\n        Copyright x\nName: other\nVersion: 1.0\n",
+    "no version": "Name: nov\nSummary: x\n",
+    "not a header": "Name: bad\nnot a header line\nVersion: 1.0\n",
+    "in the body only": "Summary: x\n\nName: body\nVersion: 9\n",
+    "empty": "",
+}
+
+
+def test_the_header_scan_reads_what_the_email_parser_reads(tmp_path: Path) -> None:
+    import importlib.metadata
+
+    for i, (case, text) in enumerate(_METADATA.items()):
+        info = tmp_path / f"d{i}-1.0.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_bytes(text.encode())
+        dist = importlib.metadata.PathDistribution(info)
+        meta = dist.metadata
+        assert common.name_and_version(dist) == (meta["Name"], meta["Version"]), case
+    # And on every distribution of this env, whatever their metadata look like.
+    for dist in importlib.metadata.distributions():
+        meta = dist.metadata
+        assert common.name_and_version(dist) == (meta["Name"], meta["Version"]), dist
+
+
+def test_the_env_probe_runs_on_the_target_python_it_quotes(tmp_path: Path) -> None:
+    """The probe carries name_and_version's own source to the target's interpreter."""
+    assert "def name_and_version(" in common._ENV_SCRIPT
+    out = subprocess.run(
+        [sys.executable, "-I", "-c", common._ENV_SCRIPT],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert json.loads(out)["versions"]["(env)"]
+
+
 def test_ctrl_c_while_the_gates_run_kills_their_tools_instead_of_waiting(
     make_repo: Callable[..., Path], tmp_path: Path
 ) -> None:
