@@ -9,10 +9,9 @@ from __future__ import annotations
 import shutil
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.table import Table
 
 from harness import ui
 from harness.errors import ExitCode, GateError, UsageError
@@ -22,6 +21,9 @@ from harness.gates.runner import run_gates, selected_gates
 from harness.gates.summary import coverage_display, seed_summary
 from harness.gitplain import left_as_found, repo_root, toplevel
 from harness.policy import resolve_policy
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 _STYLE = {GateStatus.PASSED: "green", GateStatus.FAILED: "red", GateStatus.ERROR: "magenta"}
 
@@ -54,6 +56,9 @@ def _top_codes(r: GateResult, n: int = 4) -> list[tuple[str, int]]:
 
 
 def _table(run: GateRun) -> Table:
+    # Imported here: with --json no table is drawn.
+    from rich.table import Table
+
     table = Table(title=f"gates @ tree {run.tree[:12]}", title_justify="left")
     table.add_column("gate")
     table.add_column("status")
