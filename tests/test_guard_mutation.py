@@ -367,3 +367,69 @@ def test_a_lint_fix_that_leaves_every_test_as_it_was_changes_no_test(
     assert changed_tests(repo, "HEAD", {"tests/test_lint.py": fixed}, ["tests/**"]) == []
     fewer = fixed.replace("import os\nimport sys\n", "import os\nimport sys\nimport re\n")
     assert len(changed_tests(repo, "HEAD", {"tests/test_lint.py": fewer}, ["tests/**"])) == 2
+
+
+# A test that checks only that a string is not empty: no mutant of add() fails it, before a lint
+# fix or after. ruff's UP032 rewrites its `.format()` call into an f-string.
+WEAK_FORMAT = """\
+from pkg.calc import add
+
+
+def test_shows_a_sum():
+    text = "{} items".format(add(1, 2))
+    assert text
+"""
+STRONG_FORMAT = WEAK_FORMAT.replace("    assert text\n", '    assert text == "3 items"\n')
+FORMAT_FILE = "tests/test_format.py"
+
+
+def _up032(text: str) -> str:
+    return text.replace('"{} items".format(add(1, 2))', 'f"{add(1, 2)} items"')
+
+
+def test_a_lint_fix_to_a_test_that_caught_nothing_before_is_accepted(
+    make_repo: Callable[..., Path],
+) -> None:
+    """toolz 0.12.0 (defect 8): a changed test is held to its old version, not to "catch one";
+    a new test in the same patch still must catch one."""
+    repo = make_repo(FILES | {FORMAT_FILE: WEAK_FORMAT})
+    fixed = _up032(WEAK_FORMAT)
+    assert fixed != WEAK_FORMAT
+    assert changed_tests(repo, "HEAD", {FORMAT_FILE: fixed}, ["tests/**"]) == [
+        f"{FORMAT_FILE}::test_shows_a_sum"
+    ]
+    result = _judge(repo, {FORMAT_FILE: fixed})
+    assert result.accepted, result.violations
+    [kills] = result.tests
+    assert not kills.new and kills.judged
+    assert kills.tried > 0 and kills.caught == 0
+    assert kills.before_tried is not None and kills.before_tried > 0 and kills.before_caught == 0
+    assert "no less than before" in kills.note
+    assert result.score_before == result.score_after == 0.0
+
+    # The same fix beside a new test that catches nothing: only the new test is refused.
+    vacuous = '\n\ndef test_new():\n    text = f"{add(2, 2)} items"\n    assert text\n'
+    result = _judge(repo, {FORMAT_FILE: fixed + vacuous})
+    assert not result.accepted
+    assert _rules(result) == ["mutation.kills_nothing"]
+    assert f"{FORMAT_FILE}::test_new" in result.violations[0].message
+    assert "test_shows_a_sum" not in result.violations[0].message
+
+
+def test_a_changed_test_that_catches_fewer_than_before_is_refused(
+    make_repo: Callable[..., Path],
+) -> None:
+    repo = make_repo(FILES | {FORMAT_FILE: STRONG_FORMAT})
+    # The f-string rewrite, with the check weakened to one that only a None sum fails.
+    fewer = _up032(STRONG_FORMAT).replace('== "3 items"', '!= "None items"')
+    result = _judge(repo, {FORMAT_FILE: fewer})
+    assert not result.accepted
+    assert _rules(result) == ["mutation.score_dropped"]
+    [kills] = result.tests
+    assert kills.before_caught is not None and 0 < kills.caught < kills.before_caught
+    # Weakened to catch nothing at all: refused as catching nothing, which it did before.
+    none = _up032(WEAK_FORMAT)
+    result = _judge(repo, {FORMAT_FILE: none})
+    assert not result.accepted
+    assert _rules(result) == ["mutation.kills_nothing", "mutation.score_dropped"]
+    assert "its version before the patch caught" in result.violations[0].message

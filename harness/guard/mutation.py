@@ -1307,11 +1307,25 @@ class _Run:
         complete: bool,
         violations: list[Violation],
     ) -> None:
-        """A new or changed test must catch a mutant of the code it runs."""
+        """A new test must catch a mutant of the code it runs; a changed one must not catch
+        fewer than its version before the patch (the score compares which ones), so a lint fix
+        to a test that caught none before is not refused for catching none after it."""
         if test.after_caught:
             return
         path = test.id.split("::", 1)[0]
         mine = [i for i, p in enumerate(pairs) if self._reaches(test, p)]
+        # Each version judged on every mutant it runs, or the whole selection run.
+        all_tried = complete or all(
+            (i in test.after_tried or not _runs(test, pairs[i].after, test.after_lines))
+            and (i in test.before_tried or not _runs_before(test, pairs[i]))
+            for i in mine
+        )
+        if test.before_lines is not None and not test.before_caught and all_tried:
+            record.note = (
+                f"caught none of the {len(test.after_tried)} mutant(s) it runs, and its version "
+                f"before the patch none of {len(test.before_tried)}: it checks no less than before"
+            )
+            return
         ran_code = any(self._is_source(p) for p in test.after_lines)
         crashed = len(test.after_killed)
         only = (
@@ -1320,6 +1334,8 @@ class _Run:
             if crashed
             else ""
         )
+        if test.before_caught:
+            only += f"; its version before the patch caught {len(test.before_caught)}"
         if not ran_code:
             violations.append(
                 _violation(
@@ -1330,7 +1346,7 @@ class _Run:
                     "mutant; call the real code and assert on what it returns",
                 )
             )
-        elif test.after_tried and (complete or set(mine) <= test.after_tried):
+        elif test.after_tried and all_tried:
             where = ", ".join(sorted({pairs[i].after.function for i in test.after_tried}))
             violations.append(
                 _violation(
@@ -1364,6 +1380,13 @@ class _Score:
 
 def _runs(test: _Test, mutant: Mutant, lines: Mapping[str, set[int]]) -> bool:
     return test.judged and test.refused is None and mutant.line in lines.get(mutant.path, set())
+
+
+def _runs_before(test: _Test, pair: _Pair) -> bool:
+    """Whether the test's version before the patch runs the mutant's line there."""
+    if pair.before is None or test.before_lines is None:
+        return False
+    return _runs(test, pair.before, test.before_lines)
 
 
 def _spread(pairs: list[_Pair]) -> list[_Pair]:
