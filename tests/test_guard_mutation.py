@@ -369,6 +369,39 @@ def test_a_lint_fix_that_leaves_every_test_as_it_was_changes_no_test(
     assert len(changed_tests(repo, "HEAD", {"tests/test_lint.py": fewer}, ["tests/**"])) == 2
 
 
+# Imports as toolz 0.12.0's tests wrote them: several names in one statement, unsorted, one
+# renamed. ruff's I001 sorts the names and splits the renamed one into its own statement.
+UNSORTED_IMPORTS = """\
+import os
+from collections import defaultdict
+from pkg.calc import (clamp, add,
+                      initials as ini)
+
+
+def test_names():
+    assert add(1, 2) == 3 and clamp(5, 0, 3) == 3 and ini("ada") == "A."
+    assert os.sep and defaultdict
+"""
+
+
+def test_ruffs_own_import_sort_changes_no_test(make_repo: Callable[..., Path]) -> None:
+    """toolz 0.12.0, session 5: I001 on 23 files made 49 "changed" tests (152 s of mutants)."""
+    repo = make_repo(FILES | {"tests/test_names.py": UNSORTED_IMPORTS})
+    sort = ["check", "--no-cache", "--isolated", "--select", "I001", "--fix", "-q"]
+    subprocess.run(
+        [sys.executable, "-m", "ruff", *sort, "tests/test_names.py"], cwd=repo, check=True
+    )
+    fixed = (repo / "tests/test_names.py").read_text()
+    assert fixed != UNSORTED_IMPORTS and "from pkg.calc import add, clamp\n" in fixed
+    assert "from pkg.calc import initials as ini\n" in fixed
+    assert changed_tests(repo, "HEAD", {"tests/test_names.py": fixed}, ["tests/**"]) == []
+    # A name bound under another alias is a change to every test of the module.
+    renamed = fixed.replace("initials as ini", "initials as ini2")
+    assert changed_tests(repo, "HEAD", {"tests/test_names.py": renamed}, ["tests/**"]) == [
+        "tests/test_names.py::test_names"
+    ]
+
+
 # A test that checks only that a string is not empty: no mutant of add() fails it, before a lint
 # fix or after. ruff's UP032 rewrites its `.format()` call into an f-string.
 WEAK_FORMAT = """\

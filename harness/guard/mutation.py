@@ -455,11 +455,22 @@ def _rest_of_module(source: str) -> str:
                 or not s.name.startswith("test")
             ]
         keep.append(node)
-    # The order of a module's imports is not what its tests check (ruff's I001 sorts them):
-    # compared as a set, so a sorted import block changes no test.
-    imports = sorted(_dump(n) for n in keep if isinstance(n, ast.Import | ast.ImportFrom))
+    # What a module's top-level imports bind is what its tests see, not how the statements are
+    # spelled: ruff's I001 sorts the statements, sorts the names inside one, and splits or joins
+    # `from m import a, b as c`. Compared as the sorted bindings, a sorted block changes no test.
+    imports = sorted(
+        b for n in keep if isinstance(n, ast.Import | ast.ImportFrom) for b in _bindings(n)
+    )
     rest = [n for n in keep if not isinstance(n, ast.Import | ast.ImportFrom)]
     return "\n".join([*imports, _dump(ast.Module(body=rest, type_ignores=[]))])
+
+
+def _bindings(node: ast.Import | ast.ImportFrom) -> list[str]:
+    """One `import` statement as the names it binds, each with where it comes from."""
+    if isinstance(node, ast.Import):
+        return [f"import {a.name} as {a.asname}" for a in node.names]
+    module = "." * node.level + (node.module or "")
+    return [f"from {module} import {a.name} as {a.asname}" for a in node.names]
 
 
 def _dump(node: ast.AST) -> str:
