@@ -402,6 +402,47 @@ def test_ruffs_own_import_sort_changes_no_test(make_repo: Callable[..., Path]) -
     ]
 
 
+OBJECT_BASES = """\
+from pkg.calc import add
+
+
+class Adder(object):
+    def __call__(self, a, b):
+        return add(a, b)
+
+
+class TestAdd(object):
+    def test_add(self):
+        assert Adder()(1, 2) == 3
+
+
+def test_local_class():
+    class Local(object):
+        value = add(2, 2)
+
+    assert Local.value == 4
+"""
+
+
+def test_ruffs_object_base_removal_changes_no_test(make_repo: Callable[..., Path]) -> None:
+    """toolz 0.12.0, session 5: UP004 on 7 files made 69 "changed" tests (159 s of mutants)."""
+    repo = make_repo(FILES | {"tests/test_bases.py": OBJECT_BASES})
+    fix = ["check", "--no-cache", "--isolated", "--select", "UP004", "--fix", "-q"]
+    subprocess.run(
+        [sys.executable, "-m", "ruff", *fix, "tests/test_bases.py"], cwd=repo, check=True
+    )
+    fixed = (repo / "tests/test_bases.py").read_text()
+    assert "(object)" in OBJECT_BASES and "(object)" not in fixed
+    assert changed_tests(repo, "HEAD", {"tests/test_bases.py": fixed}, ["tests/**"]) == []
+    # Another base is a change: to the helper (every test) or to the class a test defines.
+    other = fixed.replace("class Local:", "class Local(dict):")
+    assert changed_tests(repo, "HEAD", {"tests/test_bases.py": other}, ["tests/**"]) == [
+        "tests/test_bases.py::test_local_class"
+    ]
+    helper = fixed.replace("class Adder:", "class Adder(dict):")
+    assert len(changed_tests(repo, "HEAD", {"tests/test_bases.py": helper}, ["tests/**"])) == 2
+
+
 # A test that checks only that a string is not empty: no mutant of add() fails it, before a lint
 # fix or after. ruff's UP032 rewrites its `.format()` call into an f-string.
 WEAK_FORMAT = """\

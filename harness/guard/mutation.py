@@ -475,7 +475,24 @@ def _bindings(node: ast.Import | ast.ImportFrom) -> list[str]:
 
 def _dump(node: ast.AST) -> str:
     # A u"" prefix (ruff's UP025 drops it) is the same string: ast keeps it only as `kind`.
-    return ast.dump(node).replace(", kind='u'", "")
+    return ast.dump(_without_object_base(node)).replace(", kind='u'", "")
+
+
+def _without_object_base(node: ast.AST) -> ast.AST:
+    """`class A(object):` is `class A:` in Python 3 (ruff's UP004 drops the base)."""
+    if not any(
+        isinstance(n, ast.ClassDef) and any(_is_object(b) for b in n.bases) for n in ast.walk(node)
+    ):
+        return node
+    node = copy.deepcopy(node)
+    for n in ast.walk(node):
+        if isinstance(n, ast.ClassDef):
+            n.bases = [b for b in n.bases if not _is_object(b)]
+    return node
+
+
+def _is_object(base: ast.expr) -> bool:
+    return isinstance(base, ast.Name) and base.id == "object"
 
 
 def changed_tests(
