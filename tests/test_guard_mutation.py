@@ -413,7 +413,11 @@ class Adder(object):
 
 class TestAdd(object):
     def test_add(self):
-        assert Adder()(1, 2) == 3
+        def helper():
+            '''Adds.'''
+            pass
+
+        assert Adder()(1, 2) == 3 and helper() is None
 
 
 def test_local_class():
@@ -424,15 +428,18 @@ def test_local_class():
 """
 
 
-def test_ruffs_object_base_removal_changes_no_test(make_repo: Callable[..., Path]) -> None:
-    """toolz 0.12.0, session 5: UP004 on 7 files made 69 "changed" tests (159 s of mutants)."""
+def test_ruffs_object_base_and_pass_removal_change_no_test(
+    make_repo: Callable[..., Path],
+) -> None:
+    """toolz 0.12.0, session 5: UP004 on 7 files made 69 "changed" tests (159 s of mutants), and
+    PIE790's removed `pass` one (100 s)."""
     repo = make_repo(FILES | {"tests/test_bases.py": OBJECT_BASES})
-    fix = ["check", "--no-cache", "--isolated", "--select", "UP004", "--fix", "-q"]
+    fix = ["check", "--no-cache", "--isolated", "--select", "UP004,PIE790", "--fix", "-q"]
     subprocess.run(
         [sys.executable, "-m", "ruff", *fix, "tests/test_bases.py"], cwd=repo, check=True
     )
     fixed = (repo / "tests/test_bases.py").read_text()
-    assert "(object)" in OBJECT_BASES and "(object)" not in fixed
+    assert "(object)" in OBJECT_BASES and "(object)" not in fixed and "pass" not in fixed
     assert changed_tests(repo, "HEAD", {"tests/test_bases.py": fixed}, ["tests/**"]) == []
     # Another base is a change: to the helper (every test) or to the class a test defines.
     other = fixed.replace("class Local:", "class Local(dict):")

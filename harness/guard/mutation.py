@@ -108,6 +108,9 @@ class MutationResult(BaseModel):
     tests: list[TestKills] = Field(default_factory=list)
     mutants: int = Field(0, description="mutants selected (after the max_mutants cap)")
     tried: int = Field(0, description="mutants run before the budget ran out")
+    caught: int = Field(
+        0, description="of those, mutants a check of a new or changed test failed on (each once)"
+    )
     score_before: float | None = Field(
         None,
         description="the tests that cover the changed code (changed tests, and with "
@@ -475,19 +478,22 @@ def _bindings(node: ast.Import | ast.ImportFrom) -> list[str]:
 
 def _dump(node: ast.AST) -> str:
     # A u"" prefix (ruff's UP025 drops it) is the same string: ast keeps it only as `kind`.
-    return ast.dump(_without_object_base(node)).replace(", kind='u'", "")
+    return ast.dump(_normalized(node)).replace(", kind='u'", "")
 
 
-def _without_object_base(node: ast.AST) -> ast.AST:
-    """`class A(object):` is `class A:` in Python 3 (ruff's UP004 drops the base)."""
-    if not any(
-        isinstance(n, ast.ClassDef) and any(_is_object(b) for b in n.bases) for n in ast.walk(node)
-    ):
-        return node
+def _normalized(node: ast.AST) -> ast.AST:
+    """A copy without the spellings ruff's fixes remove that change nothing a test does:
+    `class A(object):` is `class A:` in Python 3 (UP004), and a `pass` beside other statements
+    does nothing (PIE790)."""
     node = copy.deepcopy(node)
     for n in ast.walk(node):
         if isinstance(n, ast.ClassDef):
             n.bases = [b for b in n.bases if not _is_object(b)]
+        for name in ("body", "orelse", "finalbody"):
+            stmts = getattr(n, name, None)
+            if isinstance(stmts, list) and len(stmts) > 1:
+                kept = [s for s in stmts if not isinstance(s, ast.Pass)]
+                setattr(n, name, kept or stmts[:1])
     return node
 
 
@@ -1219,6 +1225,7 @@ class _Run:
                 )
             )
         caught_any = {i for t in self.tests.values() for i in t.after_caught}
+        caught_own = {i for t in self.tests.values() if not t.covers_change for i in t.after_caught}
         killed_any = {i for t in self.tests.values() for i in t.after_killed}
         seconds = time.monotonic() - self.t0
         files = sorted({p.after.path for p in pairs})
@@ -1244,6 +1251,7 @@ class _Run:
             tests=kills,
             mutants=len(pairs),
             tried=tried,
+            caught=len(caught_own),
             score_before=score.before,
             score_after=score.after,
             score_mutants=score.of,
