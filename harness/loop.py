@@ -788,8 +788,7 @@ class Loop:
             raise PatchRejected("the mutation layer refused the tests", result.violations)
         if not result.layer.ran:
             return {"Harness-Mutation": f"not judged: {result.layer.why}"[:200]}
-        caught = sum(t.caught for t in result.tests if not t.covers_change)
-        said = f"{caught} of {result.tried} mutant(s) caught by its checks"
+        said = f"{result.caught} of {result.tried} mutant(s) caught by its checks"
         if result.score_before is not None and result.score_after is not None:
             said += (
                 f"; score {result.score_before:.2f} -> {result.score_after:.2f} on "

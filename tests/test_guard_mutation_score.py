@@ -112,6 +112,8 @@ def test_an_assert_moved_to_a_new_test_keeps_the_score(make_repo: Callable[..., 
     assert after >= before and not result.lost
     shrunk = next(k for k in result.tests if k.test.endswith("::test_describe"))
     assert shrunk.before_caught is not None and shrunk.caught < shrunk.before_caught
+    # Both tests catch the flipped `n < 0`: the patch's count names each mutant once.
+    assert result.caught <= result.tried < sum(k.caught for k in result.tests)
 
 
 def test_the_budget_running_out_follows_fail_closed(make_repo: Callable[..., Path]) -> None:
