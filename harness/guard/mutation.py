@@ -1,17 +1,19 @@
-"""The guard's mutation layer: a new or changed test must fail on mutants of the code it runs,
-and a changed test must not kill fewer of them than it did before the patch.
+"""The guard's mutation layer: a new test must fail on mutants of the code it runs, and a
+changed test must not catch fewer of them than it did before the patch.
 
 A test that checks nothing (no assert, an assert that compares a value with itself, an assert
 that never runs, the function under test replaced by a mock) passes on every mutant of the code
 it runs, except those that make the code raise, hang or crash, which merely calling it notices.
 So a mutant counts as *caught* only when one of the test's own checks fails on it: an
 AssertionError or pytest's Failed (pytest.fail, pytest.raises' "DID NOT RAISE") raised outside
-the project's source files, as the end of pytest's long traceback says. A new or changed test
-that catches no mutant is refused whatever its spelling (`mutation.kills_nothing`), and a
-patch that lowers the mutation score of the tests that cover the changed code is refused
-(`mutation.score_dropped`): the same mutants (keyed without line numbers), the tests as they
-were on the tree before the patch against the tests with it. With `source_patches`, a source
-patch is judged on the unchanged tests that ran a function it changes.
+the project's source files, as the end of pytest's long traceback says. A new test that
+catches no mutant is refused whatever its spelling (`mutation.kills_nothing`), and so is a
+changed one whose version before the patch caught some (one that caught none before may catch
+none after: a lint fix to a weak test is not a weakening), and a patch that lowers the
+mutation score of the tests that cover the changed code is refused (`mutation.score_dropped`):
+the same mutants (keyed without line numbers), the tests as they were on the tree before the
+patch against the tests with it. With `source_patches`, a source patch is judged on the
+unchanged tests that ran a function it changes.
 
 Scope and cost: only those tests run, and only against mutants of the functions they ran
 (coverage contexts, measured here: a new test is in no map recorded earlier). Mutants are made
