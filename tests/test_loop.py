@@ -362,7 +362,10 @@ def test_a_run_refuses_a_vacuous_test_by_its_mutants_and_keeps_a_real_one(
     assert [v["rule"] for v in judged[0]["violations"]] == ["mutation.kills_nothing"]
     assert judged[1]["tried"] > 0
     (kept,) = summary.blocks[0].commits
-    assert "Harness-Mutation:" in git(repo, "log", "-1", "--format=%B", kept)
+    trailer = git(repo, "log", "-1", "--format=%B", kept).split("Harness-Mutation: ", 1)[1]
+    # Each mutant counted once: "N of M mutant(s) caught by its checks", N at most M.
+    caught, tried = (int(n) for n in trailer.split(" mutant", 1)[0].split(" of "))
+    assert 0 < caught <= tried == judged[1]["tried"]
     assert "assert sub(3, 1) == 2" in branch_file(repo, summary.branch, "tests/test_sub.py")
 
 
