@@ -26,6 +26,7 @@ COMMANDS: list[tuple[str, str]] = [
     ("replay", "harness.commands.replay"),
     ("tune", "harness.commands.tune"),
     ("runs", "harness.commands.runs"),
+    ("report", "harness.commands.report"),
     ("cache", "harness.commands.cache"),
 ]
 
