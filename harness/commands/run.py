@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import sys
 from pathlib import Path
 
@@ -140,6 +141,10 @@ def show(summary: RunSummary) -> None:
     if summary.stopped:
         ui.out.print(f"[bold red]stopped early:[/] {summary.stopped}")
     ui.out.print(f"record:  {summary.run_dir}", markup=False)
+    report = shlex.quote(str(Path(summary.run_dir) / "report.html"))
+    ui.out.print(
+        f"report:  harness report {shlex.quote(summary.run_dir)} --html {report}", markup=False
+    )
     ui.out.print(f"branch:  {summary.branch}", markup=False)
     ui.out.print(
         f"review:  git -C {summary.repo} log --stat {summary.base_commit[:10]}..{summary.branch}",
