@@ -217,6 +217,24 @@ def test_unknown_event_kinds_are_shown_as_recorded_not_an_error(tmp_path: Path) 
     assert "budget_note" in page
 
 
+def test_a_supervised_rejection_is_what_decided_a_patch_that_did_not_land(tmp_path: Path) -> None:
+    run_dir = Path(shutil.copytree(example("builtin"), tmp_path / "run"))
+    path = run_dir / "events.jsonl"
+    events = [json.loads(line) for line in path.read_text().splitlines()]
+    at = max(i for i, e in enumerate(events) if e["kind"] == "applied")  # R3's
+    events[at] = {
+        "seq": events[at]["seq"], "ts": events[at]["ts"], "kind": "supervised_decision",
+        "item": "R3", "decision": "reject", "reason": "not this way",
+    }  # fmt: skip
+    path.write_text("".join(json.dumps(e) + "\n" for e in events))
+    (block,) = load(run_dir).blocks
+    (proposal,) = next(i for i in block.items if i.id == "R3").proposals
+    assert proposal.outcome == "refused"
+    (decider,) = proposal.decided_by
+    assert (decider.layer, decider.rule) == ("supervision", "supervised_decision")
+    assert "decision=reject" in decider.message and "reason=not this way" in decider.message
+
+
 def test_a_killed_run_still_reports_what_it_recorded(tmp_path: Path) -> None:
     run_dir = Path(shutil.copytree(example("scripted"), tmp_path / "run"))
     (run_dir / "summary.json").unlink()

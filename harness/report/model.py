@@ -314,6 +314,7 @@ class _Reader:
         self.started: str | None = None
         self.proposal: Proposal | None = None
         self.refusal: list[Decider] = []
+        self.supervised: Decider | None = None
         self.iteration = 0
         self.outside = Tokens()
         self.other: list[OtherEvent] = []
@@ -343,6 +344,10 @@ class _Reader:
             self.block.decisions.append(other)
         if self.proposal is not None:
             self.proposal.other.append(other)
+            if other.is_decision:
+                # If the patch then does not land, the decision is what stopped it.
+                said = ", ".join(f"{k}={v}" for k, v in other.fields.items())
+                self.supervised = Decider(layer="supervision", rule=other.kind, message=said)
         elif not other.is_decision:
             self.block.other.append(other)
 
@@ -473,14 +478,13 @@ class _Reader:
             Decider(layer="all", rule="accepted", message="passed: " + ", ".join(ran))
         ]
         self.by_sha[self.proposal.sha] = self.proposal
-        self.proposal, self.refusal = None, []
+        self.proposal, self.refusal, self.supervised = None, [], None
 
     def close(self) -> None:
         if self.proposal is not None:
-            self.proposal.decided_by = self.refusal or [
-                Decider(layer="landing", rule="not_landed", message="no landing was recorded")
-            ]
-        self.proposal, self.refusal = None, []
+            unknown = Decider(layer="landing", rule="not_landed", message="no landing recorded")
+            self.proposal.decided_by = self.refusal or [self.supervised or unknown]
+        self.proposal, self.refusal, self.supervised = None, [], None
 
     def on_item_skipped(self, e: dict[str, Any]) -> None:
         item = self.item(str(e.get("item")))
