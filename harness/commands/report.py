@@ -62,7 +62,7 @@ def _comparison(a: RunReport, b: RunReport) -> dict[str, Any]:
 
 def command(
     run_dirs: list[Path] = typer.Argument(
-        ..., metavar="RUN_DIR...", help="A recorded run directory (two with --compare)."
+        ..., metavar="RUN_DIR", help="A recorded run directory (two with --compare)."
     ),
     html_file: Path | None = typer.Option(None, "--html", help="Write a self-contained HTML page."),
     md_file: Path | None = typer.Option(
@@ -76,11 +76,13 @@ def command(
     ),
     json_: bool = typer.Option(False, "--json", help="Print the report's data as JSON."),
 ) -> None:
-    """Report on a recorded run (live or replayed), from its record alone: the run header,
-    per block the goal, metrics before and after as charts, every todo item with its
-    proposals, diffs, verdicts and the layer and rule that decided them, reverts with the
-    regression behind each, supervised decisions, gate timings, tokens and cost, and the
-    summary JSON. Without --html/--md/--sarif the Markdown goes to stdout.
+    """Report on a recorded run as HTML, pull-request Markdown and SARIF; or compare two.
+
+    Made from the record alone, of a live or a replayed run: the run header, per block the
+    goal, metrics before and after as charts, every todo item with its proposals, diffs,
+    verdicts and the layer and rule that decided them, reverts with the regression behind
+    each, supervised decisions, gate timings, tokens and cost, and the summary JSON. Without
+    --html/--md/--sarif the Markdown goes to stdout.
 
     Exit codes: 0 written; 2 not a run record, or a file that cannot be written.
     """
