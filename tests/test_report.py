@@ -217,22 +217,58 @@ def test_unknown_event_kinds_are_shown_as_recorded_not_an_error(tmp_path: Path) 
     assert "budget_note" in page
 
 
-def test_a_supervised_rejection_is_what_decided_a_patch_that_did_not_land(tmp_path: Path) -> None:
+def test_approvals_by_a_person_or_a_rule_are_the_blocks_supervised_decisions(
+    tmp_path: Path,
+) -> None:
+    """`approval` events as harness/approve.py records them: on each patch after every landing
+    check, and after each block. A rejection is what decided the patch it stopped."""
     run_dir = Path(shutil.copytree(example("builtin"), tmp_path / "run"))
     path = run_dir / "events.jsonl"
     events = [json.loads(line) for line in path.read_text().splitlines()]
-    at = max(i for i, e in enumerate(events) if e["kind"] == "applied")  # R3's
-    events[at] = {
-        "seq": events[at]["seq"], "ts": events[at]["ts"], "kind": "supervised_decision",
-        "item": "R3", "decision": "reject", "reason": "not this way",
-    }  # fmt: skip
-    path.write_text("".join(json.dumps(e) + "\n" for e in events))
+    applied = [i for i, e in enumerate(events) if e["kind"] == "applied"]
+
+    def approval(at: int, **fields: Any) -> dict[str, Any]:
+        return {"seq": 0, "ts": events[at]["ts"], "kind": "approval", "block": 1, **fields}
+
+    r1, r2, r3 = applied
+    out = []
+    for i, event in enumerate(events):
+        if i == r1:
+            out.append(approval(i, on="patch", item="R1", decision="approve", by="rule 1 (small)"))
+        if i == r2:
+            out.append(approval(i, on="patch", item="R2", decision="approve", by="unattended"))
+        if i == r3:  # rejected: it never landed
+            out.append(approval(i, on="patch", item="R3", decision="reject", by="person",
+                                reason="not this way"))  # fmt: skip
+            continue
+        out.append(event)
+        if event["kind"] == "block_outcome":
+            out.append(approval(i, on="block", decision="stop", by="person"))
+    for seq, event in enumerate(out, 1):
+        event["seq"] = seq
+    path.write_text("".join(json.dumps(e) + "\n" for e in out))
+
     (block,) = load(run_dir).blocks
-    (proposal,) = next(i for i in block.items if i.id == "R3").proposals
-    assert proposal.outcome == "refused"
-    (decider,) = proposal.decided_by
-    assert (decider.layer, decider.rule) == ("supervision", "supervised_decision")
-    assert "decision=reject" in decider.message and "reason=not this way" in decider.message
+    said = [(d.fields["on"], d.fields["decision"], d.fields["by"]) for d in block.decisions]
+    assert said == [
+        ("patch", "approve", "rule 1 (small)"),
+        ("patch", "reject", "person"),
+        ("block", "stop", "person"),
+    ]  # the unattended approval of R2 is no supervised decision
+    proposals = {i.id: i.proposals[0] for i in block.items}
+    assert proposals["R2"].outcome == "landed"
+    assert ("approval", True, "approve by unattended") in [
+        (c.kind, c.ok, c.summary) for c in proposals["R2"].checks
+    ]
+    assert proposals["R3"].outcome == "refused"
+    (decider,) = proposals["R3"].decided_by
+    assert (decider.layer, decider.rule, decider.message) == (
+        "approval", "reject by person", "not this way",
+    )  # fmt: skip
+    proc = harness("report", str(run_dir), "--html", str(tmp_path / "r.html"), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    page = (tmp_path / "r.html").read_text()
+    assert "Supervised decisions" in page and "not this way" in page
 
 
 def test_a_killed_run_still_reports_what_it_recorded(tmp_path: Path) -> None:

@@ -28,7 +28,7 @@ KNOWN = frozenset(
         "verdict", "behaviour", "quick_check", "patch_check", "test_filter", "mutation",
         "review", "refused_again", "applied", "item_skipped", "stuck", "file_regions",
         "regressions", "start_rerun", "reverted", "regression_persists",
-        "refusals_forgotten", "verify_disagreed",
+        "refusals_forgotten", "verify_disagreed", "approval",
     }
 )  # fmt: skip
 # Kinds that end a proposal's window: what follows belongs to the next attempt or phase.
@@ -467,6 +467,27 @@ class _Reader:
 
     on_behaviour = on_quick_check = on_patch_check = on_test_filter = _landing_check
     on_mutation = on_review = on_refused_again = _landing_check
+
+    def on_approval(self, e: dict[str, Any]) -> None:
+        """The approver's decision (harness/approve.py): on a patch, a landing check (a
+        refusal, skip or quit decides it); after a block, whether the run went on. Decisions
+        by a person or a rule are the block's supervised decisions; `unattended` ones are not."""
+        decision, by = str(e.get("decision", "")), str(e.get("by", ""))
+        said = f"{decision} by {by}" + (f": {e.get('reason')}" if e.get("reason") else "")
+        if e.get("on") == "patch" and self.proposal is not None:
+            ok = decision in ("approve", "edit")
+            self.proposal.checks.append(Check(kind="approval", ok=ok, summary=said))
+            if not ok and not self.refusal:
+                self.refusal = [Decider(layer="approval", rule=f"{decision} by {by}",
+                                        message=str(e.get("reason") or ""))]  # fmt: skip
+        if by == "unattended":
+            return
+        number = e.get("block")
+        owner = self.block or next((b for b in self.blocks if b.number == number), None)
+        if owner is None:
+            self.other.append(_other(e))
+        else:
+            owner.decisions.append(_other(e))
 
     def on_applied(self, e: dict[str, Any]) -> None:
         if self.proposal is None:
