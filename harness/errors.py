@@ -13,7 +13,8 @@ class ExitCode:
     FAILED = 1  # a gate failed / a patch was rejected by policy
     USAGE = 2  # bad arguments, bad input, I/O error, or a gate that could not run
     REGRESSION = 3  # a change caused a regression and was reverted
-    PROVIDER = 4  # the model provider failed (auth, budget, exhausted retries)
+    PROVIDER = 4  # the model provider failed (auth, exhausted retries)
+    BUDGET = 5  # a budget of the run ran out: stopped cleanly, resumable
     INTERNAL = 70  # a bug in harness itself; the traceback is written to a log file
     INTERRUPTED = 130
 
@@ -119,12 +120,34 @@ class ProviderError(HarnessError):
 
 
 class BudgetExceeded(ProviderError):
-    """Cost or call budget exhausted. Never retried."""
+    """A budget ran out: the call it would take is not made, and is never retried. `budget`
+    names the limit (cost_usd, tokens, calls, seconds, item_calls), `scope` run, block or
+    item, `where` the step that wanted the call. The run stops cleanly, resumable."""
+
+    exit_code = ExitCode.BUDGET
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        budget: str = "",
+        scope: str = "run",
+        where: str = "",
+        spent: float = 0.0,
+        limit: float = 0.0,
+        **data: Any,
+    ) -> None:
+        super().__init__(message, **data)
+        self.budget = budget
+        self.scope = scope
+        self.where = where
+        self.spent = spent
+        self.limit = limit
 
 
 class Interrupted(HarnessError):
     """Ctrl-C during a run. Carries where the record and the work so far are, so the one line
-    the user sees says where to look."""
+    the user sees says where to look and how to go on (`harness resume RUN_DIR`)."""
 
     exit_code = ExitCode.INTERRUPTED
 
@@ -149,3 +172,8 @@ class ReplayDiverged(HarnessError):
 class RecordUnusable(UsageError):
     """A run directory that cannot be replayed: not a record, an older format, a killed run,
     or a repository without the run's base commit."""
+
+
+class NotResumable(UsageError):
+    """A run directory `harness resume` cannot continue: not a record, a run that finished, or
+    one whose branch or base commit is gone."""

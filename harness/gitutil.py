@@ -190,20 +190,26 @@ _LOCK_REASON = "harness pid "
 
 
 @contextmanager
-def worktree(repo: git.Repo, branch: str, base: str) -> Iterator[Path]:
+def worktree(repo: git.Repo, branch: str, base: str, *, reuse: bool = False) -> Iterator[Path]:
     """A separate worktree on a new branch; the user's checkout and index are never touched.
 
     The branch survives; the worktree directory is removed on exit. The worktree is locked
     with this process's pid, so one left behind by a killed run is known for stale (its pid is
-    dead) and pruned when the next one is created.
+    dead) and pruned when the next one is created. With `reuse` (a resumed run) the branch
+    exists already and is set to `base`, its last checkpoint.
     """
     prune_stale_worktrees(repo)
-    if branch in [h.name for h in repo.heads]:
-        raise GitError(f"branch already exists: {branch}")
+    exists = branch in [h.name for h in repo.heads]
+    if exists != reuse:
+        raise GitError(f"branch {'already exists' if exists else 'is gone'}: {branch}")
     tmp = Path(tempfile.mkdtemp(prefix="harness-wt-"))
     path = tmp / "work"
     try:
-        repo.git.worktree("add", "-b", branch, str(path), base)
+        if reuse:
+            repo.git.branch("-f", branch, base)
+            repo.git.worktree("add", str(path), branch)
+        else:
+            repo.git.worktree("add", "-b", branch, str(path), base)
         repo.git.worktree("lock", "--reason", f"{_LOCK_REASON}{os.getpid()}", str(path))
     except git.GitCommandError as exc:
         _remove_worktree(repo, path)

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ValidationError
 
 from harness import __version__, prompts
 from harness.approve import Approver, BlockReview, carry_out, make_approver, patch_review
+from harness.budget import Budget, Spend, limits
 from harness.clock import Clock, Purpose, WallClock
 from harness.context import (
     FileView,
@@ -38,6 +39,7 @@ from harness.context import (
 )
 from harness.culprits import find_culprits
 from harness.errors import (
+    BudgetExceeded,
     ExitCode,
     GateError,
     GitError,
@@ -102,6 +104,19 @@ class InvalidOutput(HarnessError):
 
 
 @dataclass
+class Resumed:
+    """Where an interrupted run stands, read from its record by harness/resume.py: the blocks
+    it finished, the state the last one's `checkpoint` event carries, the spend so far."""
+
+    manifest: Manifest
+    outcomes: list[BlockOutcome]
+    state: dict[str, Any]
+    spent: Spend
+    head: str  # the branch's commit at the last checkpoint: where the run goes on from
+    note: dict[str, Any] = field(default_factory=dict)  # for the run_resumed event
+
+
+@dataclass
 class RunOptions:
     steps: StepsScript
     steps_text: str
@@ -116,6 +131,7 @@ class RunOptions:
     clock: Clock = field(default_factory=WallClock)  # a replay's comes from the record
     map_unplaced: bool = False  # ask the model to map the script's unplaced text (optional)
     approver: Approver | None = None  # default: the policy's rules, then `[approve] unattended`
+    resume: Resumed | None = None  # `harness resume`: go on with an interrupted run
 
 
 class Loop:
@@ -132,7 +148,15 @@ class Loop:
         self.run_id = self.clock.run_id()
         self.identity: dict[str, str] = {}
         self.branch = f"harness/{self.run_id}"
-        self.rec = Recorder(opts.runs_dir, self.run_id)
+        self.resumed = opts.resume
+        self.rec = Recorder(opts.runs_dir, self.run_id, resume=opts.resume is not None)
+        self.budget = Budget(
+            *limits(self.policy.loop), spent=opts.resume.spent if opts.resume else None
+        )
+        # A provider that retries inside one call is handed the budget, to check each attempt.
+        self._metered = hasattr(self.provider, "meter")
+        if self._metered:
+            self.provider.meter = self.budget  # type: ignore[attr-defined]
         self.wt = Path()
         self.current: GateRun | None = None
         self.commands: dict[str, str] = {}
@@ -163,17 +187,29 @@ class Loop:
             if not self.opts.blocks or b.number in self.opts.blocks
         ]
         self.identity = self.clock.identity(user_repo)
-        manifest = self._manifest(base, [b.number for b in blocks])
-        self.rec.write_json("manifest.json", manifest.model_dump())
-        # What a replay needs besides the repository: the script and the policy as used.
-        self.rec.write_text("steps.md", self.opts.steps_text)
-        self.rec.write_json("steps.json", self.opts.steps.model_dump(mode="json"))
-        self.rec.write_json("policy.json", self.opts.policy.model_dump(mode="json"))
-        self.rec.event("run_started", **manifest.model_dump())
+        resumed = self.resumed
+        if resumed is not None:
+            manifest = resumed.manifest.model_copy(
+                update={
+                    "finished": None,
+                    "exit_code": None,
+                    "resumed": [*resumed.manifest.resumed, utcnow()],
+                }
+            )
+            self.rec.write_json("manifest.json", manifest.model_dump())
+            self.restore(resumed)
+        else:
+            manifest = self._manifest(base, [b.number for b in blocks])
+            self.rec.write_json("manifest.json", manifest.model_dump())
+            # What a replay needs besides the repository: the script and the policy as used.
+            self.rec.write_text("steps.md", self.opts.steps_text)
+            self.rec.write_json("steps.json", self.opts.steps.model_dump(mode="json"))
+            self.rec.write_json("policy.json", self.opts.policy.model_dump(mode="json"))
+            self.rec.event("run_started", **manifest.model_dump())
         self.say(f"run {self.run_id}: provider {self.provider.name} ({self.provider.model})")
-        if self.map_unplaced():
+        if resumed is None and self.map_unplaced():
             blocks = [self.opts.steps.block(b.number) for b in blocks]
-        changed = self._user_changes(user_repo)
+        changed = self._user_changes(user_repo) if resumed is None else []
         if changed:
             # The run starts from HEAD in its own worktree; the user's edits are not in it.
             self.say(
@@ -181,10 +217,12 @@ class Loop:
                 f"run ({', '.join(changed[:3])}{', ...' if len(changed) > 3 else ''})"
             )
             self.rec.event("user_changes_ignored", base=base, paths=changed)
-        outcomes: list[BlockOutcome] = []
+        outcomes: list[BlockOutcome] = list(resumed.outcomes) if resumed else []
+        done = {o.number for o in outcomes}
         exit_code = 2
         try:
-            with worktree(user_repo, self.branch, base) as wt:
+            start_at = resumed.head if resumed else base
+            with worktree(user_repo, self.branch, start_at, reuse=resumed is not None) as wt:
                 self.wt = wt
                 # The gates must judge this worktree's code, not a copy installed elsewhere.
                 found = require_worktree_imports(
@@ -194,8 +232,13 @@ class Loop:
                 self.rec.event("imports_checked", **found.record())
                 for note in found.notes():
                     self.say(note)
+                if resumed is not None:
+                    self.rec.event("run_resumed", **resumed.note)
+                    self.say(f"resumed: {len(done)} block(s) done; {self.budget.shown()} spent")
                 try:
                     for n, block in enumerate(blocks):
+                        if block.number in done:
+                            continue  # finished before the interruption: never done again
                         outcomes.append(self.run_block(block))
                         if self.stopped or self.failed_gate:
                             break
@@ -214,7 +257,30 @@ class Loop:
             branch = self.branch if self.branch in [h.name for h in user_repo.heads] else None
             record = str(self.rec.dir.resolve())
             where = f"record in {record}" + (f", work so far on branch {branch}" if branch else "")
+            where += f"; go on with: harness resume {record}"
             raise Interrupted(where, run_dir=record, branch=branch) from exc
+        except BudgetExceeded as exc:
+            # Stopped before the call, like a Ctrl-C at that point: resumable, with more budget.
+            exit_code = exc.exit_code
+            self.rec.event(
+                "budget_exhausted",
+                budget=exc.budget,
+                scope=exc.scope,
+                where=exc.where,
+                spent=exc.spent,
+                limit=exc.limit,
+                run=self.budget.run.model_dump(),
+            )
+            record = str(self.rec.dir.resolve())
+            raise BudgetExceeded(
+                f"{exc}; record in {record}, work so far on branch {self.branch}; go on with "
+                f"a larger budget: harness resume {record} {_budget_option(exc)}",
+                budget=exc.budget,
+                scope=exc.scope,
+                where=exc.where,
+                spent=exc.spent,
+                limit=exc.limit,
+            ) from exc
         except BaseException as exc:
             exit_code = exc.exit_code if isinstance(exc, HarnessError) else ExitCode.INTERNAL
             self.rec.event("run_error", error=str(exc), type=type(exc).__name__)
@@ -238,6 +304,8 @@ class Loop:
             return False
         try:
             mapped = mapping.map_unplaced(steps, self.provider, self.rec.event)
+        except BudgetExceeded:
+            raise
         except (mapping.MappingUnavailable, ProviderError) as exc:
             # Optional help: without it the run goes on with what the parser placed.
             self.say(f"unplaced text not mapped: {exc}")
@@ -289,6 +357,7 @@ class Loop:
             not_judged=off,
             lanes=guard.lanes,
         )
+        self.budget.start_block(block.number)
         start = self.gates(f"block {block.number} start")
         self.block_base = head(open_repo(self.wt))
         self._steady = {}
@@ -313,6 +382,7 @@ class Loop:
             self.say(f"  {self.failed_gate}")
             self.account(block, start, start, guard, off, out, None)
             self.rec.event("block_outcome", **out.model_dump())
+            self.checkpoint(block.number)
             return out
         residues = fixer_residues(block, self.wt, self.policy)  # what its fixers would change
         self.verifier = self.start_verifier(gates, start)
@@ -337,11 +407,36 @@ class Loop:
             entry = progress_entry(self.stamp("progress"), block.number, block.title, out)
             self._progress.append((block.number, entry))
         self.rec.event("block_outcome", **out.model_dump())
+        self.checkpoint(block.number)
         self.say(
             f"block {block.number}: {out.status}; {len(out.commits)} kept, "
-            f"{len(out.reverted)} reverted, {out.rejected} rejected"
+            f"{len(out.reverted)} reverted, {out.rejected} rejected; spent {self.budget.shown()}"
         )
         return out
+
+    def checkpoint(self, number: int) -> None:
+        """A finished block, durable: what the rest of the run needs from it (the ledger of
+        changes taken out, the commits landed, the progress-log entries not yet committed, the
+        spend), so that `harness resume` goes on after it without doing it again."""
+        self.rec.event(
+            "checkpoint",
+            block=number,
+            head=head(open_repo(self.wt)),
+            avoid=self.avoid,
+            landed=[[sha, pid, self._titles.get(sha, "")] for sha, pid in self._pids.items()],
+            verified=sorted(self._verified),
+            progress=[[n, entry] for n, entry in self._progress],
+            spent=self.budget.run.model_dump(),
+        )
+
+    def restore(self, resumed: Resumed) -> None:
+        """The state the last checkpoint carries, back in place."""
+        state = resumed.state
+        self.avoid = list(state.get("avoid", []))
+        for sha, pid, title in state.get("landed", []):
+            self._pids[sha], self._titles[sha] = pid, title
+        self._verified = set(state.get("verified", []))
+        self._progress = [(int(n), str(entry)) for n, entry in state.get("progress", [])]
 
     def account(
         self,
@@ -390,6 +485,8 @@ class Loop:
                 break
             try:
                 landed = self.iterate(block, gates, guard, out)
+            except BudgetExceeded:
+                raise  # the run stops here, resumable: not a provider failure to finish after
             except InvalidOutput as exc:
                 self.say(f"  model output invalid: {exc}")
                 out.status, landed = "model_error", None
@@ -417,6 +514,7 @@ class Loop:
 
     def iterate(self, block: Block, gates: list[str], guard: GuardConfig, out: BlockOutcome) -> int:
         """One PLAN -> TODO -> EXECUTE round. Returns how many items landed."""
+        self.budget.end_item()
         plan = self.plan(block, gates, guard)
         out.cannot_do = plan.cannot_do
         todos = self.todos(block, gates, guard, plan)
@@ -472,7 +570,8 @@ class Loop:
         self, block: Block, gates: list[str], guard: GuardConfig, item: TodoItem
     ) -> tuple[str | None, int]:
         """Ask for a patch until one lands or attempts run out. Returns (sha, rejections)."""
-        self.say(f"  [{item.id}] {item.title}")
+        self.budget.start_item(block.number, item.id)
+        self.say(f"  [{item.id}] {item.title} (spent {self.budget.shown()})")
         files, missing = self.read_files(item.files)
         wanted: dict[str, list[tuple[int, int]]] = {}  # line ranges the model asked to see
         told: dict[str, tuple[tuple[int, int], ...]] = {}  # the regions last said on the console
@@ -1158,12 +1257,21 @@ class Loop:
                 tool_choice=next(iter(allowed)) if len(allowed) == 1 else None,
                 context=context,
             )
+            # Checked before the request is recorded: a call the budget refuses is not made.
+            self.budget.at(_where(phase, context))
+            self.budget.before_call()
             self.rec.model_request(request)
             try:
                 response = self.provider.complete(request)
+            except BudgetExceeded:
+                raise
             except ProviderError as exc:
+                if not self._metered:
+                    self.budget.charge(None)
                 self.rec.event("model_error", phase=phase, error=str(exc))
                 raise
+            if not self._metered:
+                self.budget.charge(response.usage)
             self.rec.event("model_response", phase=phase, **response.model_dump())
             try:
                 if response.tool not in allowed:
@@ -1293,7 +1401,6 @@ class Loop:
         return {"head": tip.hexsha, "tree": tip.tree.hexsha}
 
     def summarize(self, base: str, outcomes: list[BlockOutcome], final: GateRun) -> RunSummary:
-        totals = getattr(self.provider, "totals", None)
         summary = RunSummary(
             run_id=self.run_id,
             run_dir=str(self.rec.dir),
@@ -1305,7 +1412,7 @@ class Loop:
             model=self.provider.model,
             blocks=outcomes,
             summary=seed_summary(final),
-            cost_usd=float(getattr(totals, "cost_usd", 0.0) or 0.0),
+            cost_usd=self.budget.run.cost_usd,  # earlier sessions of a resumed run included
             goals_met=all(o.status == "goal_met" for o in outcomes),
             stopped=self.stopped or self.failed_gate,
             interrupted=self.quit,
@@ -1332,6 +1439,27 @@ class Loop:
             blocks=blocks,
             started=utcnow(),
         )
+
+
+def _where(phase: Phase, context: dict[str, Any]) -> str:
+    """The step a model call is for, as a budget error names it."""
+    block, item = context.get("block"), context.get("item")
+    parts = [f"block {block['number']}"] if isinstance(block, dict) and "number" in block else []
+    parts += [f"item {item['id']}"] if isinstance(item, dict) and "id" in item else []
+    return ", ".join([*parts, f"phase {phase}"])
+
+
+def _budget_option(exc: BudgetExceeded) -> str:
+    """The `harness resume` option that raises the budget that ran out."""
+    option = {
+        "cost_usd": "max-cost",
+        "tokens": "max-tokens",
+        "calls": "max-calls",
+        "seconds": "max-time",
+        "item_calls": "max-item-calls",
+    }.get(exc.budget, "max-calls")
+    name = f"--block-{option}" if exc.scope == "block" else f"--{option}"
+    return f"{name} N"
 
 
 def _sha(text: str) -> str:

@@ -264,6 +264,30 @@ class LoopConfig(Strict):
         None, gt=0, description="cost cap for the whole run in USD (--max-cost); unset = none"
     )
     max_calls: int | None = Field(None, ge=1, description="model calls for the whole run")
+    max_tokens: int | None = Field(
+        None, ge=1, description="tokens (input, output, cache) for the whole run (--max-tokens)"
+    )
+    max_seconds: float | None = Field(
+        None, gt=0, description="wall time of the whole run, resumed sessions added (--max-time)"
+    )
+    max_item_calls: int | None = Field(
+        None,
+        ge=1,
+        description="model calls for one todo item, failed, retried and invalid ones included "
+        "(--max-item-calls)",
+    )
+    block_max_cost_usd: float | None = Field(
+        None, gt=0, description="cost cap per block in USD (--block-max-cost)"
+    )
+    block_max_tokens: int | None = Field(
+        None, ge=1, description="tokens per block (--block-max-tokens)"
+    )
+    block_max_calls: int | None = Field(
+        None, ge=1, description="model calls per block (--block-max-calls)"
+    )
+    block_max_seconds: float | None = Field(
+        None, gt=0, description="wall time per block (--block-max-time)"
+    )
 
 
 class Price(Strict):

@@ -1,7 +1,9 @@
 """Recorded runs: runs/<run-id>/{manifest.json, events.jsonl, bodies.jsonl.gz, patches/,
 steps.md, policy.json, summary.json}.
 
-events.jsonl is append-only and flushed per event, so a crash loses nothing already seen.
+events.jsonl is append-only, flushed and fsynced per event, so a crash (kill -9, a power
+cut) loses nothing already seen; a last line cut short by a kill is dropped when read.
+`harness resume` reopens the record where it stops (`Recorder(..., resume=True)`).
 The large parts of events go to bodies.jsonl (compressed when the run ends) once each, by
 content hash, and events refer to them: a request's system prompt, tools and messages, and each
 gate result. A conversation
@@ -22,6 +24,7 @@ import os
 import re
 import secrets
 import shutil
+import signal
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,6 +43,9 @@ PACKED = BODIES + ".gz"
 # lines, whose edges depend on the text, not on an offset (an edit changes the chunk it falls
 # in, not every chunk after it).
 _CHUNK_LINES = 16
+# Fault injection for the resume tests: "applied:2" kills the process (SIGKILL, nothing runs
+# after it) just before the second `applied` event would be written. Unset, it does nothing.
+KILL_BEFORE = "HARNESS_KILL_BEFORE"
 
 
 def new_run_id() -> str:
@@ -97,20 +103,53 @@ class Manifest(BaseModel):
     started: str
     finished: str | None = None
     exit_code: int | None = None
+    resumed: list[str] = Field(
+        default_factory=list, description="when `harness resume` continued the run"
+    )
 
 
 class Recorder:
-    def __init__(self, runs_dir: Path, run_id: str) -> None:
+    def __init__(self, runs_dir: Path, run_id: str, *, resume: bool = False) -> None:
+        """A new record, or with `resume` the existing one of an interrupted run, written on
+        where it stops: the numbering of events and patches goes on, and the bodies stored
+        already are not stored again."""
         self.run_id = run_id
         self.dir = runs_dir / run_id
-        (self.dir / "patches").mkdir(parents=True, exist_ok=False)
+        (self.dir / "patches").mkdir(parents=True, exist_ok=resume)
         self._seq = 0
         self._patches = 0
+        self._stored: set[str] = set()
+        kind, _, nth = os.environ.get(KILL_BEFORE, "").partition(":")
+        self._kill: tuple[str, int] | None = (kind, int(nth or 1)) if kind else None
+        self._kinds: dict[str, int] = {}
+        if resume:
+            events = read_events(self.dir, resolve=False)
+            self._seq = max((int(e.get("seq", 0)) for e in events), default=0)
+            self._patches = len(list((self.dir / "patches").glob("*.diff")))
+            self._unpack()
         self._events = (self.dir / "events.jsonl").open("a", encoding="utf-8")
         self._bodies = (self.dir / BODIES).open("a", encoding="utf-8")
-        self._stored: set[str] = set()
+
+    def _unpack(self) -> None:
+        """The bodies of a run that closed its record (Ctrl-C, a budget) are compressed: made
+        plain again to be appended to; a killed run's are plain already."""
+        plain, packed = self.dir / BODIES, self.dir / PACKED
+        if packed.is_file() and not plain.is_file():
+            tmp = plain.with_suffix(".tmp")
+            with gzip.open(packed, "rb") as src, tmp.open("wb") as dst:
+                shutil.copyfileobj(src, dst)
+                dst.flush()
+                os.fsync(dst.fileno())
+            tmp.replace(plain)
+            packed.unlink()
+        if plain.is_file():
+            _cut_partial_line(plain)
+        self._stored = set(read_bodies(self.dir))
 
     def event(self, kind: str, **data: Any) -> None:
+        self._kinds[kind] = self._kinds.get(kind, 0) + 1
+        if self._kill == (kind, self._kinds[kind]):
+            os.kill(os.getpid(), signal.SIGKILL)
         self._seq += 1
         line = {"seq": self._seq, "ts": utcnow(), "kind": kind, **redact(data)}
         self._events.write(json.dumps(line, default=str, ensure_ascii=False) + "\n")
@@ -179,7 +218,10 @@ class Recorder:
     def write_json(self, name: str, obj: Any) -> Path:
         path = self.dir / name
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(redact(obj), indent=2, default=str) + "\n", encoding="utf-8")
+        with tmp.open("w", encoding="utf-8") as fh:
+            fh.write(json.dumps(redact(obj), indent=2, default=str) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())  # the manifest says what a resume finds: never half of it
         tmp.replace(path)
         return path
 
@@ -199,6 +241,16 @@ class Recorder:
             shutil.copyfileobj(src, dst)
         tmp.replace(packed)
         plain.unlink()
+
+
+def _cut_partial_line(path: Path) -> None:
+    """Drop a last line a kill cut short, so what is appended starts a line of its own."""
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        with path.open("r+b") as fh:
+            fh.truncate(data.rfind(b"\n") + 1)
+            fh.flush()
+            os.fsync(fh.fileno())
 
 
 def chunks(text: str) -> list[str]:
@@ -237,7 +289,12 @@ def _bodies(lines: Iterable[str]) -> dict[str, Any]:
     bodies: dict[str, Any] = {}
     for line in lines:
         if line.strip():
-            row = json.loads(line)
+            try:
+                row = json.loads(line)
+            except ValueError:
+                if line.endswith("\n"):
+                    raise
+                break  # cut short by a kill: no event refers to it (it was written first)
             bodies[row["sha"]] = row["body"]
     return bodies
 
@@ -267,9 +324,16 @@ def read_events(run_dir: Path, *, resolve: bool = True) -> list[dict[str, Any]]:
     records hold them inline already); without, requests keep their references."""
     events = []
     with (run_dir / "events.jsonl").open(encoding="utf-8") as fh:
-        for line in fh:
-            if line.strip():
-                events.append(json.loads(line))
+        lines = [line for line in fh if line.strip()]
+    for n, line in enumerate(lines, 1):
+        try:
+            events.append(json.loads(line))
+        except ValueError:
+            if n < len(lines) or line.endswith("\n"):
+                raise
+            # A run killed in the middle of a write leaves its last line cut short: that event
+            # was never seen whole, and what follows it was never written.
+            break
     if not resolve or not any(_by_reference(e) for e in events):
         return events
     bodies = read_bodies(run_dir)

@@ -329,7 +329,8 @@ def test_ctrl_c_during_a_run_says_where_the_record_and_branch_are(
     (record,) = runs.iterdir()
     branch = f"harness/{record.name}"
     assert err.strip().splitlines() == [
-        f"harness: interrupted: record in {record}, work so far on branch {branch}"
+        f"harness: interrupted: record in {record}, work so far on branch {branch}; "
+        f"go on with: harness resume {record}"
     ]
     assert out == ""
     manifest = json.loads((record / "manifest.json").read_text())

@@ -23,6 +23,7 @@ COMMANDS: list[tuple[str, str]] = [
     ("steps", "harness.commands.steps"),
     ("run", "harness.commands.run"),
     ("demo", "harness.commands.demo"),
+    ("resume", "harness.commands.resume"),
     ("replay", "harness.commands.replay"),
     ("tune", "harness.commands.tune"),
     ("runs", "harness.commands.runs"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shlex
 import sys
 from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -15,11 +16,73 @@ from harness.errors import Interrupted, UsageError
 from harness.gitutil import open_repo, resolve_repo
 from harness.loop import Loop, RunOptions
 from harness.outcome import SEED_KEYS, RunSummary, deltas
-from harness.policy import resolve_policy
+from harness.policy import Policy, resolve_policy
 from harness.preflight import check_script_paths
 from harness.providers.registry import make_provider
 from harness.steps import load_steps, parse_path_map, remap_paths
 from harness.steps.mapping import builtin_refusal
+
+# Budget options, shared with `harness resume`; each sets the policy's [loop] key it names.
+MaxCost = Annotated[
+    float | None,
+    typer.Option("--max-cost", help="Cost cap in USD for the whole run (default: the policy's)."),
+]
+MaxTokens = Annotated[
+    int | None, typer.Option("--max-tokens", help="Tokens (input, output, cache) for the run.")
+]
+MaxCalls = Annotated[
+    int | None,
+    typer.Option("--max-calls", help="Model calls for the run, failed and retried ones too."),
+]
+MaxTime = Annotated[
+    float | None, typer.Option("--max-time", help="Wall time of the run, in seconds.")
+]
+MaxItemCalls = Annotated[
+    int | None, typer.Option("--max-item-calls", help="Model calls for one todo item.")
+]
+BlockMaxCost = Annotated[
+    float | None, typer.Option("--block-max-cost", help="Cost cap in USD per block.")
+]
+BlockMaxTokens = Annotated[int | None, typer.Option("--block-max-tokens", help="Tokens per block.")]
+BlockMaxCalls = Annotated[
+    int | None, typer.Option("--block-max-calls", help="Model calls per block.")
+]
+BlockMaxTime = Annotated[
+    float | None, typer.Option("--block-max-time", help="Wall time per block, in seconds.")
+]
+
+
+def budget_options(
+    max_cost: float | None = None,
+    max_tokens: int | None = None,
+    max_calls: int | None = None,
+    max_time: float | None = None,
+    max_item_calls: int | None = None,
+    block_max_cost: float | None = None,
+    block_max_tokens: int | None = None,
+    block_max_calls: int | None = None,
+    block_max_time: float | None = None,
+) -> dict[str, Any]:
+    """The budget options given, as the [loop] keys they set; each must be positive."""
+    given = {
+        "max_cost_usd": ("--max-cost", max_cost),
+        "max_tokens": ("--max-tokens", max_tokens),
+        "max_calls": ("--max-calls", max_calls),
+        "max_seconds": ("--max-time", max_time),
+        "max_item_calls": ("--max-item-calls", max_item_calls),
+        "block_max_cost_usd": ("--block-max-cost", block_max_cost),
+        "block_max_tokens": ("--block-max-tokens", block_max_tokens),
+        "block_max_calls": ("--block-max-calls", block_max_calls),
+        "block_max_seconds": ("--block-max-time", block_max_time),
+    }
+    keys: dict[str, Any] = {}
+    for key, (option, value) in given.items():
+        if value is None:
+            continue
+        if value <= 0:
+            raise UsageError(f"{option} must be positive, got {value}")
+        keys[key] = value
+    return keys
 
 
 def parse_blocks(text: str | None) -> list[int] | None:
@@ -59,6 +122,7 @@ def execute(
     path_map: list[str] | None = None,
     map_unplaced: bool = False,
     supervised: bool = False,
+    budget: dict[str, Any] | None = None,
 ) -> RunSummary:
     if supervised and not sys.stdin.isatty():
         # Asked with nobody to answer, the run would wait forever or take end of input as a
@@ -73,10 +137,8 @@ def execute(
     check_script_paths(steps, user_repo, user_repo.head.commit.hexsha, resolved.detected)
     if not quiet:
         ui.say_policy(resolved)
-    if max_cost is not None:
-        if max_cost <= 0:
-            raise UsageError(f"--max-cost must be positive, got {max_cost}")
-        policy.loop.max_cost_usd = max_cost
+    for key, value in (budget_options(max_cost=max_cost) | (budget or {})).items():
+        setattr(policy.loop, key, value)
     wanted = parse_blocks(blocks)
     known = {b.number for b in steps.blocks}
     if wanted and not set(wanted) <= known:
@@ -87,12 +149,7 @@ def execute(
     if map_unplaced and provider.name == "builtin":
         raise UsageError(builtin_refusal())
     if provider.name == "anthropic" and not quiet:
-        cap = policy.loop.max_cost_usd
-        ui.err.print(
-            f"budget: {f'${cap:.2f}' if cap else 'no cost cap'}, "
-            f"{policy.loop.max_calls or 'unlimited'} calls (--max-cost, [loop] in the policy)",
-            markup=False,
-        )
+        ui.err.print(f"budget: {describe_budget(policy)}", markup=False)
     loop = Loop(
         RunOptions(
             steps=steps,
@@ -112,6 +169,27 @@ def execute(
         )
     )
     return loop.run()
+
+
+def describe_budget(policy: Policy) -> str:
+    loop = policy.loop
+    cap = loop.max_cost_usd
+    said = [
+        f"${cap:.2f}" if cap else "no cost cap",
+        f"{loop.max_calls or 'unlimited'} calls",
+    ]
+    said += [f"{loop.max_tokens} tokens"] if loop.max_tokens else []
+    said += [f"{loop.max_seconds:g}s"] if loop.max_seconds else []
+    said += [f"{loop.max_item_calls} calls per item"] if loop.max_item_calls else []
+    block = [
+        f"${loop.block_max_cost_usd:.2f}" if loop.block_max_cost_usd else "",
+        f"{loop.block_max_calls} calls" if loop.block_max_calls else "",
+        f"{loop.block_max_tokens} tokens" if loop.block_max_tokens else "",
+        f"{loop.block_max_seconds:g}s" if loop.block_max_seconds else "",
+    ]
+    if any(block):
+        said.append("per block " + ", ".join(b for b in block if b))
+    return ", ".join(said) + " (--max-cost and the other budget options, [loop] in the policy)"
 
 
 def show(summary: RunSummary) -> None:
@@ -194,9 +272,15 @@ def command(
         help="Where runs are recorded.",
         envvar="HARNESS_RUNS_DIR",
     ),
-    max_cost: float | None = typer.Option(
-        None, "--max-cost", help="Cost cap in USD for the whole run (default: the policy's)."
-    ),
+    max_cost: MaxCost = None,
+    max_tokens: MaxTokens = None,
+    max_calls: MaxCalls = None,
+    max_time: MaxTime = None,
+    max_item_calls: MaxItemCalls = None,
+    block_max_cost: BlockMaxCost = None,
+    block_max_tokens: BlockMaxTokens = None,
+    block_max_calls: BlockMaxCalls = None,
+    block_max_time: BlockMaxTime = None,
     path_map: list[str] | None = typer.Option(
         None,
         "--path",
@@ -224,9 +308,10 @@ def command(
     gates after each block, reverts of exactly the commits that regressed.
 
     Exit codes: 0 every block met its goal; 1 the run finished but some goals are unmet;
-    2 usage or I/O error, or a gate that could not run; 4 model provider failure (auth, budget,
-    retries exhausted); 130 interrupted, or stopped by the person supervising. The record in
-    RUNS_DIR/<run-id> is complete in every case.
+    2 usage or I/O error, or a gate that could not run; 4 model provider failure (auth,
+    retries exhausted); 5 a budget ran out (stopped, resumable); 130 interrupted, or
+    stopped by the person supervising. The record in RUNS_DIR/<run-id> is complete in
+    every case; `harness resume RUN_DIR` goes on after 5 or 130.
     """
     summary = execute(
         steps,
@@ -242,6 +327,16 @@ def command(
         path_map=path_map,
         map_unplaced=map_unplaced,
         supervised=supervised,
+        budget=budget_options(
+            max_tokens=max_tokens,
+            max_calls=max_calls,
+            max_time=max_time,
+            max_item_calls=max_item_calls,
+            block_max_cost=block_max_cost,
+            block_max_tokens=block_max_tokens,
+            block_max_calls=block_max_calls,
+            block_max_time=block_max_time,
+        ),
     )
     if json_:
         ui.print_json(summary.report())

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anthropic
 from anthropic.types import (
@@ -36,6 +36,9 @@ from tenacity import (
 from harness.errors import BudgetExceeded, PolicyError, ProviderError
 from harness.policy import Price
 from harness.providers.base import ModelRequest, ModelResponse, Usage
+
+if TYPE_CHECKING:
+    from harness.budget import Meter
 
 # 408 is the server saying the request timed out: a timeout, so retried like one.
 _RETRY_STATUS = frozenset({408, 429})
@@ -144,6 +147,9 @@ class AnthropicProvider:
         self.totals = Usage()
         self.calls = 0  # billed calls: every response the API returned
         self.attempts = 0  # HTTP attempts, including ones that failed and were retried
+        # The run's budget (harness/budget.py), set by the loop: every attempt, a retry too,
+        # is checked before it is made and counted after.
+        self.meter: Meter | None = None
         # The key goes straight into the client and is never kept or shown by this object.
         self._client = anthropic.Anthropic(
             api_key=api_key, base_url=base_url, timeout=timeout, max_retries=0
@@ -196,8 +202,15 @@ class AnthropicProvider:
         return float(backoff(state))
 
     def _create(self, params: dict[str, Any]) -> ApiMessage:
+        if self.meter is not None:
+            self.meter.before_call()  # BudgetExceeded is not retried: the call is not made
         self.attempts += 1
-        message: ApiMessage = self._client.messages.create(**params)
+        try:
+            message: ApiMessage = self._client.messages.create(**params)
+        except anthropic.AnthropicError:
+            if self.meter is not None:
+                self.meter.charge(None)  # a failed attempt spends a call, if not tokens
+            raise
         return message
 
     def build_params(self, request: ModelRequest) -> dict[str, Any]:
@@ -253,6 +266,8 @@ class AnthropicProvider:
         # still spends budget.
         self.calls += 1
         self.totals = self.totals + usage
+        if self.meter is not None:
+            self.meter.charge(usage)
         tool: str | None = None
         tool_input: dict[str, Any] | None = None
         texts: list[str] = []

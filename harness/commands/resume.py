@@ -1,0 +1,89 @@
+"""`harness resume RUN_DIR`: go on with an interrupted run (harness/resume.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from harness import ui
+from harness.commands.run import (
+    BlockMaxCalls,
+    BlockMaxCost,
+    BlockMaxTime,
+    BlockMaxTokens,
+    MaxCalls,
+    MaxCost,
+    MaxItemCalls,
+    MaxTime,
+    MaxTokens,
+    budget_options,
+    show,
+)
+from harness.errors import UsageError
+from harness.policy import Policy
+from harness.providers.base import Provider
+from harness.providers.registry import make_provider
+from harness.record import Manifest
+from harness.resume import resume
+
+
+def command(
+    run_dir: Path = typer.Argument(..., help="The interrupted run's record (runs/<run-id>)."),
+    script: Path | None = typer.Option(
+        None,
+        "--script",
+        help="For a run made with --provider scripted: the same responses file (or recorded "
+        "run); the answers the record holds are skipped.",
+    ),
+    max_cost: MaxCost = None,
+    max_tokens: MaxTokens = None,
+    max_calls: MaxCalls = None,
+    max_time: MaxTime = None,
+    max_item_calls: MaxItemCalls = None,
+    block_max_cost: BlockMaxCost = None,
+    block_max_tokens: BlockMaxTokens = None,
+    block_max_calls: BlockMaxCalls = None,
+    block_max_time: BlockMaxTime = None,
+    json_: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
+) -> None:
+    """Go on with a run that was interrupted (Ctrl-C, a crash, kill -9, a budget that ran out),
+    on its branch, from its last finished block, with the provider, model, script and policy
+    it was started with; budget options replace the recorded policy's. Finished blocks are not
+    run again; the unfinished one starts over, its recorded model answers, times and gate
+    results handed back instead of asked for again.
+
+    Exit codes: as `harness run`; 2 when the record cannot be resumed (a finished run, a branch
+    or repository that is gone, a run still running).
+    """
+    budget = budget_options(
+        max_cost=max_cost,
+        max_tokens=max_tokens,
+        max_calls=max_calls,
+        max_time=max_time,
+        max_item_calls=max_item_calls,
+        block_max_cost=block_max_cost,
+        block_max_tokens=block_max_tokens,
+        block_max_calls=block_max_calls,
+        block_max_time=block_max_time,
+    )
+
+    def provider(manifest: Manifest, policy: Policy) -> Provider:
+        if manifest.provider == "scripted" and script is None:
+            raise UsageError(
+                "this run was made with --provider scripted: pass --script with its script"
+            )
+        return make_provider(
+            manifest.provider,
+            model=manifest.model if manifest.provider == "anthropic" else None,
+            policy=policy,
+            script=script,
+        )
+
+    say = (lambda _m: None) if json_ else (lambda m: ui.err.print(m, markup=False))
+    summary = resume(run_dir, provider, budget=budget, progress=say)
+    if json_:
+        ui.print_json(summary.report())
+    else:
+        show(summary)
+    raise typer.Exit(summary.exit_code)

@@ -1,0 +1,390 @@
+"""`harness resume RUN_DIR`: go on with an interrupted run (Ctrl-C, a crash, kill -9, a budget)
+on its own branch, from its last finished block.
+
+The record makes it possible. Events are fsynced one by one; at each block's end a `checkpoint`
+event holds the branch's commit and what the rest of the run needs (the ledger of changes taken
+out, the commits landed, the progress-log entries, the spend). A resume:
+
+- keeps the events up to the last checkpoint in `events.jsonl` and moves the rest (the
+  unfinished block) to `events.interrupted-N.jsonl`: no event is lost, and the main log reads
+  as the run would have without the interruption;
+- sets the branch back to the checkpoint's commit, so what the unfinished block left (a commit
+  whose `applied` event never came, a progress-log commit made on the way out) is not kept twice;
+- runs that block again from its start, the way a replay does: each request the loop sends that
+  the unfinished block already sent is answered from the record, not by the model; the times
+  and the gate results it recorded are handed back (`CatchUp`), so its commits come out as they
+  were, to the byte; from the first request the record cannot answer on, the run is live.
+
+Finished blocks are never run again: their outcomes come from the record.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import git
+from pydantic import ValidationError
+
+from harness.budget import Spend
+from harness.clock import Purpose, WallClock
+from harness.errors import ExitCode, GitError, NotResumable, UsageError
+from harness.gates.models import GateResult, GateRun
+from harness.gates.summary import seed_summary
+from harness.gitutil import open_repo, tree_hash, worktrees
+from harness.loop import Loop, Resumed, RunOptions
+from harness.outcome import BlockOutcome, RunSummary
+from harness.policy import Policy
+from harness.providers.base import ModelRequest, ModelResponse, Provider, Usage
+from harness.providers.scripted import ScriptedProvider
+from harness.record import RECORD_FORMAT, Manifest, read_events, request_digest
+from harness.steps import StepsScript
+
+RESUMABLE = (ExitCode.INTERRUPTED, ExitCode.BUDGET)
+_META = ("seq", "ts", "kind")
+
+
+@dataclass
+class Interrupted:
+    """A run record split where the run can go on from."""
+
+    dir: Path
+    manifest: Manifest
+    steps: StepsScript
+    steps_text: str
+    policy: Policy
+    kept: list[str]  # raw lines of events.jsonl up to the last checkpoint
+    tail: list[dict[str, Any]]  # the unfinished block's events (bodies resolved)
+    tail_lines: list[str]
+    outcomes: list[BlockOutcome]
+    checkpoint: dict[str, Any]
+
+    @property
+    def head(self) -> str:
+        return str(self.checkpoint.get("head") or self.manifest.base_commit)
+
+    def recorded_responses(self) -> int:
+        """Answers the model gave in the whole record: what a scripted provider has served."""
+        events = [json.loads(line) for line in self.kept]
+        return sum(1 for e in [*events, *self.tail] if e.get("kind") == "model_response")
+
+    def spent(self) -> Spend:
+        """The spend up to the last checkpoint and the unfinished block's wall time; its calls
+        are charged again as the record answers them."""
+        spent = Spend.model_validate(self.checkpoint.get("spent") or {})
+        if self.tail:
+            spent.seconds += _seconds(self.tail[0], self.tail[-1])
+        return spent
+
+
+def _seconds(first: dict[str, Any], last: dict[str, Any]) -> float:
+    try:
+        took = datetime.fromisoformat(last["ts"]) - datetime.fromisoformat(first["ts"])
+    except (KeyError, TypeError, ValueError):
+        return 0.0
+    return max(0.0, took.total_seconds())
+
+
+def _raw_lines(path: Path) -> list[str]:
+    with path.open(encoding="utf-8") as fh:
+        return [line for line in fh if line.strip()]
+
+
+def load(run_dir: Path) -> Interrupted:
+    """Read an interrupted run's record; NotResumable says why one cannot go on."""
+    if not (run_dir / "manifest.json").is_file():
+        raise NotResumable(f"{run_dir}: not a run record (no manifest.json)")
+    try:
+        manifest = Manifest.model_validate_json((run_dir / "manifest.json").read_bytes())
+        events = read_events(run_dir)
+        lines = _raw_lines(run_dir / "events.jsonl")
+        steps = StepsScript.model_validate_json((run_dir / "steps.json").read_bytes())
+        steps_text = (run_dir / "steps.md").read_text(encoding="utf-8")
+        policy = Policy.model_validate_json((run_dir / "policy.json").read_bytes())
+    except (OSError, ValueError, ValidationError) as exc:
+        raise NotResumable(f"{run_dir}: unreadable record: {exc}") from exc
+    if manifest.record_format < RECORD_FORMAT:
+        raise NotResumable(
+            f"run {manifest.run_id} was recorded in format {manifest.record_format}, "
+            f"without the checkpoints a resume needs"
+        )
+    if manifest.finished is not None and manifest.exit_code not in RESUMABLE:
+        raise NotResumable(
+            f"run {manifest.run_id} finished (exit {manifest.exit_code}): there is nothing to "
+            "resume; start a new run"
+        )
+    marks = [i for i, e in enumerate(events) if e["kind"] == "checkpoint"]
+    if marks:
+        cut = marks[-1] + 1
+    else:
+        # No block finished: the run goes on from its first block, after what started it.
+        starts = [i for i, e in enumerate(events) if e["kind"] in _SESSION_END]
+        cut = starts[0] if starts else len(events)
+    outcomes = [
+        BlockOutcome.model_validate({k: v for k, v in e.items() if k not in _META})
+        for e in events[:cut]
+        if e["kind"] == "block_outcome"
+    ]
+    return Interrupted(
+        dir=run_dir,
+        manifest=manifest,
+        steps=steps,
+        steps_text=steps_text,
+        policy=policy,
+        kept=lines[:cut],
+        tail=events[cut:],
+        tail_lines=lines[cut:],
+        outcomes=outcomes,
+        checkpoint=events[marks[-1]] if marks else {},
+    )
+
+
+# What ends the part of the record a run without a finished block goes on after.
+_SESSION_END = ("block_started", "run_error", "budget_exhausted", "run_finished")
+
+
+def still_running(repo: git.Repo, branch: str) -> int | None:
+    """The pid of a live harness process that has the run's branch checked out, if any."""
+    for entry in worktrees(repo):
+        if entry.get("branch") != f"refs/heads/{branch}":
+            continue
+        pid = entry.get("locked", "").rpartition(" ")[2]
+        if pid.isdigit():
+            try:
+                os.kill(int(pid), 0)
+            except ProcessLookupError:
+                continue
+            except PermissionError:
+                return int(pid)
+            return int(pid)
+    return None
+
+
+def set_aside(record: Interrupted) -> dict[str, Any]:
+    """Move the unfinished block's events out of the main log, durably, and say what was done.
+    The tail is written (and fsynced) before the log is cut, so a kill in between loses
+    nothing: a second resume finds the same checkpoint and an empty tail file beside it."""
+    n = len(list(record.dir.glob("events.interrupted-*.jsonl"))) + 1
+    aside = record.dir / f"events.interrupted-{n}.jsonl"
+    if record.tail_lines:
+        _write_durably(aside, record.tail_lines)
+    _write_durably(record.dir / "events.jsonl", record.kept)
+    last = record.tail[-1] if record.tail else (json.loads(record.kept[-1]) if record.kept else {})
+    return {
+        "after_block": record.checkpoint.get("block"),
+        "head": record.head,
+        "interrupted_at": {"seq": last.get("seq"), "kind": last.get("kind")},
+        "set_aside": aside.name if record.tail_lines else None,
+        "events_set_aside": len(record.tail_lines),
+    }
+
+
+def _write_durably(path: Path, lines: list[str]) -> None:
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("w", encoding="utf-8") as fh:
+        for line in lines:
+            fh.write(line if line.endswith("\n") else line + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    tmp.replace(path)
+
+
+# ---------------------------------------------------------------------------------- catching up
+
+
+class CatchUpClock:
+    """The times the unfinished block was handed, in order while they fit, then the wall's."""
+
+    def __init__(self, manifest: Manifest, tail: list[dict[str, Any]]) -> None:
+        self._run_id = manifest.run_id
+        self._identity = dict(manifest.identity)
+        self._stamps = [(str(e["purpose"]), str(e["value"])) for e in tail if e["kind"] == "clock"]
+        self._wall = WallClock()
+        self.used = 0
+
+    def run_id(self) -> str:
+        return self._run_id
+
+    def now(self, purpose: Purpose) -> str:
+        if self.used < len(self._stamps) and self._stamps[self.used][0] == purpose:
+            self.used += 1
+            return self._stamps[self.used - 1][1]
+        self.used = len(self._stamps)  # off the recorded path: the wall clock from here on
+        return self._wall.now(purpose)
+
+    def identity(self, repo: git.Repo) -> dict[str, str]:
+        return dict(self._identity) or self._wall.identity(repo)
+
+
+class CatchUpProvider:
+    """The recorded answers of the unfinished block, each to the request it answered, while
+    the loop asks what it asked before; then the live provider. A scripted provider is moved
+    on past the answers the record holds, as the run had used them."""
+
+    def __init__(self, live: Provider, record: Interrupted) -> None:
+        self.live = live
+        self.name = live.name
+        self.model = live.model
+        self.pairs = _pairs(record.tail)
+        self.served = 0
+        self.caught_up = not self.pairs
+        self._used_before = record.recorded_responses() - sum(
+            1 for _, answer in self.pairs if answer["kind"] == "model_response"
+        )
+        if hasattr(live, "meter"):
+            self.meter: Any = None  # the loop hands the budget here; passed on to `live`
+        self.totals = Usage()
+        if self.caught_up:
+            self._go_live()
+
+    @property
+    def phases(self) -> set[str]:
+        return set(getattr(self.live, "phases", set()))
+
+    def complete(self, request: ModelRequest) -> ModelResponse:
+        if not self.caught_up:
+            asked, answer = self.pairs[self.served]
+            if answer["kind"] == "model_response" and request_digest(request) == asked["request"]:
+                self.served += 1
+                if self.served >= len(self.pairs):
+                    self._go_live()
+                response = ModelResponse.model_validate(
+                    {k: v for k, v in answer.items() if k in ModelResponse.model_fields}
+                )
+                meter = getattr(self, "meter", None)
+                if meter is not None:
+                    meter.charge(response.usage)  # the loop leaves a metered provider's to it
+                self.totals = self.totals + response.usage
+                return response
+            self._go_live()  # another request, or one the model failed on: ask it now
+        if hasattr(self.live, "meter"):
+            self.live.meter = getattr(self, "meter", None)
+        response = self.live.complete(request)
+        self.totals = self.totals + response.usage
+        return response
+
+    def _go_live(self) -> None:
+        self.caught_up = True
+        if isinstance(self.live, ScriptedProvider):
+            # Its next answer is the one after those the record holds and the run used.
+            self.live.calls = self._used_before + self.served
+
+
+def _pairs(events: list[dict[str, Any]]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    pairs = []
+    asked: dict[str, Any] | None = None
+    for e in events:
+        if e["kind"] == "model_request":
+            asked = e
+        elif e["kind"] in ("model_response", "model_error") and asked is not None:
+            pairs.append((asked, e))
+            asked = None
+    return pairs
+
+
+class ResumeLoop(Loop):
+    """The loop, going on from a checkpoint; the unfinished block's gate runs are taken from
+    the record while the tree and the gates' configuration are the recorded ones."""
+
+    def __init__(self, opts: RunOptions, record: Interrupted) -> None:
+        super().__init__(opts)
+        self.base = record.manifest.base_commit
+        self.recorded_gates = [e for e in record.tail if e["kind"] == "gates"]
+        self.reused = 0
+        self._reusing = True
+
+    def gates(self, label: str) -> GateRun:
+        if self._reusing and self.reused < len(self.recorded_gates):
+            recorded = self.recorded_gates[self.reused]
+            tree = tree_hash(open_repo(self.wt))
+            same = (
+                recorded.get("label") == label
+                and recorded.get("tree") == tree
+                and recorded.get("setup") == self.gate_setup()
+            )
+            if same:
+                run = GateRun(
+                    tree=tree,
+                    results={
+                        k: GateResult.model_validate(v) for k, v in recorded["results"].items()
+                    },
+                )
+                for r in run.results.values():
+                    self.say(f"    gate {r.gate}: {r.status.value} (from the record) [{label}]")
+                self.rec.gates(
+                    label,
+                    run.tree,
+                    seed_summary(run),
+                    {k: v.model_dump(mode="json") for k, v in run.results.items()},
+                    self.gate_setup(),
+                )
+                self.current = run
+                self.reused += 1
+                return run
+        self._reusing = False
+        return super().gates(label)
+
+
+# ---------------------------------------------------------------------------------- the command
+
+
+def resume(
+    run_dir: Path,
+    make_provider: Callable[[Manifest, Policy], Provider],
+    *,
+    budget: dict[str, Any] | None = None,
+    progress: Callable[[str], None] = lambda _m: None,
+) -> RunSummary:
+    record = load(run_dir)
+    manifest = record.manifest
+    try:
+        repo = open_repo(Path(manifest.repo))
+    except GitError as exc:
+        raise NotResumable(f"run {manifest.run_id}: its repository is gone: {exc}") from exc
+    if manifest.branch not in [h.name for h in repo.heads]:
+        raise NotResumable(
+            f"run {manifest.run_id}: its branch {manifest.branch} is gone from {manifest.repo}"
+        )
+    pid = still_running(repo, manifest.branch)
+    if pid is not None and pid != os.getpid():
+        raise NotResumable(f"run {manifest.run_id} is still running (pid {pid})")
+    data = record.policy.model_dump(mode="json")
+    data["loop"] |= {k: v for k, v in (budget or {}).items() if v is not None}
+    try:
+        policy = Policy.model_validate(data)  # budget options are held to the policy's rules
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise UsageError(f"budget option {where}: {first['msg']}") from exc
+    provider = make_provider(manifest, policy)
+    note = set_aside(record)
+    loop = ResumeLoop(
+        RunOptions(
+            steps=record.steps,
+            steps_text=record.steps_text,
+            repo=Path(manifest.repo),
+            policy=policy,
+            policy_text="",
+            policy_path=Path(manifest.policy_path) if manifest.policy_path else None,
+            provider=CatchUpProvider(provider, record),
+            runs_dir=run_dir.parent,
+            blocks=manifest.blocks,
+            progress=progress,
+            clock=CatchUpClock(manifest, record.tail),
+            resume=Resumed(
+                manifest=manifest,
+                outcomes=record.outcomes,
+                state=record.checkpoint,
+                spent=record.spent(),
+                head=record.head,
+                note=note,
+            ),
+        ),
+        record,
+    )
+    return loop.run()
