@@ -193,6 +193,8 @@ class AnthropicProvider:
             )
 
     def _wait(self, state: RetryCallState) -> float:
+        if self.meter is not None:
+            self.meter.before_call()  # no wait for a retry the budget will not let be made
         exc = state.outcome.exception() if state.outcome else None
         if isinstance(exc, anthropic.APIStatusError):
             after = parse_retry_after(exc.response.headers)
