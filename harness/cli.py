@@ -24,7 +24,8 @@ app = typer.Typer(
         "recorded runs.\n\n"
         "Exit codes: 0 ok; 1 gate failed or patch rejected; 2 usage, I/O error or a gate "
         "that could not run; 3 regression (change reverted); 4 model provider failure; "
-        "70 internal error (a bug: the traceback goes to a log file); 130 interrupted."
+        "5 budget ran out (resumable); 70 internal error (a bug: the traceback goes to a log "
+        "file); 130 interrupted."
     ),
     no_args_is_help=True,
     add_completion=False,

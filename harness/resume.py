@@ -43,7 +43,8 @@ from harness.policy import Policy
 from harness.providers.base import ModelRequest, ModelResponse, Provider, Usage
 from harness.providers.scripted import ScriptedProvider
 from harness.record import RECORD_FORMAT, Manifest, read_events, request_digest
-from harness.steps import StepsScript
+from harness.schemas import UnplacedMap
+from harness.steps import StepsScript, mapping
 
 RESUMABLE = (ExitCode.INTERRUPTED, ExitCode.BUDGET)
 _META = ("seq", "ts", "kind")
@@ -125,6 +126,7 @@ def load(run_dir: Path) -> Interrupted:
         # No block finished: the run goes on from its first block, after what started it.
         starts = [i for i, e in enumerate(events) if e["kind"] in _SESSION_END]
         cut = starts[0] if starts else len(events)
+    steps = _mapped(steps, events[:cut])
     outcomes = [
         BlockOutcome.model_validate({k: v for k, v in e.items() if k not in _META})
         for e in events[:cut]
@@ -142,6 +144,26 @@ def load(run_dir: Path) -> Interrupted:
         outcomes=outcomes,
         checkpoint=events[marks[-1]] if marks else {},
     )
+
+
+def _mapped(steps: StepsScript, events: list[dict[str, Any]]) -> StepsScript:
+    """The script as a run with `--map-unplaced` used it: the recorded mapping applied again
+    (steps.json holds the script before it), without asking the model again."""
+    mapped = [e for e in events if e["kind"] == "steps_mapped" and e.get("mapped")]
+    answers = [
+        e
+        for e in events
+        if e["kind"] == "model_response"
+        and e.get("phase") == "steps"
+        and e.get("tool") == "map_unplaced"
+    ]
+    if not mapped or not answers:
+        return steps
+    try:
+        answer = UnplacedMap.model_validate(answers[-1].get("input") or {})
+    except ValidationError as exc:
+        raise NotResumable(f"the recorded mapping of the script does not validate: {exc}") from exc
+    return mapping.judge(steps, answer)
 
 
 # What ends the part of the record a run without a finished block goes on after.
