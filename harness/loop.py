@@ -1369,6 +1369,7 @@ class Loop:
         repo = open_repo(self.wt)
         tidy(repo)
         blocks = [str(number) for number, _entry in entries]
+        self.rec.event("progress_commit", blocks=[number for number, _entry in entries])
         with restore_on_failure(repo):
             path.parent.mkdir(parents=True, exist_ok=True)  # after tidy, which removes new dirs
             with path.open("a", encoding="utf-8") as fh:

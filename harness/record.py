@@ -319,11 +319,14 @@ def _resolved(event: dict[str, Any], bodies: dict[str, Any]) -> dict[str, Any]:
         ) from None
 
 
-def read_events(run_dir: Path, *, resolve: bool = True) -> list[dict[str, Any]]:
+def read_events(
+    run_dir: Path, *, resolve: bool = True, name: str = "events.jsonl"
+) -> list[dict[str, Any]]:
     """The events in order. With `resolve`, each request's bodies are put back in place (old
-    records hold them inline already); without, requests keep their references."""
+    records hold them inline already); without, requests keep their references. `name` reads
+    another log of the record (`events.interrupted-N.jsonl`, set aside by a resume)."""
     events = []
-    with (run_dir / "events.jsonl").open(encoding="utf-8") as fh:
+    with (run_dir / name).open(encoding="utf-8") as fh:
         lines = [line for line in fh if line.strip()]
     for n, line in enumerate(lines, 1):
         try:

@@ -60,8 +60,8 @@ class Interrupted:
     steps_text: str
     policy: Policy
     kept: list[str]  # raw lines of events.jsonl up to the last checkpoint
-    tail: list[dict[str, Any]]  # the unfinished block's events (bodies resolved)
-    tail_lines: list[str]
+    tail: list[dict[str, Any]]  # the unfinished block's events to catch up on (bodies resolved)
+    tail_lines: list[str]  # the unfinished block's events in this log, to be set aside
     outcomes: list[BlockOutcome]
     checkpoint: dict[str, Any]
 
@@ -127,6 +127,18 @@ def load(run_dir: Path) -> Interrupted:
         starts = [i for i, e in enumerate(events) if e["kind"] in _SESSION_END]
         cut = starts[0] if starts else len(events)
     steps = _mapped(steps, events[:cut])
+    tail, tail_lines = events[cut:], lines[cut:]
+    # A resume killed in its turn set the block's events aside already, and may have got less
+    # far than the attempt before it: the attempt that got furthest is the one to catch up on.
+    after = int(events[marks[-1]]["seq"]) if marks else 0
+    for aside in sorted(run_dir.glob("events.interrupted-*.jsonl")):
+        earlier = read_events(run_dir, name=aside.name)
+        if (
+            earlier
+            and int(earlier[0].get("seq", 0)) > after
+            and len(_pairs(earlier)) > len(_pairs(tail))
+        ):
+            tail = earlier
     outcomes = [
         BlockOutcome.model_validate({k: v for k, v in e.items() if k not in _META})
         for e in events[:cut]
@@ -139,8 +151,8 @@ def load(run_dir: Path) -> Interrupted:
         steps_text=steps_text,
         policy=policy,
         kept=lines[:cut],
-        tail=events[cut:],
-        tail_lines=lines[cut:],
+        tail=tail,
+        tail_lines=tail_lines,
         outcomes=outcomes,
         checkpoint=events[marks[-1]] if marks else {},
     )
@@ -166,6 +178,7 @@ def _mapped(steps: StepsScript, events: list[dict[str, Any]]) -> StepsScript:
     return mapping.judge(steps, answer)
 
 
+_WAY_OUT = ("progress_commit", "run_error", "budget_exhausted")
 # What ends the part of the record a run without a finished block goes on after.
 _SESSION_END = ("block_started", "run_error", "budget_exhausted", "run_finished")
 
@@ -188,21 +201,32 @@ def still_running(repo: git.Repo, branch: str) -> int | None:
 
 
 def set_aside(record: Interrupted) -> dict[str, Any]:
-    """Move the unfinished block's events out of the main log, durably, and say what was done.
-    The tail is written (and fsynced) before the log is cut, so a kill in between loses
-    nothing: a second resume finds the same checkpoint and an empty tail file beside it."""
+    """Move the unfinished block's events out of the main log, and the patches they name out
+    of `patches/` (to `patches/interrupted-N/`), and say what was done: the block starts over
+    with the numbering it had. The tail is written (and fsynced) before the log is cut, so a
+    kill in between loses nothing (the next resume sets the same events aside again)."""
     n = len(list(record.dir.glob("events.interrupted-*.jsonl"))) + 1
     aside = record.dir / f"events.interrupted-{n}.jsonl"
     if record.tail_lines:
         _write_durably(aside, record.tail_lines)
+    named = {str(json.loads(line).get("patch")) for line in record.kept if '"patch"' in line}
+    moved = []
+    for patch in sorted((record.dir / "patches").glob("*.diff")):
+        if f"patches/{patch.name}" not in named:
+            folder = record.dir / "patches" / f"interrupted-{n}"
+            folder.mkdir(exist_ok=True)
+            patch.replace(folder / patch.name)
+            moved.append(patch.name)
     _write_durably(record.dir / "events.jsonl", record.kept)
-    last = record.tail[-1] if record.tail else (json.loads(record.kept[-1]) if record.kept else {})
+    lines = record.tail_lines or record.kept[-1:]
+    last = json.loads(lines[-1]) if lines else {}
     return {
         "after_block": record.checkpoint.get("block"),
         "head": record.head,
         "interrupted_at": {"seq": last.get("seq"), "kind": last.get("kind")},
         "set_aside": aside.name if record.tail_lines else None,
         "events_set_aside": len(record.tail_lines),
+        "patches_set_aside": moved,
     }
 
 
@@ -210,7 +234,7 @@ def _write_durably(path: Path, lines: list[str]) -> None:
     tmp = path.with_suffix(".tmp")
     with tmp.open("w", encoding="utf-8") as fh:
         for line in lines:
-            fh.write(line if line.endswith("\n") else line + "\n")
+            fh.write(line)  # as read: a last line a kill cut short stays recognisably short
         fh.flush()
         os.fsync(fh.fileno())
     tmp.replace(path)
@@ -225,7 +249,14 @@ class CatchUpClock:
     def __init__(self, manifest: Manifest, tail: list[dict[str, Any]]) -> None:
         self._run_id = manifest.run_id
         self._identity = dict(manifest.identity)
-        self._stamps = [(str(e["purpose"]), str(e["value"])) for e in tail if e["kind"] == "clock"]
+        # Up to the way out: the progress-log commit a Ctrl-C or a budget stop makes is made
+        # again, once, at the real end.
+        ends = [i for i, e in enumerate(tail) if e["kind"] in _WAY_OUT]
+        self._stamps = [
+            (str(e["purpose"]), str(e["value"]))
+            for e in tail[: ends[0] if ends else len(tail)]
+            if e["kind"] == "clock"
+        ]
         self._wall = WallClock()
         self.used = 0
 

@@ -309,6 +309,26 @@ def test_a_run_killed_while_a_gate_runs_resumes(tmp_path: Path, reference: Setup
     # Block 1 was not done again: its start gates ran once, in the first session.
     starts = [e for e in read_events(setup.record()) if e.get("label") == "block 1 start"]
     assert len(starts) == 1
+    # The resumed run's record is a whole run's: `harness replay` reproduces it exactly.
+    replayed = harness(setup, ["replay", str(setup.record()), "--json"])
+    assert replayed.returncode == 0, replayed.stdout[-3000:]
+    assert json.loads(replayed.stdout)["reproduced"]
+
+
+def test_a_resume_killed_in_its_turn_resumes_from_the_attempt_that_got_furthest(
+    tmp_path: Path, reference: Setup
+) -> None:
+    setup = Setup(tmp_path / "run")
+    killed = harness(setup, setup.run_args(), env={KILL_BEFORE: "applied:2"})
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    # The resume is killed before it has caught up: its log holds less than the first one's.
+    args = ["resume", str(setup.record()), "--script", str(setup.script)]
+    again = harness(setup, args, env={KILL_BEFORE: "verdict:1"})
+    assert again.returncode == -signal.SIGKILL, again.stderr
+    proc = resume(setup)
+    assert proc.returncode == 1, proc.stderr
+    same_run(setup, reference)
+    assert len(list(setup.record().glob("events.interrupted-*.jsonl"))) == 2
 
 
 def test_a_finished_run_is_not_resumed(reference: Setup) -> None:
