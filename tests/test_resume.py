@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -385,3 +386,42 @@ def test_ctrl_c_then_resume(tmp_path: Path, reference: Setup) -> None:
     resumed = resume(setup)
     assert resumed.returncode == 1, resumed.stderr
     same_run(setup, reference)
+
+
+def test_a_mapped_script_resumes_with_its_recorded_mapping(
+    make_repo: Callable[..., Path], tmp_path: Path
+) -> None:
+    from harness.errors import Interrupted
+    from harness.loop import Loop, RunOptions
+    from harness.policy import parse_policy
+    from harness.providers.scripted import ScriptedProvider
+    from harness.resume import resume as go_on
+    from harness.steps import parse_steps
+    from tests.test_steps_mapping import ANSWER, POLICY, SCRIPT
+
+    repo = make_repo({"pkg/__init__.py": "", "pkg/calc.py": "X = 1\n"})
+    answer = {"phase": "steps", "tool": "map_unplaced", "input": ANSWER}
+
+    def stop_at_block_2(message: str) -> None:
+        if message.startswith("block 2:"):
+            raise KeyboardInterrupt  # Ctrl-C as block 2 starts, block 1 finished
+
+    opts = RunOptions(
+        steps=parse_steps(SCRIPT, "m.md"),
+        steps_text=SCRIPT,
+        repo=repo,
+        policy=parse_policy(POLICY),
+        policy_text=POLICY,
+        policy_path=None,
+        provider=ScriptedProvider.from_responses([answer]),
+        runs_dir=tmp_path / "runs",
+        progress=stop_at_block_2,
+    )
+    with pytest.raises(Interrupted):
+        Loop(opts).run()
+    (record,) = (tmp_path / "runs").iterdir()
+    summary = go_on(record, lambda _m, _p: ScriptedProvider.from_responses([answer]))
+    # The mapped command judges block 2 as it would have: the mapping was not asked again.
+    assert summary.blocks[1].gates == ["command:test -f pkg/__init__.py"]
+    events = read_events(record)
+    assert sum(e["kind"] == "model_request" for e in events) == 1
