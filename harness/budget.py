@@ -17,9 +17,9 @@ from typing import Protocol
 
 from pydantic import BaseModel, Field
 
-from harness.errors import BudgetExceeded
+from harness.errors import BudgetExceeded, ProviderError
 from harness.policy import LoopConfig
-from harness.providers.base import Usage
+from harness.providers.base import ModelRequest, ModelResponse, Provider, Usage
 
 KINDS = ("cost_usd", "tokens", "calls", "seconds")
 
@@ -198,3 +198,26 @@ class Budget:
 
 def _k(n: int) -> str:
     return f"{n / 1000:.1f}k" if n >= 1000 else str(n)
+
+
+class Metered:
+    """A provider whose calls the budget checks and charges, for callers that reach it without
+    the loop's `ask` (the optional mapping of a script's unplaced text)."""
+
+    def __init__(self, provider: Provider, budget: Budget) -> None:
+        self.provider = provider
+        self.name = provider.name
+        self.model = provider.model
+        self.budget = budget
+
+    def complete(self, request: ModelRequest) -> ModelResponse:
+        self.budget.before_call()
+        try:
+            response = self.provider.complete(request)
+        except BudgetExceeded:
+            raise
+        except ProviderError:
+            self.budget.charge(None)
+            raise
+        self.budget.charge(response.usage)
+        return response

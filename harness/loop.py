@@ -21,7 +21,7 @@ from pydantic import BaseModel, ValidationError
 
 from harness import __version__, prompts
 from harness.approve import Approver, BlockReview, carry_out, make_approver, patch_review
-from harness.budget import Budget, Spend, limits
+from harness.budget import Budget, Metered, Spend, limits
 from harness.clock import Clock, Purpose, WallClock
 from harness.context import (
     FileView,
@@ -303,7 +303,10 @@ class Loop:
         if not steps.unplaced or not mapping.wanted(self.provider, self.opts.map_unplaced):
             return False
         try:
-            mapped = mapping.map_unplaced(steps, self.provider, self.rec.event)
+            self.budget.at("the mapping of the script's unplaced text")
+            # A provider handed the budget checks its own calls; any other is checked here.
+            asked = self.provider if self._metered else Metered(self.provider, self.budget)
+            mapped = mapping.map_unplaced(steps, asked, self.rec.event)
         except BudgetExceeded:
             raise
         except (mapping.MappingUnavailable, ProviderError) as exc:
