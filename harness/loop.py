@@ -238,7 +238,14 @@ class Loop:
                 try:
                     for n, block in enumerate(blocks):
                         if block.number in done:
-                            continue  # finished before the interruption: never done again
+                            # Finished before the interruption: never done again. The decision
+                            # to go on after it comes after its checkpoint: it is asked again.
+                            later = blocks[n + 1] if n + 1 < len(blocks) else None
+                            if later is not None and later.number not in done:
+                                ended = next(o for o in outcomes if o.number == block.number)
+                                if not self.go_on(ended, later):
+                                    break
+                            continue
                         outcomes.append(self.run_block(block))
                         if self.stopped or self.failed_gate:
                             break
