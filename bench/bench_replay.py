@@ -4,7 +4,8 @@ empty gate cache) and of `harness replay` on its record, and whether the replay 
     python bench/bench_replay.py REPO [STEPS.md] [--blocks 1,2] [--regate]
 
 REPO is cloned first (the clone is where both run), so the repository given is never touched;
-an untracked harness.toml and STEPS script in it are copied along.
+an untracked harness.toml and STEPS script in it are copied along, and its .venv/ (the project's
+interpreter, which a clone lacks) is linked in, excluded from git's view.
 """
 
 from __future__ import annotations
@@ -44,6 +45,11 @@ def main() -> None:
     for name in ("harness.toml", args.steps):
         if (args.repo / name).is_file() and not (clone / name).exists():
             shutil.copy(args.repo / name, clone / name)
+    for name in (".venv", "venv"):
+        if (args.repo / name).is_dir() and not (clone / name).exists():
+            (clone / name).symlink_to((args.repo / name).resolve())
+            with (clone / ".git" / "info" / "exclude").open("a", encoding="utf-8") as fh:
+                fh.write(f"/{name}\n")
     env = dict(os.environ, HARNESS_CACHE_DIR=str(work / "cache"))
     env.pop("ANTHROPIC_API_KEY", None)
     runs = work / "runs"
@@ -73,6 +79,9 @@ def main() -> None:
                 "requests": report.get("requests"),
                 "gates_reused": report.get("gates_reused"),
                 "gates_run": report.get("gates_run"),
+                "measures_reused": report.get("measures_reused"),
+                "measures_run": report.get("measures_run"),
+                "verifiers_started": report.get("verifiers_started"),
                 "record_bytes": size,
                 "work": str(work),
             },

@@ -11,13 +11,13 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import git
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from harness import __version__, prompts
 from harness.approve import Approver, BlockReview, carry_out, make_approver, patch_review
@@ -54,10 +54,10 @@ from harness.errors import (
 )
 from harness.gates import ruff as ruff_gate
 from harness.gates.base import GATES, CommandGate
-from harness.gates.compare import blocking, compare, make_rerunner, new_findings
+from harness.gates.compare import Rerun, blocking, compare, make_rerunner, new_findings
 from harness.gates.imported import measured_packages, require_worktree_imports
 from harness.gates.models import Finding, GateResult, GateRun, GateStatus, Regression
-from harness.gates.runner import context_for, gate_config, run_gates, run_tests
+from harness.gates.runner import context_for, gate_config, interpreter, run_gates, run_tests
 from harness.gates.summary import seed_summary
 from harness.gitutil import (
     applied,
@@ -73,10 +73,10 @@ from harness.gitutil import (
     worktree,
 )
 from harness.guard import Verdict, Violation, check_patch
-from harness.guard.behaviour import check_behaviour, check_with_verifier
+from harness.guard.behaviour import BehaviourCheck, check_behaviour, check_with_verifier
 from harness.guard.commit import write_contents
 from harness.guard.globs import match_any
-from harness.guard.mutation import check_patch_tests
+from harness.guard.mutation import MutationResult, check_patch_tests
 from harness.outcome import BlockOutcome, Revert, RunSummary, progress_entry
 from harness.policy import POLICY_FILE, GateConfig, GuardConfig, Policy
 from harness.providers.base import Message, ModelRequest, Phase, Provider, ToolSpec
@@ -95,6 +95,8 @@ from harness.steps.account import Residue, account_commands, check_targets, fixe
 from harness.verify import PatchCheck, Verifier
 
 Progress = Callable[[str], None]
+T = TypeVar("T")
+_ADAPTERS: dict[Any, TypeAdapter[Any]] = {}
 _RULE = re.compile(r"\b[A-Z]{1,4}\d{3,4}\b")  # a ruff rule code in an item's title
 LINTED_AT_LANDING = (".py", ".pyi")
 
@@ -135,6 +137,8 @@ class RunOptions:
 
 
 class Loop:
+    recorder: type[Recorder] = Recorder  # a replay's record is scratch (harness/replay.py)
+
     def __init__(self, opts: RunOptions) -> None:
         self.opts = opts
         # The script's gate commands and guardrails (e.g. "<=20 lines/file") refine the policy.
@@ -149,7 +153,7 @@ class Loop:
         self.identity: dict[str, str] = {}
         self.branch = f"harness/{self.run_id}"
         self.resumed = opts.resume
-        self.rec = Recorder(opts.runs_dir, self.run_id, resume=opts.resume is not None)
+        self.rec = self.recorder(opts.runs_dir, self.run_id, resume=opts.resume is not None)
         self.budget = Budget(
             *limits(self.policy.loop), spent=opts.resume.spent if opts.resume else None
         )
@@ -177,6 +181,10 @@ class Loop:
         # start, so every block would start with an uncached run of all its gates.
         self._progress: list[tuple[int, str]] = []
         self._landing_pytest: GateResult | None = None  # the suite with the patch being landed
+        self._versions: dict[str, dict[str, str]] = {}  # interpreter -> gate -> tool version
+        self._wt_repo: git.Repo | None = None
+        self._trees: dict[str, str] = {}  # commit -> its tree
+        self.use_cache = True  # the gate result cache (a replay with --regate measures anew)
 
     # ------------------------------------------------------------------ the run
     def run(self) -> RunSummary:
@@ -394,7 +402,7 @@ class Loop:
             self.rec.event("block_outcome", **out.model_dump())
             self.checkpoint(block.number)
             return out
-        residues = fixer_residues(block, self.wt, self.policy)  # what its fixers would change
+        residues = self.residues(block)  # what its fixers would change
         self.verifier = self.start_verifier(gates, start)
         try:
             self.iterations(block, gates, guard, start, out, max_iter)
@@ -411,7 +419,7 @@ class Loop:
         elif goal_met(gates, final):
             out.status = "goal_met"
         out.after = seed_summary(final)
-        ends = fixer_residues(block, self.wt, self.policy)
+        ends = self.residues(block)
         self.account(block, start, final, guard, off, out, (residues, ends))
         if self.opts.steps.progress_log:
             entry = progress_entry(self.stamp("progress"), block.number, block.title, out)
@@ -869,14 +877,20 @@ class Loop:
         )
         if not (cfg.enabled and self.policy.gates.pytest.enabled and (tests or source)):
             return {}
-        # The verifier's coverage map already says which tests run the changed lines.
-        covering: list[str] | None = None
-        if source and self.verifier is not None and self.verifier.map is not None:
-            selection, selected, _why = self.verifier.select(paths)
-            covering = None if selection == "all" else selected
-        # It works in a throw-away copy: the written, uncommitted patch stays as it is.
-        result = check_patch_tests(
-            self.wt, self.policy, verdict.contents, guard=guard, covering=covering
+
+        def measure() -> MutationResult:
+            # The verifier's coverage map already says which tests run the changed lines.
+            covering: list[str] | None = None
+            if source and self.verifier is not None and self.verifier.map is not None:
+                selection, selected, _why = self.verifier.select(paths)
+                covering = None if selection == "all" else selected
+            # It works in a throw-away copy: the written, uncommitted patch stays as it is.
+            return check_patch_tests(
+                self.wt, self.policy, verdict.contents, guard=guard, covering=covering
+            )
+
+        result = self.measured(
+            "mutation", self.checked_against(guard), measure, MutationResult, paths
         )
         self.rec.event(
             "mutation",
@@ -964,7 +978,7 @@ class Loop:
         )
         if not wanted:
             return None
-        verifier = Verifier(self.wt, self.policy, gates, start)
+        verifier = self.make_verifier(gates, start)
         try:
             verifier.start()
         except BaseException:
@@ -972,6 +986,9 @@ class Loop:
             raise
         tidy(open_repo(self.wt))
         return verifier
+
+    def make_verifier(self, gates: list[str], start: GateRun) -> Verifier:
+        return Verifier(self.wt, self.policy, gates, start)
 
     def verifies(self, paths: list[str]) -> bool:
         """Whether the per-patch verifier checks this patch: new tests are judged by
@@ -1000,13 +1017,24 @@ class Loop:
         check is made here, and returned for `verify` to act on."""
         before = self.latest().results.get("pytest")
         patch_check = None
-        if self.verifier is not None and self.verifies(paths):
-            check, patch_check = check_with_verifier(
-                self.wt, self.policy, paths, before, self.verifier, guard
+        verifier = self.verifier
+        if verifier is not None and self.verifies(paths):
+            check, patch_check = self.measured(
+                "behaviour+verify",
+                self.checked_against(guard),
+                lambda: check_with_verifier(self.wt, self.policy, paths, before, verifier, guard),
+                tuple[BehaviourCheck, PatchCheck],
+                paths,
             )
             self.rec.event("patch_check", **patch_check.model_dump())
         else:
-            check = check_behaviour(self.wt, self.policy, paths, before, guard)
+            check = self.measured(
+                "behaviour",
+                self.checked_against(guard),
+                lambda: check_behaviour(self.wt, self.policy, paths, before, guard),
+                BehaviourCheck,
+                paths,
+            )
         self.rec.event("behaviour", block=block.number, item=item.id, **check.model_dump())
         if not check.ok:
             raise PatchRejected("the patch changes what the tests check", check.violations)
@@ -1036,7 +1064,15 @@ class Loop:
         """TestGen-LLM's filter: new tests must pass N runs in a row with the network blocked,
         and in a coverage block they must raise coverage."""
         base = self.latest().results.get("pytest")
-        after = run_gates(self.wt, self.policy, only=["pytest"]).results["pytest"]
+        after = self.measured(
+            "new_tests",
+            self.checked_against(),
+            lambda: run_gates(
+                self.wt, self.policy, only=["pytest"], use_cache=self.use_cache
+            ).results["pytest"],
+            GateResult,
+            self.written(),
+        )
         if after.status == GateStatus.ERROR:
             raise PatchRejected("tests do not run", [f"pytest could not run: {after.reason}"])
         known = {t.id: t.outcome for t in base.tests} if base else {}
@@ -1047,9 +1083,15 @@ class Loop:
             for t in after.tests
             if t.outcome in ("failed", "error") and known.get(t.id, "passed") == "passed"
         ]
-        for _ in range(self.policy.loop.test_stability_runs if fresh and not reasons else 0):
+        for n in range(self.policy.loop.test_stability_runs if fresh and not reasons else 0):
             try:
-                outcomes = run_tests(self.wt, self.policy, fresh, block_network=True)
+                outcomes = self.measured(
+                    "new_tests_again",
+                    {"tests": fresh, "round": n},
+                    lambda: run_tests(self.wt, self.policy, fresh, block_network=True),
+                    dict[str, str],
+                    self.written(),
+                )
             except GateError as exc:
                 raise PatchRejected("new tests could not be re-run", [str(exc)]) from exc
             reasons += [
@@ -1082,9 +1124,7 @@ class Loop:
     def regressions(
         self, start: GateRun, after: GateRun, include_flaky: bool = False
     ) -> list[Regression]:
-        found = compare(
-            start, after, self.policy.regression, rerun=make_rerunner(self.wt, self.policy)
-        )
+        found = compare(start, after, self.policy.regression, rerun=self.rerunner())
         # Passing alone is not being flaky: a test that fails in the full run after the change
         # and passed every full run at the block's start fails because of the change (order).
         suspects = [r.subject for r in found if r.flaky and r.gate == "pytest"]
@@ -1106,17 +1146,36 @@ class Loop:
         todo = [t for t in test_ids if t not in self._steady]
         if todo:
             failed: set[str] = set()
-            repo = open_repo(self.wt)
             for i in range(self.policy.regression.rerun_failed):
-                with applied(repo, self.block_base, []):
-                    run = run_gates(self.wt, self.policy, only=["pytest"], use_cache=False)
-                tidy(repo)
-                result = run.results["pytest"]
+                result = self.measured(
+                    "start_rerun",
+                    {"base": self.block_base, "round": i},
+                    self.suite_at_block_start,
+                    GateResult,
+                )
                 failed |= {t.id for t in result.tests if t.outcome in ("failed", "error")}
                 self.rec.event("start_rerun", round=i + 1, failed=sorted(failed & set(todo)))
             for t in todo:
                 self._steady[t] = t not in failed
         return {t for t in test_ids if self._steady.get(t)}
+
+    def suite_at_block_start(self) -> GateResult:
+        repo = open_repo(self.wt)
+        with applied(repo, self.block_base, []):
+            run = run_gates(self.wt, self.policy, only=["pytest"], use_cache=False)
+        tidy(repo)
+        return run.results["pytest"]
+
+    def rerunner(self) -> Rerun:
+        """compare()'s re-run of failing tests, as a measurement of the tree it runs on."""
+        run = make_rerunner(self.wt, self.policy)
+
+        def rerun(test_ids: list[str]) -> dict[str, str]:
+            return self.measured(
+                "rerun", {"tests": test_ids}, lambda: run(test_ids), dict[str, str]
+            )
+
+        return rerun
 
     def revert_culprits(self, start: GateRun, out: BlockOutcome) -> None:
         """Find the commits that cause a regression by delta debugging over the block's kept
@@ -1309,7 +1368,12 @@ class Loop:
 
     # ------------------------------------------------------------------ helpers
     def gates(self, label: str) -> GateRun:
-        run = run_gates(self.wt, self.policy, on_result=lambda r: self._gate_done(label, r))
+        run = run_gates(
+            self.wt,
+            self.policy,
+            use_cache=self.use_cache,
+            on_result=lambda r: self._gate_done(label, r),
+        )
         tidy(open_repo(self.wt))  # what the tools wrote is not part of the tree
         for name, command in self.commands.items():
             ctx = context_for(self.wt, self.policy, GateConfig())
@@ -1331,6 +1395,93 @@ class Loop:
             {"gates": self.policy.gates.model_dump(mode="json"), "commands": self.commands}
         )
 
+    def measured(
+        self,
+        layer: str,
+        inputs: dict[str, Any],
+        measure: Callable[[], T],
+        kind: Any,
+        written: Sequence[str] = (),
+    ) -> T:
+        """A measurement a patch or a block is judged by besides the gates (a guard layer, the
+        per-patch check, the quick lint, a re-run), recorded under the key of what decides it:
+        the commit's tree and the files `written` over it, `inputs`, the policy, the block's
+        commands and the tools' versions. A replay takes it from the record where the key
+        matches (`recorded`)."""
+        key = digest(
+            {
+                "layer": layer,
+                "tree": self.head_tree(),
+                "written": {p: _file_digest(self.wt / p) for p in sorted(set(written))},
+                "inputs": inputs,
+                "setup": self.gate_setup(),
+                "policy": self.policy.model_dump(mode="json"),
+                "versions": self.tool_versions(),
+            }
+        )
+        adapter = _ADAPTERS.setdefault(kind, TypeAdapter(kind))
+        found = self.recorded(layer, key)
+        if found is not None:
+            return cast(T, adapter.validate_python(found))
+        result = measure()
+        self.rec.measured(layer, key, adapter.dump_python(result, mode="json"))
+        return result
+
+    def recorded(self, layer: str, key: str) -> Any:
+        """The recorded result of a measurement with this key, or None: a run has none."""
+        return None
+
+    def checked_against(self, guard: GuardConfig | None = None) -> dict[str, Any]:
+        """What a per-patch check compares with: the latest gate results, the block's start
+        (the verifier's baseline) and the block's guard."""
+        latest = self.latest()
+        return {
+            "latest": digest({k: r.model_dump(mode="json") for k, r in latest.results.items()}),
+            "block_base": self.block_base,
+            "guard": guard.model_dump(mode="json") if guard is not None else None,
+        }
+
+    def written(self) -> list[str]:
+        """The files changed over HEAD (a patch written and not committed yet)."""
+        out = self.wt_repo().git.status("--porcelain", "-z", "--untracked-files=all")
+        # Nothing is staged in a harness worktree: no entry is a rename's second path.
+        return sorted({e[3:] for e in out.split("\0") if len(e) > 3 and e[2] == " "})
+
+    def head_tree(self) -> str:
+        repo = self.wt_repo()
+        # HEAD read from its ref files; only a commit not seen before costs an object lookup.
+        commit = git.SymbolicReference.dereference_recursive(repo, "HEAD")
+        if commit not in self._trees:
+            self._trees[commit] = str(repo.commit(commit).tree.hexsha)
+        return self._trees[commit]
+
+    def wt_repo(self) -> git.Repo:
+        # One Repo for the worktree: each new one starts its own `git cat-file` process.
+        if self._wt_repo is None or self._wt_repo.working_tree_dir != str(self.wt):
+            self._wt_repo = open_repo(self.wt)
+        return self._wt_repo
+
+    def tool_versions(self) -> dict[str, str]:
+        """Each enabled gate's tool version in this environment (probed once)."""
+        python = interpreter(self.policy)
+        if python not in self._versions:
+            self._versions[python] = {
+                name: gate.version(python)
+                for name, gate in GATES.items()
+                if gate_config(self.policy, name).enabled
+            }
+        return self._versions[python]
+
+    def residues(self, block: Block) -> dict[str, Residue]:
+        if not any(m.kind == "fixer" for m in block.gates):
+            return {}
+        return self.measured(
+            "fixers",
+            {"block": block.number},
+            lambda: fixer_residues(block, self.wt, self.policy),
+            dict[str, Residue],
+        )
+
     def _gate_done(self, label: str, r: GateResult) -> None:
         cached = " (cached)" if r.cached else ""
         self.say(f"    gate {r.gate}: {r.status.value} in {r.seconds:.1f}s{cached} [{label}]")
@@ -1346,10 +1497,20 @@ class Loop:
             return []
         policy = self.policy.model_copy(deep=True)
         policy.gates.ruff.paths = py
-        result = run_gates(self.wt, policy, only=["ruff"]).results["ruff"]
-        if result.status == GateStatus.ERROR:
-            raise PatchRejected("ruff could not run on the patched files", [result.reason or ""])
-        return result.findings
+
+        def lint() -> tuple[str | None, list[Finding]]:
+            run = run_gates(self.wt, policy, only=["ruff"], use_cache=self.use_cache)
+            result = run.results["ruff"]
+            if result.status == GateStatus.ERROR:
+                return result.reason or "", []
+            return None, result.findings
+
+        error, findings = self.measured(
+            "quick", {"paths": py}, lint, tuple[str | None, list[Finding]], py
+        )
+        if error is not None:
+            raise PatchRejected("ruff could not run on the patched files", [error])
+        return findings
 
     def lint_command(self) -> dict[str, Any]:
         """How the ruff gate lints, so an offline provider can check candidate text the same way."""
@@ -1471,6 +1632,10 @@ def _budget_option(exc: BudgetExceeded) -> str:
     }.get(exc.budget, "max-calls")
     name = f"--block-{option}" if exc.scope == "block" else f"--{option}"
     return f"{name} N"
+
+
+def _file_digest(path: Path) -> str | None:
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
 
 
 def _sha(text: str) -> str:

@@ -109,6 +109,8 @@ class Manifest(BaseModel):
 
 
 class Recorder:
+    durable = True  # fsync each event: a crash loses nothing already seen
+
     def __init__(self, runs_dir: Path, run_id: str, *, resume: bool = False) -> None:
         """A new record, or with `resume` the existing one of an interrupted run, written on
         where it stops: the numbering of events and patches goes on, and the bodies stored
@@ -154,7 +156,8 @@ class Recorder:
         line = {"seq": self._seq, "ts": utcnow(), "kind": kind, **redact(data)}
         self._events.write(json.dumps(line, default=str, ensure_ascii=False) + "\n")
         self._events.flush()
-        os.fsync(self._events.fileno())
+        if self.durable:
+            os.fsync(self._events.fileno())
 
     def store(self, body: Any) -> str:
         """Keep `body` once (redacted), under the hash of what was written; return the hash."""
@@ -164,7 +167,8 @@ class Recorder:
             self._stored.add(key)
             self._bodies.write(canonical({"sha": key, "body": clean}) + "\n")
             self._bodies.flush()
-            os.fsync(self._bodies.fileno())
+            if self.durable:
+                os.fsync(self._bodies.fileno())
         return key
 
     def store_text(self, text: str) -> list[str]:
@@ -201,6 +205,11 @@ class Recorder:
         results where tree, setup and tool versions match."""
         refs = {name: self.store(result) for name, result in results.items()}
         self.event("gates", label=label, tree=tree, setup=setup, summary=summary, results=refs)
+
+    def measured(self, layer: str, key: str, result: Any) -> None:
+        """A measurement besides the gates (a guard layer, a re-run), by reference, under the
+        key of what decides it (`Loop.measured`): a replay takes it from here."""
+        self.event("measured", layer=layer, key=key, result=self.store(result))
 
     def save_patch(self, name: str, diff: str) -> str:
         """Store a proposed diff; the running number keeps every proposal, even when a model
@@ -308,6 +317,8 @@ def _resolved(event: dict[str, Any], bodies: dict[str, Any]) -> dict[str, Any]:
     try:
         if event["kind"] == "gates":
             return event | {"results": {k: bodies[v] for k, v in event["results"].items()}}
+        if event["kind"] == "measured":
+            return event | {"result": bodies[event["result"]]}
         return event | {
             "system": "".join(bodies[p] for p in event["system"]),
             "tools": bodies[event["tools"]],
@@ -346,6 +357,8 @@ def read_events(
 def _by_reference(event: dict[str, Any]) -> bool:
     if event.get("kind") == "gates":
         return all(isinstance(v, str) for v in event.get("results", {}).values())
+    if event.get("kind") == "measured":
+        return isinstance(event.get("result"), str)
     return event.get("kind") == "model_request" and "request" in event
 
 

@@ -5,8 +5,15 @@ A replay starts from the run's base commit on a branch of its own (`harness/repl
 and writes its own record in a temporary directory. Every request the loop would send is
 compared (by the hash of its rendered messages and tools) with the one the run sent; at the
 first difference it stops and shows both. At the end every verdict, every block outcome and the
-final tree must equal the recorded ones. A gate run whose tree, configuration and tool versions
-match the recorded run's is taken from the record instead of run again (`regate` runs all).
+final tree must equal the recorded ones.
+
+What the run measured is taken from the record where it would measure the same thing: a gate
+run whose tree, configuration and tool versions match, and each other measurement (the guard's
+behaviour and mutation layers, the per-patch check, the quick lint, re-runs of failing tests)
+whose key matches: the tree and the files written over it, the baseline it is judged against,
+the policy and the tools' versions (`Loop.measured`). What does not match is measured again, and
+`regate` measures everything. The per-patch verifier (a coverage map and a mypy daemon) starts
+only when a check must really run, and then as the run's did, at the block's start.
 """
 
 from __future__ import annotations
@@ -16,11 +23,12 @@ import json
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import git
 from pydantic import BaseModel, Field, ValidationError
@@ -37,13 +45,14 @@ from harness.gates.base import GATES
 from harness.gates.models import GateResult, GateRun
 from harness.gates.runner import interpreter
 from harness.gates.summary import seed_summary
-from harness.gitutil import delete_branch, open_repo, tree_hash
+from harness.gitutil import applied, delete_branch, head, open_repo, tidy, tree_hash
 from harness.loop import Loop, RunOptions
 from harness.policy import Policy, resolve_policy
 from harness.providers.base import ModelRequest, ModelResponse, Phase, Usage
 from harness.record import (
     RECORD_FORMAT,
     Manifest,
+    Recorder,
     digest,
     read_events,
     rendered,
@@ -51,12 +60,14 @@ from harness.record import (
 )
 from harness.redact import redact
 from harness.steps import StepsScript
+from harness.verify import CoverageMap, PatchCheck, Verifier
 
 _SAME = ("seq", "ts")  # what two runs of the same steps never share
 # How long a step took, which environment the tools ran in ("ruff 0.17.6 (env 2f52...)":
-# another machine's venv has another digest) and the command lines that name that env's
-# interpreter and temporary files are not what the step did.
-_DURATIONS = ("seconds", "tool_version", "command")
+# another machine's venv has another digest), the command lines that name that env's
+# interpreter and temporary files, and whether a result came from the gate cache are not what
+# the step did.
+_DURATIONS = ("seconds", "tool_version", "command", "cached")
 _DIFF_LINES = 60
 
 
@@ -75,6 +86,15 @@ class ReplayReport(BaseModel):
     recorded_requests: int = 0
     gates_reused: int = Field(0, description="gate runs taken from the record")
     gates_run: int = Field(0, description="gate runs measured again")
+    measures_reused: int = Field(
+        0,
+        description="other measurements (guard layers, per-patch checks, quick lint, re-runs) "
+        "taken from the record",
+    )
+    measures_run: int = Field(0, description="other measurements made again")
+    verifiers_started: int = Field(
+        0, description="per-patch verifiers started (a coverage map and mypy's baseline each)"
+    )
     tree: str | None = Field(None, description="the replay's final tree")
     recorded_tree: str | None = None
     branch: str | None = Field(None, description="the replay's branch, kept when it diverged")
@@ -264,19 +284,38 @@ def request_diff(recorded: dict[str, Any], replayed: dict[str, Any]) -> str:
 # ---------------------------------------------------------------------------------- the loop
 
 
+class ScratchRecorder(Recorder):
+    """A replay's own record: read once for the final check (verdicts, block outcomes, the
+    final tree, all in the events themselves), then deleted. Nothing is fsynced, and the
+    bodies (requests, gate results) are not kept: the run's record has them."""
+
+    durable = False
+
+    def store(self, body: Any) -> str:
+        return ""
+
+
 class ReplayLoop(Loop):
-    """The loop, on its own branch, with gate runs taken from the record where they match."""
+    """The loop, on its own branch, with gate runs and other measurements taken from the record
+    where they match."""
+
+    recorder = ScratchRecorder
 
     def __init__(self, opts: RunOptions, record: Record, base: str, regate: bool) -> None:
         super().__init__(opts)
         self.base = base
         self.branch = _free_branch(self.user_repo, f"harness/replay/{self.run_id}")
         self.recorded_gates = record.of("gates")
+        self.recorded_measures = {e["key"]: e["result"] for e in record.of("measured")}
         self.regate = regate
         self.reused = 0
-        self.measured = 0
+        self.remeasured = 0
+        self.measures_reused = 0
+        self.measures_run = 0
+        self.verifiers_started = 0
         self.diverged: ReplayDiverged | None = None
-        self._versions: dict[str, str] = {}
+        self._gate_versions: dict[str, str] = {}
+        self.use_cache = not regate  # --regate: every tool runs, none is taken from a cache
 
     def ask(self, *args: Any, **kwargs: Any) -> BaseModel:
         try:
@@ -313,7 +352,7 @@ class ReplayLoop(Loop):
             super().commit_progress()
 
     def gates(self, label: str) -> GateRun:
-        index = self.reused + self.measured
+        index = self.reused + self.remeasured
         recorded = self.recorded_gates[index] if index < len(self.recorded_gates) else None
         if recorded is not None and not self.regate and recorded.get("label") == label:
             tree = tree_hash(open_repo(self.wt))
@@ -336,8 +375,42 @@ class ReplayLoop(Loop):
                 self.current = run
                 self.reused += 1
                 return run
-        self.measured += 1
+        self.remeasured += 1
         return super().gates(label)
+
+    def recorded(self, layer: str, key: str) -> Any:
+        found = None if self.regate else self.recorded_measures.get(key)
+        if found is None:
+            self.measures_run += 1
+        else:
+            self.measures_reused += 1
+        return found
+
+    def make_verifier(self, gates: list[str], start: GateRun) -> Verifier:
+        if self.regate:
+            self.verifiers_started += 1
+            return super().make_verifier(gates, start)
+        return LazyVerifier(self, gates, start)
+
+    @contextmanager
+    def at_commit(self, commit: str) -> Iterator[None]:
+        """The worktree clean at `commit` for a look; then back where it was, with the files
+        written over HEAD (a patch being landed) as they were."""
+        saved = {p: _read(self.wt / p) for p in self.written()}
+        repo = open_repo(self.wt)
+        tidy(repo)
+        try:
+            with applied(repo, commit, []):
+                yield
+            tidy(repo)
+        finally:
+            for rel, data in saved.items():
+                full = self.wt / rel
+                if data is None:
+                    full.unlink(missing_ok=True)
+                else:
+                    full.parent.mkdir(parents=True, exist_ok=True)
+                    full.write_bytes(data)
 
     def _same_setup(self, recorded: dict[str, Any]) -> bool:
         """The configuration the gates ran with, and each tool's version, as recorded."""
@@ -348,11 +421,68 @@ class ReplayLoop(Loop):
             gate = GATES.get(name)
             if gate is None or not result.get("tool_version"):
                 continue  # a STEPS command: its configuration is its command line
-            if name not in self._versions:
-                self._versions[name] = gate.version(python)
-            if self._versions[name] != result["tool_version"]:
+            if name not in self._gate_versions:
+                self._gate_versions[name] = gate.version(python)
+            if self._gate_versions[name] != result["tool_version"]:
                 return False
         return True
+
+
+def _read(path: Path) -> bytes | None:
+    return path.read_bytes() if path.is_file() else None
+
+
+class LazyVerifier(Verifier):
+    """The block's per-patch verifier, started only when a check must really run (its key is
+    not in the record): a replay that takes every check from the record never records a
+    coverage map or starts mypy. Started late, it is started as the run's was: the map at the
+    block's start commit, mypy's baseline there too, or where the run last refreshed it."""
+
+    def __init__(self, loop: ReplayLoop, gates: list[str], baseline: GateRun) -> None:
+        self.loop = loop
+        self.started = False
+        self.refreshed_at: str | None = None
+        self._map: CoverageMap | None = None
+        super().__init__(loop.wt, loop.policy, gates, baseline)
+
+    @property
+    def map(self) -> CoverageMap | None:
+        self.ensure()
+        return self._map
+
+    @map.setter
+    def map(self, value: CoverageMap | None) -> None:
+        self._map = value
+
+    def start(self) -> None:
+        return None  # until a check needs it (ensure)
+
+    def ensure(self) -> None:
+        if self.started:
+            return
+        self.started = True
+        self.loop.verifiers_started += 1
+        with self.loop.at_commit(self.loop.block_base):
+            super().start()
+        if self.refreshed_at is not None:
+            with self.loop.at_commit(self.refreshed_at):
+                super().refresh()
+
+    def refresh(self) -> None:
+        if self.started:
+            super().refresh()
+        else:
+            self.refreshed_at = head(open_repo(self.loop.wt))
+
+    def check(self, changed: list[str]) -> PatchCheck:
+        self.ensure()
+        return super().check(changed)
+
+    def select(
+        self, changed: list[str]
+    ) -> tuple[Literal["selected", "all", "none"], list[str], str]:
+        self.ensure()
+        return super().select(changed)
 
 
 def _free_branch(repo: git.Repo, wanted: str) -> str:
@@ -515,8 +645,10 @@ def replay(
         report.difference = f"the replay failed where the run did not: {exc}"
     report.seconds = round(time.monotonic() - started, 2)
     report.requests = provider.calls
-    report.gates_reused, report.gates_run = loop.reused, loop.measured
-    replayed = read_events(loop.rec.dir)
+    report.gates_reused, report.gates_run = loop.reused, loop.remeasured
+    report.measures_reused, report.measures_run = loop.measures_reused, loop.measures_run
+    report.verifiers_started = loop.verifiers_started
+    replayed = read_events(loop.rec.dir, resolve=False)
     report.tree = next((e.get("tree") for e in replayed if e["kind"] == "run_finished"), None)
     if report.difference is None:
         found = first_difference(record, replayed)

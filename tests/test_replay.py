@@ -25,8 +25,8 @@ from harness.providers.builtin import BuiltinProvider
 from harness.providers.scripted import ScriptedProvider
 from harness.record import read_events
 from harness.replay import replay
-from tests.conftest import git
-from tests.test_loop import NOQA, REMOVE_OS, options, plan, todos
+from tests.conftest import git, other_gates_off
+from tests.test_loop import FILES, NOQA, REMOVE_OS, options, patch, plan, todos
 from tests.test_record import POLICY
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "runs" / "examples"
@@ -118,6 +118,107 @@ def test_a_run_recorded_in_this_environment_is_replayed_without_measuring_a_gate
     report = replay(Path(summary.run_dir), repo)
     assert report.reproduced, report.difference
     assert report.gates_run == 0 and report.gates_reused > 0
+
+
+# The project's interpreter is a script that logs each start, then runs ours: every pytest run
+# (gates, the per-patch check, the behaviour and mutation layers) goes through it.
+LOGGING_PYTHON = """#!/bin/sh
+printf '%s\\n' "$*" >> "{log}"
+exec "{python}" "$@"
+"""
+TESTED_POLICY = (
+    """
+[gates]
+python = "{python}"
+"""
+    + other_gates_off("ruff", "pytest")
+    + """
+[gates.ruff]
+paths = ["pkg"]
+args = ["--select", "F,E"]
+[gates.pytest]
+cov = ["pkg"]
+args = ["-q"]
+[guard]
+forbidden = ["docs/audits/CLAUDE_PROGRESS.md"]
+[guard.mutation]
+source_patches = true
+[loop]
+max_iterations = 1
+verify_patches = true
+"""
+)
+TESTED_SCRIPT = [plan(), todos("a"), patch("a", NOQA), patch("a", REMOVE_OS)]
+
+
+def pytest_runs(log: Path) -> int:
+    if not log.is_file():
+        return 0
+    return sum(" -m pytest " in f" {line} " for line in log.read_text().splitlines())
+
+
+@pytest.fixture
+def tested_run(make_repo: Callable[..., Path], tmp_path: Path) -> tuple[Path, Path, Path]:
+    """A run with tests: the pytest gate, the per-patch check, the behaviour and mutation
+    layers; returns (repository, record, the interpreter's log)."""
+    log = tmp_path / "python.log"
+    python = tmp_path / "python"
+    python.write_text(LOGGING_PYTHON.format(log=log, python=sys.executable))
+    python.chmod(0o755)
+    repo = make_repo(FILES)
+    opts = options(
+        repo,
+        ScriptedProvider.from_responses(TESTED_SCRIPT),
+        policy=TESTED_POLICY.format(python=python),
+        runs_dir=tmp_path / "runs",
+    )
+    summary = Loop(opts).run()
+    assert summary.blocks[0].commits, "the patch landed"
+    layers = {e["layer"] for e in read_events(Path(summary.run_dir)) if e["kind"] == "measured"}
+    assert {"quick", "behaviour+verify", "mutation"} <= layers
+    assert pytest_runs(log) > 0
+    log.unlink()
+    return repo, Path(summary.run_dir), log
+
+
+def test_a_replay_takes_every_measurement_from_the_record_and_runs_no_tests(
+    tested_run: tuple[Path, Path, Path],
+) -> None:
+    repo, run_dir, log = tested_run
+    report = replay(run_dir, repo)
+    assert report.reproduced, report.difference
+    assert report.gates_run == 0 and report.gates_reused > 0
+    assert report.measures_run == 0 and report.measures_reused > 0
+    assert report.verifiers_started == 0  # no coverage map recorded, no mypy daemon
+    assert pytest_runs(log) == 0  # not one pytest process: gates, checks, layers
+
+
+def test_regate_runs_every_gate_and_layer_and_still_reproduces(
+    tested_run: tuple[Path, Path, Path],
+) -> None:
+    repo, run_dir, log = tested_run
+    report = replay(run_dir, repo, regate=True)
+    assert report.reproduced, report.difference
+    assert report.gates_reused == report.measures_reused == 0
+    assert report.gates_run > 0 and report.measures_run > 0 and report.verifiers_started == 1
+    assert pytest_runs(log) > 0
+
+
+def test_a_changed_configuration_measures_again(
+    tested_run: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    repo, recorded, log = tested_run
+    run_dir = shutil.copytree(recorded, tmp_path / "changed")
+    policy = json.loads((run_dir / "policy.json").read_text())
+    policy["gates"]["pytest"]["timeout"] += 1  # no prompt shows it; every key holds it
+    (run_dir / "policy.json").write_text(json.dumps(policy))
+    report = replay(run_dir, repo)
+    assert report.reproduced, report.difference
+    assert report.gates_reused == report.measures_reused == 0
+    assert report.gates_run > 0 and report.measures_run > 0
+    # The per-patch check ran for real: its verifier started late, as the run's had started.
+    assert report.verifiers_started == 1
+    assert pytest_runs(log) > 0
 
 
 def test_regate_measures_every_gate_and_still_reproduces(
