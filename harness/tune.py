@@ -8,6 +8,13 @@ reverts (checked against the tree hash of every recorded gate run), and each pro
 again under each variant. Where a variant's verdict differs from the recorded one, the model
 would have been told something else and what it did next is no longer evidence: everything
 after that point is counted apart, as not comparable.
+
+Each variant's report holds the gate metrics at every block's end: the recorded ones while the
+variant's verdicts equal the record's, else measured on the tree the recorded landings it keeps
+make (counterfactual: the model would have proposed other things). A refused proposal whose
+gates improve is "blocked-good" only when the default guard's gaming rules (a suppression, a
+weakened or deleted test, hiding code from a gate, a gate's configuration changed, a secret)
+find nothing in it: a number improved by not measuring is "blocked-gaming", never good.
 """
 
 from __future__ import annotations
@@ -27,18 +34,23 @@ import git
 from pydantic import BaseModel, Field, ValidationError
 
 from harness.errors import GitError, PolicyError, RecordUnusable, UsageError
+from harness.gates.base import GATES
 from harness.gates.compare import blocking, compare
 from harness.gates.models import GateResult, GateRun
 from harness.gates.runner import run_gates
+from harness.gates.summary import seed_summary
 from harness.gitutil import open_repo, pinned_git_env, tree_hash
 from harness.guard import Verdict, check_patch
-from harness.policy import Policy
+from harness.policy import GuardConfig, Policy
 from harness.record import Manifest, read_events
 
 Label = Literal["good", "bad"]
 LABEL_FILES = ("labels.toml", "labels.json")
 # A refused patch that cannot be placed on its tree cannot be tried on it either.
 _UNAPPLIABLE = {"parse", "locate"}
+# The guard's rules that say a patch games a gate (or adds a secret) rather than that it is too
+# big or in the wrong place: a patch they refuse improves a number by not measuring it.
+GAMING_RULES = ("suppression", "tests", "hiding", "gate_config", "secrets")
 
 Say = Callable[[str], None]
 
@@ -342,7 +354,14 @@ class Tally(BaseModel):
         0, description="refused here; the record's gates reverted it, or its gates regress"
     )
     blocked_good: int = Field(
-        0, description="refused here; its gates improve without a regression (evaluated)"
+        0,
+        description="refused here; its gates improve without a regression (evaluated), and the "
+        "default guard's gaming rules find nothing in it",
+    )
+    blocked_gaming: int = Field(
+        0,
+        description="refused here; its gates improve, but only by gaming them: the default "
+        "guard's gaming rules refuse it (a noqa, a weakened test): not good (evaluated)",
     )
     blocked_neutral: int = Field(
         0, description="refused here; its gates neither regress nor improve (evaluated)"
@@ -359,6 +378,23 @@ class Tally(BaseModel):
             self.refused_by[r] = self.refused_by.get(r, 0) + 1
 
 
+class BlockMetrics(BaseModel):
+    """A block's gate metrics at its end, under one variant."""
+
+    block: int
+    source: Literal["recorded", "rebuilt", "unusable"] = Field(
+        description="recorded: the run's own (this variant's verdicts equal the record's up to "
+        "the block's end); rebuilt: measured on the tree of the recorded landings this variant "
+        "keeps (counterfactual, not comparable); unusable: that tree cannot be built"
+    )
+    gates: dict[str, Any] = Field(
+        default_factory=dict,
+        description="gate -> {status, findings} (findings: a count, pytest's outcome counts, or "
+        "coverage's percent), for the block's gates",
+    )
+    why: str | None = None
+
+
 class RunTally(BaseModel):
     run_id: str
     variant: Variant
@@ -369,6 +405,9 @@ class RunTally(BaseModel):
     )
     comparable: Tally = Field(default_factory=Tally)
     not_comparable: Tally = Field(default_factory=Tally)
+    blocks: list[BlockMetrics] = Field(
+        default_factory=list, description="the gate metrics at each block's end"
+    )
 
 
 class _Proposal(BaseModel):
@@ -381,6 +420,10 @@ class _Proposal(BaseModel):
     parent: str
     outcome: Outcome = "refused"
     sha: str | None = None
+    diff: str = ""
+    gaming: list[str] = Field(
+        default_factory=list, description="the default guard's gaming rules that refuse it"
+    )
 
 
 class _Evaluator:
@@ -495,15 +538,14 @@ def _tune_run(
     lanes: dict[int, list[str]] = {}
     gates: dict[int, list[str]] = {}
     reverts: list[list[str]] = []
+    steps: list[_Step] = []  # landings, reverts and block ends, in order
     with scratch(repository, manifest.base_commit) as wt_path:
         wt = open_repo(wt_path)
 
         def flush_reverts() -> None:
             for group in reverts:
-                # As the loop did: one revert commit per culprit, with what was built on it.
-                for sha in sorted(group, key=lambda s: -list(landed).index(s)):
-                    wt.git.revert("--no-commit", landed[sha])
-                _commit(wt, "tune: revert " + ", ".join(s[:10] for s in group))
+                _revert(wt, group, landed)
+                steps.append(("revert", list(group)))
             reverts.clear()
 
         for e in events:
@@ -522,6 +564,8 @@ def _tune_run(
                 )  # fmt: skip
                 proposals.append(p)
                 progress(f"  {manifest.run_id} block {p.block} item {p.item} (event #{p.seq})")
+                if evaluator is not None:
+                    p.gaming = _gaming(text, wt_path, policy, p.block, lanes.get(p.block))
                 for pol, seen in zip(policies, pending, strict=True):
                     guard = pol.guard_for_block(p.block, default_lanes=lanes.get(p.block))
                     verdict = check_patch(text, wt_path, guard)
@@ -542,7 +586,10 @@ def _tune_run(
                         f"rebuilt tree: {exc.stderr.strip()}"
                     ) from None
                 landed[e["sha"]] = _commit(wt, f"tune: {p.item}")
-                p.outcome, p.sha = "applied", e["sha"]
+                p.outcome, p.sha, p.diff = "applied", e["sha"], diff
+                steps.append(("land", p))
+            elif kind == "block_outcome":
+                steps.append(("end", e))
             elif kind == "reverted":
                 if e.get("how") == "with_culprit" and reverts:
                     reverts[-1].append(e["sha"])
@@ -561,9 +608,123 @@ def _tune_run(
                     f"recorded at event #{e['seq']} ({e.get('label')})"
                 )
     # The recorded outcomes are known only now (a landing is reverted later): settle them.
-    for tally, seen in zip(tallies, pending, strict=True):
+    for tally, seen, pol in zip(tallies, pending, policies, strict=True):
         _settle(tally, proposals, seen)
+        progress(f"  {manifest.run_id} [{tally.variant.name}]: gate metrics per block")
+        tally.blocks = _block_metrics(
+            repository, manifest.base_commit, pol, proposals, seen, steps, gates
+        )
     return tallies
+
+
+# ("land", the proposal), ("revert", recorded shas), ("end", the block_outcome event)
+_Step = tuple[str, Any]
+
+
+def _revert(wt: git.Repo, group: list[str], landed: dict[str, str]) -> None:
+    """As the loop did: one revert commit per culprit, with what was built on it."""
+    for sha in sorted(group, key=lambda s: -list(landed).index(s)):
+        wt.git.revert("--no-commit", landed[sha])
+    _commit(wt, "tune: revert " + ", ".join(s[:10] for s in group))
+
+
+def _gaming(
+    text: str, tree: Path, policy: Policy, block: int, lanes: list[str] | None
+) -> list[str]:
+    """The gaming rules (GAMING_RULES) of the default guard that refuse the proposal. The
+    repository's facts stay the run's (which files are tests, lanes, forbidden paths); every
+    protection is as shipped, whatever the run or a variant turned off."""
+    guard = policy.guard_for_block(block, default_lanes=lanes)
+    shipped = GuardConfig()
+    protections = ("protect_gate_config", "suppressions", "protect_tests", "secrets")
+    guard = guard.model_copy(update={k: getattr(shipped, k) for k in protections})
+    verdict = check_patch(text, tree, guard)
+    return [r for r in _rules(verdict.violations) if _is_gaming(r)]
+
+
+def _is_gaming(rule: str) -> bool:
+    name = rule.split("/", 1)[-1]
+    return any(name == g or name.startswith(f"{g}.") for g in GAMING_RULES)
+
+
+def _metrics(summary: dict[str, Any], gates: list[str]) -> dict[str, Any]:
+    """{status, findings} of the block's gates (and coverage, with pytest) in a seed summary."""
+    wanted = [*gates, *(["coverage"] if "pytest" in gates else [])]
+    found = summary.get("gates") or {}
+    return {
+        g: {"status": found[g].get("status"), "findings": found[g].get("findings")}
+        for g in wanted
+        if g in found
+    }
+
+
+def _block_metrics(
+    repository: git.Repo,
+    base: str,
+    policy: Policy,
+    proposals: list[_Proposal],
+    seen: _Pending,
+    steps: list[_Step],
+    gates: dict[int, list[str]],
+) -> list[BlockMetrics]:
+    """The gate metrics at each block's end under one variant: the recorded ones up to its
+    first changed verdict; after it, measured on the tree of the recorded landings it keeps
+    (and their recorded reverts)."""
+    changed = [p.seq for p in proposals if seen[p.seq][0] != p.accepted]
+    first = min(changed) if changed else None
+    ends = [step[1] for step in steps if step[0] == "end"]
+    if first is None or all(e["seq"] < first for e in ends):
+        return [_recorded_metrics(e, gates) for e in ends]
+    out: list[BlockMetrics] = []
+    with scratch(repository, base) as wt_path:
+        wt = open_repo(wt_path)
+        landed: dict[str, str] = {}
+        broken: str | None = None
+        for kind, what in steps:
+            if kind == "land" and broken is None and seen[what.seq][0]:
+                try:
+                    _apply(wt, what.diff)
+                except git.GitCommandError:
+                    broken = (
+                        f"the landing of event #{what.seq} does not apply without the ones "
+                        "this variant refuses"
+                    )
+                    continue
+                landed[what.sha] = _commit(wt, f"tune: {what.item}")
+            elif kind == "revert" and broken is None:
+                group = [sha for sha in what if sha in landed]
+                if group:
+                    try:
+                        _revert(wt, group, landed)
+                    except git.GitCommandError:
+                        broken = f"the revert of {group[0][:10]} does not apply here"
+            elif kind == "end":
+                number = int(what.get("number", 0))
+                if what["seq"] < first:
+                    out.append(_recorded_metrics(what, gates))
+                elif broken is not None:
+                    out.append(BlockMetrics(block=number, source="unusable", why=broken))
+                else:
+                    only = [g for g in gates.get(number, []) if g in GATES]
+                    empty = GateRun(tree="", results={})
+                    run = run_gates(wt_path, policy, only=only) if only else empty
+                    out.append(
+                        BlockMetrics(
+                            block=number,
+                            source="rebuilt",
+                            gates=_metrics(seed_summary(run), only),
+                        )
+                    )
+    return out
+
+
+def _recorded_metrics(end: dict[str, Any], gates: dict[int, list[str]]) -> BlockMetrics:
+    number = int(end.get("number", 0))
+    return BlockMetrics(
+        block=number,
+        source="recorded",
+        gates=_metrics(end.get("after") or {}, gates.get(number, [])),
+    )
 
 
 def _apply(wt: git.Repo, diff: str) -> None:
@@ -612,6 +773,8 @@ def _settle(tally: RunTally, proposals: list[_Proposal], seen: _Pending) -> None
             side.blocked_bad += 1  # the recorded gates showed it regress
         elif judged == "bad":
             side.blocked_bad += 1
+        elif judged == "good" and p.gaming:
+            side.blocked_gaming += 1  # better numbers by not measuring: not good
         elif judged == "good":
             side.blocked_good += 1
         elif judged == "neutral":

@@ -68,6 +68,47 @@ def test_a_stricter_per_file_limit_refuses_what_the_default_accepted(
     assert seen["blocked_unknown"] == 1 and seen["blocked_good"] == 0  # no gates asked
     assert git(repo, "worktree", "list").count("\n") == 1  # the scratch worktrees are gone
 
+    # The gate metrics at the block's end: the run's own under the base policy; under the
+    # strict one, measured on R1 and R3 without R2: its ten `== None` are still there.
+    assert base["blocks"] == [
+        {
+            "block": 1,
+            "source": "recorded",
+            "gates": {"ruff": {"status": "passed", "findings": 0}},
+            "why": None,
+        }
+    ]
+    [block] = strict["blocks"]
+    assert (block["block"], block["source"]) == (1, "rebuilt")
+    assert block["gates"] == {"ruff": {"status": "failed", "findings": 10}}
+
+
+def test_a_refused_patch_that_improves_the_gates_by_gaming_them_is_not_blocked_good(
+    make_repo: Callable[..., Path], tmp_path: Path
+) -> None:
+    """The scripted example's first patch adds `# noqa: F401`: ruff counts one finding less,
+    nothing regresses, and the guard refused it (static/suppression). Not good: gaming."""
+    repo = make_repo(EXAMPLE_FILES)
+    rows = by_variant(
+        tune_json(
+            str(example("scripted")),
+            "--repo",
+            str(repo),
+            "--set",
+            "guard.suppressions.budget=1",
+            "--set",
+            "guard.suppressions.require_justification=false",
+            "--evaluate-rejected",
+            cwd=tmp_path,
+        )
+    )
+    base = rows["base"]["comparable"]
+    assert base["refused_by"] == {"static/suppression": 1}
+    assert base["blocked_gaming"] == 1 and base["blocked_good"] == 0
+    # A variant that lets suppressions through accepts it: it is refused by nothing there.
+    loose = rows["guard.suppressions.budget=1 guard.suppressions.require_justification=false"]
+    assert loose["comparable"]["newly_accepted"] == 1
+
 
 def test_evaluate_rejected_counts_a_refused_good_patch_as_blocked_good(
     make_repo: Callable[..., Path], tmp_path: Path

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -64,17 +65,19 @@ def show_runs(tallies: Sequence[RunTally]) -> None:
             title_justify="left",
         )
         cols = ("run", "variant", "proposals", "accepted", "reverted", "changed",
-                "blocked-bad", "blocked-good", "neutral", "unjudged", "refused by")  # fmt: skip
+                "blocked-bad", "blocked-good", "blocked-gaming", "neutral", "unjudged",
+                "refused by")  # fmt: skip
         for col in cols:
             table.add_column(col, overflow="fold")
         for t in tallies:
             s = t.comparable if section == "comparable" else t.not_comparable
             table.add_row(
                 t.run_id[-6:], t.variant.name, str(s.proposals), str(s.accepted), str(s.reverted),
-                str(s.changed), str(s.blocked_bad), str(s.blocked_good), str(s.blocked_neutral),
-                str(s.blocked_unknown), _by(s.refused_by),
+                str(s.changed), str(s.blocked_bad), str(s.blocked_good), str(s.blocked_gaming),
+                str(s.blocked_neutral), str(s.blocked_unknown), _by(s.refused_by),
             )  # fmt: skip
         ui.out.print(table)
+    show_blocks(tallies)
     for t in tallies:
         if t.diverged_at:
             ui.out.print(
@@ -82,6 +85,39 @@ def show_runs(tallies: Sequence[RunTally]) -> None:
                 "recorded path is no longer valid from there",
                 markup=False,
             )
+
+
+def _gate_cell(name: str, entry: dict[str, Any]) -> str:
+    found = entry.get("findings")
+    if isinstance(found, dict) and "percent" in found:
+        shown = f"{found['percent']}%" if found["percent"] is not None else "-"
+    elif isinstance(found, dict):
+        shown = "/".join(f"{n} {k}" for k, n in found.items() if n)
+    else:
+        shown = str(found)
+    status = entry.get("status")
+    return f"{name} {shown}" + ("" if status == "passed" else f" ({status})")
+
+
+def show_blocks(tallies: Sequence[RunTally]) -> None:
+    table = Table(
+        title="gate metrics at each block's end (recorded: as the run ended it; rebuilt: the "
+        "recorded landings the variant keeps, measured; counterfactual, not comparable)",
+        title_justify="left",
+    )
+    for col in ("run", "variant", "block", "source", "gates"):
+        table.add_column(col, overflow="fold")
+    for t in tallies:
+        for b in t.blocks:
+            cells = ", ".join(_gate_cell(g, e) for g, e in b.gates.items()) or b.why or "-"
+            table.add_row(t.run_id[-6:], t.variant.name, str(b.block), b.source, cells)
+    ui.out.print(table)
+    ui.out.print(
+        "blocked-good: refused, its gates improve with no regression, and the default guard's "
+        "gaming rules (suppressions, tests, hiding, gate config, secrets) find nothing in it; "
+        "one they refuse is blocked-gaming: better numbers by not measuring are not good",
+        markup=False,
+    )
 
 
 @contextmanager
