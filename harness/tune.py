@@ -680,16 +680,21 @@ def _block_metrics(
         wt = open_repo(wt_path)
         landed: dict[str, str] = {}
         broken: str | None = None
+        fuzzy: list[str] = []  # landings whose context the refused ones had changed
         for kind, what in steps:
             if kind == "land" and broken is None and seen[what.seq][0]:
                 try:
                     _apply(wt, what.diff)
                 except git.GitCommandError:
-                    broken = (
-                        f"the landing of event #{what.seq} does not apply without the ones "
-                        "this variant refuses"
-                    )
-                    continue
+                    try:
+                        _apply(wt, what.diff, context=1)
+                        fuzzy.append(f"#{what.seq}")
+                    except git.GitCommandError:
+                        broken = (
+                            f"the landing of event #{what.seq} does not apply without the "
+                            "ones this variant refuses"
+                        )
+                        continue
                 landed[what.sha] = _commit(wt, f"tune: {what.item}")
             elif kind == "revert" and broken is None:
                 group = [sha for sha in what if sha in landed]
@@ -708,11 +713,13 @@ def _block_metrics(
                     only = [g for g in gates.get(number, []) if g in GATES]
                     empty = GateRun(tree="", results={})
                     run = run_gates(wt_path, policy, only=only) if only else empty
+                    why = f"applied with one line of context: {', '.join(fuzzy)}" if fuzzy else None
                     out.append(
                         BlockMetrics(
                             block=number,
                             source="rebuilt",
                             gates=_metrics(seed_summary(run), only),
+                            why=why,
                         )
                     )
     return out
@@ -727,13 +734,15 @@ def _recorded_metrics(end: dict[str, Any], gates: dict[int, list[str]]) -> Block
     )
 
 
-def _apply(wt: git.Repo, diff: str) -> None:
+def _apply(wt: git.Repo, diff: str, context: int | None = None) -> None:
     """`git apply` the recorded canonical diff (from a file outside the worktree: nothing of
-    the tool's may end up in the tree whose hash is checked)."""
+    the tool's may end up in the tree whose hash is checked); `context`: how many lines of each
+    hunk's context must match (all, by default)."""
     with tempfile.TemporaryDirectory(prefix="harness-tune-diff-") as tmp:
         patch = Path(tmp) / "landed.diff"
         patch.write_text(diff, encoding="utf-8")
-        wt.git.apply("--whitespace=nowarn", str(patch))
+        fuzz = [f"-C{context}"] if context is not None else []
+        wt.git.apply("--whitespace=nowarn", *fuzz, str(patch))
 
 
 def _proposal_text(run_dir: Path, event: dict[str, Any]) -> str:
