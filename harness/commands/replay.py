@@ -12,16 +12,19 @@ from harness.replay import ReplayReport, replay
 
 
 def show(report: ReplayReport) -> None:
-    ratio = (
-        f" ({report.recorded_seconds / report.seconds:.0f}x faster than the run's "
-        f"{report.recorded_seconds:.1f}s)"
-        if report.recorded_seconds and report.seconds
-        else ""
-    )
+    ratio = ""
+    if report.recorded_seconds and report.seconds:
+        times = report.recorded_seconds / report.seconds
+        ratio = (
+            f" ({times:.1f}x faster than the run's {report.recorded_seconds:.1f}s)"
+            if times >= 1
+            else f" ({1 / times:.1f}x slower than the run's {report.recorded_seconds:.1f}s)"
+        )
     ui.out.print(
         f"replay of {report.run_id}: {report.requests} of {report.recorded_requests} requests "
         f"matched; gates: {report.gates_reused} run(s) from the record, {report.gates_run} "
-        f"measured; {report.seconds:.1f}s{ratio}",
+        f"measured; other measurements: {report.measures_reused} from the record, "
+        f"{report.measures_run} made; {report.seconds:.1f}s{ratio}",
         markup=False,
     )
     if report.reproduced:
@@ -45,7 +48,8 @@ def command(
     regate: bool = typer.Option(
         False,
         "--regate",
-        help="Run every gate again instead of taking matching results from the record.",
+        help="Measure everything again (gates, guard layers, per-patch checks; no gate "
+        "cache) instead of taking matching results from the record.",
     ),
     json_: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout."),
 ) -> None:
