@@ -123,6 +123,15 @@ class PatchCheck(BaseModel):
         "breaks its callers), when the block's gates include mypy",
     )
     mypy_judged: bool = False
+    coverage_judged: bool = Field(
+        False,
+        description="the changed files' line coverage under the selected tests was compared "
+        "with HEAD's (see `Verifier._judge_coverage`)",
+    )
+    coverage_lost: list[str] = Field(
+        default_factory=list,
+        description="path:lines that the selected tests covered before the patch and do not now",
+    )
     pytest_runs: int = Field(
         0, description="pytest processes this check started, re-runs of failing tests included"
     )
@@ -158,6 +167,17 @@ class TestRun:
     returncode: int | None  # None: it did not finish (timed out) or could not start
     tail: str
     timed_out: bool = False
+    # Lines of the measured files (repo-relative) that ran and that did not, as coverage's JSON
+    # report gives them (statements by their first line); None: coverage was not measured.
+    coverage: dict[str, FileLines] | None = None
+
+
+@dataclass(frozen=True)
+class FileLines:
+    """One file's statements in a run with coverage: those that ran and those that did not."""
+
+    executed: frozenset[int]
+    missing: frozenset[int]
 
 
 # Runs in the target's interpreter, with the coverage it has: its data file format is its own.
@@ -218,6 +238,12 @@ class Verifier:
         self.durations = {t.id: t.seconds for t in (start.tests if start else [])}
         self.suite_seconds = start.seconds if start else 0.0
         self.overhead = max(0.0, self.suite_seconds - sum(self.durations.values()))
+        self.coverage_problem: str | None = None
+        if not pytest_gate.pytest_config(policy.gates.pytest).cov:
+            self.coverage_problem = "the block's pytest gate measures no coverage"
+        # The changed files the patch being checked measures coverage of, in its pytest run.
+        self._measure: list[str] = []
+        self._changed: list[str] = []
 
     # ------------------------------------------------------------------ lifecycle
     def __enter__(self) -> Verifier:
@@ -262,6 +288,8 @@ class Verifier:
         t0 = time.monotonic()
         self.runs, self.pytest_runs = [], 0
         selection, tests, why = self.select(changed)
+        self._measure, cov_problem = self._coverage_files(selection, changed)
+        self._changed = sorted(set(changed))
         with ThreadPoolExecutor(max_workers=2, thread_name_prefix="verify") as pool:
             mypy = (
                 pool.submit(self._check_mypy, self.daemon)
@@ -277,7 +305,16 @@ class Verifier:
             self.mypy_failed, mypy = None, None
         elif mypy is None and self._mypy_wanted():
             why += f"; mypy not judged: {self.mypy_problem}"
-        reasons = test_reasons + mypy_reasons
+        lost: list[str] = []
+        cov_reasons: list[str] = []
+        if cov_problem is None and not test_reasons:
+            # After mypy's check: confirming a loss puts HEAD's text back in the tree for a
+            # moment, which the daemon must not read.
+            cov_reasons, lost, cov_problem = self._judge_coverage(tests, flaky)
+        self._measure = []
+        if cov_problem is not None and selection != "none":
+            why += f"; coverage not judged: {cov_problem}"
+        reasons = test_reasons + mypy_reasons + cov_reasons
         return PatchCheck(
             ok=not reasons,
             reasons=reasons,
@@ -287,6 +324,8 @@ class Verifier:
             flaky=flaky,
             mypy_new=mypy_new,
             mypy_judged=mypy is not None,
+            coverage_judged=cov_problem is None and not test_reasons,
+            coverage_lost=lost,
             pytest_runs=self.pytest_runs,
             seconds=time.monotonic() - t0,
         )
@@ -680,7 +719,7 @@ class Verifier:
         """Run `ids`, stopping at the first test that fails or errors: the outcome of each test
         that ran; None when pytest refused the list itself (usage error, no report). Raises
         GateError when the run tells nothing, a hang (past the budget) included."""
-        proc, junit, ctx = self._pytest(ids)
+        proc, junit, ctx, _ = self._pytest(ids)
         if proc.timed_out:
             raise GateError(
                 f"the {len(ids)} selected test(s) did not finish in {ctx.cfg.timeout:g}s "
@@ -699,7 +738,7 @@ class Verifier:
     def _run_suite(self) -> dict[str, str]:
         """The whole suite as the pytest gate runs it, without the coverage measurement. Raises
         GateError for a run the gate would call an error (a hang included)."""
-        proc, junit, ctx = self._pytest(None)
+        proc, junit, ctx, _ = self._pytest(None)
         if proc.timed_out:
             raise GateError(
                 f"the suite did not finish in {ctx.cfg.timeout:g}s ({TIMEOUT_FACTOR:g}x its "
@@ -726,10 +765,14 @@ class Verifier:
         except ValueError as exc:
             raise GateError(f"pytest could not run: unparsable JUnit XML: {exc}") from exc
 
-    def _pytest(self, ids: list[str] | None) -> tuple[ProcResult, str | None, GateContext]:
+    def _pytest(
+        self, ids: list[str] | None, *, keep: bool = True
+    ) -> tuple[ProcResult, str | None, GateContext, TestRun]:
         """One pytest process over `ids` (stopping at the first failure) or, for None, the
-        whole suite, within its budget; with pytest's own report, kept in `self.runs`. Returns
-        the process, its JUnit XML (None: none written) and how it ran."""
+        whole suite, within its budget; with pytest's own report, kept in `self.runs` unless
+        not `keep` (a run of the tree without the patch), and with the line coverage of the
+        files in `self._measure` for a run of chosen tests. Returns the process, its JUnit XML
+        (None: none written), how it ran and the run."""
         policy = self._timed(ids)
         cfg = pytest_gate.pytest_config(policy.gates.pytest)
         ctx = context_for(self.repo, policy, cfg)
@@ -741,11 +784,19 @@ class Verifier:
                 *pytest_gate.base_argv(ctx.python, junit),
                 *pytest_report.plugin_args(report_file),
             ]
+            cov_json = tmp / "coverage.json"
+            measure = ids is not None and bool(self._measure)
+            if measure:
+                argv += _coverage_args(tmp, [self.repo / p for p in self._measure], cov_json)
             argv += [*cfg.args, *cfg.paths] if ids is None else ["-x", *cfg.args, "--", *ids]
             env = pytest_gate.tool_env(ctx, tmp, first=[str(pytest_report.PLUGIN_DIR)])
+            if not keep:
+                # Bytecode of the tree without the patch stays in this run's own cache.
+                env["PYTHONPYCACHEPREFIX"] = str(tmp / "pycache")
             self.pytest_runs += 1
             proc = run_tool(argv, ctx, env=env)
             text = junit.read_text(encoding="utf-8") if junit.is_file() else None
+            coverage = _read_coverage(cov_json, self.repo) if measure else None
             try:
                 report = pytest_report.read_report(report_file, self.repo)
             except ValueError as exc:
@@ -753,16 +804,143 @@ class Verifier:
                 # what it then says is not pytest's word.
                 report = SuiteReport(interrupted=f"the report was tampered with: {exc}")
         finished = not (proc.missing or proc.timed_out)
-        self.runs.append(
-            TestRun(
-                ids=None if ids is None else list(ids),
-                report=report,
-                returncode=proc.returncode if finished else None,
-                tail="timed out" if proc.timed_out else proc.tail,
-                timed_out=proc.timed_out,
-            )
+        test_run = TestRun(
+            ids=None if ids is None else list(ids),
+            report=report,
+            returncode=proc.returncode if finished else None,
+            tail="timed out" if proc.timed_out else proc.tail,
+            timed_out=proc.timed_out,
+            coverage=coverage,
         )
-        return proc, text, ctx
+        if keep:
+            self.runs.append(test_run)
+        return proc, text, ctx, test_run
+
+    # ------------------------------------------------------------------ coverage of a patch
+    def _coverage_files(self, selection: str, changed: list[str]) -> tuple[list[str], str | None]:
+        """The changed files whose line coverage the patch's pytest run measures, or why none."""
+        if self.coverage_problem is not None:
+            return [], self.coverage_problem
+        if selection == "all":
+            return [], "the whole suite ran, without coverage (the full gates judge it)"
+        if selection == "none":
+            return [], "no test ran"
+        if self.map is None:
+            return [], self.map_problem
+        if not changed or not all(p.endswith(".py") for p in changed):
+            # The tree without the patch is put back as text to compare with: Python only.
+            return [], "the patch changes a file that is not Python source"
+        files = sorted(p for p in set(changed) if p in self.map.lines)
+        if not files:
+            return [], "no changed file has coverage data"
+        return files, None
+
+    def _judge_coverage(
+        self, tests: list[str], flaky: list[str]
+    ) -> tuple[list[str], list[str], str | None]:
+        """Refuse a patch that takes coverage away from its own tests: a statement of a changed
+        file that the selected tests ran before the patch and do not run now (unchanged lines,
+        mapped through the patch's diff), or a changed hunk with more statements they do not
+        run than it had. The map (who ran each line at the block's start) only says whether a
+        loss is possible; a possible one is confirmed by running the same tests, in the same
+        order, on the tree without the patch, so a line that ran only thanks to a test not
+        selected (state one test leaves for another) is never held against the patch. Returns
+        the reasons, the lost path:lines and, when it cannot judge, why."""
+        runs = self.runs
+        if flaky or len(runs) != 1 or runs[0].ids != tests or runs[0].returncode != 0:
+            return [], [], "the tests did not pass in one run (a failure re-run or cut short)"
+        after = runs[0].coverage
+        if after is None:
+            return [], [], "coverage wrote no usable JSON report"
+        files = [_PatchedFile.read(self.repo, p) for p in self._measure if p in after]
+        if not files:
+            return [], [], "coverage measured none of the changed files"
+        selected = set(tests)
+        cmap = self.map
+        if cmap is not None and not any(
+            self._may_lose(f, after[f.path], selected, cmap) for f in files
+        ):
+            return [], [], None
+        before = self._coverage_at_head(tests)
+        if isinstance(before, str):
+            return [], [], before
+        reasons: list[str] = []
+        lost: list[str] = []
+        for f in files:
+            was, now = before.get(f.path), after[f.path]
+            if was is None:
+                continue
+            gone = [
+                n for n in sorted(now.missing - f.changed) if _to_start({n}, f.hunks) & was.executed
+            ]
+            if gone:
+                lost.append(f"{f.path}:{_ranges(gone)}")
+                reasons.append(
+                    f"coverage: {f.path}:{_ranges(gone)} was covered by its tests before the "
+                    "patch and is not now"
+                )
+            for old_lines, new_lines, where in f.spans():
+                had, has = len(old_lines & was.missing), len(new_lines & now.missing)
+                if has > had:
+                    lost.append(f"{f.path}:{where}")
+                    reasons.append(
+                        f"coverage: {f.path}:{where} (changed) has {has} statement(s) its "
+                        f"tests do not run, {had} before the patch"
+                    )
+        return reasons, lost, None
+
+    def _may_lose(
+        self, f: _PatchedFile, now: FileLines, tests: set[str], cmap: CoverageMap
+    ) -> bool:
+        """Whether the patch can have taken coverage from its tests, by the map: a changed line
+        they do not run, or an unchanged one that did not run now and that they ran at the
+        block's start (through the diffs since: a line a commit rewrote stands for the lines
+        it replaced, which can only make this say yes more often)."""
+        if now.missing & f.changed:
+            return True
+        by_line = cmap.lines[f.path]
+        since = _git(
+            self.repo,
+            "diff",
+            "-U0",
+            "--no-color",
+            "--no-ext-diff",
+            cmap.commit,
+            "HEAD",
+            "--",
+            f.path,
+        )
+        landed = _hunks(since.stdout)
+        for n in now.missing - f.changed:
+            # coverage names a statement by its first line; the map has the lines it recorded.
+            at_start = _to_start(_to_start(_statement_lines(f.new, {n}), f.hunks), landed)
+            if any(by_line.get(m, frozenset()) & tests for m in at_start):
+                return True
+        return False
+
+    def _coverage_at_head(self, tests: list[str]) -> dict[str, FileLines] | str:
+        """The line coverage of the same tests on the tree without the patch: HEAD's text of
+        the changed files is written back for one pytest run, and the patch restored after."""
+        written = {p: (self.repo / p).read_bytes() for p in self._changed}
+        heads: dict[str, str] = {}
+        for p in self._changed:
+            shown = _git(self.repo, "show", f"HEAD:{p}")
+            if shown.returncode != 0:
+                return f"cannot read {p} at HEAD: {one_line(shown.stderr)}"
+            heads[p] = shown.stdout
+        try:
+            for p, text in heads.items():
+                (self.repo / p).write_text(text, encoding="utf-8")
+            proc, _, _, test_run = self._pytest(tests, keep=False)
+        finally:
+            for p, data in written.items():
+                (self.repo / p).write_bytes(data)
+        if proc.timed_out or test_run.returncode != 0 or test_run.coverage is None:
+            return (
+                f"the same tests without the patch did not pass with coverage "
+                f"(exit {test_run.returncode}): {proc.tail}"
+            )
+        return test_run.coverage
 
     # ------------------------------------------------------------------ coverage map
     def _record_map(self) -> None:
@@ -940,6 +1118,61 @@ def _wait_gone(pid: int, seconds: float) -> bool:
             return False
         time.sleep(0.05)
     return True
+
+
+def _coverage_args(tmp: Path, files: list[Path], report: Path) -> list[str]:
+    """pytest-cov measuring lines (not arcs) of `files` only, whatever the project's coverage
+    settings (its goal included), with a JSON report: the tracer then stops at no other file."""
+    rc = tmp / "coveragerc"
+    include = "".join(f"    {f.resolve()}\n" for f in files)
+    rc.write_text(f"[run]\nbranch = False\ninclude =\n{include}", encoding="utf-8")
+    return ["--cov", f"--cov-config={rc}", f"--cov-report=json:{report}", "--cov-fail-under=0"]
+
+
+def _read_coverage(report: Path, repo: Path) -> dict[str, FileLines] | None:
+    """Each measured file's executed and missing statements; None when there is no report."""
+    try:
+        data = json.loads(report.read_text(encoding="utf-8"))
+        return {
+            rel_path(repo, path): FileLines(
+                executed=frozenset(int(n) for n in info["executed_lines"]),
+                missing=frozenset(int(n) for n in info["missing_lines"]),
+            )
+            for path, info in data["files"].items()
+        }
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+@dataclass(frozen=True)
+class _PatchedFile:
+    """A changed file: its text at HEAD and now, the patch's hunks, and the lines it wrote
+    (widened to their statements, as coverage names a statement by its first line)."""
+
+    path: str
+    head: str
+    new: str
+    hunks: list[tuple[int, int, int, int]]
+    changed: frozenset[int]
+
+    @classmethod
+    def read(cls, repo: Path, path: str) -> _PatchedFile:
+        head = _git(repo, "show", f"HEAD:{path}").stdout
+        new = (repo / path).read_text(encoding="utf-8", errors="replace")
+        diff = _git(repo, "diff", "-U0", "--no-color", "--no-ext-diff", "HEAD", "--", path)
+        hunks = _hunks(diff.stdout)
+        written = {n for _, _, start, length in hunks for n in range(start, start + length)}
+        return cls(path, head, new, hunks, frozenset(_statement_lines(new, written)))
+
+    def spans(self) -> list[tuple[set[int], set[int], str]]:
+        """Each hunk's statements before and after, and where it is now (line or lines)."""
+        out = []
+        for old_start, old_len, new_start, new_len in self.hunks:
+            old = _statement_lines(self.head, set(range(old_start, old_start + old_len)))
+            new = _statement_lines(self.new, set(range(new_start, new_start + new_len)))
+            where = _ranges(list(range(new_start, new_start + new_len))) or str(new_start)
+            out.append((old, new, where))
+        return out
 
 
 def _hunks(diff: str) -> list[tuple[int, int, int, int]]:

@@ -1,0 +1,185 @@
+"""Per-patch coverage: a patch that takes coverage away from the tests that run its file is
+refused at landing with the file and line; one that keeps it lands; where coverage cannot be
+judged nothing is judged. Real repositories, real pytest-cov in the test venv."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from harness.gates.runner import run_gates
+from harness.policy import Policy, parse_policy
+from harness.verify import Verifier
+
+from .conftest import git, other_gates_off
+
+MOD = """\
+def grade(x: int) -> str:
+    if x > 10:
+        return "big"
+    return "small"
+
+
+def label(x: int) -> str:
+    return "n=%d" % x
+
+
+def unused(x: int) -> int:
+    return x + 1
+"""
+
+# A test that passes whichever way `grade` goes: only coverage can tell that its branch no
+# longer runs.
+FILES = {
+    "pkg/__init__.py": "",
+    "pkg/mod.py": MOD,
+    "tests/__init__.py": "",
+    "tests/test_grade.py": "from pkg.mod import grade\n\n\ndef test_grade():\n"
+    '    assert grade(20) in ("big", "small")\n    assert grade(1) == "small"\n',
+    "tests/test_label.py": "from pkg.mod import label\n\n\ndef test_label():\n"
+    '    assert label(3) == "n=3"\n',
+}
+
+GRADE = "tests/test_grade.py::test_grade"
+LABEL = "tests/test_label.py::test_label"
+
+
+def _policy(cov: bool = True) -> Policy:
+    table = '[gates.pytest]\npaths = ["tests"]\n' + ('cov = ["pkg"]\n' if cov else "")
+    return parse_policy(table + other_gates_off("pytest"))
+
+
+@contextmanager
+def _verifier(repo: Path, cov: bool = True) -> Iterator[Verifier]:
+    policy = _policy(cov)
+    baseline = run_gates(repo, policy, use_cache=False)
+    with Verifier(repo, policy, ["pytest"], baseline) as verifier:
+        verifier.start()
+        yield verifier
+
+
+def _edit(repo: Path, path: str, old: str, new: str) -> None:
+    target = repo / path
+    text = target.read_text()
+    assert old in text
+    target.write_text(text.replace(old, new))
+
+
+def test_a_patch_that_makes_a_covered_line_unreachable_is_refused_with_its_line(
+    make_repo: Callable[..., Path],
+) -> None:
+    repo = make_repo(FILES)
+    with _verifier(repo) as v:
+        _edit(repo, "pkg/mod.py", "if x > 10:", "if x > 100:")
+        check = v.check(["pkg/mod.py"])
+        after = (repo / "pkg/mod.py").read_text()
+    assert check.selection == "selected" and check.tests_run == [GRADE]
+    assert not check.ok and check.coverage_judged
+    assert check.reasons == [
+        "coverage: pkg/mod.py:3 was covered by its tests before the patch and is not now"
+    ]
+    assert check.coverage_lost == ["pkg/mod.py:3"]
+    # One run with the patch, one without it to confirm the loss; the patch is back in place.
+    assert check.pytest_runs == 2
+    assert "x > 100" in after
+    # The run without the patch is not one the behaviour layer judges.
+    assert [r.ids for r in v.runs] == [[GRADE]]
+
+
+def test_a_changed_hunk_with_more_statements_its_tests_do_not_run_is_refused(
+    make_repo: Callable[..., Path],
+) -> None:
+    repo = make_repo(FILES)
+    with _verifier(repo) as v:
+        _edit(
+            repo,
+            "pkg/mod.py",
+            '        return "big"\n',
+            '        if x > 1000:\n            return "huge"\n        return "big"\n',
+        )
+        check = v.check(["pkg/mod.py"])
+    assert not check.ok and check.coverage_judged
+    assert check.reasons == [
+        "coverage: pkg/mod.py:3-4 (changed) has 1 statement(s) its tests do not run, "
+        "0 before the patch"
+    ]
+
+
+def test_an_innocent_rewrite_of_a_covered_line_lands_at_the_cost_of_one_run(
+    make_repo: Callable[..., Path],
+) -> None:
+    repo = make_repo(FILES)
+    with _verifier(repo) as v:
+        _edit(repo, "pkg/mod.py", 'return "n=%d" % x', 'return f"n={x}"')
+        check = v.check(["pkg/mod.py"])
+    assert check.ok and check.coverage_judged and check.reasons == []
+    assert check.tests_run == [LABEL]
+    # Nothing the map says its tests ran went missing: no run without the patch was needed.
+    assert check.pytest_runs == 1
+    assert v.runs[0].coverage is not None and list(v.runs[0].coverage) == ["pkg/mod.py"]
+
+
+STATEFUL = """\
+_seen: list[int] = []
+
+
+def remember(x: int) -> str:
+    if _seen:
+        return "again"
+    _seen.append(x)
+    return "first"
+"""
+
+
+def test_a_line_covered_only_thanks_to_another_test_is_not_held_against_the_patch(
+    make_repo: Callable[..., Path],
+) -> None:
+    # test_b reaches "again" only because test_a ran first; alone it does not, with or
+    # without the patch. The map suspects a loss, the run without the patch clears it.
+    repo = make_repo(
+        {
+            "pkg/__init__.py": "",
+            "pkg/state.py": STATEFUL,
+            "tests/__init__.py": "",
+            "tests/test_state.py": "from pkg.state import remember\n\n\n"
+            'def test_a():\n    assert remember(1) in ("first", "again")\n\n\n'
+            'def test_b():\n    assert remember(2) in ("first", "again")\n',
+        }
+    )
+    with _verifier(repo) as v:
+        _edit(repo, "pkg/state.py", 'return "again"', 'return "again" + ""')
+        check = v.check(["pkg/state.py"])
+    assert check.tests_run == ["tests/test_state.py::test_b"]
+    assert check.ok and check.coverage_judged and check.reasons == []
+    assert check.pytest_runs == 2
+
+
+def test_coverage_is_not_judged_without_data_or_without_a_coverage_gate(
+    make_repo: Callable[..., Path],
+) -> None:
+    repo = make_repo(
+        {
+            **FILES,
+            "pkg/other.py": "def other() -> int:\n    return 1\n",
+            "scripts/tool.py": "def tool() -> int:\n    return 1\n",
+        }
+    )
+    with _verifier(repo) as v:
+        # No test runs it: no test is selected, so there is no run to measure.
+        _edit(repo, "pkg/other.py", "return 1", "return 2")
+        unrun = v.check(["pkg/other.py"])
+        git(repo, "checkout", "-q", "--", ".")
+        # Outside every package coverage walks: no data at all, so the whole suite runs.
+        _edit(repo, "scripts/tool.py", "return 1", "return 2")
+        unmapped = v.check(["scripts/tool.py"])
+    git(repo, "checkout", "-q", "--", ".")
+    with _verifier(repo, cov=False) as v:
+        _edit(repo, "pkg/mod.py", "if x > 10:", "if x > 100:")
+        no_gate = v.check(["pkg/mod.py"])
+    assert unrun.ok and unrun.selection == "none" and not unrun.coverage_judged
+    assert unmapped.ok and unmapped.selection == "all" and not unmapped.coverage_judged
+    assert "scripts/tool.py has no coverage data" in unmapped.why
+    assert "coverage not judged: the whole suite ran" in unmapped.why
+    assert no_gate.ok and not no_gate.coverage_judged and no_gate.pytest_runs == 1
+    assert "coverage not judged: the block's pytest gate measures no coverage" in no_gate.why
