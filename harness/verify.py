@@ -25,6 +25,20 @@ not flaky (the same rule as the full gates' compare). pytest stops at the first 
 only that one is re-run; the tests after it run only if it was flaky. A run that takes
 TIMEOUT_FACTOR times what the start measured for its tests is a hang, and refuses the patch.
 
+When the block's pytest gate measures coverage, the run of the selected tests also measures
+the line coverage of the changed Python files, and of nothing else (a coverage config of its own
+that includes only them: the tracer stops at no other file). The patch is refused when a
+statement the selected tests ran before the patch does not run now (an unchanged line, mapped
+through the patch's diff), or when a changed hunk has more statements they do not run than it
+had: "coverage: src/x.py:120 was covered by its tests before the patch and is not now". The map
+says only whether a loss is possible (a changed statement not run, or an unchanged one not run
+that the selected tests ran at the block's start); a possible loss is confirmed by one more run
+of the same tests with HEAD's text of the changed files written back (`_coverage_at_head`),
+because a line a test ran at the block's start may have run only thanks to a test not selected
+now. Lines only, not arcs (branch coverage is the full gates'). Where it cannot judge (the whole
+suite ran, no map, no data for the file, a failing or flaky run, a file that is not Python) it
+judges nothing and says "coverage not judged"; the full gates judge.
+
 Each pytest run of a check loads the harness's pytest plugin (harness/gates/pytest_report.py)
 and is kept in `Verifier.runs`: in `harness run` the guard's behaviour layer judges those runs
 by test id instead of running the tests again (harness/guard/behaviour.py,
@@ -239,8 +253,8 @@ class Verifier:
         self.suite_seconds = start.seconds if start else 0.0
         self.overhead = max(0.0, self.suite_seconds - sum(self.durations.values()))
         self.coverage_problem: str | None = None
-        if not pytest_gate.pytest_config(policy.gates.pytest).cov:
-            self.coverage_problem = "the block's pytest gate measures no coverage"
+        if start is None or start.coverage is None:
+            self.coverage_problem = "the block's pytest gate measured no coverage at its start"
         # The changed files the patch being checked measures coverage of, in its pytest run.
         self._measure: list[str] = []
         self._changed: list[str] = []

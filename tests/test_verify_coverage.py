@@ -13,6 +13,8 @@ from harness.policy import Policy, parse_policy
 from harness.verify import Verifier
 
 from .conftest import git, other_gates_off
+from .test_loop import plan
+from .test_loop_reverts import VERIFIED, events, patch, run, skip, todos
 
 MOD = """\
 def grade(x: int) -> str:
@@ -182,4 +184,51 @@ def test_coverage_is_not_judged_without_data_or_without_a_coverage_gate(
     assert "scripts/tool.py has no coverage data" in unmapped.why
     assert "coverage not judged: the whole suite ran" in unmapped.why
     assert no_gate.ok and not no_gate.coverage_judged and no_gate.pytest_runs == 1
-    assert "coverage not judged: the block's pytest gate measures no coverage" in no_gate.why
+    assert (
+        "coverage not judged: the block's pytest gate measured no coverage at its start"
+        in no_gate.why
+    )
+
+
+LOOP_FILES = {
+    "pkg/__init__.py": "",
+    "pkg/mod.py": "import os\n\n\ndef total(a, b):\n    out = a + b\n    if a > 0:\n"
+    "        out = out + 0\n    return out\n",
+    "tests/__init__.py": "",
+    "tests/test_mod.py": "from pkg.mod import total\n\n\ndef test_total():\n"
+    "    assert total(2, 3) == 5\n",
+}
+# The test still passes, but line 7 no longer runs: coverage falls, which the full gates would
+# find only at the iteration's end, and then by bisecting the iteration's commits.
+UNREACHABLE = "--- a/pkg/mod.py\n+++ b/pkg/mod.py\n@@ -6 +6 @@\n-    if a > 0:\n+    if a > 100:\n"
+DROP_OS = "--- a/pkg/mod.py\n+++ b/pkg/mod.py\n@@ -1,3 +1,2 @@\n-import os\n \n \n"
+
+
+def test_in_a_run_the_patch_that_loses_coverage_is_refused_at_landing_and_nothing_bisected(
+    make_repo: Callable[..., Path],
+) -> None:
+    policy = VERIFIED.replace(
+        '[gates.pytest]\nargs = ["-q"]\n', '[gates.pytest]\nargs = ["-q"]\ncov = ["pkg"]\n'
+    )
+    assert 'cov = ["pkg"]' in policy
+    responses = [
+        plan(),
+        todos(("T1", "ruff PLR2004 magic value"), ("T2", "ruff F401 os")),
+        patch("T1", UNREACHABLE),
+        skip("T1"),
+        patch("T2", DROP_OS),
+        plan(),
+        todos(),
+    ]
+    summary, repo = run(make_repo, LOOP_FILES, responses, policy=policy)
+    block = summary.blocks[0]
+    assert block.reverts == [], block
+    assert len(block.commits) == 1
+    tip = git(repo, "show", f"{summary.branch}:pkg/mod.py")
+    assert "import os" not in tip and "if a > 0:" in tip
+    checks = [e for e in events(summary) if e["kind"] == "patch_check"]
+    refused = [c for c in checks if not c["ok"]]
+    assert [c["reasons"] for c in refused] == [
+        ["coverage: pkg/mod.py:7 was covered by its tests before the patch and is not now"]
+    ], checks
+    assert "verify_disagreed" not in [e["kind"] for e in events(summary)]
