@@ -28,16 +28,17 @@ TIMEOUT_FACTOR times what the start measured for its tests is a hang, and refuse
 When the block's pytest gate measures coverage, the run of the selected tests also measures
 the line coverage of the changed Python files, and of nothing else (a coverage config of its own
 that includes only them: the tracer stops at no other file). The patch is refused when a
-statement the selected tests ran before the patch does not run now (an unchanged line, mapped
-through the patch's diff), or when a changed hunk has more statements they do not run than it
-had: "coverage: src/x.py:120 was covered by its tests before the patch and is not now". The map
-says only whether a loss is possible (a changed statement not run, or an unchanged one not run
-that the selected tests ran at the block's start); a possible loss is confirmed by one more run
-of the same tests with HEAD's text of the changed files written back (`_coverage_at_head`),
-because a line a test ran at the block's start may have run only thanks to a test not selected
-now. Lines only, not arcs (branch coverage is the full gates'). Where it cannot judge (the whole
-suite ran, no map, no data for the file, a failing or flaky run, a file that is not Python) it
-judges nothing and says "coverage not judged"; the full gates judge.
+statement the selected tests ran at the block's start (the map) and before the patch (HEAD)
+does not run now (an unchanged line, mapped through the patch's diffs), or when a changed hunk
+has more statements they do not run than it had: "coverage: src/x.py:120 was covered by its
+tests at the block's start and is not now". The map says only whether a loss is possible (a
+changed statement not run, or an unchanged one not run that the selected tests ran at the
+block's start); a possible loss is confirmed by one more run of the same tests with HEAD's text
+of the changed files written back (`_coverage_at_head`), because a line a test ran at the
+block's start may have run only thanks to a test not selected now. Lines only, not arcs (branch
+coverage is the full gates'). Where it cannot judge (the whole suite ran, no map, no data for the
+file, a failing or flaky run, a file that is not Python) it judges nothing and says "coverage
+not judged"; the full gates judge.
 
 Each pytest run of a check loads the harness's pytest plugin (harness/gates/pytest_report.py)
 and is kept in `Verifier.runs`: in `harness run` the guard's behaviour layer judges those runs
@@ -869,11 +870,11 @@ class Verifier:
         files = [_PatchedFile.read(self.repo, p) for p in self._measure if p in after]
         if not files:
             return [], [], "coverage measured none of the changed files"
-        selected = set(tests)
         cmap = self.map
-        if cmap is not None and not any(
-            self._may_lose(f, after[f.path], selected, cmap) for f in files
-        ):
+        if cmap is None:
+            return [], [], self.map_problem
+        suspects = {f.path: self._suspects(f, after[f.path], set(tests), cmap) for f in files}
+        if not any(lines or hunk for lines, hunk in suspects.values()):
             return [], [], None
         before = self._coverage_at_head(tests)
         if isinstance(before, str):
@@ -884,14 +885,16 @@ class Verifier:
             was, now = before.get(f.path), after[f.path]
             if was is None:
                 continue
+            # Lost only if both say so: the map (the block's start) and the run without the
+            # patch; a line one run covers and the other does not is not the patch's doing.
             gone = [
-                n for n in sorted(now.missing - f.changed) if _to_start({n}, f.hunks) & was.executed
+                n for n in sorted(suspects[f.path][0]) if _to_start({n}, f.hunks) & was.executed
             ]
             if gone:
                 lost.append(f"{f.path}:{_ranges(gone)}")
                 reasons.append(
-                    f"coverage: {f.path}:{_ranges(gone)} was covered by its tests before the "
-                    "patch and is not now"
+                    f"coverage: {f.path}:{_ranges(gone)} was covered by its tests at the "
+                    "block's start and is not now"
                 )
             for old_lines, new_lines, where in f.spans():
                 had, has = len(old_lines & was.missing), len(new_lines & now.missing)
@@ -903,15 +906,13 @@ class Verifier:
                     )
         return reasons, lost, None
 
-    def _may_lose(
+    def _suspects(
         self, f: _PatchedFile, now: FileLines, tests: set[str], cmap: CoverageMap
-    ) -> bool:
-        """Whether the patch can have taken coverage from its tests, by the map: a changed line
-        they do not run, or an unchanged one that did not run now and that they ran at the
-        block's start (through the diffs since: a line a commit rewrote stands for the lines
-        it replaced, which can only make this say yes more often)."""
-        if now.missing & f.changed:
-            return True
+    ) -> tuple[set[int], bool]:
+        """Where the patch may have taken coverage from its tests, by the map: the unchanged
+        lines that did not run now and that they ran at the block's start (through the diffs
+        since: a line a commit rewrote stands for the lines it replaced), and whether a changed
+        statement did not run now."""
         by_line = cmap.lines[f.path]
         since = _git(
             self.repo,
@@ -925,12 +926,13 @@ class Verifier:
             f.path,
         )
         landed = _hunks(since.stdout)
+        lines = set()
         for n in now.missing - f.changed:
             # coverage names a statement by its first line; the map has the lines it recorded.
             at_start = _to_start(_to_start(_statement_lines(f.new, {n}), f.hunks), landed)
             if any(by_line.get(m, frozenset()) & tests for m in at_start):
-                return True
-        return False
+                lines.add(n)
+        return lines, bool(now.missing & f.changed)
 
     def _coverage_at_head(self, tests: list[str]) -> dict[str, FileLines] | str:
         """The line coverage of the same tests on the tree without the patch: HEAD's text of

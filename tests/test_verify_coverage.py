@@ -79,7 +79,7 @@ def test_a_patch_that_makes_a_covered_line_unreachable_is_refused_with_its_line(
     assert check.selection == "selected" and check.tests_run == [GRADE]
     assert not check.ok and check.coverage_judged
     assert check.reasons == [
-        "coverage: pkg/mod.py:3 was covered by its tests before the patch and is not now"
+        "coverage: pkg/mod.py:3 was covered by its tests at the block's start and is not now"
     ]
     assert check.coverage_lost == ["pkg/mod.py:3"]
     # One run with the patch, one without it to confirm the loss; the patch is back in place.
@@ -229,6 +229,6 @@ def test_in_a_run_the_patch_that_loses_coverage_is_refused_at_landing_and_nothin
     checks = [e for e in events(summary) if e["kind"] == "patch_check"]
     refused = [c for c in checks if not c["ok"]]
     assert [c["reasons"] for c in refused] == [
-        ["coverage: pkg/mod.py:7 was covered by its tests before the patch and is not now"]
+        ["coverage: pkg/mod.py:7 was covered by its tests at the block's start and is not now"]
     ], checks
     assert "verify_disagreed" not in [e["kind"] for e in events(summary)]
