@@ -853,14 +853,14 @@ class Verifier:
     def _judge_coverage(
         self, tests: list[str], flaky: list[str]
     ) -> tuple[list[str], list[str], str | None]:
-        """Refuse a patch that takes coverage away from its own tests: a statement of a changed
-        file that the selected tests ran before the patch and do not run now (unchanged lines,
-        mapped through the patch's diff), or a changed hunk with more statements they do not
-        run than it had. The map (who ran each line at the block's start) only says whether a
-        loss is possible; a possible one is confirmed by running the same tests, in the same
-        order, on the tree without the patch, so a line that ran only thanks to a test not
-        selected (state one test leaves for another) is never held against the patch. Returns
-        the reasons, the lost path:lines and, when it cannot judge, why."""
+        """Refuse a patch that takes coverage away from its own tests: a statement of a changed file
+        that the selected tests ran at the block's start and before the patch and do not run now
+        (unchanged lines, mapped through the patch's diff), or a changed hunk with more statements
+        they do not run than it had. The map (who ran each line at the block's start) only says
+        whether a loss is possible; a possible one is confirmed by running the same tests, in the
+        same order, on the tree without the patch, so a line that ran only thanks to a test not
+        selected (state one test leaves for another) is never held against the patch. Returns the
+        reasons, the lost path:lines and, when it cannot judge, why."""
         runs = self.runs
         if flaky or len(runs) != 1 or runs[0].ids != tests or runs[0].returncode != 0:
             return [], [], "the tests did not pass in one run (a failure re-run or cut short)"
