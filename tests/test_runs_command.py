@@ -127,12 +127,20 @@ def test_runs_lists_and_clean_removes_failed_and_empty_branches_only(
     assert [e["run_id"] for e in plan_["deleted"]] == [empty]
     kept = {e["run_id"]: e["reason"] for e in plan_["kept"]}
     assert kept[failed] == "failed (exit 4), but checked out"
-    assert kept[killed] == "unfinished, but checked out"  # dry run: the stale worktree stays
+    assert kept[killed] == f"unfinished, resumable: harness resume {runs.dir / killed}"
     branches = git(repo, "branch", "--list", "harness/*").split()
     assert len([b for b in branches if b.startswith("harness/")]) == 4
 
     git(repo, "checkout", "-q", "main")
-    done = harness("runs", "clean", "--runs-dir", str(runs.dir), "--json")
+    # The killed run is what `harness resume` goes on with: its branch stays unless asked.
+    plain = json.loads(harness("runs", "clean", "--runs-dir", str(runs.dir), "--json").stdout)
+    assert {e["run_id"] for e in plain["deleted"]} == {failed, empty}
+    (resumable,) = plain["kept"]
+    assert resumable["run_id"] == killed
+    assert resumable["reason"] == f"unfinished, resumable: harness resume {runs.dir / killed}"
+    for gone in plain["deleted"]:  # put both back, as the printed sha allows
+        git(repo, "branch", gone["branch"], gone["sha"])
+    done = harness("runs", "clean", "--resumable", "--runs-dir", str(runs.dir), "--json")
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     deleted = {e["run_id"]: e for e in result["deleted"]}

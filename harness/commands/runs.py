@@ -15,6 +15,7 @@ from harness import gitutil, ui
 from harness.commands.run import records_dir
 from harness.errors import GitError, UsageError
 from harness.record import Manifest
+from harness.resume import RESUMABLE
 
 # Commits the loop makes on every run branch; a branch holding only these has no work on it.
 _BOOKKEEPING = "harness: progress log"
@@ -145,6 +146,11 @@ def listing(
         ui.err.print("no recorded runs found", markup=False)
 
 
+def _resumable(row: RunRow) -> bool:
+    """`harness resume` could go on with it: killed, interrupted, or out of budget."""
+    return row.finished is None or row.exit_code is None or row.exit_code in RESUMABLE
+
+
 def _why(row: RunRow) -> str | None:
     """Why the run's branch may go, or None to keep it."""
     if row.finished is None or row.exit_code is None:
@@ -156,7 +162,9 @@ def _why(row: RunRow) -> str | None:
     return None
 
 
-def _clean(rows: list[RunRow], dry_run: bool) -> dict[str, list[dict[str, Any]]]:
+def _clean(
+    rows: list[RunRow], dry_run: bool, resumable: bool = False
+) -> dict[str, list[dict[str, Any]]]:
     deleted: list[dict[str, Any]] = []
     kept: list[dict[str, Any]] = []
     pruned: set[str] = set()
@@ -165,6 +173,10 @@ def _clean(rows: list[RunRow], dry_run: bool) -> dict[str, list[dict[str, Any]]]
         if not row.branch_exists or why is None:
             continue
         entry: dict[str, Any] = {"run_id": row.run_id, "branch": row.branch, "reason": why}
+        if _resumable(row) and not resumable:
+            # Its branch is where `harness resume` goes on: deleting it loses the run.
+            kept.append(entry | {"reason": f"{why}, resumable: harness resume {row.record}"})
+            continue
         repository = gitutil.open_repo(row.repo)
         if not dry_run and row.repo not in pruned:
             # A killed run's worktree still holds its branch until it is pruned.
@@ -194,15 +206,21 @@ def clean(
         None, "--runs-dir", help="Where runs are recorded.", envvar="HARNESS_RUNS_DIR"
     ),
     json_: bool = typer.Option(False, "--json", help="Print what was deleted as JSON."),
+    resumable: bool = typer.Option(
+        False,
+        "--resumable",
+        help="Also delete the branches of runs `harness resume` could go on with "
+        "(unfinished, interrupted: exit 130, out of budget: exit 5).",
+    ),
 ) -> None:
     """Delete the branches of failed runs (exit code 2 or more, or unfinished) and of empty
     ones (no commits beyond the base but progress-log entries). The records stay; a branch
-    checked out anywhere stays. Each deleted branch's sha is printed, to restore it with
-    `git branch <name> <sha>`."""
+    checked out anywhere stays, and so does a resumable run's unless --resumable. Each
+    deleted branch's sha is printed, to restore it with `git branch <name> <sha>`."""
     parent = ctx.obj or {}
     rows = list_runs(runs_dir or parent.get("runs_dir"), repo or parent.get("repo"))
     try:
-        result = _clean(rows, dry_run)
+        result = _clean(rows, dry_run, resumable)
     except git.GitCommandError as exc:
         raise GitError(f"cannot clean run branches: {exc.stderr.strip()}") from exc
     if json_ or parent.get("json"):
