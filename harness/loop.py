@@ -1005,7 +1005,7 @@ class Loop:
             check = self.verifier.check(paths)
             self.rec.event("patch_check", **check.model_dump())
         if not check.ok:
-            raise PatchRejected("the patch breaks what passed before it", check.reasons)
+            raise PatchRejected("the patch makes worse what was fine before it", check.reasons)
         return {"Harness-Verified": f"{len(check.tests_run)} test(s), {check.selection}"}
 
     def behaviour(
