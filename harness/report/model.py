@@ -29,6 +29,8 @@ KNOWN = frozenset(
         "review", "refused_again", "applied", "item_skipped", "stuck", "file_regions",
         "regressions", "start_rerun", "reverted", "regression_persists",
         "refusals_forgotten", "verify_disagreed", "approval",
+        # Bookkeeping for replay and resume, nothing a reader of the report acts on.
+        "measured", "checkpoint", "progress_commit",
     }
 )  # fmt: skip
 # Kinds that end a proposal's window: what follows belongs to the next attempt or phase.
