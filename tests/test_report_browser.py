@@ -16,6 +16,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,12 +26,33 @@ import pytest
 from harness.outcome import SEED_KEYS
 from tests.test_replay import example
 
-CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None or CHROMEDRIVER is None,
-    reason="needs Debian's chromium and chromedriver (apt-get install chromium chromium-driver; "
-    ".ci/run installs them)",
-)
+# `.ci/run` installs chromium in the background while the venv is made and the suite runs;
+# it names a file that the install writes its exit status to when it is done.
+INSTALLING = "HARNESS_CHROMIUM_INSTALL"
+INSTALL_WAIT_SECONDS = 600
+
+
+def _browser_paths() -> tuple[str, str]:
+    """chromium and chromedriver, after waiting for `.ci/run`'s install if one is under way;
+    skip, saying why, where either is missing."""
+    status = os.environ.get(INSTALLING)
+    note = ""
+    if status:
+        done = Path(status)
+        deadline = time.monotonic() + INSTALL_WAIT_SECONDS
+        while not done.is_file() and time.monotonic() < deadline:
+            time.sleep(1)
+        code = done.read_text().strip() if done.is_file() else "still running"
+        note = f"; .ci/run's install ended: {code}" if code != "0" else ""
+    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    if chromium is None or driver is None:
+        pytest.skip(
+            "needs Debian's chromium and chromedriver (apt-get install chromium "
+            f"chromium-driver; .ci/run installs them){note}"
+        )
+    return chromium, driver
+
+
 # As the machine's notes have it: without the background-networking flags Chromium keeps
 # trying hosts this closed network refuses, and logs each failure.
 FLAGS = [
@@ -44,15 +66,16 @@ FIGURES = """return Object.fromEntries([...document.querySelectorAll('[data-figu
 
 @pytest.fixture
 def browser(tmp_path: Path) -> Iterator[Any]:
+    chromium, chromedriver = _browser_paths()
     webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
     from selenium.webdriver.chrome.service import Service
 
     options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
+    options.binary_location = chromium
     for flag in [*FLAGS, f"--user-data-dir={tmp_path / 'profile'}"]:
         options.add_argument(flag)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    driver = webdriver.Chrome(service=Service(chromedriver), options=options)
     try:
         yield driver
     finally:
