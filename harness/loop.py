@@ -1367,6 +1367,24 @@ class Loop:
         raise InvalidOutput(f"{phase}: no valid answer in {tries} tries")
 
     # ------------------------------------------------------------------ helpers
+    def recorded_gate_run(self, label: str, tree: str, results: dict[str, Any]) -> GateRun:
+        """A gate run taken from a record (replay, resume) instead of measured: said, recorded
+        and made current as a measured one is."""
+        run = GateRun(
+            tree=tree, results={k: GateResult.model_validate(v) for k, v in results.items()}
+        )
+        for r in run.results.values():
+            self.say(f"    gate {r.gate}: {r.status.value} (from the record) [{label}]")
+        self.rec.gates(
+            label,
+            run.tree,
+            seed_summary(run),
+            {k: v.model_dump(mode="json") for k, v in run.results.items()},
+            self.gate_setup(),
+        )
+        self.current = run
+        return run
+
     def gates(self, label: str) -> GateRun:
         run = run_gates(
             self.wt,

@@ -42,9 +42,8 @@ from harness.errors import (
     ReplayDiverged,
 )
 from harness.gates.base import GATES
-from harness.gates.models import GateResult, GateRun
+from harness.gates.models import GateRun
 from harness.gates.runner import interpreter
-from harness.gates.summary import seed_summary
 from harness.gitutil import applied, delete_branch, head, open_repo, tidy, tree_hash
 from harness.loop import Loop, RunOptions
 from harness.policy import Policy, resolve_policy
@@ -358,24 +357,8 @@ class ReplayLoop(Loop):
             # A clean worktree is its HEAD's tree: one `git status` instead of four git calls.
             tree = self.head_tree() if not self.written() else tree_hash(open_repo(self.wt))
             if tree == recorded.get("tree") and self._same_setup(recorded):
-                run = GateRun(
-                    tree=tree,
-                    results={
-                        k: GateResult.model_validate(v) for k, v in recorded["results"].items()
-                    },
-                )
-                for r in run.results.values():
-                    self.say(f"    gate {r.gate}: {r.status.value} (from the record) [{label}]")
-                self.rec.gates(
-                    label,
-                    run.tree,
-                    seed_summary(run),
-                    {k: v.model_dump(mode="json") for k, v in run.results.items()},
-                    self.gate_setup(),
-                )
-                self.current = run
                 self.reused += 1
-                return run
+                return self.recorded_gate_run(label, tree, recorded["results"])
         self.remeasured += 1
         return super().gates(label)
 

@@ -34,8 +34,7 @@ from pydantic import ValidationError
 from harness.budget import Spend
 from harness.clock import Purpose, WallClock
 from harness.errors import ExitCode, GitError, NotResumable, UsageError
-from harness.gates.models import GateResult, GateRun
-from harness.gates.summary import seed_summary
+from harness.gates.models import GateRun
 from harness.gitutil import open_repo, tree_hash, worktrees
 from harness.loop import Loop, Resumed, RunOptions
 from harness.outcome import BlockOutcome, RunSummary
@@ -361,24 +360,8 @@ class ResumeLoop(Loop):
                 and recorded.get("setup") == self.gate_setup()
             )
             if same:
-                run = GateRun(
-                    tree=tree,
-                    results={
-                        k: GateResult.model_validate(v) for k, v in recorded["results"].items()
-                    },
-                )
-                for r in run.results.values():
-                    self.say(f"    gate {r.gate}: {r.status.value} (from the record) [{label}]")
-                self.rec.gates(
-                    label,
-                    run.tree,
-                    seed_summary(run),
-                    {k: v.model_dump(mode="json") for k, v in run.results.items()},
-                    self.gate_setup(),
-                )
-                self.current = run
                 self.reused += 1
-                return run
+                return self.recorded_gate_run(label, tree, recorded["results"])
         self._reusing = False
         return super().gates(label)
 
