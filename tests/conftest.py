@@ -67,6 +67,14 @@ def write_files(root: Path, files: dict[str, str]) -> None:
         p.write_text(text)
 
 
+def replace_in_file(root: Path, rel: str, old: str, new: str) -> None:
+    """Edit a file of a test repository in place; the text to replace must be there."""
+    target = root / rel
+    text = target.read_text()
+    assert old in text, f"{old!r} is not in {rel}"
+    target.write_text(text.replace(old, new))
+
+
 @pytest.fixture
 def make_repo(tmp_path: Path) -> Callable[..., Path]:
     """make_repo({"path": "text", ...}, name="repo") -> a committed git repo."""

@@ -13,7 +13,7 @@ from harness.gates.runner import run_gates
 from harness.policy import Policy, parse_policy
 from harness.verify import Verifier
 
-from .conftest import git, other_gates_off
+from .conftest import git, other_gates_off, replace_in_file
 
 MOD = """\
 LIMIT = 3
@@ -72,19 +72,12 @@ def _running(pid: int) -> bool:
     return not (stat.exists() and stat.read_text().rsplit(")", 1)[-1].split()[0] == "Z")
 
 
-def _edit(repo: Path, path: str, old: str, new: str) -> None:
-    target = repo / path
-    text = target.read_text()
-    assert old in text
-    target.write_text(text.replace(old, new))
-
-
 def test_a_broken_covered_line_is_refused_by_the_tests_that_run_it(
     make_repo: Callable[..., Path],
 ) -> None:
     repo = make_repo(FILES)
     with _verifier(repo, "pytest") as v:
-        _edit(repo, "pkg/mod.py", "x > LIMIT", "x >= LIMIT")
+        replace_in_file(repo, "pkg/mod.py", "x > LIMIT", "x >= LIMIT")
         check = v.check(["pkg/mod.py"])
     assert not check.ok
     assert check.selection == "selected"
@@ -97,10 +90,10 @@ def test_a_patch_to_a_line_no_test_runs_runs_none_and_passes(
 ) -> None:
     repo = make_repo(FILES)
     with _verifier(repo, "pytest") as v:
-        _edit(repo, "pkg/mod.py", "x + 1", "x + 2")
+        replace_in_file(repo, "pkg/mod.py", "x + 1", "x + 2")
         check = v.check(["pkg/mod.py"])
         git(repo, "checkout", "-q", "--", ".")
-        _edit(repo, "pkg/mod.py", "def small", "# a comment\ndef small")
+        replace_in_file(repo, "pkg/mod.py", "def small", "# a comment\ndef small")
         comment = v.check(["pkg/mod.py"])
     assert check.ok and check.selection == "none" and check.tests_run == []
     assert "no test runs the changed lines" in check.why
@@ -112,7 +105,7 @@ def test_a_line_run_at_import_selects_the_tests_that_use_the_module(
 ) -> None:
     repo = make_repo(FILES)
     with _verifier(repo, "pytest") as v:
-        _edit(repo, "pkg/mod.py", "LIMIT = 3", "LIMIT = 0")
+        replace_in_file(repo, "pkg/mod.py", "LIMIT = 3", "LIMIT = 0")
         check = v.check(["pkg/mod.py"])
     assert check.selection == "selected" and "run at import: 2 test(s)" in check.why
     # Both are selected; pytest stops at the first one that fails, and that one refuses it.
@@ -125,17 +118,17 @@ def test_a_changed_signature_selects_the_tests_that_ran_its_body(
 ) -> None:
     repo = make_repo(FILES)
     with _verifier(repo, "pytest") as v:
-        _edit(repo, "pkg/mod.py", "def big(x: int)", "def big(x: int, k: int = 0)")
+        replace_in_file(repo, "pkg/mod.py", "def big(x: int)", "def big(x: int, k: int = 0)")
         plain = v.check(["pkg/mod.py"])
         git(repo, "checkout", "-q", "--", ".")
         # A default that calls something runs at import and may change the module for all.
-        _edit(repo, "pkg/mod.py", "def big(x: int)", "def big(x: int, k: int = len([]))")
+        replace_in_file(repo, "pkg/mod.py", "def big(x: int)", "def big(x: int, k: int = len([]))")
         calls = v.check(["pkg/mod.py"])
         git(repo, "checkout", "-q", "--", ".")
         # A line a commit rewrote since the map was recorded is not mapped to one function.
-        _edit(repo, "pkg/mod.py", "def big(x: int)", "def big(x: int, k: int = 0)")
+        replace_in_file(repo, "pkg/mod.py", "def big(x: int)", "def big(x: int, k: int = 0)")
         git(repo, "commit", "-qam", "landed")
-        _edit(repo, "pkg/mod.py", "k: int = 0", "k: int = 1")
+        replace_in_file(repo, "pkg/mod.py", "k: int = 0", "k: int = 1")
         rewritten = v.check(["pkg/mod.py"])
     assert plain.ok and plain.tests_run == [BIG] and "signature" in plain.why
     assert calls.ok and calls.tests_run == [BIG, SMALL] and "run at import" in calls.why
@@ -173,7 +166,7 @@ def test_a_patch_that_hangs_is_refused_within_its_budget(
     repo = make_repo(FILES)
     with _verifier(repo, "pytest") as v:
         budget = v.budget([BIG])
-        _edit(repo, "pkg/mod.py", "    return x > LIMIT", "    while True:\n        pass")
+        replace_in_file(repo, "pkg/mod.py", "    return x > LIMIT", "    while True:\n        pass")
         check = v.check(["pkg/mod.py"])
     # Scaled from what the start measured, far below the gate's own 600 s.
     assert TIMEOUT_FLOOR <= budget < 600
@@ -197,7 +190,7 @@ def test_a_flaky_first_failure_does_not_hide_a_real_one(
     )
     repo = make_repo({**FILES, "tests/test_aflaky.py": flaky})
     with _verifier(repo, "pytest") as v:
-        _edit(repo, "pkg/mod.py", "x > LIMIT", "x >= LIMIT")
+        replace_in_file(repo, "pkg/mod.py", "x > LIMIT", "x >= LIMIT")
         trigger.write_text("")
         check = v.check(["pkg/mod.py"])
     first = "tests/test_aflaky.py::test_flaky"
@@ -211,7 +204,7 @@ def test_lines_moved_by_a_landed_commit_still_map_to_their_tests(
 ) -> None:
     repo = make_repo(FILES)
     with _verifier(repo, "pytest") as v:
-        _edit(
+        replace_in_file(
             repo,
             "pkg/mod.py",
             "LIMIT = 3\n",
@@ -219,7 +212,7 @@ def test_lines_moved_by_a_landed_commit_still_map_to_their_tests(
         )
         git(repo, "commit", "-qam", "landed")
         v.refresh()
-        _edit(repo, "pkg/mod.py", "x < LIMIT", "x <= LIMIT")
+        replace_in_file(repo, "pkg/mod.py", "x < LIMIT", "x <= LIMIT")
         check = v.check(["pkg/mod.py"])
     assert check.ok and check.tests_run == [SMALL]
 
@@ -235,7 +228,7 @@ def test_conftest_new_file_and_config_fall_back_to_the_whole_suite(
         (repo / "pkg/extra.py").write_text("X = 1\n")
         new = v.check(["pkg/extra.py"])
         (repo / "pkg/extra.py").unlink()
-        _edit(repo, "setup.cfg", "name = x", "name = y")
+        replace_in_file(repo, "setup.cfg", "name = x", "name = y")
         config = v.check(["setup.cfg"])
     assert conftest.selection == "all" and "conftest.py" in conftest.why
     assert conftest.tests_run == [BIG, SMALL]
@@ -252,7 +245,7 @@ def test_a_type_error_is_refused_by_the_mypy_daemon_which_leaves_nothing_behind(
         assert v.daemon is not None
         pid, tmp = v.daemon.pid(), v.daemon.tmp
         assert pid is not None and tmp.is_dir() and not tmp.is_relative_to(repo)
-        _edit(repo, "pkg/mod.py", "return x + 1", 'return "x"')
+        replace_in_file(repo, "pkg/mod.py", "return x + 1", 'return "x"')
         check = v.check(["pkg/mod.py"])
         git(repo, "checkout", "-q", "--", ".")
         clean = v.check(["pkg/mod.py"])
@@ -275,10 +268,10 @@ def test_a_daemon_that_dies_refuses_nothing_and_is_started_again(
         pid = v.daemon.pid()
         assert pid is not None
         os.kill(pid, signal.SIGKILL)  # as a crash would leave it (attrs: dmypy died on a patch)
-        _edit(repo, "pkg/mod.py", "return x + 1", "return x + 2")
+        replace_in_file(repo, "pkg/mod.py", "return x + 1", "return x + 2")
         died = v.check(["pkg/mod.py"])
         git(repo, "checkout", "-q", "--", ".")
-        _edit(repo, "pkg/mod.py", "return x + 1", 'return "x"')
+        replace_in_file(repo, "pkg/mod.py", "return x + 1", 'return "x"')
         after = v.check(["pkg/mod.py"])
         new_pid = v.daemon.pid() if v.daemon is not None else None
     # Not the patch's fault: not refused, and said; the next patch is judged by a new daemon.
@@ -325,10 +318,10 @@ def test_a_stub_runs_only_the_tests_that_read_it_and_mypy_still_judges_it(
         }
     )
     with _verifier(repo, "pytest", "mypy") as v:
-        _edit(repo, "pkg/mod.pyi", "LIMIT: int", "LIMIT: int  # the threshold")
+        replace_in_file(repo, "pkg/mod.pyi", "LIMIT: int", "LIMIT: int  # the threshold")
         harmless = v.check(["pkg/mod.pyi"])
         git(repo, "checkout", "-q", "--", ".")
-        _edit(repo, "pkg/mod.pyi", "def big(x: int)", "def big(x: str)")
+        replace_in_file(repo, "pkg/mod.pyi", "def big(x: int)", "def big(x: str)")
         worse = v.check(["pkg/mod.pyi"])
     # No test imports a stub: only the one that opens it runs, never the whole suite.
     assert harmless.ok and harmless.selection == "selected"
@@ -363,7 +356,7 @@ def test_an_import_time_line_with_no_record_selects_the_tests_that_run_or_import
     baseline = run_gates(repo, policy, use_cache=False)
     with Verifier(repo, policy, ["pytest"], baseline) as v:
         v.start()
-        _edit(repo, "pkg/mod.py", "LIMIT = 3", "LIMIT = 0")
+        replace_in_file(repo, "pkg/mod.py", "LIMIT = 3", "LIMIT = 0")
         check = v.check(["pkg/mod.py"])
         selection, tests, why = v.select(["pkg/mod.py"])
     assert "imported before measuring began" in why

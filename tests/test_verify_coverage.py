@@ -12,7 +12,7 @@ from harness.gates.runner import run_gates
 from harness.policy import Policy, parse_policy
 from harness.verify import Verifier
 
-from .conftest import git, other_gates_off
+from .conftest import git, other_gates_off, replace_in_file
 from .test_loop import plan
 from .test_loop_reverts import VERIFIED, events, patch, run, skip, todos
 
@@ -61,19 +61,12 @@ def _verifier(repo: Path, cov: bool = True) -> Iterator[Verifier]:
         yield verifier
 
 
-def _edit(repo: Path, path: str, old: str, new: str) -> None:
-    target = repo / path
-    text = target.read_text()
-    assert old in text
-    target.write_text(text.replace(old, new))
-
-
 def test_a_patch_that_makes_a_covered_line_unreachable_is_refused_with_its_line(
     make_repo: Callable[..., Path],
 ) -> None:
     repo = make_repo(FILES)
     with _verifier(repo) as v:
-        _edit(repo, "pkg/mod.py", "if x > 10:", "if x > 100:")
+        replace_in_file(repo, "pkg/mod.py", "if x > 10:", "if x > 100:")
         check = v.check(["pkg/mod.py"])
         after = (repo / "pkg/mod.py").read_text()
     assert check.selection == "selected" and check.tests_run == [GRADE]
@@ -94,7 +87,7 @@ def test_a_changed_hunk_with_more_statements_its_tests_do_not_run_is_refused(
 ) -> None:
     repo = make_repo(FILES)
     with _verifier(repo) as v:
-        _edit(
+        replace_in_file(
             repo,
             "pkg/mod.py",
             '        return "big"\n',
@@ -113,7 +106,7 @@ def test_an_innocent_rewrite_of_a_covered_line_lands_at_the_cost_of_one_run(
 ) -> None:
     repo = make_repo(FILES)
     with _verifier(repo) as v:
-        _edit(repo, "pkg/mod.py", 'return "n=%d" % x', 'return f"n={x}"')
+        replace_in_file(repo, "pkg/mod.py", 'return "n=%d" % x', 'return f"n={x}"')
         check = v.check(["pkg/mod.py"])
     assert check.ok and check.coverage_judged and check.reasons == []
     assert check.tests_run == [LABEL]
@@ -150,7 +143,7 @@ def test_a_line_covered_only_thanks_to_another_test_is_not_held_against_the_patc
         }
     )
     with _verifier(repo) as v:
-        _edit(repo, "pkg/state.py", 'return "again"', 'return "again" + ""')
+        replace_in_file(repo, "pkg/state.py", 'return "again"', 'return "again" + ""')
         check = v.check(["pkg/state.py"])
     assert check.tests_run == ["tests/test_state.py::test_b"]
     assert check.ok and check.coverage_judged and check.reasons == []
@@ -169,15 +162,15 @@ def test_coverage_is_not_judged_without_data_or_without_a_coverage_gate(
     )
     with _verifier(repo) as v:
         # No test runs it: no test is selected, so there is no run to measure.
-        _edit(repo, "pkg/other.py", "return 1", "return 2")
+        replace_in_file(repo, "pkg/other.py", "return 1", "return 2")
         unrun = v.check(["pkg/other.py"])
         git(repo, "checkout", "-q", "--", ".")
         # Outside every package coverage walks: no data at all, so the whole suite runs.
-        _edit(repo, "scripts/tool.py", "return 1", "return 2")
+        replace_in_file(repo, "scripts/tool.py", "return 1", "return 2")
         unmapped = v.check(["scripts/tool.py"])
     git(repo, "checkout", "-q", "--", ".")
     with _verifier(repo, cov=False) as v:
-        _edit(repo, "pkg/mod.py", "if x > 10:", "if x > 100:")
+        replace_in_file(repo, "pkg/mod.py", "if x > 10:", "if x > 100:")
         no_gate = v.check(["pkg/mod.py"])
     assert unrun.ok and unrun.selection == "none" and not unrun.coverage_judged
     assert unmapped.ok and unmapped.selection == "all" and not unmapped.coverage_judged
