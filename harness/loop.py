@@ -1375,15 +1375,7 @@ class Loop:
         )
         for r in run.results.values():
             self.say(f"    gate {r.gate}: {r.status.value} (from the record) [{label}]")
-        self.rec.gates(
-            label,
-            run.tree,
-            seed_summary(run),
-            {k: v.model_dump(mode="json") for k, v in run.results.items()},
-            self.gate_setup(),
-        )
-        self.current = run
-        return run
+        return self._made_current(label, run)
 
     def gates(self, label: str) -> GateRun:
         run = run_gates(
@@ -1397,6 +1389,9 @@ class Loop:
             ctx = context_for(self.wt, self.policy, GateConfig())
             run.results[name] = CommandGate(name, command).run(ctx)
             self._gate_done(label, run.results[name])
+        return self._made_current(label, run)
+
+    def _made_current(self, label: str, run: GateRun) -> GateRun:
         self.rec.gates(
             label,
             run.tree,
