@@ -43,6 +43,7 @@ from harness.gitutil import open_repo, pinned_git_env, tree_hash
 from harness.guard import Verdict, check_patch
 from harness.policy import GuardConfig, Policy
 from harness.record import Manifest, read_events
+from harness.steps import StepsScript, apply_to_policy, mapping
 
 Label = Literal["good", "bad"]
 LABEL_FILES = ("labels.toml", "labels.json")
@@ -480,7 +481,10 @@ def load_run(run_dir: Path) -> tuple[Manifest, Policy, list[dict[str, Any]]]:
     try:
         manifest = Manifest.model_validate_json((run_dir / "manifest.json").read_bytes())
         policy = Policy.model_validate_json((run_dir / "policy.json").read_bytes())
+        steps = StepsScript.model_validate_json((run_dir / "steps.json").read_bytes())
         events = read_events(run_dir, resolve=False)
+        # policy.json is the policy before the script: the loop judged and gated under both.
+        policy = apply_to_policy(mapping.as_recorded(steps, events), policy)
     except (OSError, ValueError) as exc:
         raise RecordUnusable(f"{run_dir}: not a usable run record: {exc}") from exc
     if not any(e["kind"] == "run_finished" for e in events):

@@ -83,6 +83,26 @@ def test_a_stricter_per_file_limit_refuses_what_the_default_accepted(
     assert block["gates"] == {"ruff": {"status": "failed", "findings": 10}}
 
 
+def test_the_scripts_own_guardrails_apply_as_they_did_in_the_run(
+    make_repo: Callable[..., Path], tmp_path: Path
+) -> None:
+    # policy.json is the policy before the script; a script limit of 10 lines (below the
+    # policy's 20) refuses R2 (20 lines of pkg/more.py) under the base variant too.
+    repo = make_repo(EXAMPLE_FILES)
+    run = tmp_path / "run"
+    shutil.copytree(example("builtin"), run)
+    steps = json.loads((run / "steps.json").read_text())
+    for g in steps["guardrails"]:
+        if g["kind"] == "max_lines_per_file":
+            g["value"] = 10
+    (run / "steps.json").write_text(json.dumps(steps))
+    base = by_variant(tune_json(str(run), "--repo", str(repo), "--set", STRICT, cwd=tmp_path))[
+        "base"
+    ]
+    assert "item R2" in base["diverged_at"]
+    assert base["comparable"]["refused_by"] == {"static/size": 1}
+
+
 def test_a_refused_patch_that_improves_the_gates_by_gaming_them_is_not_blocked_good(
     make_repo: Callable[..., Path], tmp_path: Path
 ) -> None:

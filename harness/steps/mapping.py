@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -219,6 +220,23 @@ def map_unplaced(
         return script
     answer = ask(script, provider, record or (lambda *_a, **_k: None))
     return judge(script, answer)
+
+
+def as_recorded(script: StepsScript, events: list[dict[str, Any]]) -> StepsScript:
+    """The script as a run with `--map-unplaced` used it: the recorded mapping judged again
+    (a record's steps.json holds the script before it), without asking the model. Raises
+    ValidationError when the recorded answer does not validate."""
+    mapped = [e for e in events if e["kind"] == "steps_mapped" and e.get("mapped")]
+    answers = [
+        e
+        for e in events
+        if e["kind"] == "model_response"
+        and e.get("phase") == "steps"
+        and e.get("tool") == "map_unplaced"
+    ]
+    if not mapped or not answers:
+        return script
+    return judge(script, UnplacedMap.model_validate(answers[-1].get("input") or {}))
 
 
 def describe(entry: Mapped) -> str:
