@@ -57,6 +57,7 @@ through a helper that does not name one is not selected for a stub.
 from __future__ import annotations
 
 import ast
+import functools
 import json
 import os
 import re
@@ -1242,28 +1243,40 @@ def _written(lines: set[int], since: list[tuple[int, int, int, int]]) -> bool:
 def _statement_lines(text: str, lines: set[int]) -> set[int]:
     """`lines` widened to the statements they belong to: coverage records only some lines of a
     statement that spans several, and the header of a compound one (up to its body)."""
+    owners = _statement_owners(text)
+    out = set(lines)
+    for n in lines:
+        span = owners.get(n)
+        if span is not None:
+            out.update(range(span[0], span[1] + 1))
+    return out
+
+
+@functools.lru_cache(maxsize=8)
+def _statement_owners(text: str) -> dict[int, tuple[int, int]]:
+    """For each line inside a statement, the innermost one's first line and the last line of
+    its own (a compound statement's header, before its body). Parsed once per text: a
+    check asks this for every line its tests left unrun, over a file of thousands of lines."""
     try:
         tree = ast.parse(text)
     except SyntaxError:
-        return set(lines)
+        return {}
     spans = []
-    for node in ast.walk(tree):
-        if not isinstance(node, ast.stmt):
-            continue
+    for index, node in enumerate(n for n in ast.walk(tree) if isinstance(n, ast.stmt)):
         first = _first_line(node)
         last = node.end_lineno or node.lineno
         body = getattr(node, "body", None)
         own_last = last
         if isinstance(body, list) and body and isinstance(body[0], ast.stmt):
             own_last = max(first, _first_line(body[0]) - 1)
-        spans.append((first, last, own_last))
-    out = set(lines)
-    for n in lines:
-        inside = [s for s in spans if s[0] <= n <= s[1]]
-        if inside:
-            first, _, own_last = max(inside, key=lambda s: (s[0], -s[1]))
-            out |= set(range(first, own_last + 1))
-    return out
+        spans.append((first, -last, -index, own_last))
+    # Innermost wins: the latest first line, then the earliest end, then the first walked, so
+    # assigning in ascending order leaves each line to the statement that owns it.
+    owners: dict[int, tuple[int, int]] = {}
+    for first, neg_last, _, own_last in sorted(spans):
+        for n in range(first, -neg_last + 1):
+            owners[n] = (first, own_last)
+    return owners
 
 
 def _first_line(node: ast.stmt) -> int:

@@ -397,3 +397,24 @@ def test_a_future_import_that_changes_nothing_is_no_code_change() -> None:
     old = "from __future__ import absolute_import, division, print_function\n\nX = 1\n"
     assert _same_code(old, "X = 1\n")
     assert not _same_code("from __future__ import annotations\n\nX = 1\n", "X = 1\n")
+
+
+def test_statement_lines_widen_a_line_to_the_innermost_statement_that_owns_it() -> None:
+    from harness.verify import _statement_lines
+
+    text = (
+        "import functools\n"  # 1
+        "\n"
+        "@functools.cache\n"  # 3
+        "def f(a,\n"  # 4
+        "      b):\n"  # 5
+        "    x = [a,\n"  # 6
+        "         b]\n"  # 7
+        "    if x: return 1\n"  # 8
+        "    return 2\n"  # 9
+    )
+    assert _statement_lines(text, {7}) == {6, 7}  # a statement over two lines
+    assert _statement_lines(text, {5}) == {3, 4, 5}  # a header, from its decorator
+    assert _statement_lines(text, {8}) == {8}  # a one-line compound statement
+    assert _statement_lines(text, {2}) == {2}  # between statements
+    assert _statement_lines("def (:\n", {1}) == {1}  # not Python: the lines as given
