@@ -1182,14 +1182,30 @@ class _PatchedFile:
         return cls(path, head, new, hunks, frozenset(_statement_lines(new, written)))
 
     def spans(self) -> list[tuple[set[int], set[int], str]]:
-        """Each hunk's statements before and after, and where it is now (line or lines)."""
-        out = []
+        """The statements the patch changed, before and after, and where they are now (line or
+        lines). Hunks within one statement count together: `git diff -U0` cuts a reordered
+        tuple into several, one of them a pure insertion whose old side is empty, and judged
+        alone that would count the whole statement as new."""
+        groups: list[tuple[set[int], set[int], set[int]]] = []
         for old_start, old_len, new_start, new_len in self.hunks:
-            old = _statement_lines(self.head, set(range(old_start, old_start + old_len)))
-            new = _statement_lines(self.new, set(range(new_start, new_start + new_len)))
-            where = _ranges(list(range(new_start, new_start + new_len))) or str(new_start)
-            out.append((old, new, where))
-        return out
+            old = _statement_lines(self.head, _touched(self.head, old_start, old_len))
+            new = _statement_lines(self.new, _touched(self.new, new_start, new_len))
+            where = set(range(new_start, new_start + new_len)) or {new_start}
+            for g in [g for g in groups if g[0] & old or g[1] & new]:
+                groups.remove(g)
+                old, new, where = old | g[0], new | g[1], where | g[2]
+            groups.append((old, new, where))
+        return [(old, new, _ranges(sorted(where))) for old, new, where in groups]
+
+
+def _touched(text: str, start: int, length: int) -> set[int]:
+    """The lines of one side of a hunk; for an empty side (lines only added, or only removed),
+    the lines around the point where that happened, when one statement spans both of them."""
+    if length:
+        return set(range(start, start + length))
+    owners = _statement_owners(text)
+    here = owners.get(start)
+    return {start} if here is not None and here == owners.get(start + 1) else set()
 
 
 def _hunks(diff: str) -> list[tuple[int, int, int, int]]:

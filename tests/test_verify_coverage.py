@@ -225,3 +225,24 @@ def test_in_a_run_the_patch_that_loses_coverage_is_refused_at_landing_and_nothin
         ["coverage: pkg/mod.py:7 was covered by its tests at the block's start and is not now"]
     ], checks
     assert "verify_disagreed" not in [e["kind"] for e in events(summary)]
+
+
+def test_hunks_inside_one_statement_are_judged_together(
+    make_repo: Callable[..., Path],
+) -> None:
+    # A reorder inside a tuple is cut by `git diff -U0` into a removal and a pure insertion;
+    # judged alone, the insertion's empty old side counted the whole statement as new (attrs
+    # 21.4.0: RUF023's sort of a `__slots__` refused for a first line no test ran, before or after).
+    from harness.verify import _PatchedFile
+
+    head = 'SLOTS = (\n    "b",\n    "a",\n    "c",\n)\n\n\ndef f():\n    return SLOTS\n'
+    repo = make_repo({"pkg/__init__.py": "", "pkg/slots.py": head})
+    replace_in_file(repo, "pkg/slots.py", '"b",\n    "a",', '"a",\n    "b",')
+    spans = _PatchedFile.read(repo, "pkg/slots.py").spans()
+    assert [(sorted(old), sorted(new)) for old, new, _ in spans] == [
+        ([1, 2, 3, 4, 5], [1, 2, 3, 4, 5])
+    ]
+    # A new statement added between two others is new on its own, as before.
+    replace_in_file(repo, "pkg/slots.py", "def f():\n", "X = 1\n\n\ndef f():\n")
+    spans = _PatchedFile.read(repo, "pkg/slots.py").spans()
+    assert ([], [8, 9, 10]) in [(sorted(old), sorted(new)) for old, new, _ in spans]
