@@ -125,9 +125,20 @@ def test_missing_config_is_an_error_and_the_targets_python_is_not_asked_for_ruff
     subprocess.run([base, "-m", "venv", "--without-pip", str(tmp_path / "bare")], check=True)
     bare = str(tmp_path / "bare" / "bin" / "python")
     result = GATES["ruff"].run(_ctx(repo, python=bare))
-    assert result.command[0] == sys.executable
+    assert result.command[0] == ruff_gate.ruff_command()[0] != bare
     assert result.status == GateStatus.FAILED
     assert result.findings == GATES["ruff"].run(_ctx(repo)).findings
+
+
+def test_the_gate_runs_the_ruff_binary_that_python_m_ruff_runs() -> None:
+    # `python -m ruff` only starts an interpreter to exec ruff's binary: the gate execs it itself.
+    [exe] = ruff_gate.ruff_command()
+    assert Path(exe).name.startswith("ruff")
+    direct = subprocess.run([exe, "version"], capture_output=True, text=True, check=True)
+    module = subprocess.run(
+        [sys.executable, "-m", "ruff", "version"], capture_output=True, text=True, check=True
+    )
+    assert direct.stdout == module.stdout != ""
 
 
 def test_a_bad_ruff_config_is_an_error_not_a_pass(make_repo: Callable[..., Path]) -> None:

@@ -48,6 +48,27 @@ def test_tracked_and_untracked_files_are_scanned(make_repo: Callable[..., Path])
     assert git(repo, "status", "--porcelain") == "?? app/new.py\n"
 
 
+def test_files_go_to_the_scan_largest_first_and_findings_come_back_by_file_name(
+    make_repo: Callable[..., Path],
+) -> None:
+    # detect-secrets' workers take the files in the order given: largest first, they end
+    # together. Its report, and so the gate's findings, stay in file-name order.
+    repo = make_repo(
+        {
+            "a_small.py": AWS,
+            "b_large.py": "x = 1\n" * 200 + KEYWORD,
+            "c_mid.py": "x = 1\n" * 20 + AWS,
+            "link.py": "",
+        }
+    )
+    (repo / "link.py").unlink()
+    (repo / "link.py").symlink_to("c_mid.py")  # a symlink is never scanned
+    ctx = _ctx(repo)
+    assert secrets_gate._files_to_scan(ctx) == ["b_large.py", "c_mid.py", "a_small.py"]
+    result = GATES["secrets"].run(ctx)
+    assert [f.path for f in result.findings] == ["a_small.py", "b_large.py", "c_mid.py"]
+
+
 def test_fingerprint_is_the_hashed_secret_not_the_line(make_repo: Callable[..., Path]) -> None:
     repo = make_repo({"app/settings.py": AWS})
     before = GATES["secrets"].run(_ctx(repo))

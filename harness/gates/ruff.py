@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from functools import lru_cache
+from importlib import import_module
 from typing import Any
 
 from harness.gates.common import (
@@ -23,9 +25,21 @@ from harness.gates.models import Finding, GateResult, fingerprint
 NAME = "ruff"
 
 
+@lru_cache(maxsize=1)
+def ruff_command() -> tuple[str, ...]:
+    """ruff's binary, as `python -m ruff` finds it (ruff's own `find_ruff_bin`): that module
+    only starts an interpreter to exec this same binary, 0.03 s of CPU a run for nothing."""
+    try:
+        # By name: the ruff package ships no type information.
+        return (str(import_module("ruff").find_ruff_bin()),)
+    except (ImportError, AttributeError, FileNotFoundError):
+        # Left to `python -m ruff`, whose failure the gate reports as ruff missing.
+        return (HARNESS_PYTHON, "-m", "ruff")
+
+
 def check_argv(ctx: GateContext) -> list[str]:
     """`ruff check` as this gate runs it, without the paths (callers add paths or stdin)."""
-    argv = [HARNESS_PYTHON, "-m", "ruff", "check", "--output-format", "json", "--no-cache"]
+    argv = [*ruff_command(), "check", "--output-format", "json", "--no-cache"]
     argv += ["--exit-zero"]  # the findings decide the status; exit 2 still means ruff failed
     cfg_file = config_path(ctx)
     if cfg_file is not None:

@@ -111,11 +111,15 @@ def run_gates(
     only: Sequence[str] | None = None,
     use_cache: bool = True,
     on_result: Callable[[GateResult], None] | None = None,
+    tree: str | None = None,
 ) -> GateRun:
-    """Run the selected gates concurrently on the working tree of `repo` as it is."""
-    repo = repo_root(Path(repo))
+    """Run the selected gates concurrently on the working tree of `repo` as it is.
+
+    `tree`: that working tree's hash, when the caller has it (`repo` is then its work tree's
+    resolved root, as `toplevel` gives it); else it is worked out here."""
+    repo = repo_root(Path(repo)) if tree is None else Path(repo)
     names = selected_gates(policy, only)
-    tree = tree_hash(repo)
+    tree = tree_hash(repo) if tree is None else tree
     root = cache.cache_root()
     cap = cache.max_bytes()  # a bad value stops here, before any gate runs
     start = time.monotonic()
