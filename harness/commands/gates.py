@@ -89,7 +89,7 @@ def command(
 ) -> None:
     """Run the quality gates (ruff, mypy, pytest+coverage, bandit, import-linter, secrets)."""
     # A short run that makes few reference cycles: the collector's passes over everything the
-    # imports made (0.05 s of CPU on click) would free next to nothing. The process ends with
+    # imports made (0.03 s of CPU on click) would free next to nothing. The process ends with
     # this command, and its last collection would walk every object again only to free memory
     # the exit frees anyway (0.09 s, after the last tool): frozen objects are left out of it,
     # while atexit handlers and the flushing of stdout and stderr still run.

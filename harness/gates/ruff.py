@@ -28,7 +28,7 @@ NAME = "ruff"
 @lru_cache(maxsize=1)
 def ruff_command() -> tuple[str, ...]:
     """ruff's binary, as `python -m ruff` finds it (ruff's own `find_ruff_bin`): that module
-    only starts an interpreter to exec this same binary, 0.03 s of CPU a run for nothing."""
+    only starts an interpreter to exec this same binary, 0.02 to 0.03 s of CPU a run."""
     try:
         # By name: the ruff package ships no type information.
         return (str(import_module("ruff").find_ruff_bin()),)
