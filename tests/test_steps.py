@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 
 from harness.cli import app
 from harness.errors import StepsError
+from harness.gates.models import GateResult, GateRun, GateStatus, TestCase
 from harness.gates.runner import run_gates
 from harness.policy import GuardConfig, Policy, load_policy, parse_policy
 from harness.steps import (
@@ -17,8 +18,10 @@ from harness.steps import (
     load_steps,
     map_command,
     parse_steps,
+    remap_paths,
     repair_text,
 )
+from harness.steps.account import gate_account, residue
 
 from .conftest import other_gates_off
 
@@ -389,3 +392,48 @@ def test_carried_options_reach_the_real_tools(
     run = run_gates(repo, apply_to_policy(script, policy), use_cache=False)
     assert [f.code for f in run.results["ruff"].findings] == ["F401"]  # E711 not selected
     assert [t.id for t in run.results["pytest"].tests] == ["tests/test_m.py::test_fast"]
+
+
+def test_path_remap_reaches_the_fixers_and_a_missing_fixer_path_is_not_nothing_to_change(
+    seed: StepsScript, tmp_path: Path
+) -> None:
+    final = next(b for b in seed.blocks if b.final)
+    assert final.gate_commands[:2] == ["ruff check --fix lukhas", "ruff format lukhas"]
+    mapped = remap_paths(seed, {"lukhas": "src/pkg", ".coveragerc": ""})
+    block = next(b for b in mapped.blocks if b.final)
+    # What the builtin provider formats and the accounting dry-runs is the mapped path.
+    assert block.gate_commands[:3] == [
+        "ruff check --fix src/pkg", "ruff format src/pkg", "ruff check lukhas"
+    ]  # fmt: skip
+    fixers = [m for m in block.gates if m.kind == "fixer"]
+    assert [m.argv for m in fixers] == [
+        ["ruff", "check", "--fix", "src/pkg"], ["ruff", "format", "src/pkg"]
+    ]  # fmt: skip
+    assert fixers[0].paths == ["src/pkg"]
+    gate = next(m for m in block.gates if m.kind == "gate" and m.gate == "ruff")
+    assert gate.paths == ["src/pkg"] and gate.command == "ruff check lukhas"
+    assert [c for c in mapped.final_gates if "--fix" in c] == ["ruff check --fix src/pkg"]
+    # `ruff check --diff` on a path that is not there exits 0 with no output: an error here.
+    (tmp_path / "src" / "pkg").mkdir(parents=True)
+    (tmp_path / "src" / "pkg" / "m.py").write_text("import os\n")
+    unmapped = next(m for m in final.gates if m.kind == "fixer")
+    missing = residue(tmp_path, Policy(), unmapped)
+    assert missing.error is not None and "no lukhas in the tree" in missing.error
+    found = residue(tmp_path, Policy(), fixers[0])
+    assert found.error is None and found.files == {"src/pkg/m.py": (0, 1)}
+
+
+def test_a_pytest_gates_account_says_how_many_tests_did_not_run() -> None:
+    def run(outcomes: dict[str, str]) -> GateRun:
+        tests = [TestCase(id=f"tests/test_a.py::{n}", outcome=o) for n, o in outcomes.items()]
+        r = GateResult(gate="pytest", status=GateStatus.PASSED, tool="pytest", tests=tests)
+        return GateRun(tree="t", results={"pytest": r})
+
+    m = map_command("pytest -q")
+    start = run({"a": "passed", "b": "passed"})
+    end = run({"a": "passed", "b": "skipped", "c": "xfailed"})
+    acc = gate_account(m, start, end, Policy(), [])
+    assert acc.result == (
+        "passed: 1 passed, 0 failed, 0 errors, 1 skipped, 1 xfailed "
+        "(at the block's start: 2 passed, 0 failed, 0 errors)"
+    )

@@ -46,6 +46,11 @@ def dry_run_argv(wt: Path, policy: Policy, m: GateMapping) -> list[str]:
 
 
 def residue(wt: Path, policy: Policy, m: GateMapping) -> Residue:
+    # `ruff check --diff` on a path that is not there says nothing and exits 0, which would
+    # read as "nothing to change".
+    missing = [p for p in fixer_parts(m)[2] if not (wt / p).exists()]
+    if missing:
+        return Residue(error=f"its dry run could not run: no {', '.join(missing)} in the tree")
     proc = run(dry_run_argv(wt, policy, m), wt, timeout=300)
     # --diff exits 1 when it would change something; 2 (or anything else) is ruff failing.
     if proc.missing or proc.timed_out or proc.returncode not in (0, 1):
@@ -165,6 +170,9 @@ def _measure(r: GateResult) -> str:
     if r.gate == "pytest":
         c = r.counts()
         text = f"{c['passed']} passed, {c['failed']} failed, {c['errors']} errors"
+        # Tests that did not run are part of the verdict: a worktree without the checkout's
+        # ignored files (compiled translations, say) skips the tests that need them.
+        text += "".join(f", {c[k]} {k}" for k in ("skipped", "xfailed", "xpassed") if c.get(k))
         return text + (f", coverage {r.coverage.percent:.1f}%" if r.coverage else "")
     if r.gate == "imports":
         return f"{sum(1 for c in r.contracts if not c.kept)} broken contracts"

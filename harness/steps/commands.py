@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import shlex
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -173,6 +174,7 @@ _FIX_FLAGS = frozenset(("--fix", "--fix-only", "--no-fix"))
 @dataclass
 class _Scan:
     positional: list[str] = field(default_factory=list)
+    at: list[int] = field(default_factory=list)  # where each positional word stood
     args: list[str] = field(default_factory=list)
     special: dict[str, str] = field(default_factory=dict)
     packages: list[str] = field(default_factory=list)
@@ -187,9 +189,11 @@ def _scan(words: list[str], tool: _Tool) -> _Scan:
         tok = words[i]
         if tok == "--":
             out.positional += [_strip_path(w) for w in words[i + 1 :]]
+            out.at += range(i + 1, len(words))
             break
         if not tok.startswith("-") or tok == "-":
             out.positional.append(_strip_path(tok))
+            out.at.append(i)
             i += 1
             continue
         name, value = tok, None
@@ -216,21 +220,46 @@ def _scan(words: list[str], tool: _Tool) -> _Scan:
     return out
 
 
-def fixer_parts(m: GateMapping) -> tuple[str, list[str], list[str], str | None]:
-    """A ruff fixer's (subcommand, options, paths, config file): what a dry run of it
-    (`ruff format --diff`, `ruff check --diff`) needs to measure what it would change."""
+def _fixer_scan(m: GateMapping) -> tuple[str, int, _Scan]:
+    """A ruff fixer's subcommand, where its own words start in `m.argv`, and their scan."""
     words = list(m.argv)
     at = next((i for i, w in enumerate(words) if Path(w).name == "ruff"), None)
     if m.kind != "fixer" or at is None:
         raise StepsError(f"{m.command!r} is not a ruff fixer")
-    rest = words[at + 1 :]
+    start = at + 1
+    rest = words[start:]
     rest = rest[: next((i for i, w in enumerate(rest) if _SHELL_OP.match(w)), len(rest))]
     sub = "format" if rest[:1] == ["format"] else "check"
     if rest[:1] == [sub]:
-        rest = rest[1:]
-    scan = _scan(rest, _RUFF_FORMAT if sub == "format" else _RUFF)
+        rest, start = rest[1:], start + 1
+    return sub, start, _scan(rest, _RUFF_FORMAT if sub == "format" else _RUFF)
+
+
+def fixer_parts(m: GateMapping) -> tuple[str, list[str], list[str], str | None]:
+    """A ruff fixer's (subcommand, options, paths, config file): what a dry run of it
+    (`ruff format --diff`, `ruff check --diff`) needs to measure what it would change."""
+    sub, _, scan = _fixer_scan(m)
     options = [a for a in scan.args if a not in _FIX_FLAGS]
     return sub, options, scan.positional, scan.special.get("--config")
+
+
+def remap_fixer(m: GateMapping, remap: Callable[[str], str | None]) -> GateMapping:
+    """The fixer with each path it names passed through `remap` (None drops the path), in its
+    argv and in its command text (its `paths` are left to the caller): the builtin provider
+    and the block's accounting run the fixer from those, so a `--path` that left them alone
+    would run it on the script's paths."""
+    _, start, scan = _fixer_scan(m)
+    where = {start + i for i in scan.at}
+    argv: list[str] = []
+    for i, word in enumerate(m.argv):
+        new = remap(_strip_path(word)) if i in where else word
+        if new:
+            argv.append(new if i in where and new != _strip_path(word) else word)
+    if argv == m.argv:
+        return m
+    # Shell operators stay bare: the text is split again with shlex where it is run.
+    command = " ".join(w if _SHELL_OP.match(w) else shlex.quote(w) for w in argv)
+    return m.model_copy(update={"argv": argv, "command": command})
 
 
 def map_command(cmd: str) -> GateMapping:

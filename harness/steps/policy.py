@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from harness.errors import StepsError
 from harness.policy import Policy
+from harness.steps.commands import remap_fixer
 from harness.steps.model import Block, GateMapping, StepsScript
 
 
@@ -88,12 +89,19 @@ def remap_paths(script: StepsScript, mapping: dict[str, str]) -> StepsScript:
     if not mapping:
         return script
     new = script.model_copy(deep=True)
+    renamed: dict[str, str] = {}
     for block in new.blocks:
-        for m in block.gates:
+        for i, m in enumerate(block.gates):
+            if m.kind == "fixer":
+                fixer = remap_fixer(m, lambda p: _remap(p, mapping))
+                renamed[m.command] = fixer.command
+                block.gate_commands = [renamed.get(c, c) for c in block.gate_commands]
+                block.gates[i] = m = fixer
             m.paths = [p for p in (_remap(p, mapping) for p in m.paths) if p]
             m.cov = [c for c in (_remap(c, mapping) for c in m.cov) if c]
             if m.config is not None:
                 m.config = _remap(m.config, mapping)
+    new.final_gates = [renamed.get(c, c) for c in new.final_gates]
     return new
 
 
