@@ -38,14 +38,21 @@ def check_script_paths(
     on nothing; the user is told which path, what the repository has, and how to map it."""
     tree = repo.commit(commit).tree
     root = detected.source_root if detected else "."
+    missing: dict[str, str] = {}  # each path once, where the script first names it
     for block, path, what in named_paths(script):
-        if _exists(tree, path, what, root):
-            continue
-        has = ", ".join(detected.package_paths) if detected and detected.package_paths else "none"
-        guess = detected.package_paths[0] if detected and detected.package_paths else "PATH"
-        hint = f"--path {path}={guess}" if "config" not in what else f"--path {path}="
-        raise UsageError(
-            f"{script.source}: block {block} names {what} '{path}', which {commit[:10]} of "
-            f"{repo.working_tree_dir} does not have (detected packages: {has}); map it with "
-            f"{hint}, or drop it with --path {path}="
-        )
+        if path not in missing and not _exists(tree, path, what, root):
+            missing[path] = f"block {block} names {what} '{path}'"
+    if not missing:
+        return
+    has = ", ".join(detected.package_paths) if detected and detected.package_paths else "none"
+    guess = detected.package_paths[0] if detected and detected.package_paths else "PATH"
+    # A config file the repository lacks has no counterpart to guess: dropping it lets the
+    # tool read its own settings, as `harness gates` does.
+    fix = " ".join(
+        f"--path {p}=" if "config" in missing[p] else f"--path {p}={guess}" for p in missing
+    )
+    raise UsageError(
+        f"{script.source}: {', '.join(missing.values())}, which {commit[:10]} of "
+        f"{repo.working_tree_dir} does not have (detected packages: {has}); run with {fix} "
+        "(SCRIPT_PATH=REPO_PATH maps a path, SCRIPT_PATH= drops it)"
+    )

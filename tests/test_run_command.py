@@ -64,6 +64,9 @@ def test_script_paths_the_repository_lacks_stop_before_anything_is_created(
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("harness: error: STEPS.md: block 1 names ruff path 'lukhas'")
     assert "detected packages: src/click" in last and "--path lukhas=src/click" in last
+    # Every path the repository lacks at once, each once, with the whole fix to run.
+    assert "block 2 names bandit config file 'bandit.yaml'" in last
+    assert "run with --path lukhas=src/click --path bandit.yaml= (" in last
     assert not runs.exists()  # no record, no branch, no worktree
     assert git(repo, "branch", "--list") == branches
     assert "harness" not in git(repo, "worktree", "list")
