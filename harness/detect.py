@@ -19,6 +19,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from harness import gitplain
+from harness.errors import GitError
+
 Layout = Literal["src", "flat", "module", "none"]
 
 # Top-level directories that are never the project's own importable code.
@@ -201,6 +204,26 @@ def _interpreter(repo: Path, notes: list[str]) -> tuple[str | None, str]:
     return None, "harness"
 
 
+# What tools and installs leave in a checkout and nothing imports or reads as data.
+_LITTER = re.compile(
+    r"(^|/)(__pycache__|\.mypy_cache|\.pytest_cache|\.ruff_cache|\.hypothesis|[^/]*\.egg-info)"
+    r"(/|$)|\.py[cod]$|(^|/)\.coverage[^/]*$|(^|/)\.DS_Store$"
+)
+
+
+def _ignored_in_code(repo: Path, paths: list[str]) -> list[str]:
+    """Files git ignores inside the code: a run's worktree is a checkout of a commit, so it
+    has none of them (generated `_version.py`, compiled `.mo` or `.so` files), and the tests
+    that need them fail or skip there while they pass in the user's checkout."""
+    if not paths:
+        return []
+    try:
+        found = gitplain.ignored_entries(repo, paths)
+    except (gitplain.GitFailed, GitError):
+        return []
+    return [p for p in found if not _LITTER.search(p)]
+
+
 def detect(repo: Path) -> Detected:
     repo = Path(repo)
     notes: list[str] = []
@@ -211,6 +234,13 @@ def detect(repo: Path) -> Detected:
     layout, root, packages, paths = _layout(repo, dist, notes)
     tests = _tests(repo, paths)
     notes.append(f"tests: {', '.join(tests)}" if tests else "tests: none found")
+    ignored = _ignored_in_code(repo, paths)
+    if ignored:
+        more = f" and {len(ignored) - 1} more" if len(ignored) > 1 else ""
+        notes.append(
+            f"not in a run's worktree: {ignored[0]}{more}, ignored by git inside the code "
+            "(a run checks out the commit: tests that need these files skip or fail there)"
+        )
     python, python_source = _interpreter(repo, notes)
     det = Detected(
         name=dist,

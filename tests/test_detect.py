@@ -156,3 +156,30 @@ def test_the_name_setup_py_gives_through_a_constant(make_repo: Callable[..., Pat
     setup = 'NAME = "attrs"\n\nsetup(name=NAME, version="1")\n'
     det = detect(make_repo({"setup.py": setup, "src/attr/__init__.py": ""}))
     assert det.name == "attrs"
+
+
+def test_files_git_ignores_inside_the_code_are_named_as_missing_from_a_run(
+    make_repo: Callable[..., Path],
+) -> None:
+    repo = make_repo(
+        {
+            ".gitignore": "*.mo\n_version.py\n__pycache__/\n*.egg-info/\n",
+            "pyproject.toml": '[project]\nname = "my-lib"\n',
+            "src/my_lib/__init__.py": "from ._version import v\n",
+            "src/my_lib/locale/de/x.po": "",
+            "tests/test_core.py": "def test_x():\n    pass\n",
+        }
+    )
+    assert not any("worktree" in n for n in detect(repo).notes)
+    # What a build leaves in a checkout: the run's worktree, a checkout of the commit, lacks it.
+    (repo / "src/my_lib/_version.py").write_text("v = '1'\n")
+    (repo / "src/my_lib/locale/de/x.mo").write_text("")
+    (repo / "src/my_lib/__pycache__").mkdir()
+    (repo / "src/my_lib/__pycache__/m.cpython-311.pyc").write_text("")
+    (repo / "src/my_lib.egg-info").mkdir()
+    (repo / "src/my_lib.egg-info/PKG-INFO").write_text("")
+    notes = [n for n in detect(repo).notes if "worktree" in n]
+    assert notes == [
+        "not in a run's worktree: src/my_lib/_version.py and 1 more, ignored by git inside "
+        "the code (a run checks out the commit: tests that need these files skip or fail there)"
+    ]
