@@ -224,6 +224,16 @@ def _ignored_in_code(repo: Path, paths: list[str]) -> list[str]:
     return [p for p in found if not _LITTER.search(p)]
 
 
+def _stubbed_code(repo: Path, paths: list[str]) -> list[str]:
+    """Modules with a `.pyi` stub beside them: mypy reads the stub and never checks the code."""
+    out: list[str] = []
+    for p in paths:
+        if (repo / p).is_dir():
+            stubs = sorted((repo / p).rglob("*.pyi"))
+            out += [s.with_suffix(".py").relative_to(repo).as_posix() for s in stubs]
+    return [p for p in out if (repo / p).is_file()]
+
+
 def detect(repo: Path) -> Detected:
     repo = Path(repo)
     notes: list[str] = []
@@ -310,6 +320,13 @@ def detect(repo: Path) -> Detected:
     for tool in ("ruff", "mypy", "pytest", "coverage", "bandit"):
         where = getattr(det, f"{tool}_config")
         det.notes.append(f"{tool}: settings from {where}" if where else f"{tool}: its defaults")
+    stubbed = _stubbed_code(repo, paths)
+    if stubbed:
+        more = f" and {len(stubbed) - 1} more" if len(stubbed) > 1 else ""
+        det.notes.append(
+            f"mypy: {stubbed[0]}{more} with a .pyi stub beside it: mypy checks the stub, "
+            "never that code"
+        )
     det.notes.append(
         f"imports: contracts in {det.imports_config}"
         if det.imports_config

@@ -183,3 +183,21 @@ def test_files_git_ignores_inside_the_code_are_named_as_missing_from_a_run(
         "not in a run's worktree: src/my_lib/_version.py and 1 more, ignored by git inside "
         "the code (a run checks out the commit: tests that need these files skip or fail there)"
     ]
+
+
+def test_code_with_a_stub_beside_it_is_named_as_unchecked_by_mypy(
+    make_repo: Callable[..., Path],
+) -> None:
+    repo = make_repo(
+        {
+            "pyproject.toml": '[project]\nname = "mi"\n',
+            "mi/__init__.py": "",
+            "mi/more.py": "x = 1\n",
+            "mi/more.pyi": "x: int\n",
+            "mi/plain.py": "y = 2\n",
+        }
+    )
+    notes = [n for n in detect(repo).notes if ".pyi" in n]
+    assert notes == [
+        "mypy: mi/more.py with a .pyi stub beside it: mypy checks the stub, never that code"
+    ]
