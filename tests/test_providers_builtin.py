@@ -659,3 +659,17 @@ def test_many_small_fixes_of_one_rule_take_as_few_patches_as_the_limit_allows(
             added, removed, _path = row.split("\t")
             assert int(added) + int(removed) <= 20
     assert summary.summary["gates"]["ruff"]["status"] == "passed", summary.summary
+
+
+def test_an_unused_noqa_is_left_where_the_project_also_runs_flake8(make_repo) -> None:
+    # ruff calls a suppression unused when it does not select its rule or sees no finding;
+    # flake8, configured by the project, may be what it is for (more-itertools' __init__.py).
+    code = "x = 1  # noqa: E501\n"
+    plain = make_repo({"m.py": code}, name="plain")
+    items = ask(BuiltinProvider(), "todo", block_ctx(plain, WIDE, ["m.py"]))["items"]
+    assert [i["title"] for i in items] == ["ruff RUF100 in m.py (1 fix)"]
+    linted = make_repo({"m.py": code, "setup.cfg": "[flake8]\nmax-line-length = 79\n"})
+    ctx = block_ctx(linted, WIDE, ["m.py"])
+    assert ask(BuiltinProvider(), "todo", ctx)["items"] == []
+    why = "ruff RUF100 in m.py: flake8 reads the same `# noqa` (setup.cfg [flake8])"
+    assert why in ask(BuiltinProvider(), "plan", ctx)["cannot_do"]

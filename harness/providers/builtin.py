@@ -481,6 +481,25 @@ def _text_key(text: str) -> frozenset[str]:
     return frozenset({hashlib.sha256(text.encode()).hexdigest()})
 
 
+def _flake8_config(ctx: dict[str, Any]) -> str | None:
+    """Where the project configures flake8, which honours the same `# noqa` comments: one
+    ruff calls unused (RUF100) may be what keeps the project's flake8 quiet."""
+    found = _ruff_prefix(ctx)
+    if found is None:
+        return None
+    root = Path(found[2])
+    if (root / ".flake8").is_file():
+        return ".flake8"
+    for name in ("setup.cfg", "tox.ini"):
+        try:
+            text = (root / name).read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            continue
+        if re.search(r"^\[flake8\]", text, re.MULTILINE):
+            return f"{name} [flake8]"
+    return None
+
+
 def _read(ctx: dict[str, Any], path: str) -> str:
     found = _ruff_prefix(ctx)
     try:
@@ -682,8 +701,12 @@ class BuiltinProvider:
         out: list[_Candidate] = []
         skipped: list[str] = []
         suspects = self._suspects(ctx)
+        flake8 = _flake8_config(ctx)
         for (kind, path, rule), found in sorted(groups.items(), key=lambda kv: kv[0][0] != SAFE):
             label = f"ruff {rule} in {path}" + (" (unsafe fix)" if kind == UNSAFE else "")
+            if rule == "RUF100" and flake8:
+                skipped.append(f"{label}: flake8 reads the same `# noqa` ({flake8})")
+                continue
             text = _read(ctx, path)
             why = (
                 suspects.rules.get((path, rule))
