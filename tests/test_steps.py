@@ -413,6 +413,9 @@ def test_path_remap_reaches_the_fixers_and_a_missing_fixer_path_is_not_nothing_t
     gate = next(m for m in block.gates if m.kind == "gate" and m.gate == "ruff")
     assert gate.paths == ["src/pkg"] and gate.command == "ruff check lukhas"
     assert [c for c in mapped.final_gates if "--fix" in c] == ["ruff check --fix src/pkg"]
+    # A fixer whose every path is dropped keeps them (and fails on them) rather than going wide.
+    dropped = next(b for b in remap_paths(seed, {"lukhas": ""}).blocks if b.final)
+    assert dropped.gate_commands[:2] == ["ruff check --fix lukhas", "ruff format lukhas"]
     # `ruff check --diff` on a path that is not there exits 0 with no output: an error here.
     (tmp_path / "src" / "pkg").mkdir(parents=True)
     (tmp_path / "src" / "pkg" / "m.py").write_text("import os\n")

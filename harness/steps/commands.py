@@ -250,6 +250,9 @@ def remap_fixer(m: GateMapping, remap: Callable[[str], str | None]) -> GateMappi
     would run it on the script's paths."""
     _, start, scan = _fixer_scan(m)
     where = {start + i for i in scan.at}
+    if where and not any(remap(_strip_path(m.argv[i])) for i in where):
+        # Dropping every path would leave the fixer to rewrite the whole repository.
+        return m
     argv: list[str] = []
     for i, word in enumerate(m.argv):
         new = remap(_strip_path(word)) if i in where else word
