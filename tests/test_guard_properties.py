@@ -197,3 +197,52 @@ def test_scrambled_line_numbers_repair_or_reject_never_misplace(
         # Only allowed when the scrambled header points exactly at another copy of the
         # hunk's lines: then the diff, as written, means that place, and git agrees.
         assert got == git_apply(root, broken), (broken, got)
+
+
+# The hiding rule reads a file as pieces split before top-level definitions, each parsed once
+# per content; what it finds must be what one walk of the whole module finds, in that order.
+PIECES = st.sampled_from(
+    [
+        "import os\n",
+        "import importlib as il\nfrom typing import Any, cast\n",
+        "import os as sys\n",  # an alias that changes what later names mean
+        "from importlib import import_module as im\n",
+        "def f(x):\n    if x == 'abc':\n        return (1, 2)\n"
+        "    return getattr(os, 'pa' + 'th')\n",
+        "@dec\ndef g():\n    return {'k1': 1, 'k2': 2}\n",
+        "@dec(\n    1)\nclass C:\n    def m(self):\n        return il.import_module('x')\n",
+        'S = """\ndef not_a_function(\n@not_a_decorator\nclass\n"""\n',
+        "x = cast(Any, sys.modules['y'])\n",
+        "if TYPE_CHECKING:\n    pass\nelse:\n    y = im('z')\n",
+        "async def h(v):\n    match v:\n        case 'zz':\n            return 3\n",
+        "def outer():\n    def inner():\n        return {'a1': 1}\n    return {'b2': 2}\n",
+        "z = [\n1,\n]\n# def commented\n\n",
+        "w = 1 if os.environ.get('PYTEST_X') == 'pytest' else 2\n",
+        "def broken(:\n",
+        "\n",
+    ]
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(PIECES, max_size=12))
+def test_hiding_read_in_pieces_finds_what_the_whole_module_holds(parts: list[str]) -> None:
+    from harness.guard import hiding
+
+    text = "".join(parts)
+    for source in (True, False):
+        assert hiding._file_findings(text, source) == hiding._file_findings(text, source, False)
+    assert hiding._file_literals(text) == hiding._file_literals(text, False)
+
+
+def test_hiding_read_in_pieces_on_real_modules_and_edits() -> None:
+    from harness.guard import hiding, rules
+
+    text = Path(rules.__file__).read_text(encoding="utf-8")
+    lines = text.split("\n")
+    mid = next(i for i in range(len(lines) // 2, len(lines)) if lines[i].startswith("def "))
+    edited = "\n".join([*lines[:mid], "def added():", "    return {'aa': 1}", *lines[mid:]])
+    for t in (text, edited):
+        assert hiding._file_findings(t, True) == hiding._file_findings(t, True, False)
+        assert hiding._file_literals(t) == hiding._file_literals(t, False)
+    assert hiding._pieces(edited) is not None and len(hiding._pieces(edited) or []) > 20

@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import ast
 import configparser
+import re
 import tomllib
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import PurePosixPath
 from typing import Any
 
-from harness.guard.testast import folded, qual, walked
+from harness.guard.testast import folded, qual
 
 _IMPORTERS = frozenset(
     {
@@ -147,88 +149,104 @@ def _tc_finding(node: ast.If | ast.IfExp | ast.While, names: dict[str, str]) -> 
     )
 
 
-def findings(text: str | None, source: bool) -> list[Finding] | None:
-    """Every hiding spelling in a Python file; None if it does not parse."""
-    if not text:
-        return []
-    parsed = walked(text)
-    if parsed is None:
-        return None
-    _, nodes, names = parsed
+def _node_findings(node: ast.AST, names: dict[str, str], source: bool) -> list[Finding]:
     out: list[Finding] = []
-    for node in nodes:
-        if isinstance(node, ast.Call):
-            out.extend(_call_findings(node, names, source))
-        elif isinstance(node, ast.If | ast.IfExp | ast.While):
-            found = _tc_finding(node, names)
-            if found is not None:
-                out.append(found)
-        elif isinstance(node, ast.Subscript):
-            base = node.value
-            if qual(base, names) == "sys.modules" and source:
+    if isinstance(node, ast.Call):
+        out.extend(_call_findings(node, names, source))
+    elif isinstance(node, ast.If | ast.IfExp | ast.While):
+        found = _tc_finding(node, names)
+        if found is not None:
+            out.append(found)
+    elif isinstance(node, ast.Subscript):
+        base = node.value
+        if qual(base, names) == "sys.modules" and source:
+            out.append(
+                Finding(
+                    "hiding.computed_attr",
+                    node.lineno,
+                    "sys.modules",
+                    f"{ast.unparse(node)[:60]} reaches a module without an import "
+                    "statement, so the gates cannot follow it; import the module",
+                )
+            )
+        owner: ast.expr | None = None
+        if isinstance(base, ast.Attribute) and base.attr == "__dict__":
+            owner = base.value
+        elif (
+            isinstance(base, ast.Call)
+            and isinstance(base.func, ast.Name)
+            and base.func.id == "vars"
+            and base.args
+        ):
+            owner = base.args[0]
+        if owner is not None:
+            root = owner
+            while isinstance(root, ast.Attribute):
+                root = root.value
+            if isinstance(root, ast.Name) and root.id in names:
                 out.append(
                     Finding(
                         "hiding.computed_attr",
                         node.lineno,
-                        "sys.modules",
-                        f"{ast.unparse(node)[:60]} reaches a module without an import "
-                        "statement, so the gates cannot follow it; import the module",
+                        f"dict {ast.unparse(owner)[:40]}",
+                        f"{ast.unparse(node)[:60]} reaches a module attribute through its "
+                        "namespace dict, which the gates cannot read; use the attribute",
                     )
                 )
-            owner: ast.expr | None = None
-            if isinstance(base, ast.Attribute) and base.attr == "__dict__":
-                owner = base.value
-            elif (
-                isinstance(base, ast.Call)
-                and isinstance(base.func, ast.Name)
-                and base.func.id == "vars"
-                and base.args
-            ):
-                owner = base.args[0]
-            if owner is not None:
-                root = owner
-                while isinstance(root, ast.Attribute):
-                    root = root.value
-                if isinstance(root, ast.Name) and root.id in names:
-                    out.append(
-                        Finding(
-                            "hiding.computed_attr",
-                            node.lineno,
-                            f"dict {ast.unparse(owner)[:40]}",
-                            f"{ast.unparse(node)[:60]} reaches a module attribute through its "
-                            "namespace dict, which the gates cannot read; use the attribute",
-                        )
-                    )
-        if not source:
-            continue
-        if isinstance(node, ast.Compare):
-            sides = [node.left, *node.comparators]
-            # "pytest" compared with what the process knows about itself; a comparison with
-            # a gate or tool name ("pytest" in gates) is ordinary code.
-            if any(folded(s) in _PYTEST_MODULES for s in sides) and any(
-                (qual(n, names) or "").startswith(_PROCESS)
-                for s in sides
-                for n in ast.walk(s)
-                if isinstance(n, ast.Attribute | ast.Name)
-            ):
-                out.append(_pytest_running(node.lineno, f"'{ast.unparse(node)[:50]}'"))
-        elif isinstance(node, ast.Constant | ast.BinOp | ast.JoinedStr):
-            value = folded(node)
-            if value and value.startswith(_PYTEST_MARKS) and not isinstance(node, ast.JoinedStr):
-                out.append(_pytest_running(node.lineno, repr(value[:40])))
-        elif isinstance(node, ast.Attribute) and node.attr == "_called_from_test":
-            out.append(_pytest_running(node.lineno, "_called_from_test"))
-        elif isinstance(node, ast.Import | ast.ImportFrom):
-            mods = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module]
-            if any((m or "").split(".", 1)[0] in _PYTEST_MODULES for m in mods):
-                out.append(_pytest_running(node.lineno, "import pytest"))
+    if not source:
+        return out
+    if isinstance(node, ast.Compare):
+        sides = [node.left, *node.comparators]
+        # "pytest" compared with what the process knows about itself; a comparison with
+        # a gate or tool name ("pytest" in gates) is ordinary code.
+        if any(folded(s) in _PYTEST_MODULES for s in sides) and any(
+            (qual(n, names) or "").startswith(_PROCESS)
+            for s in sides
+            for n in ast.walk(s)
+            if isinstance(n, ast.Attribute | ast.Name)
+        ):
+            out.append(_pytest_running(node.lineno, f"'{ast.unparse(node)[:50]}'"))
+    elif isinstance(node, ast.Constant | ast.BinOp | ast.JoinedStr):
+        value = folded(node)
+        if value and value.startswith(_PYTEST_MARKS) and not isinstance(node, ast.JoinedStr):
+            out.append(_pytest_running(node.lineno, repr(value[:40])))
+    elif isinstance(node, ast.Attribute) and node.attr == "_called_from_test":
+        out.append(_pytest_running(node.lineno, "_called_from_test"))
+    elif isinstance(node, ast.Import | ast.ImportFrom):
+        mods = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module]
+        if any((m or "").split(".", 1)[0] in _PYTEST_MODULES for m in mods):
+            out.append(_pytest_running(node.lineno, "import pytest"))
+    return out
+
+
+def findings(text: str | None, source: bool) -> list[Finding] | None:
+    """Every hiding spelling in a Python file; None if it does not parse."""
+    if not text:
+        return []
+    found = _file_findings(text, source)
+    return None if found is None else list(found)
+
+
+@lru_cache(maxsize=16)
+def _file_findings(text: str, source: bool, split: bool = True) -> tuple[Finding, ...] | None:
+    pieces = _pieces(text, split)
+    if pieces is None:
+        return None
+    names = _names(pieces)
+    key = tuple(sorted(names.items()))
+    ordered: list[tuple[int, int, int, Finding]] = []
+    for ci, (offset, piece) in enumerate(pieces):
+        for depth, idx, f in _piece_findings(piece, key, source):
+            line = f.line + offset
+            ordered.append((depth, ci, idx, Finding(f.rule, line, f.key, f.message)))
+    ordered.sort(key=lambda x: x[:3])  # the order of one walk of the whole module
     seen: set[tuple[str, int, str]] = set()
     unique = []
-    for f in out:
+    for *_, f in ordered:
         if (f.rule, f.line, f.key) not in seen:
             seen.add((f.rule, f.line, f.key))
             unique.append(f)
-    return unique
+    return tuple(unique)
 
 
 def new_findings(old: list[Finding], new: list[Finding], added: set[int]) -> list[Finding]:
@@ -346,29 +364,171 @@ def compared_literals(text: str | None) -> list[tuple[int, str, list[str]]] | No
     conditional expression, or a table in a function whose values are all literals."""
     if not text:
         return []
-    parsed = walked(text)
-    if parsed is None:
+    found = _file_literals(text)
+    return None if found is None else list(found)
+
+
+@lru_cache(maxsize=16)
+def _file_literals(text: str, split: bool = True) -> tuple[tuple[int, str, list[str]], ...] | None:
+    pieces = _pieces(text, split)
+    if pieces is None:
         return None
-    out: list[tuple[int, str, list[str]]] = []
-    for node in parsed[1]:
-        if (isinstance(node, ast.If) and _answers(node.body)) or (
-            isinstance(node, ast.IfExp) and _plain(node.body)
-        ):
-            out.extend(_compared(node.test))
-        elif isinstance(node, ast.Match):
-            for case in node.cases:
-                if not _answers(case.body):
-                    continue
-                for m in ast.walk(case.pattern):
-                    terms = _literal(m.value) if isinstance(m, ast.MatchValue) else None
-                    if isinstance(m, ast.MatchValue) and terms:
-                        out.append((m.value.lineno, ast.unparse(m.value), terms))
-        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
-            out.extend(_answer_tables(node))
+    ordered: list[tuple[int, int, int, tuple[int, str, list[str]]]] = []
+    for ci, (offset, piece) in enumerate(pieces):
+        for depth, idx, (line, shown, terms) in _piece_literals(piece):
+            ordered.append((depth, ci, idx, (line + offset, shown, terms)))
+    ordered.sort(key=lambda x: x[:3])
     unique: dict[tuple[int, str], tuple[int, str, list[str]]] = {}
-    for found in out:  # a nested function's table is found from each enclosing function too
+    for *_, found in ordered:  # a nested function's table is found from each enclosing function
         unique.setdefault((found[0], found[1]), found)
-    return list(unique.values())
+    return tuple(unique.values())
+
+
+def _node_literals(node: ast.AST) -> list[tuple[int, str, list[str]]]:
+    out: list[tuple[int, str, list[str]]] = []
+    if (isinstance(node, ast.If) and _answers(node.body)) or (
+        isinstance(node, ast.IfExp) and _plain(node.body)
+    ):
+        out.extend(_compared(node.test))
+    elif isinstance(node, ast.Match):
+        for case in node.cases:
+            if not _answers(case.body):
+                continue
+            for m in ast.walk(case.pattern):
+                terms = _literal(m.value) if isinstance(m, ast.MatchValue) else None
+                if isinstance(m, ast.MatchValue) and terms:
+                    out.append((m.value.lineno, ast.unparse(m.value), terms))
+    elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+        out.extend(_answer_tables(node))
+    return out
+
+
+# --- one parse per piece of a file ----------------------------------------------------------
+# A patch changes a few lines of a file that may be thousands long, and the guard reads the
+# file before and after every patch. So a file is read as pieces, split before each top-level
+# `def`, `class` or decorator, and each piece is parsed and searched once per content: the
+# pieces a patch leaves alone are not parsed again. The results are those of one walk of the
+# whole module: a node's place in that walk is (its depth, its piece, its place in the piece's
+# own walk), since a breadth-first walk keeps each depth's nodes in the order of the pieces.
+# A split that is not a statement boundary (a `def` line inside a string) leaves a piece that
+# does not parse; it is then joined with the next, and past a few such joins the file is read
+# whole.
+
+_SPLIT = re.compile(r"^(?:@|(?:async[ \t]+)?def[ \t]|class[ \t])", re.MULTILINE)
+_JOINS = 8
+
+
+@dataclass(frozen=True)
+class _Piece:
+    nodes: list[tuple[int, int, ast.AST]]  # (depth, place in the walk, node)
+    imports: list[tuple[int, int, str, str]]  # (depth, place, alias, qualified name)
+
+
+def _walk(tree: ast.AST) -> list[tuple[int, int, ast.AST]]:
+    """ast.walk's order, with each node's depth."""
+    out: list[tuple[int, int, ast.AST]] = []
+    todo: deque[tuple[int, ast.AST]] = deque([(0, tree)])
+    while todo:
+        depth, node = todo.popleft()
+        out.append((depth, len(out), node))
+        todo.extend((depth + 1, child) for child in ast.iter_child_nodes(node))
+    return out
+
+
+@lru_cache(maxsize=1024)
+def _parsed(text: str) -> _Piece | None:
+    try:
+        tree = ast.parse(text)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return None
+    nodes = _walk(tree)
+    imports: list[tuple[int, int, str, str]] = []
+    for depth, idx, node in nodes:
+        if isinstance(node, ast.Import):
+            for a in node.names:
+                top = a.name.split(".", 1)[0]
+                name = (a.asname, a.name) if a.asname else (top, top)
+                imports.append((depth, idx, *name))
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            for a in node.names:
+                imports.append((depth, idx, a.asname or a.name, f"{node.module}.{a.name}"))
+    return _Piece(nodes, imports)
+
+
+def _splits(text: str) -> list[int]:
+    """Offsets of the lines a piece starts at; a decorator's piece holds its definition."""
+    out = [0]
+    decorated = False
+    for m in _SPLIT.finditer(text):
+        if m.group().startswith("@"):
+            if not decorated and m.start():
+                out.append(m.start())
+            decorated = True
+        elif decorated:
+            decorated = False
+        elif m.start():
+            out.append(m.start())
+    return out
+
+
+def _pieces(text: str, split: bool = True) -> list[tuple[int, str]] | None:
+    """(lines before it, text) of each piece of a module; None if the module does not parse.
+    Without `split`, the module is one piece (what the split must give the same results as)."""
+    # Other line ends count lines otherwise; this future changes how a module parses.
+    whole = not split or "\r" in text or "barry_as_FLUFL" in text
+    starts = [0] if whole else _splits(text)
+    bounds = [*starts, len(text)]
+    out: list[tuple[int, str]] = []
+    joins, i, line = 0, 0, 0
+    while i < len(starts):
+        j = i + 1
+        piece = text[bounds[i] : bounds[j]]
+        while _parsed(piece) is None and j < len(starts) and joins < _JOINS:
+            joins += 1
+            j += 1
+            piece = text[bounds[i] : bounds[j]]
+        if _parsed(piece) is None:
+            return None if _parsed(text) is None else [(0, text)]
+        out.append((line, piece))
+        line += piece.count("\n")
+        i = j
+    return out
+
+
+def _names(pieces: list[tuple[int, str]]) -> dict[str, str]:
+    """The module's import aliases (testast.aliases), later imports in the walk winning."""
+    entries = []
+    for ci, (_, piece) in enumerate(pieces):
+        parsed = _parsed(piece)  # _pieces kept only pieces that parse
+        for depth, idx, alias, name in parsed.imports if parsed is not None else ():
+            entries.append((depth, ci, idx, alias, name))
+    entries.sort(key=lambda e: e[:3])
+    return {alias: name for *_, alias, name in entries}
+
+
+@lru_cache(maxsize=1024)
+def _piece_findings(
+    piece: str, names: tuple[tuple[str, str], ...], source: bool
+) -> tuple[tuple[int, int, Finding], ...]:
+    parsed = _parsed(piece)
+    if parsed is None:
+        return ()
+    lookup = dict(names)
+    return tuple(
+        (depth, idx, f)
+        for depth, idx, node in parsed.nodes
+        for f in _node_findings(node, lookup, source)
+    )
+
+
+@lru_cache(maxsize=1024)
+def _piece_literals(piece: str) -> tuple[tuple[int, int, tuple[int, str, list[str]]], ...]:
+    parsed = _parsed(piece)
+    if parsed is None:
+        return ()
+    return tuple(
+        (depth, idx, found) for depth, idx, node in parsed.nodes for found in _node_literals(node)
+    )
 
 
 # --- stubs and plugins ----------------------------------------------------------------------
