@@ -1,7 +1,12 @@
 """A run and its replay, side by side: wall time of `harness run` (builtin provider, its own
 empty gate cache) and of `harness replay` on its record, and whether the replay reproduced.
 
-    python bench/bench_replay.py REPO [STEPS.md] [--blocks 1,2] [--regate]
+    python bench/bench_replay.py REPO [STEPS.md] [--blocks 1,2] [--regate] [--replays N]
+
+Both are timed as wall time and as CPU time (user + system of the command and of every process
+it waited for: git, the gates' tools). On a shared machine the wall ratio follows the load
+(a starved run waits longer than a starved replay); the CPU ratio hardly does. With --replays N
+the record is replayed N times (the first is the side-by-side one).
 
 REPO is cloned first (the clone is where both run), so the repository given is never touched;
 an untracked harness.toml and STEPS script in it are copied along, and its .venv/ (the project's
@@ -13,23 +18,37 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
+
+
+@dataclass
+class Took:
+    wall: float
+    cpu: float  # user + system of the command and every process it waited for (git, the tools)
+    load: tuple[float, float]  # 1-minute load average before and after
 
 
 def harness(
     *args: str, cwd: Path, env: dict[str, str]
-) -> tuple[float, subprocess.CompletedProcess[str]]:
+) -> tuple[Took, subprocess.CompletedProcess[str]]:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    load = os.getloadavg()[0]
     start = time.monotonic()
     proc = subprocess.run(
         [sys.executable, "-m", "harness", *args],
         cwd=cwd, env=env, capture_output=True, text=True, check=False,
     )  # fmt: skip
-    return time.monotonic() - start, proc
+    wall = time.monotonic() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return Took(wall, cpu, (load, os.getloadavg()[0])), proc
 
 
 def main() -> None:
@@ -38,6 +57,7 @@ def main() -> None:
     ap.add_argument("steps", nargs="?", default="STEPS.md")
     ap.add_argument("--blocks")
     ap.add_argument("--regate", action="store_true")
+    ap.add_argument("--replays", type=int, default=1, help="replay the record this many times")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-replay-"))
     clone = work / "target"
@@ -56,23 +76,33 @@ def main() -> None:
     run_args = ["run", args.steps, "--provider", "builtin", "--runs-dir", str(runs), "--json"]
     if args.blocks:
         run_args += ["--blocks", args.blocks]
-    run_s, run = harness(*run_args, cwd=clone, env=env)
+    run_took, run = harness(*run_args, cwd=clone, env=env)
     if run.returncode not in (0, 1):
         sys.exit(f"the run failed ({run.returncode}): {run.stderr[-2000:]}")
     record = next(runs.iterdir())
     replay_args = ["replay", str(record), "--repo", str(clone), "--json"]
     if args.regate:
         replay_args.append("--regate")
-    replay_s, replay = harness(*replay_args, cwd=clone, env=env)
+    replay_took, replay = harness(*replay_args, cwd=clone, env=env)
     report = json.loads(replay.stdout)
+    again = [harness(*replay_args, cwd=clone, env=env)[0] for _ in range(args.replays - 1)]
     size = sum(f.stat().st_size for f in record.rglob("*") if f.is_file())
     print(
         json.dumps(
             {
                 "repo": str(args.repo),
-                "run_seconds": round(run_s, 1),
-                "replay_seconds": round(replay_s, 1),
-                "ratio": round(run_s / replay_s, 1),
+                "run_seconds": round(run_took.wall, 1),
+                "replay_seconds": round(replay_took.wall, 1),
+                "ratio": round(run_took.wall / replay_took.wall, 1),
+                "run_cpu_seconds": round(run_took.cpu, 1),
+                "replay_cpu_seconds": round(replay_took.cpu, 1),
+                "cpu_ratio": round(run_took.cpu / max(replay_took.cpu, 0.01), 1),
+                "load_during_run": [round(x, 1) for x in run_took.load],
+                "load_during_replay": [round(x, 1) for x in replay_took.load],
+                "more_replays": [
+                    {"seconds": round(t.wall, 1), "cpu_seconds": round(t.cpu, 1), "load": t.load}
+                    for t in again
+                ],
                 "replay_exit": replay.returncode,
                 "reproduced": report.get("reproduced"),
                 "difference": report.get("difference"),

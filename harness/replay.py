@@ -283,15 +283,32 @@ def request_diff(recorded: dict[str, Any], replayed: dict[str, Any]) -> str:
 # ---------------------------------------------------------------------------------- the loop
 
 
+# The events the final check compares (`first_difference`): the rest of what a replay does is
+# checked as it happens (each request against the recorded one) or is the record's already.
+_CHECKED = ("verdict", "block_outcome", "run_finished")
+
+
 class ScratchRecorder(Recorder):
     """A replay's own record: read once for the final check (verdicts, block outcomes, the
-    final tree, all in the events themselves), then deleted. Nothing is fsynced, and the
-    bodies (requests, gate results) are not kept: the run's record has them."""
+    final tree, all in the events themselves), then deleted. It holds only those events,
+    redacted as the run's were so that they compare equal; nothing is fsynced, and the bodies
+    (requests, gate results), the manifest, script and policy are not written: the run's
+    record has them."""
 
     durable = False
 
+    def event(self, kind: str, **data: Any) -> None:
+        if kind in _CHECKED:
+            super().event(kind, **data)
+
     def store(self, body: Any) -> str:
         return ""
+
+    def write_json(self, name: str, obj: Any) -> Path:
+        return self.dir / name
+
+    def write_text(self, name: str, text: str) -> Path:
+        return self.dir / name
 
 
 class ReplayLoop(Loop):
@@ -518,7 +535,7 @@ def _short(value: Any) -> str:
 
 def first_difference(record: Record, replayed: list[dict[str, Any]]) -> tuple[str, str] | None:
     """The first verdict, block outcome or final tree that differs, as (what, where)."""
-    for kind in ("verdict", "block_outcome"):
+    for kind in _CHECKED[:2]:
         mine = [e for e in replayed if e["kind"] == kind]
         theirs = record.of(kind)
         for i, (a, b) in enumerate(zip(theirs, mine, strict=False), 1):
