@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import importlib
+import json
 import statistics
 import subprocess
 import sys
@@ -90,7 +91,11 @@ def load(src: Path, repo: Path, guard_cfg: dict[str, Any]) -> Checker:
 
 
 def digest(verdict: Any) -> str:
-    h = hashlib.sha256(verdict.model_dump_json().encode())
+    """The verdict without the layers' durations, which no two checks share."""
+    dumped = verdict.model_dump(mode="json")
+    for layer in dumped.get("layers", []):
+        layer.pop("seconds", None)
+    h = hashlib.sha256(json.dumps(dumped, sort_keys=True).encode())
     for path, data in sorted(verdict.contents.items()):
         h.update(path.encode() + b"\0" + (b"<deleted>" if data is None else data))
     return h.hexdigest()
