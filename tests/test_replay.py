@@ -324,3 +324,19 @@ def test_unusable_input_exits_2(
     proc = harness("replay", str(run_dir), "--repo", str(repo), cwd=tmp_path)
     assert proc.returncode == 2, proc.stderr
     assert said in proc.stderr
+
+
+def test_the_scratch_record_holds_only_what_the_final_check_compares(tmp_path: Path) -> None:
+    from harness.replay import ScratchRecorder
+
+    rec = ScratchRecorder(tmp_path, "scratch")
+    rec.event("verdict", item="R1", accepted=True, diff="+key = 'sk-ant-api03-" + "x" * 90 + "'\n")
+    rec.event("behaviour", item="R1", ok=True)
+    rec.event("block_outcome", number=1)
+    rec.write_json("manifest.json", {"run_id": "scratch"})
+    rec.event("run_finished", tree="abc")
+    rec.close()
+    events = read_events(rec.dir, resolve=False)
+    assert [e["kind"] for e in events] == ["verdict", "block_outcome", "run_finished"]
+    assert "x" * 90 not in events[0]["diff"]  # redacted as the run's record was
+    assert not (rec.dir / "manifest.json").exists()
