@@ -416,6 +416,7 @@ def _node_literals(node: ast.AST) -> list[tuple[int, str, list[str]]]:
 
 _SPLIT = re.compile(r"^(?:@|(?:async[ \t]+)?def[ \t]|class[ \t])", re.MULTILINE)
 _JOINS = 8
+_MAX_PIECES = 512  # well under _parsed's cache, which holds the pieces of two versions
 
 
 @dataclass(frozen=True)
@@ -477,6 +478,8 @@ def _pieces(text: str, split: bool = True) -> list[tuple[int, str]] | None:
     # Other line ends count lines otherwise; this future changes how a module parses.
     whole = not split or "\r" in text or "barry_as_FLUFL" in text
     starts = [0] if whole else _splits(text)
+    if len(starts) > _MAX_PIECES:
+        starts = [0]  # more pieces than the caches hold: each would be parsed again
     bounds = [*starts, len(text)]
     out: list[tuple[int, str]] = []
     joins, i, line = 0, 0, 0
