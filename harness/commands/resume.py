@@ -3,23 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
 from harness import ui
-from harness.commands.run import (
-    BlockMaxCalls,
-    BlockMaxCost,
-    BlockMaxTime,
-    BlockMaxTokens,
-    MaxCalls,
-    MaxCost,
-    MaxItemCalls,
-    MaxTime,
-    MaxTokens,
-    budget_options,
-    show,
-)
+from harness.commands.run import budget_options, show
 from harness.errors import UsageError
 from harness.policy import Policy
 from harness.providers.base import Provider
@@ -28,6 +17,7 @@ from harness.record import Manifest
 from harness.resume import resume
 
 
+@budget_options
 def command(
     run_dir: Path = typer.Argument(..., help="The interrupted run's record (runs/<run-id>)."),
     script: Path | None = typer.Option(
@@ -36,16 +26,8 @@ def command(
         help="For a run made with --provider scripted: the same responses file (or recorded "
         "run); the answers the record holds are skipped.",
     ),
-    max_cost: MaxCost = None,
-    max_tokens: MaxTokens = None,
-    max_calls: MaxCalls = None,
-    max_time: MaxTime = None,
-    max_item_calls: MaxItemCalls = None,
-    block_max_cost: BlockMaxCost = None,
-    block_max_tokens: BlockMaxTokens = None,
-    block_max_calls: BlockMaxCalls = None,
-    block_max_time: BlockMaxTime = None,
     json_: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
+    budget: dict[str, Any] | None = None,
 ) -> None:
     """Go on with a run that was interrupted (Ctrl-C, a crash, kill -9, a budget that ran out),
     on its branch, from its last finished block, with the provider, model, script and policy
@@ -56,17 +38,6 @@ def command(
     Exit codes: as `harness run`; 2 when the record cannot be resumed (a finished run, a branch
     or repository that is gone, a run still running).
     """
-    budget = budget_options(
-        max_cost=max_cost,
-        max_tokens=max_tokens,
-        max_calls=max_calls,
-        max_time=max_time,
-        max_item_calls=max_item_calls,
-        block_max_cost=block_max_cost,
-        block_max_tokens=block_max_tokens,
-        block_max_calls=block_max_calls,
-        block_max_time=block_max_time,
-    )
 
     def provider(manifest: Manifest, policy: Policy) -> Provider:
         if manifest.provider == "scripted" and script is None:

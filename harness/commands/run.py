@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import shlex
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any, TypeVar, cast
 
 import typer
 from rich.markup import escape
@@ -22,67 +25,70 @@ from harness.providers.registry import make_provider
 from harness.steps import load_steps, parse_path_map, remap_paths
 from harness.steps.mapping import builtin_refusal
 
-# Budget options, shared with `harness resume`; each sets the policy's [loop] key it names.
-MaxCost = Annotated[
-    float | None,
-    typer.Option("--max-cost", help="Cost cap in USD for the whole run (default: the policy's)."),
-]
-MaxTokens = Annotated[
-    int | None, typer.Option("--max-tokens", help="Tokens (input, output, cache) for the run.")
-]
-MaxCalls = Annotated[
-    int | None,
-    typer.Option("--max-calls", help="Model calls for the run, failed and retried ones too."),
-]
-MaxTime = Annotated[
-    float | None, typer.Option("--max-time", help="Wall time of the run, in seconds.")
-]
-MaxItemCalls = Annotated[
-    int | None, typer.Option("--max-item-calls", help="Model calls for one todo item.")
-]
-BlockMaxCost = Annotated[
-    float | None, typer.Option("--block-max-cost", help="Cost cap in USD per block.")
-]
-BlockMaxTokens = Annotated[int | None, typer.Option("--block-max-tokens", help="Tokens per block.")]
-BlockMaxCalls = Annotated[
-    int | None, typer.Option("--block-max-calls", help="Model calls per block.")
-]
-BlockMaxTime = Annotated[
-    float | None, typer.Option("--block-max-time", help="Wall time per block, in seconds.")
-]
+# The budget options of `harness run` and `harness resume`: (parameter, option, type, help,
+# the policy's [loop] key it sets). Declared once; `budget_options` adds them to a command.
+BUDGET_OPTIONS: list[tuple[str, str, type, str, str]] = [
+    ("max_cost", "--max-cost", float,
+     "Cost cap in USD for the whole run (default: the policy's).", "max_cost_usd"),
+    ("max_tokens", "--max-tokens", int,
+     "Tokens (input, output, cache) for the run.", "max_tokens"),
+    ("max_calls", "--max-calls", int,
+     "Model calls for the run, failed and retried ones too.", "max_calls"),
+    ("max_time", "--max-time", float, "Wall time of the run, in seconds.", "max_seconds"),
+    ("max_item_calls", "--max-item-calls", int,
+     "Model calls for one todo item.", "max_item_calls"),
+    ("block_max_cost", "--block-max-cost", float,
+     "Cost cap in USD per block.", "block_max_cost_usd"),
+    ("block_max_tokens", "--block-max-tokens", int, "Tokens per block.", "block_max_tokens"),
+    ("block_max_calls", "--block-max-calls", int, "Model calls per block.", "block_max_calls"),
+    ("block_max_time", "--block-max-time", float,
+     "Wall time per block, in seconds.", "block_max_seconds"),
+]  # fmt: skip
+
+Command = TypeVar("Command", bound=Callable[..., Any])
 
 
-def budget_options(
-    max_cost: float | None = None,
-    max_tokens: int | None = None,
-    max_calls: int | None = None,
-    max_time: float | None = None,
-    max_item_calls: int | None = None,
-    block_max_cost: float | None = None,
-    block_max_tokens: int | None = None,
-    block_max_calls: int | None = None,
-    block_max_time: float | None = None,
-) -> dict[str, Any]:
-    """The budget options given, as the [loop] keys they set; each must be positive."""
-    given = {
-        "max_cost_usd": ("--max-cost", max_cost),
-        "max_tokens": ("--max-tokens", max_tokens),
-        "max_calls": ("--max-calls", max_calls),
-        "max_seconds": ("--max-time", max_time),
-        "max_item_calls": ("--max-item-calls", max_item_calls),
-        "block_max_cost_usd": ("--block-max-cost", block_max_cost),
-        "block_max_tokens": ("--block-max-tokens", block_max_tokens),
-        "block_max_calls": ("--block-max-calls", block_max_calls),
-        "block_max_seconds": ("--block-max-time", block_max_time),
-    }
+def budget_keys(**given: float | None) -> dict[str, Any]:
+    """The budget options given (by parameter name), as the [loop] keys they set; each must be
+    positive."""
     keys: dict[str, Any] = {}
-    for key, (option, value) in given.items():
+    for name, option, _type, _help, key in BUDGET_OPTIONS:
+        value = given.get(name)
         if value is None:
             continue
         if value <= 0:
             raise UsageError(f"{option} must be positive, got {value}")
         keys[key] = value
     return keys
+
+
+def budget_options(command: Command) -> Command:
+    """`command` with the budget options added to its parameters (after its own); it is called
+    with them as `budget`, the [loop] keys given."""
+    names = [name for name, *_ in BUDGET_OPTIONS]
+
+    @functools.wraps(command)
+    def with_budget(*args: Any, **kwargs: Any) -> Any:
+        given = {name: kwargs.pop(name, None) for name in names}
+        return command(*args, budget=budget_keys(**given), **kwargs)
+
+    # Evaluated: a signature given as __signature__ is read as it is, strings and all.
+    signature = inspect.signature(command, eval_str=True)
+    own = [p for p in signature.parameters.values() if p.name != "budget"]
+    added = [
+        inspect.Parameter(
+            name,
+            inspect.Parameter.KEYWORD_ONLY,
+            default=typer.Option(None, option, help=help_),
+            annotation=kind | None,
+        )
+        for name, option, kind, help_, _key in BUDGET_OPTIONS
+    ]
+    at = next((i for i, p in enumerate(own) if p.name == "json_"), len(own))
+    params = [*own[:at], *added, *own[at:]]
+    params = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in params]
+    with_budget.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    return cast(Command, with_budget)
 
 
 def parse_blocks(text: str | None) -> list[int] | None:
@@ -117,7 +123,6 @@ def execute(
     script: Path | None,
     blocks: str | None,
     runs_dir: Path | None,
-    max_cost: float | None = None,
     quiet: bool = False,
     path_map: list[str] | None = None,
     map_unplaced: bool = False,
@@ -137,7 +142,7 @@ def execute(
     check_script_paths(steps, user_repo, user_repo.head.commit.hexsha, resolved.detected)
     if not quiet:
         ui.say_policy(resolved)
-    for key, value in (budget_options(max_cost=max_cost) | (budget or {})).items():
+    for key, value in (budget or {}).items():
         setattr(policy.loop, key, value)
     wanted = parse_blocks(blocks)
     known = {b.number for b in steps.blocks}
@@ -241,6 +246,7 @@ def show(summary: RunSummary) -> None:
         )
 
 
+@budget_options
 def command(
     steps: Path = typer.Argument(..., help="STEPS markdown script (mis-decoded text is repaired)."),
     repo: Path | None = typer.Option(
@@ -272,15 +278,6 @@ def command(
         help="Where runs are recorded.",
         envvar="HARNESS_RUNS_DIR",
     ),
-    max_cost: MaxCost = None,
-    max_tokens: MaxTokens = None,
-    max_calls: MaxCalls = None,
-    max_time: MaxTime = None,
-    max_item_calls: MaxItemCalls = None,
-    block_max_cost: BlockMaxCost = None,
-    block_max_tokens: BlockMaxTokens = None,
-    block_max_calls: BlockMaxCalls = None,
-    block_max_time: BlockMaxTime = None,
     path_map: list[str] | None = typer.Option(
         None,
         "--path",
@@ -303,6 +300,7 @@ def command(
         "stdin (exit 2).",
     ),
     json_: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
+    budget: dict[str, Any] | None = None,
 ) -> None:
     """Drive a model through a STEPS script: PLAN -> TODO -> EXECUTE per block, guarded patches,
     gates after each block, reverts of exactly the commits that regressed.
@@ -322,21 +320,11 @@ def command(
         script=script,
         blocks=blocks,
         runs_dir=runs_dir,
-        max_cost=max_cost,
         quiet=False,
         path_map=path_map,
         map_unplaced=map_unplaced,
         supervised=supervised,
-        budget=budget_options(
-            max_tokens=max_tokens,
-            max_calls=max_calls,
-            max_time=max_time,
-            max_item_calls=max_item_calls,
-            block_max_cost=block_max_cost,
-            block_max_tokens=block_max_tokens,
-            block_max_calls=block_max_calls,
-            block_max_time=block_max_time,
-        ),
+        budget=budget,
     )
     if json_:
         ui.print_json(summary.report())
