@@ -221,3 +221,12 @@ class Metered:
             raise
         self.budget.charge(response.usage)
         return response
+
+
+def metered(provider: Provider, budget: Budget) -> Provider:
+    """`provider` with its calls checked and charged by `budget`: one that retries inside a
+    call is handed the budget (`meter`), to check each attempt; any other is wrapped."""
+    if hasattr(provider, "meter"):
+        provider.meter = budget
+        return provider
+    return Metered(provider, budget)

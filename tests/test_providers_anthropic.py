@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from harness.budget import Budget, Limits, Spend
 from harness.errors import BudgetExceeded, PolicyError, ProviderError
 from harness.policy import Price, load_policy
 from harness.providers.anthropic import AnthropicProvider, cost_usd, parse_retry_after
@@ -287,9 +288,10 @@ def test_reply_without_tool_call_is_still_billed(api: FakeAPI) -> None:
 def test_call_budget_checked_before_calling(api: FakeAPI) -> None:
     ok_reply(api)
     ok_reply(api)
-    p = provider(api.base_url, max_calls=1)
+    p = provider(api.base_url)
+    p.meter = Budget(Limits(calls=1), Limits())  # the run's budget: the provider has none
     p.complete(plan_request())
-    with pytest.raises(BudgetExceeded, match="call budget exhausted: 1 of 1"):
+    with pytest.raises(BudgetExceeded, match="1 model calls made of 1"):
         p.complete(plan_request())
     assert len(api.requests) == 1
 
@@ -297,17 +299,18 @@ def test_call_budget_checked_before_calling(api: FakeAPI) -> None:
 def test_cost_budget_checked_before_calling(api: FakeAPI) -> None:
     ok_reply(api, input_tokens=100_000, output_tokens=10_000)  # $0.45
     ok_reply(api)
-    p = provider(api.base_url, max_cost_usd=0.40)
+    p = provider(api.base_url)
+    p.meter = Budget(Limits(cost_usd=0.40), Limits())
     p.complete(plan_request())
-    with pytest.raises(BudgetExceeded, match=r"cost budget exhausted: \$0\.4500 of \$0\.40"):
+    with pytest.raises(BudgetExceeded, match=r"\$0\.4500 spent of \$0\.40"):
         p.complete(plan_request())
     assert len(api.requests) == 1
 
 
 def test_budget_error_is_a_provider_error_and_not_retried(api: FakeAPI) -> None:
     sleeps: list[float] = []
-    p = provider(api.base_url, sleeps, max_calls=1)
-    p.calls = 1
+    p = provider(api.base_url, sleeps)
+    p.meter = Budget(Limits(calls=1), Limits(), spent=Spend(calls=1))
     with pytest.raises(ProviderError):
         p.complete(plan_request())
     assert sleeps == []
@@ -331,9 +334,8 @@ def test_live_api_returns_a_tool_call() -> None:
     """Opt-in (`--live` with ANTHROPIC_API_KEY): the real API, the cheapest priced model."""
     import os
 
-    p = AnthropicProvider(
-        os.environ.get("HARNESS_MODEL", "claude-haiku-4-5"), prices=PRICES, max_calls=1
-    )
+    p = AnthropicProvider(os.environ.get("HARNESS_MODEL", "claude-haiku-4-5"), prices=PRICES)
+    p.meter = Budget(Limits(calls=1), Limits())
     resp = p.complete(plan_request(tool_choice="submit_plan"))
     assert resp.tool == "submit_plan"
     assert resp.usage.input_tokens > 0

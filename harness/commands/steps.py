@@ -131,10 +131,13 @@ def command(
 def _mapped(
     script: StepsScript, provider_name: str | None, model: str | None, script_file: Path | None
 ) -> StepsScript:
+    from harness.budget import Budget, limits, metered
     from harness.policy import load_policy
     from harness.providers.registry import default_provider_name, make_provider
 
     if (provider_name or default_provider_name()) == "builtin":
         raise UsageError(builtin_refusal())
-    chosen = make_provider(provider_name, model=model, policy=load_policy(), script=script_file)
-    return map_unplaced(script, chosen)
+    policy = load_policy()
+    chosen = make_provider(provider_name, model=model, policy=policy, script=script_file)
+    # The default policy's budget holds here too: the provider has none of its own.
+    return map_unplaced(script, metered(chosen, Budget(*limits(policy.loop))))

@@ -1,8 +1,10 @@
-"""Claude through the official SDK: structured output by tool use, tenacity retries, budgets.
+"""Claude through the official SDK: structured output by tool use, tenacity retries, cost.
 
 The SDK's own retries are off so that one place decides what is retried (429, 529, 5xx,
 timeouts, connection errors), how long to wait (`retry-after` first, else exponential backoff
-with full jitter), and that budget errors never are.
+with full jitter), and that budget errors never are. The budget itself is the run's
+(harness/budget.py), handed in as `meter`: every HTTP attempt, a retry too, is checked against
+it before it is made and charged to it after.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from harness.errors import BudgetExceeded, PolicyError, ProviderError
+from harness.errors import PolicyError, ProviderError
 from harness.policy import Price
 from harness.providers.base import ModelRequest, ModelResponse, Usage
 
@@ -120,8 +122,6 @@ class AnthropicProvider:
         api_key: str | None = None,
         base_url: str | None = None,
         prices: Mapping[str, Price],
-        max_cost_usd: float | None = None,
-        max_calls: int | None = None,
         max_retries: int = 6,
         timeout: float = 120.0,
         max_tokens: int = 4096,
@@ -136,8 +136,6 @@ class AnthropicProvider:
             raise PolicyError(f"no price for model {model} in policy [prices]", model=model)
         self.model = model
         self.price = price
-        self.max_cost_usd = max_cost_usd
-        self.max_calls = max_calls
         self.max_retries = max_retries
         self.max_tokens = max_tokens
         self.retry_wait_min = retry_wait_min
@@ -159,7 +157,6 @@ class AnthropicProvider:
         return f"AnthropicProvider(model={self.model!r}, calls={self.calls})"
 
     def complete(self, request: ModelRequest) -> ModelResponse:
-        self._check_budget()
         params = self.build_params(request)
         retrying = Retrying(
             stop=stop_after_attempt(self.max_retries + 1),
@@ -178,19 +175,6 @@ class AnthropicProvider:
                 ) from exc
             raise ProviderError(f"anthropic: {_one_line(exc)}") from exc
         return self._account(message)
-
-    def _check_budget(self) -> None:
-        if self.max_calls is not None and self.calls >= self.max_calls:
-            raise BudgetExceeded(
-                f"call budget exhausted: {self.calls} of {self.max_calls} model calls used",
-                calls=self.calls,
-            )
-        if self.max_cost_usd is not None and self.totals.cost_usd >= self.max_cost_usd:
-            raise BudgetExceeded(
-                f"cost budget exhausted: ${self.totals.cost_usd:.4f} of "
-                f"${self.max_cost_usd:.2f} spent",
-                cost_usd=self.totals.cost_usd,
-            )
 
     def _wait(self, state: RetryCallState) -> float:
         if self.meter is not None:

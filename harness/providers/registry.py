@@ -43,8 +43,6 @@ def make_provider(
             api_key=api_key or None,
             base_url=base_url or os.environ.get("ANTHROPIC_BASE_URL") or None,
             prices=policy.prices,
-            max_cost_usd=policy.loop.max_cost_usd,
-            max_calls=policy.loop.max_calls,
         )
     if chosen == "builtin":
         from harness.providers.builtin import BuiltinProvider
