@@ -379,6 +379,26 @@ class TerminalApprover:
 # ---------------------------------------------------------------------------------- a record
 
 
+def decided(event: dict[str, Any]) -> Approval:
+    """The decision an `approval` event holds."""
+    return Approval.model_validate(
+        {k: event.get(k) for k in ("decision", "by", "reason", "diff") if k in event}
+    )
+
+
+def patch_matches(event: dict[str, Any], review: PatchReview) -> bool:
+    """Whether a recorded decision was made about this patch (its item and diff)."""
+    return (
+        event.get("on") == "patch"
+        and event.get("item") == review.item
+        and event.get("diff_sha") == review.digest
+    )
+
+
+def block_matches(event: dict[str, Any], review: BlockReview) -> bool:
+    return event.get("on") == "block" and event.get("block") == review.block
+
+
 class RecordedApprover:
     """The decisions of a recorded run, handed out in order, each only to the patch (or block)
     it was made about: a replay applies them and never asks."""
@@ -387,7 +407,7 @@ class RecordedApprover:
         self.events = events
         self.used = 0
 
-    def _next(self, on: str, where: str, same: Callable[[dict[str, Any]], bool]) -> Approval:
+    def _next(self, where: str, same: Callable[[dict[str, Any]], bool]) -> Approval:
         n = self.used + 1
         if self.used >= len(self.events):
             raise ReplayDiverged(
@@ -395,27 +415,22 @@ class RecordedApprover:
                 where=where,
             )
         event = self.events[self.used]
-        if event.get("on") != on or not same(event):
+        if not same(event):
             raise ReplayDiverged(
                 f"approval #{n} is asked about {where}; the run's was about {_about(event)}",
                 where=where,
             )
         self.used += 1
-        return Approval.model_validate(
-            {k: event.get(k) for k in ("decision", "by", "reason", "diff") if k in event}
-        )
+        return decided(event)
 
     def patch(self, review: PatchReview) -> Approval:
         return self._next(
-            "patch",
             f"block {review.block}, item {review.item}, patch {review.digest}",
-            lambda e: e.get("item") == review.item and e.get("diff_sha") == review.digest,
+            lambda e: patch_matches(e, review),
         )
 
     def block(self, review: BlockReview) -> Approval:
-        return self._next(
-            "block", f"the end of block {review.block}", lambda e: e.get("block") == review.block
-        )
+        return self._next(f"the end of block {review.block}", lambda e: block_matches(e, review))
 
 
 def _about(event: dict[str, Any]) -> str:

@@ -31,7 +31,17 @@ from typing import Any
 import git
 from pydantic import ValidationError
 
-from harness.budget import Spend
+from harness.approve import (
+    Approval,
+    Approver,
+    BlockReview,
+    PatchReview,
+    block_matches,
+    decided,
+    make_approver,
+    patch_matches,
+)
+from harness.budget import Budget, Spend
 from harness.clock import Purpose, WallClock
 from harness.errors import ExitCode, GitError, NotResumable, UsageError
 from harness.gates.models import GateRun
@@ -74,12 +84,26 @@ class Interrupted:
         return sum(1 for e in [*events, *self.tail] if e.get("kind") == "model_response")
 
     def spent(self) -> Spend:
-        """The spend up to the last checkpoint and the unfinished block's wall time; its calls
-        are charged again as the record answers them."""
+        """The spend up to the last checkpoint (without one, the calls made before the first
+        block: the mapping of the script) and the unfinished block's wall time; its calls are
+        charged as the catch-up hands them back or gives them up (`CatchUpProvider.owed`)."""
         spent = Spend.model_validate(self.checkpoint.get("spent") or {})
+        if not self.checkpoint:
+            kept = [json.loads(line) for line in self.kept]
+            for _asked, answer in _pairs(kept):
+                spent.charge(_usage(answer))
+            if kept:
+                spent.seconds += _seconds(kept[0], kept[-1])
         if self.tail:
             spent.seconds += _seconds(self.tail[0], self.tail[-1])
         return spent
+
+
+def _usage(answer: dict[str, Any]) -> Usage | None:
+    """What a recorded answer spent; None for a call that failed."""
+    if answer.get("kind") != "model_response":
+        return None
+    return Usage.model_validate(answer.get("usage") or {})
 
 
 def _seconds(first: dict[str, Any], last: dict[str, Any]) -> float:
@@ -182,6 +206,14 @@ _WAY_OUT = ("progress_commit", "run_error", "budget_exhausted")
 _SESSION_END = ("block_started", "run_error", "budget_exhausted", "run_finished")
 
 
+def supervised(record: Interrupted) -> bool:
+    """Whether a person decided anything in the run so far."""
+    events = [json.loads(line) for line in record.kept] + record.tail
+    return any(
+        e.get("kind") == "approval" and str(e.get("by", "")).startswith("person") for e in events
+    )
+
+
 def still_running(repo: git.Repo, branch: str) -> int | None:
     """The pid of a live harness process that has the run's branch checked out, if any."""
     for entry in worktrees(repo):
@@ -276,7 +308,13 @@ class CatchUpClock:
 class CatchUpProvider:
     """The recorded answers of the unfinished block, each to the request it answered, while
     the loop asks what it asked before; then the live provider. A scripted provider is moved
-    on past the answers the record holds, as the run had used them."""
+    on past the answers the record holds, as the run had used them.
+
+    The budget counts what the interrupted session spent, once: each answer handed back is
+    charged as its call was (with the failed HTTP attempts before it, for a provider that
+    charges each attempt), and when the run goes live, what the record holds that was not
+    handed back (answers after the point it went another way, calls a kill or a budget stop
+    left without an answer) is charged too (`owed`): those calls were made."""
 
     def __init__(self, live: Provider, record: Interrupted) -> None:
         self.live = live
@@ -288,8 +326,12 @@ class CatchUpProvider:
         self._used_before = record.recorded_responses() - sum(
             1 for _, answer in self.pairs if answer["kind"] == "model_response"
         )
-        if hasattr(live, "meter"):
+        self.per_attempt = hasattr(live, "meter")
+        if self.per_attempt:
             self.meter: Any = None  # the loop hands the budget here; passed on to `live`
+        self.budget: Budget | None = None  # the run's, handed in by ResumeLoop
+        self._unanswered = _unanswered(record, self.pairs, self.per_attempt)
+        self._settled = False
         self.totals = Usage()
         if self.caught_up:
             self._go_live()
@@ -298,22 +340,44 @@ class CatchUpProvider:
     def phases(self) -> set[str]:
         return set(getattr(self.live, "phases", set()))
 
+    def charges(self, answer: dict[str, Any]) -> list[Usage | None]:
+        """What one recorded call was charged: its failed attempts, then its answer."""
+        attempts = int(answer.get("attempts") or 1) if self.per_attempt else 1
+        return [None] * (attempts - 1) + [_usage(answer)]
+
+    def owed(self) -> list[Usage | None]:
+        """The recorded calls not handed back, as charges."""
+        rest = [c for _, answer in self.pairs[self.served :] for c in self.charges(answer)]
+        return rest + [None] * self._unanswered
+
+    def hand_budget(self, budget: Budget) -> None:
+        """The run's budget; a catch-up with nothing to hand back owes the record's calls to
+        the block about to start."""
+        self.budget = budget
+        if self.caught_up and not self._settled:
+            self._settled = True
+            budget.carry(self.owed(), into_next_block=True)
+
     def complete(self, request: ModelRequest) -> ModelResponse:
         if not self.caught_up:
             asked, answer = self.pairs[self.served]
             if answer["kind"] == "model_response" and request_digest(request) == asked["request"]:
+                charges = self.charges(answer)
                 self.served += 1
-                if self.served >= len(self.pairs):
-                    self._go_live()
                 response = ModelResponse.model_validate(
                     {k: v for k, v in answer.items() if k in ModelResponse.model_fields}
                 )
                 meter = getattr(self, "meter", None)
                 if meter is not None:
-                    meter.charge(response.usage)  # the loop leaves a metered provider's to it
+                    for usage in charges:  # the loop leaves a metered provider's to it
+                        meter.charge(usage)
+                if self.served >= len(self.pairs):
+                    self._go_live()
                 self.totals = self.totals + response.usage
                 return response
             self._go_live()  # another request, or one the model failed on: ask it now
+            if self.budget is not None:
+                self.budget.before_call()  # with what the record spent and did not hand back
         if hasattr(self.live, "meter"):
             self.live.meter = getattr(self, "meter", None)
         response = self.live.complete(request)
@@ -325,6 +389,34 @@ class CatchUpProvider:
         if isinstance(self.live, ScriptedProvider):
             # Its next answer is the one after those the record holds and the run used.
             self.live.calls = self._used_before + self.served
+        if self.budget is not None and not self._settled:
+            self._settled = True
+            self.budget.carry(self.owed())
+
+
+def _unanswered(
+    record: Interrupted, pairs: list[tuple[dict[str, Any], dict[str, Any]]], per_attempt: bool
+) -> int:
+    """Calls the unfinished block made that the record holds no answer to. A budget stop
+    recorded the run's spend: what it does not owe its answers is exactly those (the failed
+    attempts of a call stopped at a retry included). Without one (a kill, a Ctrl-C), each
+    request left unanswered counts once: it may have been made, and billed."""
+    asked = sum(1 for e in record.tail if e["kind"] == "model_request")
+    stops = [
+        e for e in record.tail if e["kind"] == "budget_exhausted" and isinstance(e.get("run"), dict)
+    ]
+    if not stops:
+        return max(0, asked - len(pairs))
+    before = Spend.model_validate(record.checkpoint.get("spent") or {}).calls
+    if not record.checkpoint:
+        before = len(_pairs([json.loads(line) for line in record.kept]))
+    answered = sum(
+        int(answer.get("attempts") or 1)
+        if per_attempt and answer["kind"] == "model_response"
+        else 1
+        for _, answer in pairs
+    )
+    return max(0, int(stops[-1]["run"].get("calls", 0)) - before - answered)
 
 
 def _pairs(events: list[dict[str, Any]]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
@@ -339,12 +431,46 @@ def _pairs(events: list[dict[str, Any]]) -> list[tuple[dict[str, Any], dict[str,
     return pairs
 
 
+class CatchUpApprover:
+    """The decisions recorded in the unfinished block, each handed back to the patch (or block
+    end) it was about while the run asks about what it asked about before, as a replay
+    honours them; then the live approver (the policy's rules, then the person with
+    `--supervised`, or `[approve] unattended`). A quit or a stop is not handed back: whoever
+    stopped the run is asked again, as resuming it is going on."""
+
+    def __init__(self, live: Approver, tail: list[dict[str, Any]]) -> None:
+        self.live = live
+        self.recorded = [e for e in tail if e["kind"] == "approval"]
+        self.served = 0
+        self.caught_up = not self.recorded
+
+    def _recorded(self, same: Callable[[dict[str, Any]], bool]) -> Approval | None:
+        if self.caught_up or self.served >= len(self.recorded):
+            self.caught_up = True
+            return None
+        event = self.recorded[self.served]
+        if not same(event):
+            self.caught_up = True  # the run went another way: nothing after this applies
+            return None
+        self.served += 1
+        said = decided(event)
+        return None if said.decision in ("quit", "stop") else said
+
+    def patch(self, review: PatchReview) -> Approval:
+        return self._recorded(lambda e: patch_matches(e, review)) or self.live.patch(review)
+
+    def block(self, review: BlockReview) -> Approval:
+        return self._recorded(lambda e: block_matches(e, review)) or self.live.block(review)
+
+
 class ResumeLoop(Loop):
     """The loop, going on from a checkpoint; the unfinished block's gate runs are taken from
     the record while the tree and the gates' configuration are the recorded ones."""
 
     def __init__(self, opts: RunOptions, record: Interrupted) -> None:
         super().__init__(opts)
+        if isinstance(self.provider, CatchUpProvider):
+            self.provider.hand_budget(self.budget)
         self.base = record.manifest.base_commit
         self.recorded_gates = [e for e in record.tail if e["kind"] == "gates"]
         self.reused = 0
@@ -374,8 +500,11 @@ def resume(
     make_provider: Callable[[Manifest, Policy], Provider],
     *,
     budget: dict[str, Any] | None = None,
+    supervisor: Approver | None = None,
     progress: Callable[[str], None] = lambda _m: None,
 ) -> RunSummary:
+    """Go on with the run recorded in `run_dir`; `supervisor` is the person asked about what
+    neither the record nor the policy's rules decide (`--supervised`)."""
     record = load(run_dir)
     manifest = record.manifest
     try:
@@ -398,6 +527,12 @@ def resume(
         where = ".".join(str(p) for p in first["loc"])
         raise UsageError(f"budget option {where}: {first['msg']}") from exc
     provider = make_provider(manifest, policy)
+    if supervisor is None and supervised(record):
+        progress(
+            "note: a person supervised this run; it goes on unattended: what no approval rule "
+            f"decides is decided by [approve] unattended ({policy.approve.unattended}); "
+            "harness resume --supervised asks instead"
+        )
     note = set_aside(record)
     loop = ResumeLoop(
         RunOptions(
@@ -412,6 +547,7 @@ def resume(
             blocks=manifest.blocks,
             progress=progress,
             clock=CatchUpClock(manifest, record.tail),
+            approver=CatchUpApprover(make_approver(policy.approve, supervisor), record.tail),
             resume=Resumed(
                 manifest=manifest,
                 outcomes=record.outcomes,

@@ -1,13 +1,15 @@
 """`harness run --supervised` through a real pseudo-terminal (pexpect): a person rejects a patch
 with a reason the model is told, approves one, edits one in $EDITOR (the edit goes through the
 guard again and is shown again) and stops after the block; the run's record replays without
-asking anyone. Without a terminal on stdin the run is refused at once."""
+asking anyone, and a killed supervised run resumes without asking again what the person
+decided. Without a terminal on stdin the run is refused at once."""
 
 from __future__ import annotations
 
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 from collections.abc import Callable
@@ -229,3 +231,101 @@ def test_end_of_input_at_the_prompt_stops_the_run_cleanly(
     ]
     summary = json.loads((record / "summary.json").read_text())
     assert summary["blocks"][0]["status"] == "stopped" and summary["blocks"][0]["commits"] == []
+
+
+def test_a_supervised_run_killed_mid_block_resumes_without_asking_again(
+    make_repo: Callable[..., Path], tmp_path: Path
+) -> None:
+    """The person rejected a patch and approved one; the run is killed before the approved
+    one's `applied` event. `harness resume --supervised` honours both decisions from the
+    record (the same commit, by the same person) and asks only about what comes after."""
+    repo, args = setup(make_repo, tmp_path)
+    (tmp_path / "edited.diff").write_text(EDITED)
+    editor = tmp_path / "editor.py"
+    editor.write_text(
+        f"import shutil, sys\nshutil.copyfile({str(tmp_path / 'edited.diff')!r}, sys.argv[1])\n"
+    )
+    child = spawn(args, tmp_path, HARNESS_KILL_BEFORE="applied:1")
+    try:
+        child.expect_exact(PROMPT)
+        child.sendline("r")
+        child.expect_exact("reason (sent to the model): ")
+        child.sendline("keep os for now")
+        child.expect_exact(PROMPT)
+        child.sendline("a")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close(force=True)
+    assert child.signalstatus == signal.SIGKILL
+    (record,) = (tmp_path / "runs").iterdir()
+    branch = json.loads((record / "manifest.json").read_text())["branch"]
+    landed = git(repo, "rev-list", f"main..{branch}").split()
+    assert len(landed) == 1  # committed, its `applied` event never written
+
+    resumed = [
+        "-m", "harness", "resume", str(record), "--script", str(tmp_path / "script.json"),
+        "--supervised",
+    ]  # fmt: skip
+    child = spawn(resumed, tmp_path, EDITOR=f"{sys.executable} {editor}")
+    try:
+        child.expect_exact(PROMPT)
+        first = plain(child.before)
+        child.sendline("e")
+        child.expect_exact(PROMPT)
+        child.sendline("a")
+        child.expect_exact(GO_ON)
+        child.sendline("n")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close(force=True)
+    assert child.exitstatus == ExitCode.INTERRUPTED
+    # Item a's two patches were decided in the record: the first question is about item b.
+    assert "block 1, item b (attempt 1)" in first and "item a (attempt" not in first
+    assert approvals(record) == [
+        ("patch", "a", "reject", "person", "keep os for now"),
+        ("patch", "a", "approve", "person", ""),
+        ("patch", "b", "edit", "person", ""),
+        ("patch", "b", "approve", "person", ""),
+        ("block", None, "stop", "person", ""),
+    ]
+    final = git(repo, "rev-list", "--reverse", f"main..{branch}").split()
+    assert final[0] == landed[0]  # the killed session's commit, not made twice
+    trailers = git(repo, "log", "--format=%(trailers:key=Harness-Approved)", f"main..{branch}")
+    assert trailers.count("Harness-Approved: person") == 2
+    assert not re.search(r"import (os|sys|json)", git(repo, "show", f"{branch}:pkg/calc.py"))
+    responses = [e for e in read_events(record) if e["kind"] == "model_response"]
+    assert len(responses) == len(SCRIPT)  # no answer asked for twice
+
+
+def test_a_supervised_run_resumed_unattended_honours_the_record_and_says_so(
+    make_repo: Callable[..., Path], tmp_path: Path
+) -> None:
+    _repo, args = setup(make_repo, tmp_path)
+    child = spawn(args, tmp_path, HARNESS_KILL_BEFORE="applied:1")
+    try:
+        child.expect_exact(PROMPT)
+        child.sendline("r")
+        child.expect_exact("reason (sent to the model): ")
+        child.sendline("keep os for now")
+        child.expect_exact(PROMPT)
+        child.sendline("a")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close(force=True)
+    (record,) = (tmp_path / "runs").iterdir()
+    script = [*SCRIPT, plan(), todos()]  # block 2 finds nothing to do
+    (tmp_path / "script.json").write_text(json.dumps({"responses": script}))
+    proc = subprocess.run(
+        [sys.executable, "-m", "harness", "resume", str(record), "--script",
+         str(tmp_path / "script.json")],
+        cwd=tmp_path, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=300,
+        check=False,
+    )  # fmt: skip
+    assert proc.returncode in (0, 1), proc.stderr[-2000:]
+    assert "note: a person supervised this run; it goes on unattended" in proc.stderr
+    # The person's rejection stands: the model's first patch was not approved by anyone else.
+    assert approvals(record)[:3] == [
+        ("patch", "a", "reject", "person", "keep os for now"),
+        ("patch", "a", "approve", "person", ""),
+        ("patch", "b", "approve", "unattended", ""),
+    ]

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
 import typer
 
 from harness import ui
+from harness.approve import TerminalApprover
 from harness.commands.run import budget_options, show
-from harness.errors import UsageError
+from harness.errors import Interrupted, UsageError
 from harness.policy import Policy
 from harness.providers.base import Provider
 from harness.providers.registry import make_provider
@@ -26,6 +28,12 @@ def command(
         help="For a run made with --provider scripted: the same responses file (or recorded "
         "run); the answers the record holds are skipped.",
     ),
+    supervised: bool = typer.Option(
+        False,
+        "--supervised",
+        help="Ask at the terminal, as `harness run --supervised` does, about what neither the "
+        "record nor the policy's approval rules decide. Needs a terminal on stdin (exit 2).",
+    ),
     json_: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
     budget: dict[str, Any] | None = None,
 ) -> None:
@@ -38,6 +46,9 @@ def command(
     Exit codes: as `harness run`; 2 when the record cannot be resumed (a finished run, a branch
     or repository that is gone, a run still running).
     """
+
+    if supervised and not sys.stdin.isatty():
+        raise UsageError("--supervised asks a person at a terminal, and stdin is not a terminal")
 
     def provider(manifest: Manifest, policy: Policy) -> Provider:
         if manifest.provider == "scripted" and script is None:
@@ -52,9 +63,17 @@ def command(
         )
 
     say = (lambda _m: None) if json_ else (lambda m: ui.err.print(m, markup=False))
-    summary = resume(run_dir, provider, budget=budget, progress=say)
+    person = TerminalApprover(ui.err) if supervised else None
+    summary = resume(run_dir, provider, budget=budget, supervisor=person, progress=say)
     if json_:
         ui.print_json(summary.report())
     else:
         show(summary)
+    if summary.interrupted:
+        raise Interrupted(
+            f"{summary.stopped}; record in {summary.run_dir}, work so far on branch "
+            f"{summary.branch}",
+            run_dir=summary.run_dir,
+            branch=summary.branch,
+        )
     raise typer.Exit(summary.exit_code)
