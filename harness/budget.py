@@ -103,6 +103,7 @@ class Budget:
         self.item: int | None = None  # calls of the current todo item; None between items
         self.dearest = Usage()  # the largest cost and token count of one call so far
         self.where = "before any block"
+        self._carried: list[Usage | None] = []  # charged to the next block when it starts
 
     # --------------------------------------------------------------- scopes
     def start_block(self, number: int) -> None:
@@ -110,6 +111,9 @@ class Budget:
         self._block_t0 = self._now()
         self.item = None
         self.where = f"block {number}"
+        for usage in self._carried:
+            self.block.charge(usage)
+        self._carried = []
         self.check_time()
 
     def start_item(self, block: int, item: str) -> None:
@@ -153,18 +157,33 @@ class Budget:
         if self.item_calls is not None and self.item is not None and self.item >= self.item_calls:
             self._exceeded("item_calls", "item", self.item, self.item_calls)
 
-    def charge(self, usage: Usage | None) -> None:
-        """Count one call made: answered, failed, or to be retried."""
+    def charge(self, usage: Usage | None, *, item: bool = True) -> None:
+        """Count one call made: answered, failed, or to be retried (`item`: by the current
+        item, if any)."""
         self.run.charge(usage)
         self.block.charge(usage)
-        if self.item is not None:
+        if item and self.item is not None:
             self.item += 1
+        self._dearest(usage)
+        self._tick()
+
+    def _dearest(self, usage: Usage | None) -> None:
         if usage is not None:
             self.dearest = Usage(
                 cost_usd=max(self.dearest.cost_usd, usage.cost_usd),
                 input_tokens=max(tokens(self.dearest), tokens(usage)),
             )
-        self._tick()
+
+    def carry(self, calls: list[Usage | None], *, into_next_block: bool = False) -> None:
+        """Count calls an earlier session made that this one will not make or be handed back
+        (a resume's): to the run, and to the current block or, before it starts, the next."""
+        for usage in calls:
+            if into_next_block:
+                self.run.charge(usage)
+                self._dearest(usage)
+                self._carried.append(usage)
+            else:
+                self.charge(usage, item=False)
 
     def _exceeded(self, kind: str, scope: str, spent: float, limit: float) -> None:
         said = {

@@ -154,14 +154,17 @@ def test_the_limit_reached_exactly_at_an_http_retry(api: FakeAPI) -> None:
     assert budget.run.calls == 2 and p.attempts == 2
 
 
-def _cli(args: list[str], api: FakeAPI) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower() and k != "HARNESS_MODEL"}
-    env |= {"ANTHROPIC_API_KEY": "sk-ant-test-0000", "ANTHROPIC_BASE_URL": api.base_url}
+def _cli(
+    args: list[str], api: FakeAPI, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    environ = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
+    environ = {k: v for k, v in environ.items() if k != "HARNESS_MODEL"} | (env or {})
+    environ |= {"ANTHROPIC_API_KEY": "sk-ant-test-0000", "ANTHROPIC_BASE_URL": api.base_url}
     return subprocess.run(
         [sys.executable, "-m", "harness", *args],
         capture_output=True,
         text=True,
-        env=env,
+        env=environ,
         timeout=600,
         check=False,
     )
@@ -225,6 +228,7 @@ def test_a_run_stops_at_the_retry_its_budget_forbids_and_resumes_without_asking_
     assert len(summary["blocks"][0]["commits"]) == 1
     # Both sessions' calls: 1 plan, 1 failed todo attempt, 3 in the resumed session.
     assert summary["cost_usd"] == pytest.approx(5 * 0 + 4 * (100 * 2.0 + 20 * 10.0) / 1e6)
+    assert _spent_calls(record) == 5  # the failed attempt the budget stop recorded counts
 
 
 def _loop_until_stopped(
@@ -285,3 +289,42 @@ def test_a_block_token_budget_stops_before_the_call_that_would_pass_it(
     # 2 calls of 1100 tokens: a third like the dearest would make 3300.
     assert (exc.budget, exc.scope, exc.spent) == ("tokens", "block", 2200)
     assert sum(e["kind"] == "model_request" for e in read_events(record)) == 2
+
+
+def _spent_calls(record: Path) -> int:
+    (checkpoint,) = [e for e in read_events(record) if e["kind"] == "checkpoint"]
+    return int(checkpoint["spent"]["calls"])
+
+
+def test_a_killed_run_resumed_still_counts_the_retries_of_its_unfinished_block(
+    make_repo: Callable[..., Path], tmp_path: Path, api: FakeAPI
+) -> None:
+    """The plan took two HTTP attempts (a 529, then the answer); the run is killed in the same
+    block. After the resume the run has spent five calls, as it would have without the kill:
+    the answers handed back from the record are charged with the attempts they took."""
+    from harness.record import KILL_BEFORE
+
+    repo = make_repo(FILES)
+    steps = tmp_path / "steps.md"
+    steps.write_text(STEPS_ONE)
+    policy = tmp_path / "policy.toml"
+    prices = '\n[prices."claude-sonnet-5"]\ninput = 2.0\noutput = 10.0\n'
+    policy.write_text(POLICY + prices)
+    runs = tmp_path / "runs"
+    api.push(529, OVERLOADED, headers={"retry-after": "0"})
+    api.push(200, message_body([tool_use("submit_plan", {"summary": "drop os"})]))
+    api.push(200, message_body([tool_use("submit_todos", {"items": [ITEM]})]))
+    api.push(200, message_body([tool_use("propose_patch", {"item_id": "T1", "diff": REMOVE_OS})]))
+    run = ["run", str(steps), "--repo", str(repo), "--policy", str(policy), "--runs-dir", str(runs)]
+    killed = _cli([*run, "--model", "claude-sonnet-5"], api, env={KILL_BEFORE: "verdict:1"})
+    assert killed.returncode < 0, killed.stderr[-3000:]
+    (record,) = runs.iterdir()
+    responses = [e for e in read_events(record) if e["kind"] == "model_response"]
+    assert [r["attempts"] for r in responses] == [2, 1, 1]
+
+    api.push(200, message_body([tool_use("submit_review", {"games_gate": False, "how": ""})]))
+    resumed = _cli(["resume", str(record), "--json"], api)
+    assert resumed.returncode == 1, resumed.stderr[-3000:]
+    assert len(api.requests) == 5  # the review only: nothing the record answers was asked again
+    # 2 attempts for the plan, the todos, the patch, the review.
+    assert _spent_calls(record) == 5

@@ -158,6 +158,7 @@ class AnthropicProvider:
 
     def complete(self, request: ModelRequest) -> ModelResponse:
         params = self.build_params(request)
+        before = self.attempts
         retrying = Retrying(
             stop=stop_after_attempt(self.max_retries + 1),
             wait=self._wait,
@@ -174,7 +175,10 @@ class AnthropicProvider:
                     f"anthropic: {_one_line(exc)} (gave up after {attempts} attempts)"
                 ) from exc
             raise ProviderError(f"anthropic: {_one_line(exc)}") from exc
-        return self._account(message)
+        response = self._account(message)
+        # Recorded with the answer: a resume charges the budget for the failed ones again.
+        response.attempts = self.attempts - before
+        return response
 
     def _wait(self, state: RetryCallState) -> float:
         if self.meter is not None:

@@ -52,6 +52,9 @@ class ModelResponse(BaseModel):
     usage: Usage = Field(default_factory=Usage)
     model: str = ""
     stop_reason: str | None = None
+    attempts: int = Field(
+        1, ge=1, description="HTTP attempts the answer took, failed ones included: each was billed"
+    )
 
 
 @runtime_checkable
