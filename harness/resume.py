@@ -326,6 +326,11 @@ class CatchUpProvider:
         self._used_before = record.recorded_responses() - sum(
             1 for _, answer in self.pairs if answer["kind"] == "model_response"
         )
+        # The builtin provider remembers what it proposed (to split a refused patch in halves,
+        # to give each item the fixes its todo list planned): it is offline, free and
+        # deterministic, so it is asked each request the record answers, its answer set aside,
+        # and goes live knowing what it would have known.
+        self.warm = _remembers(live)
         self.per_attempt = hasattr(live, "meter")
         if self.per_attempt:
             self.meter: Any = None  # the loop hands the budget here; passed on to `live`
@@ -363,6 +368,8 @@ class CatchUpProvider:
             asked, answer = self.pairs[self.served]
             if answer["kind"] == "model_response" and request_digest(request) == asked["request"]:
                 charges = self.charges(answer)
+                if self.warm:
+                    self.live.complete(request)
                 self.served += 1
                 response = ModelResponse.model_validate(
                     {k: v for k, v in answer.items() if k in ModelResponse.model_fields}
@@ -392,6 +399,12 @@ class CatchUpProvider:
         if self.budget is not None and not self._settled:
             self._settled = True
             self.budget.carry(self.owed())
+
+
+def _remembers(provider: Provider) -> bool:
+    from harness.providers.builtin import BuiltinProvider
+
+    return isinstance(provider, BuiltinProvider)
 
 
 def _unanswered(

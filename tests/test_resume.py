@@ -425,3 +425,58 @@ def test_a_mapped_script_resumes_with_its_recorded_mapping(
     assert summary.blocks[1].gates == ["command:test -f pkg/__init__.py"]
     events = read_events(record)
     assert sum(e["kind"] == "model_request" for e in events) == 1
+
+
+def test_the_builtin_provider_resumes_knowing_what_it_proposed(
+    make_repo: Callable[..., Path], tmp_path: Path
+) -> None:
+    """The builtin provider remembers its todo list and its patches (to split a refused one in
+    halves): the answers the record hands back are asked of it too, so it goes live as it
+    would have been."""
+    from harness.errors import Interrupted
+    from harness.loop import Loop, RunOptions
+    from harness.policy import parse_policy
+    from harness.providers.base import ModelRequest, ModelResponse
+    from harness.providers.builtin import BuiltinProvider
+    from harness.resume import resume as go_on
+    from harness.steps import parse_steps
+    from tests.test_loop import FILES as CALC_FILES
+    from tests.test_loop import STEPS as ONE_BLOCK
+
+    class Seen(BuiltinProvider):
+        def __init__(self) -> None:
+            super().__init__()
+            self.phases: list[str] = []
+
+        def complete(self, request: ModelRequest) -> ModelResponse:
+            self.phases.append(request.phase)
+            return super().complete(request)
+
+    repo = make_repo(CALC_FILES)
+    policy = other_gates_off("ruff") + '[gates.ruff]\npaths = ["pkg"]\n[loop]\nmax_iterations = 1\n'
+
+    def stop_at_the_first_item(message: str) -> None:
+        if message.startswith("  [R1]"):
+            raise KeyboardInterrupt  # Ctrl-C once the todo list is answered
+
+    opts = RunOptions(
+        steps=parse_steps(ONE_BLOCK, "s.md"),
+        steps_text=ONE_BLOCK,
+        repo=repo,
+        policy=parse_policy(policy),
+        policy_text=policy,
+        policy_path=None,
+        provider=Seen(),
+        runs_dir=tmp_path / "runs",
+        progress=stop_at_the_first_item,
+    )
+    with pytest.raises(Interrupted):
+        Loop(opts).run()
+    (record,) = (tmp_path / "runs").iterdir()
+    live = Seen()
+    summary = go_on(record, lambda _m, _p: live)
+    assert live.phases[:3] == ["plan", "todo", "execute"]  # the first two answered by the record
+    assert len(summary.blocks[0].commits) == 1
+    events = read_events(record)
+    asked = [e["phase"] for e in events if e["kind"] == "model_request"]
+    assert asked[:3] == ["plan", "todo", "execute"] and asked.count("todo") == asked.count("plan")
