@@ -143,6 +143,12 @@ def load(run_dir: Path) -> Interrupted:
             "resume; start a new run"
         )
     marks = [i for i, e in enumerate(events) if e["kind"] == "checkpoint"]
+    # A block the person quit in was cut short, not finished: it is the one to go on with.
+    quit_in = {
+        e.get("number") for e in events if e["kind"] == "block_outcome" and e["status"] == "stopped"
+    }
+    while marks and events[marks[-1]].get("block") in quit_in:
+        marks.pop()
     if marks:
         cut = marks[-1] + 1
     else:

@@ -329,3 +329,63 @@ def test_a_supervised_run_resumed_unattended_honours_the_record_and_says_so(
         ("patch", "a", "approve", "person", ""),
         ("patch", "b", "approve", "unattended", ""),
     ]
+
+
+def test_a_person_who_quit_mid_block_is_asked_again_where_they_quit(
+    make_repo: Callable[..., Path], tmp_path: Path
+) -> None:
+    """`q` at a patch stops the run (exit 130, the block judged and cut short). `harness
+    resume --supervised` goes on with that block, not after it: the decisions before the quit
+    are handed back and the person is asked again about the patch they quit at."""
+    repo, args = setup(make_repo, tmp_path)
+    (tmp_path / "edited.diff").write_text(EDITED)
+    editor = tmp_path / "editor.py"
+    editor.write_text(
+        f"import shutil, sys\nshutil.copyfile({str(tmp_path / 'edited.diff')!r}, sys.argv[1])\n"
+    )
+    child = spawn(args, tmp_path)
+    try:
+        child.expect_exact(PROMPT)
+        child.sendline("r")
+        child.expect_exact("reason (sent to the model): ")
+        child.sendline("keep os for now")
+        child.expect_exact(PROMPT)
+        child.sendline("a")
+        child.expect_exact(PROMPT)
+        child.sendline("q")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close(force=True)
+    assert child.exitstatus == ExitCode.INTERRUPTED
+    (record,) = (tmp_path / "runs").iterdir()
+
+    resumed = [
+        "-m", "harness", "resume", str(record), "--script", str(tmp_path / "script.json"),
+        "--supervised",
+    ]  # fmt: skip
+    child = spawn(resumed, tmp_path, EDITOR=f"{sys.executable} {editor}")
+    try:
+        child.expect_exact(PROMPT)
+        first = plain(child.before)
+        child.sendline("e")
+        child.expect_exact(PROMPT)
+        child.sendline("a")
+        child.expect_exact(GO_ON)
+        child.sendline("n")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close(force=True)
+    assert child.exitstatus == ExitCode.INTERRUPTED
+    assert "block 1, item b (attempt 1)" in first and "item a (attempt" not in first
+    assert approvals(record) == [
+        ("patch", "a", "reject", "person", "keep os for now"),
+        ("patch", "a", "approve", "person", ""),
+        ("patch", "b", "edit", "person", ""),
+        ("patch", "b", "approve", "person", ""),
+        ("block", None, "stop", "person", ""),
+    ]
+    summary = json.loads((record / "summary.json").read_text())
+    assert summary["blocks"][0]["status"] == "iteration_limit"
+    assert len(summary["blocks"][0]["commits"]) == 2
+    branch = summary["branch"]
+    assert not re.search(r"import (os|sys|json)", git(repo, "show", f"{branch}:pkg/calc.py"))
