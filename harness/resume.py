@@ -15,7 +15,8 @@ out, the commits landed, the progress-log entries, the spend). A resume:
   and the gate results it recorded are handed back (`CatchUp`), so its commits come out as they
   were, to the byte; from the first request the record cannot answer on, the run is live.
 
-Finished blocks are never run again: their outcomes come from the record.
+Finished blocks are never run again: their outcomes come from the record. A block a person
+quit in (`q` at a patch) was cut short, not finished: it is the one gone on with.
 """
 
 from __future__ import annotations
