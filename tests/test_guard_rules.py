@@ -478,3 +478,42 @@ def test_coverage_markers_from_the_repository_config_are_suppressions(make_repo:
         "suppression"
     ]
     assert check_patch(edit("m.py", "x = 1", "x = 2  # nocov-ci"), repo, CFG).accepted
+
+
+CURRY_TEST = """from lib import curry, foo
+
+
+def test_curry_equality():
+    f1 = curry(foo, 1, c=2)
+    f2 = curry(foo, 1, c=2)
+    result = foo(1, 2, 3)
+    expected = result
+    assert f1 == f2
+    assert not (f1 != f2)
+    assert result == 6
+"""
+
+
+def test_a_self_compare_refusal_says_what_the_assert_compares(make_repo: MakeRepo) -> None:
+    """SIM202's fix on toolz (`assert not (f1 != f2)` to `assert f1 == f2`) was refused as
+    "compares f1 with itself": f1 and f2 are two objects built alike, not one value."""
+    repo = make_repo({"lib.py": LIB, "tests/test_curry.py": CURRY_TEST})
+    path = "tests/test_curry.py"
+
+    built = check_patch(edit(path, "    assert not (f1 != f2)", "    assert f1 == f2"), repo, CFG)
+    assert rules(built) == ["tests.self_compare"]
+    message = built.violations[0].message
+    assert "f1 with itself" not in message
+    assert "f1 with f2, two results of the same expression curry(foo, 1, c=2)" in message
+    assert "not what the value should be" in message
+
+    aliased = check_patch(edit(path, "    assert result == 6", "    assert result == expected"),
+                          repo, CFG)  # fmt: skip
+    assert rules(aliased) == ["tests.self_compare"]
+    assert "expected is only another name for result, so it is always true" in (
+        aliased.violations[0].message
+    )
+
+    itself = check_patch(edit(path, "    assert result == 6", "    assert result == result"),
+                         repo, CFG)  # fmt: skip
+    assert "compares result with itself, which is always true" in itself.violations[0].message

@@ -503,8 +503,7 @@ def _more(old: list[int], new: list[int], added: set[int]) -> list[int]:
 
 
 _FLAG_MESSAGES = {
-    "tests.self_compare": "compares {what} with itself, which is always true; compare the "
-    "result with the expected value written out",
+    "tests.self_compare": "compares {what}; compare the result with the expected value written out",
     "tests.dead_assert": "an assert in {what} never runs (under a condition that is never "
     "true, in a loop over nothing, or in a nested function nobody calls); assert where the "
     "test runs",

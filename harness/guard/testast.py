@@ -417,6 +417,50 @@ def _same(a: ast.expr, b: ast.expr, env: dict[str, ast.expr]) -> bool:
     return _key(a, env, 4) == _key(b, env, 4)
 
 
+def _one_value(a: ast.expr, b: ast.expr, env: dict[str, ast.expr]) -> str:
+    """What a check of two sides that `_same` found to be one value compares, in words (no
+    line numbers: the words also tell an old finding from a new one)."""
+    left, right = ast.unparse(a)[:60], ast.unparse(b)[:60]
+    if ast.dump(a) == ast.dump(b):
+        return f"{left} with itself, which is always true"
+    one, other = _alias(a, env), _alias(b, env)
+    if ast.dump(one) == ast.dump(other):
+        # `expected = result` then `result == expected`: another name for the same object.
+        name = right if ast.dump(other) != ast.dump(b) else left
+        return (
+            f"{left} with {right}, and {name} is only another name for "
+            f"{ast.unparse(one)[:60]}, so it is always true"
+        )
+    value = _resolved(a, env)
+    shown = ast.unparse(value)[:60]
+    if any(isinstance(n, ast.Call) for n in ast.walk(value)):
+        # `f1 = curry(foo, 1)`, `f2 = curry(foo, 1)`: two objects, built alike.
+        return (
+            f"{left} with {right}, two results of the same expression {shown}, so it checks "
+            "only that evaluating it twice gives equal values, not what the value should be"
+        )
+    return f"{left} with {right}, which both hold {shown} here, so it is always true"
+
+
+def _alias(node: ast.expr, env: dict[str, ast.expr]) -> ast.expr:
+    """A name followed through names assigned another name (`b = a`), to the first one."""
+    for _ in range(4):
+        value = env.get(node.id) if isinstance(node, ast.Name) else None
+        if not isinstance(value, ast.Name):
+            break
+        node = value
+    return node
+
+
+def _resolved(node: ast.expr, env: dict[str, ast.expr]) -> ast.expr:
+    """A name followed through single assignments to the value it holds."""
+    for _ in range(4):
+        if not (isinstance(node, ast.Name) and node.id in env):
+            break
+        node = env[node.id]
+    return node
+
+
 _SAME_OPS = (ast.Eq, ast.Is, ast.LtE, ast.GtE)
 
 
@@ -600,7 +644,7 @@ class _Module:
             out.value += 1
         sides = _compared(node)
         if sides is not None and _same(sides[0], sides[1], env):
-            out.flags.append(("tests.self_compare", line, ast.unparse(sides[0])[:60]))
+            out.flags.append(("tests.self_compare", line, _one_value(sides[0], sides[1], env)))
 
     def _raises_assertion(self, stmt: ast.With | ast.AsyncWith) -> bool:
         for item in stmt.items:
