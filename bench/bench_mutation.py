@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/bench_mutation.py prepare      # click 7.1.2 under /tmp/bench-mutation
     .venv/bin/python bench/bench_mutation.py run [--max-mutants 30] [--budget 180] [--only real]
+        [--baseline REV] [--repo CLONE]
 
 `prepare` unpacks the click 7.1.2 sdist into a git repository and makes its own venv with
 pytest, pytest-cov and coverage (needs PyPI once). `run` writes patches that touch tests, one at
@@ -22,15 +23,25 @@ It prints, per patch, the wall seconds, the mutants tried, caught by a check and
 check, an exception, a hang or a crash), the score of the tests that cover the changed code
 before and after on how many mutants, and the verdict; then the median seconds per patch.
 Expected: real and refactored accepted, vacuous and weakened refused; source-0 accepted.
+
+With `--baseline REV`, `git archive REV harness policies` of this checkout is a second copy of
+the layer: each patch is judged by it and then by this checkout, each in a process of its own,
+one after the other, so both see the same machine load; the table gives both times, their
+ratio, and whether the verdicts (accepted, rules, score before) agree. `--repo` judges in a
+clone of the prepared repository (the venv is shared), so two runs do not write to one tree.
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
+import json
 import os
 import statistics
 import subprocess
+import sys
+import tarfile
+import tempfile
 import time
 from pathlib import Path
 
@@ -40,6 +51,7 @@ from sdist import git as sdist_git
 from harness.guard.mutation import MutationResult, check_patch_tests
 from harness.policy import Policy, parse_policy
 
+HERE = Path(__file__).resolve().parent.parent
 ROOT = Path("/tmp/bench-mutation")
 REPO = ROOT / "click-7.1.2"
 VENV = ROOT / "venv"
@@ -209,6 +221,97 @@ def judge(files: dict[str, str], pol: Policy) -> MutationResult:
         git("clean", "-qfd")
 
 
+def patches() -> list[tuple[str, dict[str, str]]]:
+    return new_tests() + weakened() + weakened(refactor=True) + source_patches()
+
+
+def one(name: str, max_mutants: int, budget: float) -> None:
+    """Judge one patch with the harness this process imports; print the result as JSON."""
+    files = dict(patches())[name]
+    t0 = time.monotonic()
+    result = judge(files, policy(max_mutants, budget, source=name.startswith("source")))
+    took = time.monotonic() - t0
+    if git("status", "--porcelain"):
+        raise SystemExit("the worktree is not clean after a patch")
+    import harness
+
+    out = {"seconds": took, "harness": harness.__file__, "result": result.model_dump(mode="json")}
+    print(json.dumps(out))
+
+
+def judged_by(
+    impl: Path, name: str, max_mutants: int, budget: float
+) -> tuple[MutationResult, float]:
+    argv = [sys.executable, __file__, "one", name, "--repo", str(REPO),
+            "--max-mutants", str(max_mutants), "--budget", str(budget)]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(impl)}
+    proc = subprocess.run(argv, cwd=impl, env=env, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise SystemExit(f"{name} under {impl}: exit {proc.returncode}: {proc.stderr[-2000:]}")
+    out = json.loads(proc.stdout.splitlines()[-1])
+    if not Path(out["harness"]).resolve().is_relative_to(impl.resolve()):
+        raise SystemExit(f"{name}: imported {out['harness']}, not the copy under {impl}")
+    # The baseline's result may lack fields added since; read what both have.
+    return MutationResult.model_validate(out["result"]), float(out["seconds"])
+
+
+def compare(max_mutants: int, budget: float, only: str, baseline: str) -> None:
+    head = git("rev-parse", "HEAD").strip()
+    print(f"click 7.1.2 at {head[:12]}; max_mutants {max_mutants}, budget {budget:g}s")
+    print(f"baseline {baseline} against this checkout, each patch judged by both in turn")
+    print(f"load average before: {os.getloadavg()[0]:.2f}\n")
+    print("| patch | verdict | rules | mutants run/selected (base, now) | score before -> after "
+          "(base; now) | seconds base | seconds now | now/base |")  # fmt: skip
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    totals = {"base": [], "now": []}
+    differ = 0
+    with tempfile.TemporaryDirectory(prefix="bench-mutation-base-") as tmp:
+        base_dir = Path(tmp)
+        archive = subprocess.run(
+            ["git", "archive", "--format=tar", baseline, "harness", "policies"],
+            cwd=HERE, check=True, capture_output=True,
+        ).stdout  # fmt: skip
+        (base_dir / "base.tar").write_bytes(archive)
+        with tarfile.open(base_dir / "base.tar") as tar:
+            tar.extractall(base_dir, filter="data")
+        for name, _ in patches():
+            if not name.startswith(only):
+                continue
+            old, old_s = judged_by(base_dir, name, max_mutants, budget)
+            new, new_s = judged_by(HERE, name, max_mutants, budget)
+            totals["base"].append(old_s)
+            totals["now"].append(new_s)
+            same = (
+                old.accepted == new.accepted
+                and [v.rule for v in old.violations] == [v.rule for v in new.violations]
+                and old.score_before == new.score_before
+            )
+            differ += not same
+            rules = ", ".join(v.rule for v in new.violations) or "-"
+            verdict = ("accepted" if new.accepted else "refused") + ("" if same else " (DIFFERS)")
+            print(
+                f"| {name} | {verdict} | {rules} | {old.tried}/{old.mutants}, "
+                f"{new.tried}/{new.mutants} | {_score(old)}; {_score(new)} | {old_s:.1f} | "
+                f"{new_s:.1f} | {new_s / old_s:.2f} |"
+            )
+    base_sum, now_sum = sum(totals["base"]), sum(totals["now"])
+    print(
+        f"\nbaseline: median {statistics.median(totals['base']):.1f}s, total {base_sum:.0f}s; "
+        f"now: median {statistics.median(totals['now']):.1f}s, total {now_sum:.0f}s; "
+        f"now/base {now_sum / base_sum:.2f}; verdicts that differ: {differ}"
+    )
+    print(f"load average after: {os.getloadavg()[0]:.2f}")
+
+
+def _score(result: MutationResult) -> str:
+    if result.score_before is None or result.score_after is None:
+        return "-"
+    return (
+        f"{result.score_before:.2f} -> {result.score_after:.2f} "
+        f"({result.score_mutants}, {len(result.lost)} lost)"
+    )
+
+
 def run(max_mutants: int, budget: float, only: str) -> None:
     pol = policy(max_mutants, budget)
     with_source = policy(max_mutants, budget, source=True)
@@ -219,8 +322,7 @@ def run(max_mutants: int, budget: float, only: str) -> None:
           "score before -> after (mutants, lost) | seconds |")  # fmt: skip
     print("| --- | --- | --- | --- | --- | --- | --- |")
     seconds: list[float] = []
-    patches = new_tests() + weakened() + weakened(refactor=True) + source_patches()
-    for name, files in patches:
+    for name, files in patches():
         if not name.startswith(only):
             continue
         t0 = time.monotonic()
@@ -247,16 +349,28 @@ def run(max_mutants: int, budget: float, only: str) -> None:
 
 
 def main() -> None:
+    global REPO
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
     sub.add_parser("prepare")
     r = sub.add_parser("run")
-    r.add_argument("--max-mutants", type=int, default=30)
-    r.add_argument("--budget", type=float, default=180.0)
+    o = sub.add_parser("one")
+    o.add_argument("name")
+    for cmd in (r, o):
+        cmd.add_argument("--max-mutants", type=int, default=30)
+        cmd.add_argument("--budget", type=float, default=180.0)
+        cmd.add_argument("--repo", type=Path, default=REPO, help="a clone of the prepared repo")
     r.add_argument("--only", default="", help="patches whose name starts with this")
+    r.add_argument("--baseline", help="git revision of this checkout to compare against")
     args = parser.parse_args()
     if args.cmd == "prepare":
         prepare()
+        return
+    REPO = args.repo.resolve()
+    if args.cmd == "one":
+        one(args.name, args.max_mutants, args.budget)
+    elif args.baseline:
+        compare(args.max_mutants, args.budget, args.only, args.baseline)
     else:
         run(args.max_mutants, args.budget, args.only)
 

@@ -867,12 +867,13 @@ class Loop:
 
     def mutation(self, guard: GuardConfig, verdict: Verdict, paths: list[str]) -> dict[str, str]:
         """The mutation layer on a patch that adds or changes tests (after the new-test filter
-        kept it), and with `source_patches` on a source patch: new or changed tests must catch
+        kept it), and a source patch where the policy judges the provider's (`source_patches`,
+        'auto': a model's, not the builtin's): new or changed tests must catch
         mutants of the code they run, and the tests that cover the changed code must catch as
         many of its mutants as before. Raise PatchRejected to undo the patch."""
         cfg = guard.mutation
         tests = any(match_any(p, guard.test_globs) for p in paths)
-        source = cfg.source_patches and any(
+        source = cfg.judges_source(self.provider.name) and any(
             p.endswith(".py") and not match_any(p, guard.test_globs) for p in paths
         )
         if not (cfg.enabled and self.policy.gates.pytest.enabled and (tests or source)):
@@ -886,7 +887,12 @@ class Loop:
                 covering = None if selection == "all" else selected
             # It works in a throw-away copy: the written, uncommitted patch stays as it is.
             return check_patch_tests(
-                self.wt, self.policy, verdict.contents, guard=guard, covering=covering
+                self.wt,
+                self.policy,
+                verdict.contents,
+                guard=guard,
+                covering=covering,
+                provider=self.provider.name,
             )
 
         result = self.measured(

@@ -123,11 +123,14 @@ class MutationConfig(Strict):
         description="a mutant's test run is a hang (the mutant is killed) after 3x the "
         "unmutated run plus 1s, and never sooner than this",
     )
-    source_patches: bool = Field(
-        False,
+    source_patches: bool | Literal["auto"] = Field(
+        "auto",
         description="judge source patches too: the tests that ran a function the patch changes "
-        "must catch as many of its mutants after the patch as before (two pytest runs per "
-        "mutant; off by default for its cost)",
+        "must catch as many of its mutants after the patch as before (a pytest run per mutant, "
+        "two where the old tests caught it). 'auto': on where a model wrote the patch (the "
+        "Anthropic provider, the scripted one that replays a model's answers, and `harness "
+        "apply`, which cannot tell who wrote it); off with the builtin provider, whose source "
+        "patches are ruff's own fixes and cannot be written to game a test",
     )
     fail_closed: bool = Field(
         False,
@@ -135,6 +138,13 @@ class MutationConfig(Strict):
         "budget ran out first, coverage could not be measured, it does not pass unmutated); "
         "false: say so in the layer's record and accept",
     )
+
+    def judges_source(self, provider: str | None) -> bool:
+        """Whether source patches are judged, for patches from `provider` (None: a patch the
+        harness did not ask for, as `harness apply` gets it)."""
+        if self.source_patches != "auto":
+            return self.source_patches
+        return provider != "builtin"
 
 
 class GuardConfig(Strict):

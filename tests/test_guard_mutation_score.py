@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from harness.guard.mutation import MutationResult, mutants_of
+from harness.policy import MutationConfig
 
 from .conftest import git, other_gates_off
 from .test_guard_mutation import _apply, _judge, _rules
@@ -138,11 +139,26 @@ SPECIAL_CASED = CODE.replace(
 )
 
 
-def test_source_patches_are_judged_only_when_the_policy_says_so(
+def test_source_patches_are_judged_unless_the_builtin_provider_wrote_them() -> None:
+    """'auto': a model can write a patch that games the tests, ruff's own fixes cannot; a
+    patch given to `harness apply` (provider None) may come from anywhere."""
+    auto = MutationConfig()
+    assert auto.source_patches == "auto"
+    judged = {p: auto.judges_source(p) for p in ("anthropic", "scripted", None, "builtin")}
+    assert judged == {"anthropic": True, "scripted": True, None: True, "builtin": False}
+    # An explicit value wins, either way.
+    assert MutationConfig(source_patches=True).judges_source("builtin")
+    assert not MutationConfig(source_patches=False).judges_source("anthropic")
+
+
+def test_a_source_patch_is_not_judged_when_the_policy_or_provider_says_so(
     make_repo: Callable[..., Path],
 ) -> None:
     repo = make_repo(FILES)
-    off = _judge(repo, {"pkg/code.py": SPECIAL_CASED})
+    builtin = _judge(repo, {"pkg/code.py": SPECIAL_CASED}, provider="builtin")
+    assert builtin.accepted and not builtin.layer.ran
+    assert "source_patches = 'auto', the builtin provider" in builtin.layer.why
+    off = _judge(repo, {"pkg/code.py": SPECIAL_CASED}, provider="anthropic", source_patches=False)
     assert off.accepted and not off.layer.ran
     assert "source_patches = false" in off.layer.why
 
@@ -151,7 +167,8 @@ def test_a_source_patch_that_bypasses_the_tested_code_is_refused(
     make_repo: Callable[..., Path],
 ) -> None:
     repo = make_repo(FILES)
-    result = _judge(repo, {"pkg/code.py": SPECIAL_CASED}, source_patches=True)
+    # By default ('auto'): the patch is a model's.
+    result = _judge(repo, {"pkg/code.py": SPECIAL_CASED}, provider="scripted")
     assert not result.accepted
     assert _rules(result) == ["mutation.score_dropped"]
     before, after = _scores(result)

@@ -109,7 +109,16 @@ class MutationResult(BaseModel):
     layer: LayerRun
     tests: list[TestKills] = Field(default_factory=list)
     mutants: int = Field(0, description="mutants selected (after the max_mutants cap)")
-    tried: int = Field(0, description="mutants run before the budget ran out")
+    tried: int = Field(
+        0,
+        description="mutants run (before the budget ran out, and as far as the verdict needed: "
+        "a new test stops being run once one of its checks caught a mutant)",
+    )
+    put_off: int = Field(
+        0,
+        description="mutants the tests before the patch did not catch, not run with it because "
+        "the score was already no lower without them: score_after is then a lower bound",
+    )
     caught: int = Field(
         0, description="of those, mutants a check of a new or changed test failed on (each once)"
     )
@@ -701,6 +710,8 @@ class _Test:
     after_caught: set[int] = field(default_factory=set)  # failed in one of its checks
     before_tried: set[int] = field(default_factory=set)
     before_caught: set[int] = field(default_factory=set)
+    # Mutants this test reaches with the patch and was not run on: the verdict did not need them.
+    after_put_off: set[int] = field(default_factory=set)
     judged: bool = True
     note: str = ""
     refused: str | None = None  # a violation message found before any mutant ran
@@ -729,28 +740,36 @@ def check_tests(
     config: MutationConfig | None = None,
     files: Collection[str] | None = None,
     covering: Collection[str] | None = None,
+    provider: str | None = None,
 ) -> MutationResult:
     """Judge the new or changed tests `changed` (test function node ids) of the patch written to
     `worktree`, against the tree as it was at `base`. `covered`: the lines each of them ran
     (test id -> path -> lines), if already measured on this tree; None measures them here.
     `files`: every path the patch writes or deletes (default: the changed tests' modules); their
-    versions at `base` make the tree before it. With `source_patches` on, a patch to source
-    files is judged too, on the unchanged tests that ran a function it changes: `covering`,
-    when the caller knows them, else found here by a run of the suite with coverage at `base`.
-    `python`: the interpreter the tests run in. The worktree is only read."""
+    versions at `base` make the tree before it. With `source_patches` on (or 'auto' and the
+    patch not from the builtin `provider`; None: a patch the harness did not ask for), a patch
+    to source files is judged too, on the unchanged tests that ran a function it changes:
+    `covering`, when the caller knows them, else found here by a run of the suite with coverage
+    at `base`. `python`: the interpreter the tests run in. The worktree is only read."""
     t0 = time.monotonic()
     cfg = config or policy.guard.mutation
     worktree = Path(worktree).resolve()
     ids = list(dict.fromkeys(_function_id(t) for t in changed))
     paths = sorted(set(files or ()) | {t.split("::", 1)[0] for t in ids})
     source = [p for p in paths if _source_path(p, policy.guard.test_globs)]
+    judge_source = cfg.judges_source(provider)
     if not cfg.enabled:
         return _skipped("off in the policy ([guard.mutation] enabled = false)", t0)
-    if not ids and not (cfg.source_patches and source):
+    if not ids and not (judge_source and source):
         why = "no new or changed test"
         if source:
-            why += "; source patches are not judged ([guard.mutation] source_patches = false)"
+            why += "; source patches are not judged ([guard.mutation] source_patches = " + (
+                "false)" if cfg.source_patches is False else "'auto', the builtin provider)"
+            )
         return _skipped(why, t0)
+    if not ids and not _changes_a_function(worktree, base, source):
+        # Nothing to judge: no sandbox, no pytest (an import removed, a constant changed).
+        return _skipped("the patch changes no function that both versions of its files define", t0)
     tmp = Path(tempfile.mkdtemp(prefix="harness-mutation-"))
     try:
         box, problem = _sandbox(worktree, tmp, policy, python)
@@ -766,7 +785,7 @@ def check_tests(
             base,
             t0,
             files=paths,
-            judge_source=cfg.source_patches and bool(source),
+            judge_source=judge_source and bool(source),
             covering=None if covering is None else sorted({_function_id(t) for t in covering}),
         ).go()
     finally:
@@ -781,10 +800,12 @@ def check_patch_tests(
     base: str = "HEAD",
     guard: GuardConfig | None = None,
     covering: Collection[str] | None = None,
+    provider: str | None = None,
 ) -> MutationResult:
     """The layer on a patch written to `worktree` (`contents`: the verdict's files): its new or
-    changed tests, and with `source_patches` on the tests that ran the source it changes
-    (`covering`, if the caller knows them), run in the pytest gate's interpreter."""
+    changed tests, and where source patches are judged (`source_patches`, for `provider`'s
+    patches) the tests that ran the source it changes (`covering`, if the caller knows them),
+    run in the pytest gate's interpreter."""
     guard = guard or policy.guard
     texts = {
         p: d.decode("utf-8", "replace") if d is not None else None for p, d in contents.items()
@@ -800,7 +821,24 @@ def check_patch_tests(
         config=guard.mutation,
         files=list(contents),
         covering=covering,
+        provider=provider,
     )
+
+
+def _at(repo: Path, base: str, path: str) -> str | None:
+    """A file's text at `base`; None where it does not exist there."""
+    shown = run(["git", "show", f"{base}:{path}"], repo, env={"GIT_OPTIONAL_LOCKS": "0"})
+    return shown.stdout if shown.returncode == 0 else None
+
+
+def _changes_a_function(worktree: Path, base: str, paths: Sequence[str]) -> bool:
+    for path in paths:
+        full = worktree / path
+        before = _at(worktree, base, path)
+        after = full.read_text(encoding="utf-8", errors="replace") if full.is_file() else None
+        if before is not None and after is not None and changed_functions(before, after):
+            return True
+    return False
 
 
 def _source_path(path: str, globs: Sequence[str]) -> bool:
@@ -895,15 +933,20 @@ class _Run:
         if not self.tests:
             return _skipped(self.note or "no test to judge", self.t0)
         pairs = self._select()
-        tried = 0
+        finished = True
         for index, pair in enumerate(pairs):
-            if time.monotonic() + self.timeout > self.deadline:
-                self.exhausted = True
+            if self._out_of_time():
+                finished = False
                 break
             self._try(index, pair)
-            self.tried_set.add(index)
-            tried += 1
-        return self._verdict(pairs, tried)
+        else:
+            finished = self._settle(pairs)
+        return self._verdict(pairs, finished and not self.exhausted)
+
+    def _out_of_time(self) -> bool:
+        if time.monotonic() + self.timeout > self.deadline:
+            self.exhausted = True
+        return self.exhausted
 
     # -------------------------------------------------------------- measuring
     def _measure(self) -> str | None:
@@ -969,12 +1012,7 @@ class _Run:
         """The patch's files before and with it; a changed test that existed is an old one."""
         for path in self.files:
             self.after_files[path] = self.box.read(path)
-            shown = run(
-                ["git", "show", f"{self.base}:{path}"],
-                self.worktree,
-                env={"GIT_OPTIONAL_LOCKS": "0"},
-            )
-            before = shown.stdout if shown.returncode == 0 else None
+            before = _at(self.worktree, self.base, path)
             self.before_files[path] = before
             after = self.after_files[path]
             if before is not None and after is not None and _source_path(path, self.globs):
@@ -1114,23 +1152,47 @@ class _Run:
         return runs
 
     def _try(self, index: int, pair: _Pair) -> None:
+        """The tests as they were first, then the tests with the patch, but only where their
+        run can change the verdict: a test that caught no mutant yet must be run on all it
+        reaches (a refusal needs them all), and a mutant the old tests caught must be caught
+        again. The rest are put off; `_settle` runs them only if the score needs them."""
         live = [t for t in self._live() if self._reaches(t, pair)]
         after = [t for t in live if _runs(t, pair.after, t.after_lines)]
-        before = [
-            t
-            for t in live
-            if pair.before is not None
-            and t.before_lines is not None
-            and _runs(t, pair.before, t.before_lines)
-        ]
-        if after:
-            self._with_mutant(pair.after, after, index, after=True)
+        before = [t for t in live if _runs_before(t, pair)]
         if before and pair.before is not None:
             self._swap(self.before_files)
             try:
                 self._with_mutant(pair.before, before, index, after=False)
             finally:
                 self._swap(self.after_files)
+            self.tried_set.add(index)
+        if not after:
+            return
+        undecided = any(not t.after_caught and not t.covers_change for t in after)
+        caught_before = any(index in t.before_caught for t in live)
+        if undecided or caught_before:
+            self._with_mutant(pair.after, after, index, after=True)
+            self.tried_set.add(index)
+        elif pair.before is not None and any(t.before_lines is not None for t in after):
+            for t in after:
+                t.after_put_off.add(index)
+
+    def _settle(self, pairs: list[_Pair]) -> bool:
+        """Run the put-off mutants with the patch while the score it has so far is below the
+        score before it: the score compares counts, so a mutant caught only now makes up for
+        one caught before and lost. False: the budget ran out first."""
+        waiting = sorted({i for t in self._live() for i in t.after_put_off})
+        for index in waiting:
+            if self._score(pairs, True).after_short <= 0:
+                break
+            if self._out_of_time():
+                return False
+            tests = [t for t in self._live() if index in t.after_put_off]
+            for t in tests:
+                t.after_put_off.discard(index)
+            self._with_mutant(pairs[index].after, tests, index, after=True)
+            self.tried_set.add(index)
+        return True
 
     def _with_mutant(self, mutant: Mutant, tests: list[_Test], index: int, *, after: bool) -> None:
         original = self.box.read(mutant.path)
@@ -1182,10 +1244,11 @@ class _Run:
         return "caught" if where is not None and not self._is_source(where) else "killed"
 
     # -------------------------------------------------------------- verdict
-    def _verdict(self, pairs: list[_Pair], tried: int) -> MutationResult:
+    def _verdict(self, pairs: list[_Pair], complete: bool) -> MutationResult:
         violations: list[Violation] = []
         kills: list[TestKills] = []
-        complete = tried == len(pairs) and not self.exhausted
+        tried = len(self.tried_set)
+        put_off = {i for t in self._live() for i in t.after_put_off}
         for test in self.tests.values():
             path = test.id.split("::", 1)[0]
             record = TestKills(
@@ -1242,6 +1305,11 @@ class _Run:
             why += f" and {covering} test(s) of the changed source"
         if score.before is not None and score.after is not None:
             why += f"; score {score.before:.2f} -> {score.after:.2f} on {score.of} mutant(s)"
+        if put_off:
+            why += (
+                f"; {len(put_off)} not run with the patch: the verdict was decided without "
+                "them (the score after is then at least the one shown)"
+            )
         if self.exhausted:
             why += f"; the budget of {self.cfg.budget_seconds:g}s ran out"
         if unjudged:
@@ -1253,13 +1321,14 @@ class _Run:
             tests=kills,
             mutants=len(pairs),
             tried=tried,
+            put_off=len(put_off),
             caught=len(caught_own),
             score_before=score.before,
             score_after=score.after,
             score_mutants=score.of,
             score_complete=score.complete,
             lost=score.lost,
-            survived=[pairs[i].label() for i in sorted(self.tried_set - killed_any)],
+            survived=[pairs[i].label() for i in sorted(self.tried_set - killed_any - put_off)],
             uncaught=[pairs[i].label() for i in sorted(killed_any - caught_any)],
             budget_exhausted=self.exhausted,
             seconds=seconds,
@@ -1278,7 +1347,7 @@ class _Run:
         ran: set[int] = set()
         before: set[int] = set()
         for t in scored:
-            ran |= t.before_tried | t.after_tried
+            ran |= t.before_tried | t.after_tried | t.after_put_off
             before |= t.before_caught
         ran &= common
         before &= ran
@@ -1294,6 +1363,7 @@ class _Run:
             of=len(ran),
             complete=complete,
             lost=[pairs[i].label() for i in sorted(before - after)],
+            after_short=len(before) - len(after),
         )
         if len(after) < len(before):
             shown = "; ".join(out.lost[:5]) + (
@@ -1414,6 +1484,7 @@ class _Score:
     complete: bool = True
     lost: list[str] = field(default_factory=list)
     violations: list[Violation] = field(default_factory=list)
+    after_short: int = 0  # mutants caught before the patch that the tests with it still owe
 
 
 def _runs(test: _Test, mutant: Mutant, lines: Mapping[str, set[int]]) -> bool:
