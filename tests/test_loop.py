@@ -50,6 +50,10 @@ cov = ["pkg"]
 args = ["-q"]
 [guard]
 forbidden = ["docs/audits/CLAUDE_PROGRESS.md"]
+# The scripted provider's source patches would be judged by the mutation layer ('auto'); these
+# tests drive the loop, the layer has its own (tests/test_guard_mutation*.py).
+[guard.mutation]
+source_patches = false
 [loop]
 max_iterations = 1
 test_stability_runs = 2
