@@ -53,7 +53,6 @@ from harness.policy import Policy
 from harness.providers.base import ModelRequest, ModelResponse, Provider, Usage
 from harness.providers.scripted import ScriptedProvider
 from harness.record import RECORD_FORMAT, Manifest, read_events, request_digest
-from harness.schemas import UnplacedMap
 from harness.steps import StepsScript, mapping
 
 RESUMABLE = (ExitCode.INTERRUPTED, ExitCode.BUDGET)
@@ -189,23 +188,11 @@ def load(run_dir: Path) -> Interrupted:
 
 
 def _mapped(steps: StepsScript, events: list[dict[str, Any]]) -> StepsScript:
-    """The script as a run with `--map-unplaced` used it: the recorded mapping applied again
-    (steps.json holds the script before it), without asking the model again."""
-    mapped = [e for e in events if e["kind"] == "steps_mapped" and e.get("mapped")]
-    answers = [
-        e
-        for e in events
-        if e["kind"] == "model_response"
-        and e.get("phase") == "steps"
-        and e.get("tool") == "map_unplaced"
-    ]
-    if not mapped or not answers:
-        return steps
+    """The script as the run used it, its recorded `--map-unplaced` mapping applied again."""
     try:
-        answer = UnplacedMap.model_validate(answers[-1].get("input") or {})
+        return mapping.as_recorded(steps, events)
     except ValidationError as exc:
         raise NotResumable(f"the recorded mapping of the script does not validate: {exc}") from exc
-    return mapping.judge(steps, answer)
 
 
 _WAY_OUT = ("progress_commit", "run_error", "budget_exhausted")
