@@ -10,8 +10,8 @@ import typer
 
 from harness import ui
 from harness.approve import TerminalApprover
-from harness.commands.run import budget_options, show
-from harness.errors import Interrupted, UsageError
+from harness.commands.run import budget_options, finish
+from harness.errors import UsageError
 from harness.policy import Policy
 from harness.providers.base import Provider
 from harness.providers.registry import make_provider
@@ -65,15 +65,4 @@ def command(
     say = (lambda _m: None) if json_ else (lambda m: ui.err.print(m, markup=False))
     person = TerminalApprover(ui.err) if supervised else None
     summary = resume(run_dir, provider, budget=budget, supervisor=person, progress=say)
-    if json_:
-        ui.print_json(summary.report())
-    else:
-        show(summary)
-    if summary.interrupted:
-        raise Interrupted(
-            f"{summary.stopped}; record in {summary.run_dir}, work so far on branch "
-            f"{summary.branch}",
-            run_dir=summary.run_dir,
-            branch=summary.branch,
-        )
-    raise typer.Exit(summary.exit_code)
+    finish(summary, json_)

@@ -8,7 +8,7 @@ import shlex
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, NoReturn, TypeVar, cast
 
 import typer
 from rich.markup import escape
@@ -246,6 +246,22 @@ def show(summary: RunSummary) -> None:
         )
 
 
+def finish(summary: RunSummary, json_: bool) -> NoReturn:
+    """The end of `run` and `resume`: the summary shown, and the exit it calls for."""
+    if json_:
+        ui.print_json(summary.report())
+    else:
+        show(summary)
+    if summary.interrupted:
+        raise Interrupted(
+            f"{summary.stopped}; record in {summary.run_dir}, work so far on branch "
+            f"{summary.branch}",
+            run_dir=summary.run_dir,
+            branch=summary.branch,
+        )
+    raise typer.Exit(summary.exit_code)
+
+
 @budget_options
 def command(
     steps: Path = typer.Argument(..., help="STEPS markdown script (mis-decoded text is repaired)."),
@@ -326,15 +342,4 @@ def command(
         supervised=supervised,
         budget=budget,
     )
-    if json_:
-        ui.print_json(summary.report())
-    else:
-        show(summary)
-    if summary.interrupted:
-        raise Interrupted(
-            f"{summary.stopped}; record in {summary.run_dir}, work so far on branch "
-            f"{summary.branch}",
-            run_dir=summary.run_dir,
-            branch=summary.branch,
-        )
-    raise typer.Exit(summary.exit_code)
+    finish(summary, json_)
