@@ -330,6 +330,19 @@ def _resolved(event: dict[str, Any], bodies: dict[str, Any]) -> dict[str, Any]:
         ) from None
 
 
+def request_pairs(events: list[dict[str, Any]]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """Each request with what came back: a response, or the provider's error."""
+    pairs = []
+    asked: dict[str, Any] | None = None
+    for e in events:
+        if e["kind"] == "model_request":
+            asked = e
+        elif e["kind"] in ("model_response", "model_error") and asked is not None:
+            pairs.append((asked, e))
+            asked = None
+    return pairs
+
+
 def read_events(
     run_dir: Path, *, resolve: bool = True, name: str = "events.jsonl"
 ) -> list[dict[str, Any]]:

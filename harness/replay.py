@@ -56,6 +56,7 @@ from harness.record import (
     read_events,
     rendered,
     request_digest,
+    request_pairs,
 )
 from harness.redact import redact
 from harness.steps import StepsScript
@@ -155,7 +156,7 @@ class Record:
                 f"{run_dir}: the run's script or policy is missing: {exc}"
             ) from exc
         record = cls(run_dir, manifest, events, steps, steps_text, policy)
-        record.pairs = _pairs(events)
+        record.pairs = request_pairs(events)
         return record
 
     def of(self, kind: str) -> list[dict[str, Any]]:
@@ -169,19 +170,6 @@ class Record:
             self.manifest.started
         )
         return took.total_seconds()
-
-
-def _pairs(events: list[dict[str, Any]]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
-    """Each request with what came back: a response, or the provider's error."""
-    pairs = []
-    asked: dict[str, Any] | None = None
-    for e in events:
-        if e["kind"] == "model_request":
-            asked = e
-        elif e["kind"] in ("model_response", "model_error") and asked is not None:
-            pairs.append((asked, e))
-            asked = None
-    return pairs
 
 
 def _where(event: dict[str, Any]) -> str:

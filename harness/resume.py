@@ -52,7 +52,7 @@ from harness.outcome import BlockOutcome, RunSummary
 from harness.policy import Policy
 from harness.providers.base import ModelRequest, ModelResponse, Provider, Usage
 from harness.providers.scripted import ScriptedProvider
-from harness.record import RECORD_FORMAT, Manifest, read_events, request_digest
+from harness.record import RECORD_FORMAT, Manifest, read_events, request_digest, request_pairs
 from harness.steps import StepsScript, mapping
 
 RESUMABLE = (ExitCode.INTERRUPTED, ExitCode.BUDGET)
@@ -90,7 +90,7 @@ class Interrupted:
         spent = Spend.model_validate(self.checkpoint.get("spent") or {})
         if not self.checkpoint:
             kept = [json.loads(line) for line in self.kept]
-            for _asked, answer in _pairs(kept):
+            for _asked, answer in request_pairs(kept):
                 spent.charge(_usage(answer))
             if kept:
                 spent.seconds += _seconds(kept[0], kept[-1])
@@ -165,7 +165,7 @@ def load(run_dir: Path) -> Interrupted:
         if (
             earlier
             and int(earlier[0].get("seq", 0)) > after
-            and len(_pairs(earlier)) > len(_pairs(tail))
+            and len(request_pairs(earlier)) > len(request_pairs(tail))
         ):
             tail = earlier
     outcomes = [
@@ -314,7 +314,7 @@ class CatchUpProvider:
         self.live = live
         self.name = live.name
         self.model = live.model
-        self.pairs = _pairs(record.tail)
+        self.pairs = request_pairs(record.tail)
         self.served = 0
         self.caught_up = not self.pairs
         self._used_before = record.recorded_responses() - sum(
@@ -416,7 +416,7 @@ def _unanswered(
         return max(0, asked - len(pairs))
     before = Spend.model_validate(record.checkpoint.get("spent") or {}).calls
     if not record.checkpoint:
-        before = len(_pairs([json.loads(line) for line in record.kept]))
+        before = len(request_pairs([json.loads(line) for line in record.kept]))
     answered = sum(
         int(answer.get("attempts") or 1)
         if per_attempt and answer["kind"] == "model_response"
@@ -424,18 +424,6 @@ def _unanswered(
         for _, answer in pairs
     )
     return max(0, int(stops[-1]["run"].get("calls", 0)) - before - answered)
-
-
-def _pairs(events: list[dict[str, Any]]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
-    pairs = []
-    asked: dict[str, Any] | None = None
-    for e in events:
-        if e["kind"] == "model_request":
-            asked = e
-        elif e["kind"] in ("model_response", "model_error") and asked is not None:
-            pairs.append((asked, e))
-            asked = None
-    return pairs
 
 
 class CatchUpApprover:
