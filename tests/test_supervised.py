@@ -71,15 +71,21 @@ def spawn(args: list[str], tmp_path: Path, **env: str) -> pexpect.spawn:
     )
 
 
-def supervise(make_repo: Callable[..., Path], tmp_path: Path) -> tuple[Path, Path, list[str]]:
-    """Drive the run as a person would; returns the repository, the record and what the person
-    was shown before each prompt."""
-    repo, args = setup(make_repo, tmp_path)
+def make_editor(tmp_path: Path) -> Path:
+    """An $EDITOR that replaces the diff it is given with EDITED, as a person's edit would."""
     (tmp_path / "edited.diff").write_text(EDITED)
     editor = tmp_path / "editor.py"
     editor.write_text(
         f"import shutil, sys\nshutil.copyfile({str(tmp_path / 'edited.diff')!r}, sys.argv[1])\n"
     )
+    return editor
+
+
+def supervise(make_repo: Callable[..., Path], tmp_path: Path) -> tuple[Path, Path, list[str]]:
+    """Drive the run as a person would; returns the repository, the record and what the person
+    was shown before each prompt."""
+    repo, args = setup(make_repo, tmp_path)
+    editor = make_editor(tmp_path)
     child = spawn(args, tmp_path, EDITOR=f"{sys.executable} {editor}")
     screens = []
     try:
@@ -117,6 +123,17 @@ def approvals(record: Path) -> list[tuple[Any, ...]]:
     ]
 
 
+# The person's decisions in these tests, in one session or over a resume: item a's first
+# patch rejected with a reason, its second approved, item b's edited and approved, then stop.
+REJECT_APPROVE_EDIT_STOP = [
+    ("patch", "a", "reject", "person", "keep os for now"),
+    ("patch", "a", "approve", "person", ""),
+    ("patch", "b", "edit", "person", ""),
+    ("patch", "b", "approve", "person", ""),
+    ("block", None, "stop", "person", ""),
+]
+
+
 def test_a_person_rejects_approves_and_edits_patches_at_a_terminal(
     make_repo: Callable[..., Path], tmp_path: Path
 ) -> None:
@@ -138,13 +155,7 @@ def test_a_person_rejects_approves_and_edits_patches_at_a_terminal(
     assert last.startswith("harness: interrupted: stopped by person")
     assert "at the end of block 1" in last and "work so far on branch harness/" in last
 
-    assert approvals(record) == [
-        ("patch", "a", "reject", "person", "keep os for now"),
-        ("patch", "a", "approve", "person", ""),
-        ("patch", "b", "edit", "person", ""),
-        ("patch", "b", "approve", "person", ""),
-        ("block", None, "stop", "person", ""),
-    ]
+    assert approvals(record) == REJECT_APPROVE_EDIT_STOP
     events = read_events(record)
     # The reason went back to the model with the refusal.
     asked = [e for e in events if e["kind"] == "model_request" and e["phase"] == "execute"]
@@ -233,35 +244,9 @@ def test_end_of_input_at_the_prompt_stops_the_run_cleanly(
     assert summary["blocks"][0]["status"] == "stopped" and summary["blocks"][0]["commits"] == []
 
 
-def test_a_supervised_run_killed_mid_block_resumes_without_asking_again(
-    make_repo: Callable[..., Path], tmp_path: Path
-) -> None:
-    """The person rejected a patch and approved one; the run is killed before the approved
-    one's `applied` event. `harness resume --supervised` honours both decisions from the
-    record (the same commit, by the same person) and asks only about what comes after."""
-    repo, args = setup(make_repo, tmp_path)
-    (tmp_path / "edited.diff").write_text(EDITED)
-    editor = tmp_path / "editor.py"
-    editor.write_text(
-        f"import shutil, sys\nshutil.copyfile({str(tmp_path / 'edited.diff')!r}, sys.argv[1])\n"
-    )
-    child = spawn(args, tmp_path, HARNESS_KILL_BEFORE="applied:1")
-    try:
-        child.expect_exact(PROMPT)
-        child.sendline("r")
-        child.expect_exact("reason (sent to the model): ")
-        child.sendline("keep os for now")
-        child.expect_exact(PROMPT)
-        child.sendline("a")
-        child.expect(pexpect.EOF)
-    finally:
-        child.close(force=True)
-    assert child.signalstatus == signal.SIGKILL
-    (record,) = (tmp_path / "runs").iterdir()
-    branch = json.loads((record / "manifest.json").read_text())["branch"]
-    landed = git(repo, "rev-list", f"main..{branch}").split()
-    assert len(landed) == 1  # committed, its `applied` event never written
-
+def resume_editing_b(record: Path, tmp_path: Path, editor: Path) -> str:
+    """`harness resume --supervised` in a terminal: edit the first patch asked about, approve
+    the edited one, stop at the block's end; the text before the first question."""
     resumed = [
         "-m", "harness", "resume", str(record), "--script", str(tmp_path / "script.json"),
         "--supervised",
@@ -279,15 +264,38 @@ def test_a_supervised_run_killed_mid_block_resumes_without_asking_again(
     finally:
         child.close(force=True)
     assert child.exitstatus == ExitCode.INTERRUPTED
+    return first
+
+
+def test_a_supervised_run_killed_mid_block_resumes_without_asking_again(
+    make_repo: Callable[..., Path], tmp_path: Path
+) -> None:
+    """The person rejected a patch and approved one; the run is killed before the approved
+    one's `applied` event. `harness resume --supervised` honours both decisions from the
+    record (the same commit, by the same person) and asks only about what comes after."""
+    repo, args = setup(make_repo, tmp_path)
+    editor = make_editor(tmp_path)
+    child = spawn(args, tmp_path, HARNESS_KILL_BEFORE="applied:1")
+    try:
+        child.expect_exact(PROMPT)
+        child.sendline("r")
+        child.expect_exact("reason (sent to the model): ")
+        child.sendline("keep os for now")
+        child.expect_exact(PROMPT)
+        child.sendline("a")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close(force=True)
+    assert child.signalstatus == signal.SIGKILL
+    (record,) = (tmp_path / "runs").iterdir()
+    branch = json.loads((record / "manifest.json").read_text())["branch"]
+    landed = git(repo, "rev-list", f"main..{branch}").split()
+    assert len(landed) == 1  # committed, its `applied` event never written
+
+    first = resume_editing_b(record, tmp_path, editor)
     # Item a's two patches were decided in the record: the first question is about item b.
     assert "block 1, item b (attempt 1)" in first and "item a (attempt" not in first
-    assert approvals(record) == [
-        ("patch", "a", "reject", "person", "keep os for now"),
-        ("patch", "a", "approve", "person", ""),
-        ("patch", "b", "edit", "person", ""),
-        ("patch", "b", "approve", "person", ""),
-        ("block", None, "stop", "person", ""),
-    ]
+    assert approvals(record) == REJECT_APPROVE_EDIT_STOP
     final = git(repo, "rev-list", "--reverse", f"main..{branch}").split()
     assert final[0] == landed[0]  # the killed session's commit, not made twice
     trailers = git(repo, "log", "--format=%(trailers:key=Harness-Approved)", f"main..{branch}")
@@ -338,11 +346,7 @@ def test_a_person_who_quit_mid_block_is_asked_again_where_they_quit(
     resume --supervised` goes on with that block, not after it: the decisions before the quit
     are handed back and the person is asked again about the patch they quit at."""
     repo, args = setup(make_repo, tmp_path)
-    (tmp_path / "edited.diff").write_text(EDITED)
-    editor = tmp_path / "editor.py"
-    editor.write_text(
-        f"import shutil, sys\nshutil.copyfile({str(tmp_path / 'edited.diff')!r}, sys.argv[1])\n"
-    )
+    editor = make_editor(tmp_path)
     child = spawn(args, tmp_path)
     try:
         child.expect_exact(PROMPT)
@@ -359,31 +363,9 @@ def test_a_person_who_quit_mid_block_is_asked_again_where_they_quit(
     assert child.exitstatus == ExitCode.INTERRUPTED
     (record,) = (tmp_path / "runs").iterdir()
 
-    resumed = [
-        "-m", "harness", "resume", str(record), "--script", str(tmp_path / "script.json"),
-        "--supervised",
-    ]  # fmt: skip
-    child = spawn(resumed, tmp_path, EDITOR=f"{sys.executable} {editor}")
-    try:
-        child.expect_exact(PROMPT)
-        first = plain(child.before)
-        child.sendline("e")
-        child.expect_exact(PROMPT)
-        child.sendline("a")
-        child.expect_exact(GO_ON)
-        child.sendline("n")
-        child.expect(pexpect.EOF)
-    finally:
-        child.close(force=True)
-    assert child.exitstatus == ExitCode.INTERRUPTED
+    first = resume_editing_b(record, tmp_path, editor)
     assert "block 1, item b (attempt 1)" in first and "item a (attempt" not in first
-    assert approvals(record) == [
-        ("patch", "a", "reject", "person", "keep os for now"),
-        ("patch", "a", "approve", "person", ""),
-        ("patch", "b", "edit", "person", ""),
-        ("patch", "b", "approve", "person", ""),
-        ("block", None, "stop", "person", ""),
-    ]
+    assert approvals(record) == REJECT_APPROVE_EDIT_STOP
     summary = json.loads((record / "summary.json").read_text())
     assert summary["blocks"][0]["status"] == "iteration_limit"
     assert len(summary["blocks"][0]["commits"]) == 2
