@@ -62,6 +62,17 @@ def sarif_results(log: dict[str, Any]) -> list[tuple[str, str, str, int | None]]
     return out
 
 
+def report_all(run_dir: Path, tmp_path: Path) -> tuple[Path, str]:
+    """`harness report` writing all three files into tmp_path/out; that folder and the page."""
+    out = tmp_path / "out"
+    proc = harness(
+        "report", str(run_dir), "--html", str(out / "r.html"), "--md", str(out / "r.md"),
+        "--sarif", str(out / "r.sarif"), cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    return out, (out / "r.html").read_text()
+
+
 def final_findings(run_dir: Path) -> list[tuple[str, str, str, int | None]]:
     """The record's own last gate run, read without the report module."""
     from harness.record import read_events
@@ -78,13 +89,7 @@ def final_findings(run_dir: Path) -> list[tuple[str, str, str, int | None]]:
 def test_an_example_reports_as_html_markdown_and_valid_sarif(name: str, tmp_path: Path) -> None:
     run_dir = example(name)
     summary = json.loads((run_dir / "summary.json").read_text())
-    out = tmp_path / "out"
-    proc = harness(
-        "report", str(run_dir), "--html", str(out / "r.html"), "--md", str(out / "r.md"),
-        "--sarif", str(out / "r.sarif"), cwd=tmp_path,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
-    page = (out / "r.html").read_text()
+    out, page = report_all(run_dir, tmp_path)
     assert "<script" not in page and "http://" not in page.replace("http://www.w3.org", "")
     assert "https://" not in page  # nothing to fetch: the page is whole without a network
     block = summary["blocks"][0]
@@ -165,13 +170,7 @@ def test_a_run_with_a_refusal_and_a_revert_reports_who_decided_and_why(
     assert max(v or 0 for v in tests.series[1].values) == 1
     assert block.timings and all(t.seconds >= 0 for t in block.timings)
 
-    out = tmp_path / "out"
-    proc = harness(
-        "report", str(run_dir), "--html", str(out / "r.html"), "--md", str(out / "r.md"),
-        "--sarif", str(out / "r.sarif"), cwd=tmp_path,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
-    page = (out / "r.html").read_text()
+    out, page = report_all(run_dir, tmp_path)
     assert "decided by layer <b>static</b>, rule <code>suppression</code>" in page
     assert "reverted because: tests/test_calc.py::test_add passed before" in page
     assert '<span class="dr">-    return a + b</span>' in page  # the diff, escaped and marked
