@@ -1,7 +1,7 @@
 """`harness gates` on a real project: its counts against the tools run by hand, and its time.
 
     .venv/bin/python bench/bench_gates.py verify [REPO] [POLICY]
-    .venv/bin/python bench/bench_gates.py time   [REPO] [POLICY] [--rounds N] [--baseline PY]
+    .venv/bin/python bench/bench_gates.py time   [REPO] [POLICY] [--rounds N] [--baseline PY] [--side-by-side]
     .venv/bin/python bench/bench_gates.py cpu    [REPO] [POLICY] [--rounds N] [--baseline PY]
     .venv/bin/python bench/bench_gates.py prepare-click7   # /tmp/oss/click-7.1.2, its venv
     .venv/bin/python bench/bench_gates.py cached [REPO] [POLICY]
@@ -17,7 +17,8 @@ scan` of the git files), with the policy's interpreter, paths, args and config f
 not reuse the gates' code, so `verify` is a cross-check rather than the gates agreeing with
 themselves. `time` runs those same commands one after another against `harness gates
 --no-cache` (concurrent), each side with cold tool caches, in alternating order, and prints the
-ratio. `cpu` charges every process of one `harness gates --no-cache` its own CPU (the tools,
+ratio; `--side-by-side` adds the by-hand commands all started at once, which tells what running
+the tools concurrently costs on the machine from what the harness adds. `cpu` charges every process of one `harness gates --no-cache` its own CPU (the tools,
 the probes, git, the harness's own process) beside each tool run by hand; with `--baseline`
 another harness install takes its turn in each round too. `shift` checks, in a clone, that
 findings moved by a line added at the top of their files keep their fingerprints. `ids` checks
@@ -65,6 +66,9 @@ class Hand:
     commands: list[str] = field(default_factory=list)
     seconds: float = 0.0
     cpu: float = 0.0
+    # False on the side-by-side run: `coverage report` is not a tool run, and there its CPU
+    # could not be told apart from the tools' (children are charged as they are reaped).
+    extras: bool = True
 
 
 def children_cpu() -> float:
@@ -164,7 +168,7 @@ def hand_pytest(py: str, repo: Path, pol: Policy, tmp: Path, hand: Hand) -> None
     }
     said = {("errors" if k == "error" else k): v for k, v in said.items()}
     hand.numbers["pytest"] = {"summary": lines[-1].group(0).strip("= "), "said": said}
-    if cfg.cov:
+    if cfg.cov and hand.extras:
         rc = ["--rcfile", cfg.config] if cfg.config else []
         rep = sh([*tool(py, "coverage"), "report", "--precision=2", *rc], repo, hand, env, False)
         total = [ln for ln in rep.stdout.splitlines() if ln.startswith("TOTAL")]
@@ -241,6 +245,24 @@ def run_by_hand(repo: Path, pol: Policy) -> Hand:
             if getattr(pol.gates, name).enabled:
                 fn(py, repo, pol, Path(tmp), hand)
     return hand
+
+
+def run_by_hand_side_by_side(repo: Path, pol: Policy) -> tuple[float, float]:
+    """Wall and CPU seconds of the same by-hand commands all started at once (as `a & b & c;
+    wait` would): what running the tools side by side costs on this machine with no harness in
+    between, so the harness's own share of its overhead can be told from the concurrency's."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    py = pol.gates.python or sys.executable
+    hand = Hand(extras=False)
+    names = [name for name in HAND if getattr(pol.gates, name).enabled]
+    with tempfile.TemporaryDirectory(prefix="bench-hand-") as tmp:
+        start, cpu = time.perf_counter(), children_cpu()
+        with ThreadPoolExecutor(max_workers=len(names)) as pool:
+            jobs = [pool.submit(HAND[name], py, repo, pol, Path(tmp), hand) for name in names]
+            for job in jobs:
+                job.result()
+        return time.perf_counter() - start, children_cpu() - cpu
 
 
 def run_harness(
@@ -353,12 +375,14 @@ def load_now() -> str:
     return f"load {one:.2f}/{five:.2f}"
 
 
-def timing(repo: Path, policy: Path, rounds: int, baseline: str | None = None) -> int:
+def timing(
+    repo: Path, policy: Path, rounds: int, baseline: str | None = None, side_by_side: bool = False
+) -> int:
     """`harness gates --no-cache` against the tools one after another, taking turns; with
     `baseline` (the python of another harness install) that harness takes its turn too, so a
     change is measured against its starting point in the same run, under the same load."""
     pol = load(repo, policy)
-    sides = ["conc", "seq"] + (["base"] if baseline else [])
+    sides = ["conc", "seq"] + (["base"] if baseline else []) + (["par"] if side_by_side else [])
     wall: dict[str, list[float]] = {side: [] for side in sides}
     cpu: dict[str, list[float]] = {side: [] for side in sides}
     print(f"repo {repo}  policy {policy}  rounds {rounds}")
@@ -369,6 +393,7 @@ def timing(repo: Path, policy: Path, rounds: int, baseline: str | None = None) -
     head = "round  harness gates --no-cache  one after another  ratio"
     head += "  CPU s: harness / by hand (+overhead)"
     head += "  baseline: wall, ratio, CPU (+overhead)" if baseline else ""
+    head += "  by hand side by side: wall, ratio, CPU (+overhead)" if side_by_side else ""
     print(f"{head}  load before")
     for i in range(rounds):
         before = load_now()
@@ -378,6 +403,8 @@ def timing(repo: Path, policy: Path, rounds: int, baseline: str | None = None) -
                 # Only the tool runs are timed, not the by-hand extras (`coverage report`).
                 hand = run_by_hand(repo, pol)
                 w, c = hand.seconds, hand.cpu
+            elif side == "par":
+                w, c = run_by_hand_side_by_side(repo, pol)
             else:
                 # A fresh HARNESS_CACHE_DIR: mypy's incremental cache starts cold, as by hand.
                 with tempfile.TemporaryDirectory(prefix="bench-cache-") as cache:
@@ -385,12 +412,13 @@ def timing(repo: Path, policy: Path, rounds: int, baseline: str | None = None) -
                     _, w, c = run_harness(repo, policy, Path(cache), no_cache=True, python=py)
             wall[side].append(w)
             cpu[side].append(c)
-        print(f"{i + 1:>5}  {_row(wall, cpu, -1, baseline)}  {before}")
+        print(f"{i + 1:>5}  {_row(wall, cpu, -1, baseline, side_by_side)}  {before}")
     med = {side: [statistics.median(wall[side])] for side in sides}
     mcpu = {side: [statistics.median(cpu[side])] for side in sides}
-    print(f"median {_row(med, mcpu, 0, baseline)}")
+    print(f"median {_row(med, mcpu, 0, baseline, side_by_side)}")
+    names = {"conc": "harness", "base": "baseline", "par": "by hand side by side"}
     for side in [s for s in sides if s != "seq"]:
-        name = "baseline" if side == "base" else "harness"
+        name = names[side]
         paired = statistics.median(c / q for c, q in zip(wall[side], wall["seq"], strict=True))
         over = statistics.median(c / q - 1 for c, q in zip(cpu[side], cpu["seq"], strict=True))
         ratio = med[side][0] / med["seq"][0]
@@ -404,7 +432,11 @@ def timing(repo: Path, policy: Path, rounds: int, baseline: str | None = None) -
 
 
 def _row(
-    wall: dict[str, list[float]], cpu: dict[str, list[float]], i: int, baseline: str | None
+    wall: dict[str, list[float]],
+    cpu: dict[str, list[float]],
+    i: int,
+    baseline: str | None,
+    side_by_side: bool = False,
 ) -> str:
     wc, ws, cc, cs = wall["conc"][i], wall["seq"][i], cpu["conc"][i], cpu["seq"][i]
     row = f"{wc:>23.2f}s  {ws:>16.2f}s  {wc / ws:>5.2f}"
@@ -412,6 +444,9 @@ def _row(
     if baseline:
         wb, cb = wall["base"][i], cpu["base"][i]
         row += f"  {wb:.2f}s, {wb / ws:.2f}, {cb:.2f} ({(cb / cs - 1) * 100:+.1f}%)"
+    if side_by_side:
+        wp, cp = wall["par"][i], cpu["par"][i]
+        row += f"  {wp:.2f}s, {wp / ws:.2f}, {cp:.2f} ({(cp / cs - 1) * 100:+.1f}%)"
     return row
 
 
@@ -695,6 +730,11 @@ def main() -> int:
         "--baseline",
         help="time, cpu: also the harness installed for this python (e.g. main's venv), in turn",
     )
+    ap.add_argument(
+        "--side-by-side",
+        action="store_true",
+        help="time: also the by-hand commands all started at once, with no harness in between",
+    )
     args = ap.parse_args()
     if args.mode == "prepare-click7":
         return prepare_click7()
@@ -704,7 +744,7 @@ def main() -> int:
     if args.mode == "verify":
         return verify(repo, policy)
     if args.mode == "time":
-        return timing(repo, policy, args.rounds or 5, args.baseline)
+        return timing(repo, policy, args.rounds or 5, args.baseline, args.side_by_side)
     if args.mode == "cpu":
         return cpu_breakdown(repo, policy, args.rounds or 1, args.baseline)
     if args.mode == "shift":
