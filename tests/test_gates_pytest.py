@@ -9,6 +9,7 @@ import sysconfig
 from collections.abc import Callable
 from pathlib import Path
 
+from harness.gates import pytest_report
 from harness.gates.base import GATES
 from harness.gates.common import GateContext
 from harness.gates.models import GateResult, GateStatus
@@ -454,3 +455,31 @@ def test_a_session_cut_short_is_an_error_not_a_pass(make_repo: Callable[..., Pat
     assert result.exit_code == 0
     assert result.status == GateStatus.ERROR
     assert result.reason == "pytest ended without finishing its session (no closing report)"
+
+
+def test_a_test_that_closes_the_reports_descriptor_loses_no_record(
+    make_repo: Callable[..., Path],
+) -> None:
+    # The plugin keeps its report file open between records; a test that closes descriptors it
+    # does not own (as a daemon does) must not cost the records after it, nor the closing one.
+    closer = (
+        "import os\n\n\n"
+        "def test_a():\n    pass\n\n\n"
+        "def test_closes_the_report():\n"
+        "    for fd in os.listdir('/proc/self/fd'):\n"
+        "        try:\n"
+        "            target = os.readlink(f'/proc/self/fd/{fd}')\n"
+        "        except OSError:\n"
+        "            continue\n"
+        f"        if target.endswith('{pytest_report.REPORT_FILE}'):\n"
+        "            os.close(int(fd))\n\n\n"
+        "def test_b():\n    assert False\n"
+    )
+    repo = make_repo({"tests/test_x.py": closer})
+    result = GATES["pytest"].run(_ctx(repo))
+    assert result.status == GateStatus.FAILED, result.reason
+    assert {t.id.rsplit("::", 1)[-1]: t.outcome for t in result.tests} == {
+        "test_a": "passed",
+        "test_closes_the_report": "passed",
+        "test_b": "failed",
+    }

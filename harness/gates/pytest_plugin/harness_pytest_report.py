@@ -21,9 +21,10 @@ A file without the closing record means the process died before pytest finished 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-from typing import Any
+from typing import IO, Any
 
 import pytest
 
@@ -33,11 +34,28 @@ _OPTION = "harness_report"
 class _Writer:
     def __init__(self, path: str) -> None:
         self.path = path
+        self._fh: IO[str] | None = None
 
     def write(self, record: dict[str, Any]) -> None:
-        # Opened for each record: whatever the process did before it died is on disk.
-        with open(self.path, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(record) + "\n")
+        # Line-buffered: each record is handed to the OS as it is written, so whatever the
+        # process did before it died (os._exit, a kill) is on disk, without opening the file
+        # once per record (three records a test: 0.1 s of a 2,000-test suite's CPU).
+        line = json.dumps(record) + "\n"
+        try:
+            if self._fh is None:
+                self._fh = open(self.path, "a", encoding="utf-8", buffering=1)  # noqa: SIM115
+            self._fh.write(line)
+        except (OSError, ValueError):
+            # A test closed or replaced our descriptor (a daemon's closerange, say): reopen.
+            self._fh = None
+            with open(self.path, "a", encoding="utf-8") as fh:
+                fh.write(line)
+
+    def close(self) -> None:
+        if self._fh is not None:
+            with contextlib.suppress(OSError, ValueError):
+                self._fh.close()
+            self._fh = None
 
 
 _writer: _Writer | None = None
@@ -134,4 +152,6 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     global _writer
+    if _writer is not None:
+        _writer.close()
     _writer = None
