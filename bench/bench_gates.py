@@ -1,7 +1,8 @@
 """`harness gates` on a real project: its counts against the tools run by hand, and its time.
 
     .venv/bin/python bench/bench_gates.py verify [REPO] [POLICY]
-    .venv/bin/python bench/bench_gates.py time   [REPO] [POLICY] [--rounds N] [--baseline PY] [--side-by-side]
+    .venv/bin/python bench/bench_gates.py time   [REPO] [POLICY] [--rounds N] [--baseline PY]
+                                                  [--side-by-side]
     .venv/bin/python bench/bench_gates.py cpu    [REPO] [POLICY] [--rounds N] [--baseline PY]
     .venv/bin/python bench/bench_gates.py prepare-click7   # /tmp/oss/click-7.1.2, its venv
     .venv/bin/python bench/bench_gates.py cached [REPO] [POLICY]
@@ -18,8 +19,8 @@ not reuse the gates' code, so `verify` is a cross-check rather than the gates ag
 themselves. `time` runs those same commands one after another against `harness gates
 --no-cache` (concurrent), each side with cold tool caches, in alternating order, and prints the
 ratio; `--side-by-side` adds the by-hand commands all started at once, which tells what running
-the tools concurrently costs on the machine from what the harness adds. `cpu` charges every process of one `harness gates --no-cache` its own CPU (the tools,
-the probes, git, the harness's own process) beside each tool run by hand; with `--baseline`
+the tools concurrently costs on the machine from what the harness adds. `cpu` charges every
+process of one `harness gates --no-cache` its own CPU (the tools, the probes, git, the harness's own process) beside each tool run by hand; with `--baseline`
 another harness install takes its turn in each round too. `shift` checks, in a clone, that
 findings moved by a line added at the top of their files keep their fingerprints. `ids` checks
 that the pytest gate's test ids are exactly the node ids `pytest --collect-only -q` lists
