@@ -11,19 +11,19 @@
 
 Defaults: /tmp/oss/click-8.1.7 with bench/policies/click.toml (made by bench/setup_oss.sh).
 
-The "by hand" commands are written here from the tools' own CLIs and their ordinary outputs
-(ruff's JSON list, mypy's text lines and "Found N errors", pytest's closing summary line,
-`coverage report`, bandit's JSON, `lint-imports`' "Contracts: N kept, M broken", `detect-secrets
-scan` of the git files), with the policy's interpreter, paths, args and config files. They do
-not reuse the gates' code, so `verify` is a cross-check rather than the gates agreeing with
-themselves. `time` runs those same commands one after another against `harness gates
---no-cache` (concurrent), each side with cold tool caches, in alternating order, and prints the
-ratio; `--side-by-side` adds the by-hand commands all started at once, which tells what running
-the tools concurrently costs on the machine from what the harness adds. `cpu` charges every
-process of one `harness gates --no-cache` its own CPU (the tools, the probes, git, the harness's own process) beside each tool run by hand; with `--baseline`
-another harness install takes its turn in each round too. `shift` checks, in a clone, that
-findings moved by a line added at the top of their files keep their fingerprints. `ids` checks
-that the pytest gate's test ids are exactly the node ids `pytest --collect-only -q` lists
+The "by hand" commands are written here from the tools' own CLIs and their ordinary outputs (ruff's
+JSON list, mypy's text lines and "Found N errors", pytest's closing summary line, `coverage
+report`, bandit's JSON, `lint-imports`' "Contracts: N kept, M broken", `detect-secrets scan` of the
+git files), with the policy's interpreter, paths, args and config files. They do not reuse the
+gates' code, so `verify` is a cross-check rather than the gates agreeing with themselves. `time`
+runs those same commands one after another against `harness gates --no-cache` (concurrent), each
+side with cold tool caches, in alternating order, and prints the ratio; `--side-by-side` adds the
+by-hand commands all started at once, which tells what running the tools concurrently costs on the
+machine from what the harness adds. `cpu` charges every process of one `harness gates --no-cache`
+its own CPU (the tools, the probes, git, the harness's own process) beside each tool run by hand;
+with `--baseline` another harness install takes its turn in each round too. `shift` checks, in a
+clone, that findings moved by a line added at the top of their files keep their fingerprints. `ids`
+checks that the pytest gate's test ids are exactly the node ids `pytest --collect-only -q` lists
 (re-runs hand those ids back to pytest).
 """
 
