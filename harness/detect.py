@@ -60,6 +60,12 @@ class Detected(BaseModel):
     ruff_config: str | None = None
     bandit_config: str | None = Field(None, description="a file bandit reads with -c")
     imports_config: str | None = Field(None, description="the file holding import contracts")
+    line_length: int | None = Field(
+        None,
+        description="the line length the project's flake8 or black enforces, for ruff, which "
+        "sets none of its own (None: nothing to carry)",
+    )
+    line_length_from: str = Field("", description="where `line_length` was found")
     notes: list[str] = Field(default_factory=list)
 
     def tests_in_packages(self) -> list[str]:
@@ -234,6 +240,145 @@ def _stubbed_code(repo: Path, paths: list[str]) -> list[str]:
     return [p for p in out if (repo / p).is_file()]
 
 
+# flake8 with no max-line-length (pycodestyle's default); what black and ruff default to.
+FLAKE8_LINE_LENGTH = 79
+_E501 = "E501"
+
+
+def _int_setting(value: object) -> int | None:
+    try:
+        n = int(str(value).strip())
+    except ValueError:
+        return None
+    return n if n > 0 else None
+
+
+def ruff_line_length(path: Path, *, depth: int = 0) -> tuple[int, str] | None:
+    """The line length a ruff config file sets itself (`line-length`, or E501's own
+    `lint.pycodestyle.max-line-length`), following `extend`, and where; None if it sets none.
+    A pyproject.toml counts only through its [tool.ruff] table, as ruff reads it."""
+    data = _read_toml(path)
+    table = _tool(data, "ruff") if path.name == "pyproject.toml" else data
+    if not isinstance(table, dict):
+        return None
+    for keys in (("line-length",), ("lint", "pycodestyle", "max-line-length"),
+                 ("pycodestyle", "max-line-length")):  # fmt: skip
+        node: Any = table
+        for key in keys:
+            node = node.get(key) if isinstance(node, dict) else None
+        n = _int_setting(node) if node is not None else None
+        if n is not None:
+            return n, f"{path.name} {'.'.join(keys)}"
+    extend = table.get("extend")
+    if isinstance(extend, str) and depth < 5:
+        return ruff_line_length(path.parent / extend, depth=depth + 1)
+    return None
+
+
+def _own_ruff_config(repo: Path, pyproject: dict[str, Any]) -> str | None:
+    # ruff's own order in one directory: .ruff.toml, then ruff.toml, then pyproject.toml.
+    for name in (".ruff.toml", "ruff.toml"):
+        if (repo / name).is_file():
+            return name
+    return "pyproject.toml" if _tool(pyproject, "ruff") is not None else None
+
+
+def _codes(section: configparser.SectionProxy, *names: str) -> list[str]:
+    out: list[str] = []
+    for name in names:
+        for key in (name, name.replace("-", "_")):
+            if key in section:
+                out += [c for c in re.split(r"[\s,]+", section[key]) if c]
+    return out
+
+
+def _longest_prefix(codes: list[str], code: str) -> int:
+    return max((len(c) for c in codes if code.startswith(c)), default=0)
+
+
+def _flake8_checks_e501(section: configparser.SectionProxy) -> bool:
+    """Whether flake8 reports E501 under this [flake8] section. flake8's own rule: a code given
+    only by its defaults loses to any ignore; a code selected explicitly loses only to a longer
+    (more specific) ignore; a `select` that leaves E501 out leaves it unchecked."""
+    select = _codes(section, "select")
+    explicit = _longest_prefix(select + _codes(section, "extend-select"), _E501)
+    if select and not explicit:
+        return False
+    ignored = _longest_prefix(_codes(section, "ignore", "extend-ignore"), _E501)
+    return not ignored or (explicit > 0 and explicit >= ignored)
+
+
+def _flake8_line_length(
+    repo: Path, parsers: dict[str, configparser.ConfigParser]
+) -> tuple[int | None, str]:
+    """(the line length the project's flake8 enforces, where); (None, why) when flake8 is not
+    configured or does not check line length. flake8 reads the first of setup.cfg, tox.ini and
+    .flake8 that has a [flake8] section."""
+    for name in ("setup.cfg", "tox.ini", ".flake8"):
+        parser = parsers[name] if name in parsers else _read_ini(repo / name)
+        if not parser.has_section("flake8"):
+            continue
+        section = parser["flake8"]
+        where = f"{name} [flake8]"
+        if not _flake8_checks_e501(section):
+            return None, f"{where} does not check E501"
+        for key in ("max-line-length", "max_line_length"):
+            if key in section:
+                n = _int_setting(section[key])
+                if n is None:
+                    return None, f"{where} {key} = {section[key]!r} is not a length"
+                return n, f"{where} {key}"
+        return FLAKE8_LINE_LENGTH, f"flake8's default ({where} sets no max-line-length)"
+    return None, ""
+
+
+def _black_line_length(pyproject: dict[str, Any]) -> int | None:
+    for key in ("line-length", "line_length"):  # black reads either spelling
+        value = _tool(pyproject, "black", key)
+        if value is not None:
+            return _int_setting(value)
+    return None
+
+
+def _line_length(
+    repo: Path,
+    pyproject: dict[str, Any],
+    parsers: dict[str, configparser.ConfigParser],
+    det: Detected,
+) -> None:
+    """The project's line length, for ruff where ruff sets none of its own: ruff's default (88)
+    is not what a project that lints with flake8 at 79 enforces, so E501 would be counted
+    against the wrong limit and a fix could write a line the project's own flake8 rejects.
+    flake8's wins over black's when they disagree: it is the lint that fails on a long line;
+    black only formats (and leaves a line it cannot split as long as it is)."""
+    own = _own_ruff_config(repo, pyproject)
+    found = ruff_line_length(repo / own) if own else None
+    if found is not None:
+        det.notes.append(f"line length: ruff's own, {found[0]} ({found[1]})")
+        return
+    flake8, flake8_where = _flake8_line_length(repo, parsers)
+    black = _black_line_length(pyproject)
+    black_where = "pyproject.toml [tool.black] line-length"
+    if flake8 is not None:
+        det.line_length, det.line_length_from = flake8, flake8_where
+        if black is not None and black != flake8:
+            det.line_length_from += f"; black says {black} ({black_where}), flake8 is the lint"
+    elif black is not None:
+        det.line_length, det.line_length_from = black, black_where
+        if flake8_where:
+            det.line_length_from += f"; {flake8_where}"
+    if det.line_length is None:
+        det.notes.append(
+            "line length: ruff's default (88); no line length set for ruff, flake8 or black"
+            + (f" ({flake8_where})" if flake8_where else "")
+        )
+        return
+    det.notes.append(
+        f"line length: {det.line_length} from {det.line_length_from}; ruff has none of its own "
+        f"and is run with --line-length {det.line_length}"
+    )
+
+
 def detect(repo: Path) -> Detected:
     repo = Path(repo)
     notes: list[str] = []
@@ -265,10 +410,7 @@ def detect(repo: Path) -> Detected:
     )
 
     # Each tool reads its own files; these are found only to say so and to decide defaults.
-    det.ruff_config = next(
-        (n for n in ("ruff.toml", ".ruff.toml") if (repo / n).is_file()),
-        "pyproject.toml" if _tool(pyproject, "ruff") is not None else None,
-    )
+    det.ruff_config = _own_ruff_config(repo, pyproject)
     for name in ("mypy.ini", ".mypy.ini"):
         if (repo / name).is_file():
             det.mypy_config = name
@@ -320,6 +462,7 @@ def detect(repo: Path) -> Detected:
     for tool in ("ruff", "mypy", "pytest", "coverage", "bandit"):
         where = getattr(det, f"{tool}_config")
         det.notes.append(f"{tool}: settings from {where}" if where else f"{tool}: its defaults")
+    _line_length(repo, pyproject, {"setup.cfg": setup_cfg, "tox.ini": tox_ini}, det)
     stubbed = _stubbed_code(repo, paths)
     if stubbed:
         more = f" and {len(stubbed) - 1} more" if len(stubbed) > 1 else ""
@@ -371,6 +514,10 @@ def defaults(det: Detected, raw: dict[str, Any]) -> dict[str, Any]:
             bandit["args"] = ["-x", ",".join(inside)]
     if "config" not in bandit and det.bandit_config:
         bandit["config"] = det.bandit_config
+    ruff = gate("ruff")
+    # A config file the policy names may set its own; the gate decides when it runs.
+    if "line_length" not in ruff and det.line_length is not None:
+        ruff["line_length"] = det.line_length
     pytest = gate("pytest")
     if "cov" not in pytest and det.packages:
         pytest["cov"] = list(det.packages)

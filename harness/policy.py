@@ -7,7 +7,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    model_serializer,
+)
 
 from harness.detect import Detected, defaults, detect
 from harness.errors import PolicyError
@@ -34,6 +41,30 @@ class GateConfig(Strict):
         "gate is an error. Unset: the tool finds its own (pyproject.toml, setup.cfg, ...)",
     )
     timeout: float = Field(600.0, gt=0, description="seconds before the gate is an error")
+
+
+class RuffGateConfig(GateConfig):
+    """The ruff gate, and the ruff the builtin provider checks its fixes with."""
+
+    line_length: int | None = Field(
+        None,
+        ge=1,
+        description="`--line-length` for ruff: its check, the fixers and `ruff format` a "
+        "block runs, and the builtin provider's check that no fix writes a line over it (E501, "
+        "selected or not); not given where a config file the gate is told to read sets its own "
+        "or `args` give one. Unset: the project's flake8 `max-line-length` (79, flake8's "
+        "default, where a [flake8] section checks E501 and sets none), else black's "
+        "`line-length`, detected where ruff's own config sets no line length; else ruff's own",
+    )
+
+    @model_serializer(mode="wrap")
+    def _unset_left_out(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # Unset, it is not written at all: a policy that sets none dumps (and so digests, in
+        # the result cache and in recorded runs) exactly as before the setting existed.
+        out: dict[str, Any] = handler(self)
+        if out.get("line_length", 0) is None:
+            del out["line_length"]
+        return out
 
 
 class PytestGateConfig(GateConfig):
@@ -66,7 +97,9 @@ class GatesConfig(Strict):
         "gates that import the target's code, so the worktree's copy is the one judged "
         '(a src layout has ["src"])',
     )
-    ruff: GateConfig = Field(default_factory=GateConfig, description="`ruff check`, JSON output")
+    ruff: RuffGateConfig = Field(
+        default_factory=RuffGateConfig, description="`ruff check`, JSON output"
+    )
     mypy: GateConfig = Field(default_factory=GateConfig, description="mypy, JSON output")
     pytest: PytestGateConfig = Field(
         default_factory=PytestGateConfig, description="pytest with coverage (pytest-cov)"

@@ -201,3 +201,91 @@ def test_code_with_a_stub_beside_it_is_named_as_unchecked_by_mypy(
     assert notes == [
         "mypy: mi/more.py with a .pyi stub beside it: mypy checks the stub, never that code"
     ]
+
+
+# ------------------------------------------------------------------ the project's line length
+BLACK_88 = "[tool.black]\nline-length = 88\n"
+LINE_LENGTHS = {
+    # flake8's setting, in each file flake8 reads, either spelling.
+    "setup.cfg": ({"setup.cfg": "[flake8]\nmax-line-length = 79\n"}, 79, "setup.cfg [flake8]"),
+    "tox.ini": ({"tox.ini": "[flake8]\nmax_line_length = 100\n"}, 100, "tox.ini [flake8]"),
+    ".flake8": ({".flake8": "[flake8]\nmax-line-length = 99\n"}, 99, ".flake8 [flake8]"),
+    # flake8 reads the first of setup.cfg, tox.ini, .flake8 with a [flake8] section.
+    "first": (
+        {
+            "setup.cfg": "[flake8]\nmax-line-length = 90\n",
+            ".flake8": "[flake8]\nmax-line-length = 99\n",
+        },
+        90,
+        "setup.cfg",
+    ),
+    # A [flake8] section without a length: flake8 checks 79 (more-itertools 8.14.0).
+    "flake8-default": ({"setup.cfg": "[flake8]\nignore = E203, W503\n"}, 79, "flake8's default"),
+    # flake8 and black disagree: flake8 is the lint that rejects a long line.
+    "disagree": (
+        {"setup.cfg": "[flake8]\nmax-line-length = 79\n", "pyproject.toml": BLACK_88},
+        79,
+        "black says 88",
+    ),
+    "black": ({"pyproject.toml": "[tool.black]\nline-length = 79\n"}, 79, "[tool.black]"),
+    # flake8 does not check E501 here, so black's length is the one the project keeps.
+    "flake8-ignores-E501": (
+        {
+            "setup.cfg": "[flake8]\nextend-ignore = E5\n",
+            "pyproject.toml": "[tool.black]\nline-length = 100\n",
+        },
+        100,
+        "[tool.black]",
+    ),
+    "flake8-selects-without-E501": ({"tox.ini": "[flake8]\nselect = F,W\n"}, None, ""),
+    "flake8-selects-E501-over-ignore": (
+        {"tox.ini": "[flake8]\nselect = E501\nignore = E5\nmax-line-length = 70\n"},
+        70,
+        "tox.ini",
+    ),
+    # ruff's own config without a length: the project's is carried.
+    "ruff-without-length": (
+        {
+            "ruff.toml": '[lint]\nselect = ["E501"]\n',
+            "setup.cfg": "[flake8]\nmax-line-length = 79\n",
+        },
+        79,
+        "setup.cfg",
+    ),
+    # ruff's own length (directly, through `extend`, or E501's own) is left alone.
+    "ruff-own": (
+        {"pyproject.toml": "[tool.ruff]\nline-length = 100\n", "setup.cfg": "[flake8]\n"},
+        None,
+        "",
+    ),
+    "ruff-extend": (
+        {
+            ".ruff.toml": 'extend = "base.toml"\n',
+            "base.toml": "[lint.pycodestyle]\nmax-line-length = 120\n",
+            ".flake8": "[flake8]\n",
+        },
+        None,
+        "",
+    ),
+    "nothing": ({"pyproject.toml": "[tool.black]\n"}, None, ""),
+}
+
+
+@pytest.mark.parametrize("case", sorted(LINE_LENGTHS))
+def test_the_projects_line_length_is_found_for_ruff(
+    make_repo: Callable[..., Path], case: str
+) -> None:
+    files, want, where = LINE_LENGTHS[case]
+    det = detect(make_repo({**files, "m.py": "X = 1\n"}))
+    assert (det.line_length, where in det.line_length_from) == (want, True)
+    [note] = [n for n in det.notes if n.startswith("line length:")]
+    filled = defaults(det, {})["gates"]["ruff"]
+    if want is None:
+        assert "line_length" not in filled and "--line-length" not in note
+    else:
+        assert filled["line_length"] == want and f"--line-length {want}" in note
+        assert Policy.model_validate(defaults(det, {})).gates.ruff.line_length == want
+    # The user's own value always wins.
+    assert defaults(det, {"gates": {"ruff": {"line_length": 120}}})["gates"]["ruff"] == {
+        "line_length": 120
+    }

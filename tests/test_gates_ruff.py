@@ -14,7 +14,8 @@ from harness.gates import ruff as ruff_gate
 from harness.gates.base import GATES
 from harness.gates.common import GateContext
 from harness.gates.models import GateStatus
-from harness.policy import GateConfig
+from harness.gates.runner import context_for
+from harness.policy import GateConfig, RuffGateConfig, resolve_policy
 
 from .conftest import git
 
@@ -154,3 +155,68 @@ def test_a_missing_path_is_an_error_not_a_finding(make_repo: Callable[..., Path]
     assert result.status == GateStatus.ERROR
     assert result.reason == "path not found: lukhas"
     assert result.findings == []
+
+
+# The project's line length (its flake8's or black's) where ruff sets none of its own.
+LONG = "X = '" + "a" * 79 + "'\n"  # 85 characters
+FLAKE8_79 = "[flake8]\nmax-line-length = 79\n"
+SELECT_E501 = '[tool.ruff.lint]\nselect = ["E501"]\n'
+
+
+@pytest.mark.parametrize(
+    ("files", "found"),
+    [
+        ({"setup.cfg": FLAKE8_79, "pyproject.toml": SELECT_E501}, ["E501 Line too long (85 > 79)"]),
+        (
+            {"pyproject.toml": SELECT_E501 + "[tool.black]\nline-length = 79\n"},
+            ["E501 Line too long (85 > 79)"],
+        ),
+        # ruff's own line length is left alone.
+        (
+            {
+                "setup.cfg": FLAKE8_79,
+                "pyproject.toml": "[tool.ruff]\nline-length = 100\n" + SELECT_E501,
+            },
+            [],
+        ),
+    ],
+    ids=["flake8", "black", "ruffs-own"],
+)
+def test_the_projects_line_length_reaches_ruff(
+    make_repo: Callable[..., Path], files: dict[str, str], found: list[str]
+) -> None:
+    repo = make_repo({**files, "m.py": LONG})
+    policy = resolve_policy(repo).policy
+    result = GATES["ruff"].run(context_for(repo, policy, policy.gates.ruff))
+    assert [f"{f.code} {f.message}" for f in result.findings] == found
+    assert ("--line-length" in result.command) == bool(found)
+
+
+def test_a_line_length_ruff_is_given_otherwise_is_not_given_twice(tmp_path: Path) -> None:
+    (tmp_path / "own.toml").write_text("line-length = 100\n")
+    (tmp_path / "plain.toml").write_text('[lint]\nselect = ["E"]\n')
+
+    def argv(**cfg: object) -> list[str]:
+        ctx = GateContext(
+            repo=tmp_path, cfg=RuffGateConfig.model_validate({"line_length": 79, **cfg})
+        )
+        return ruff_gate.check_argv(ctx)[len(ruff_gate.ruff_command()) :]
+
+    assert argv()[-2:] == ["--line-length", "79"]
+    assert argv(config="plain.toml")[-4:] == [
+        "--config",
+        str(tmp_path / "plain.toml"),
+        "--line-length",
+        "79",
+    ]
+    # A config file the policy names with a length of its own, or the user's own option.
+    assert "--line-length" not in argv(config="own.toml")
+    assert argv(args=["--line-length", "120"]).count("--line-length") == 1
+    assert "--line-length" not in argv(args=["--config", "line-length = 120"])
+    # A fixer's own --line-length or --config is not given again either.
+    ctx = GateContext(repo=tmp_path, cfg=RuffGateConfig(line_length=79, config="plain.toml"))
+    assert ruff_gate.settings_argv(ctx, given=["--line-length", "90"]) == [
+        "--config",
+        str(tmp_path / "plain.toml"),
+    ]
+    assert ruff_gate.settings_argv(ctx, given=["--config", "x.toml"]) == []

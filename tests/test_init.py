@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.commands.init import render_steps
+from harness.commands.init import render_policy, render_steps
 from harness.detect import detect
 from harness.policy import resolve_policy
 from harness.steps import apply_to_policy, load_steps
@@ -116,3 +116,24 @@ def test_what_init_writes_is_not_a_secrets_finding(make_repo: Callable[..., Path
     proc = harness("gates", "--repo", str(repo), "--only", "secrets", "--json", cwd=repo)
     report = json.loads(proc.stdout)
     assert report["gates"]["secrets"]["findings"] == 0, proc.stdout
+
+
+def test_init_writes_the_projects_line_length_and_where_it_came_from(
+    make_repo: Callable[..., Path],
+) -> None:
+    repo = make_repo(
+        {
+            **LAYOUTS["flat"],
+            "setup.cfg": "[flake8]\nmax-line-length = 79\n",
+            "pyproject.toml": '[project]\nname = "calc"\n\n[tool.black]\nline-length = 88\n',
+        }
+    )
+    text = render_policy(detect(repo), repo, "calc")
+    [line] = [x for x in text.splitlines() if x.startswith("line_length")]
+    assert line.startswith(
+        "line_length = 79   # from setup.cfg [flake8] max-line-length; black says 88"
+    )
+    (repo / "harness.toml").write_text(text)
+    resolved = resolve_policy(repo)
+    assert resolved.policy.gates.ruff.line_length == 79
+    assert resolved.filled == {}  # written down, not detected again

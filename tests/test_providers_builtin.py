@@ -6,9 +6,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from harness.gates.ruff import check_argv
+from harness.gates.runner import context_for
 from harness.gitutil import change_key, commit_change_key, open_repo
 from harness.guard.check import check_patch
-from harness.policy import GuardConfig
+from harness.policy import GuardConfig, resolve_policy
 from harness.providers.base import ModelRequest
 from harness.providers.builtin import (
     FORMAT,
@@ -673,3 +675,63 @@ def test_an_unused_noqa_is_left_where_the_project_also_runs_flake8(make_repo) ->
     assert ask(BuiltinProvider(), "todo", ctx)["items"] == []
     why = "ruff RUF100 in m.py: flake8 reads the same `# noqa` (setup.cfg [flake8])"
     assert why in ask(BuiltinProvider(), "plan", ctx)["cannot_do"]
+
+
+# -------------------------------------------------------- the project's line length (flake8 79)
+# Two UP032 fixes: `g`'s fits in 79 columns, `f`'s joins the call onto one line of 84.
+FORMAT_CALLS = (
+    "def f(first_argument, second_argument):\n"
+    "    raise ValueError(\n"
+    '        "the long message says {} and then it says {}".format(\n'
+    "            first_argument, second_argument\n"
+    "        )\n"
+    "    )\n\n\n"
+    'def g(x):\n    return "{}!".format(x)\n'
+)
+
+
+def project_ctx(repo: Path, **more: Any) -> dict[str, Any]:
+    """The block context with the lint command the loop would give, from the policy detected."""
+    policy = resolve_policy(repo).policy
+    argv = check_argv(context_for(repo, policy, policy.gates.ruff))
+    return block_ctx(repo, argv, ["m.py"], **more)
+
+
+def test_no_fix_writes_a_line_over_the_projects_flake8_length(make_repo) -> None:
+    repo = make_repo(
+        {
+            "setup.cfg": "[flake8]\nmax-line-length = 79\n",
+            # ruff's own config selects the rule, not E501, and sets no line length.
+            "pyproject.toml": '[tool.ruff.lint]\nselect = ["UP032"]\n',
+            "m.py": FORMAT_CALLS,
+        }
+    )
+    ctx = project_ctx(repo)
+    assert ctx["lint"]["argv"][-2:] == ["--line-length", "79"]
+    provider = BuiltinProvider()
+    [item] = ask(provider, "todo", ctx)["items"]
+    assert item["title"] == "ruff UP032 in m.py (2 fixes)"
+    assert execute(provider, repo, item, ctx)["action"] == "patch"
+    text = (repo / "m.py").read_text()
+    assert 'return f"{x}!"' in text and ".format(\n" in text
+    assert max(len(line) for line in text.splitlines()) <= 79
+    # Asked again, it says why the other is left.
+    again = execute(provider, repo, item, ctx)
+    assert again["action"] == "skip" and "new ruff finding" in again["explanation"]
+    # At ruff's default length the same check takes both, one line of 84 columns.
+    plain = [a for a in ctx["lint"]["argv"] if a not in ("--line-length", "79")]
+    both = build_checked_fix_patch("m.py", FORMAT_CALLS, ruff_stdin_linter(plain, str(repo)), 20)
+    assert max(len(line) for line in both.splitlines()) == 85  # "+" and 84 columns
+
+
+def test_ruff_format_formats_at_the_projects_black_length(make_repo) -> None:
+    call = "result = some_function_name(first_argument_value, second_argument_value, third_value)\n"
+    assert len(call) - 1 == 85  # within ruff's default 88
+    repo = make_repo({"pyproject.toml": "[tool.black]\nline-length = 79\n", "m.py": call})
+    provider = BuiltinProvider()
+    ctx = project_ctx(repo, commands=["ruff format --check ."])
+    [item] = ask(provider, "todo", ctx)["items"]
+    assert execute(provider, repo, item, ctx)["action"] == "patch"
+    text = (repo / "m.py").read_text()
+    assert text.startswith("result = some_function_name(\n")
+    assert max(len(line) for line in text.splitlines()) <= 79

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from functools import lru_cache
 from importlib import import_module
 from typing import Any
 
+from harness.detect import ruff_line_length
 from harness.gates.common import (
     HARNESS_PYTHON,
     GateContext,
@@ -37,14 +39,41 @@ def ruff_command() -> tuple[str, ...]:
         return (HARNESS_PYTHON, "-m", "ruff")
 
 
+def line_length(ctx: GateContext) -> int | None:
+    """The policy's line length (the project's flake8 or black one, as detected) where ruff has
+    none of its own to use instead: not in the config file the gate names, not in `args`."""
+    n = getattr(ctx.cfg, "line_length", None)
+    if not isinstance(n, int):
+        return None
+    if any(a == "--config" or a.startswith(("--line-length", "--config=")) for a in ctx.cfg.args):
+        return None
+    cfg_file = config_path(ctx)
+    if cfg_file is not None and ruff_line_length(cfg_file) is not None:
+        return None
+    return n
+
+
+def settings_argv(ctx: GateContext, given: Sequence[str] = ()) -> list[str]:
+    """What the gate tells ruff besides the files' own settings: the config file the policy
+    names and the project's line length; `ruff format` and the fixers take them too. Not what
+    a command `given` names itself (ruff refuses an option twice), nor a length where it names
+    a config file, which may set its own."""
+    argv: list[str] = []
+    config = any(a.startswith("--config") for a in given)
+    cfg_file = config_path(ctx)
+    if cfg_file is not None and not config:
+        argv += ["--config", str(cfg_file)]
+    n = line_length(ctx)
+    if n is not None and not config and not any(a.startswith("--line-length") for a in given):
+        argv += ["--line-length", str(n)]
+    return argv
+
+
 def check_argv(ctx: GateContext) -> list[str]:
     """`ruff check` as this gate runs it, without the paths (callers add paths or stdin)."""
     argv = [*ruff_command(), "check", "--output-format", "json", "--no-cache"]
     argv += ["--exit-zero"]  # the findings decide the status; exit 2 still means ruff failed
-    cfg_file = config_path(ctx)
-    if cfg_file is not None:
-        argv += ["--config", str(cfg_file)]
-    return [*argv, *ctx.cfg.args]
+    return [*argv, *settings_argv(ctx), *ctx.cfg.args]
 
 
 class RuffGate:

@@ -217,6 +217,17 @@ def ruff_stdin_linter(argv: list[str], cwd: str) -> Lint:
     return lint
 
 
+def project_linter(lint: dict[str, Any]) -> Lint:
+    """The linter candidate text is checked with: the gate's command, and, where it carries a
+    line length (the project's flake8 or black one, or the block's), E501 at that length
+    whether or not the gate selects it, so that no fix writes a line the project's own lint
+    rejects (a UP032 f-string joined onto one line can pass 79 columns)."""
+    argv = [str(a) for a in lint["argv"]]
+    if "--line-length" in argv:
+        argv += ["--extend-select", "E501"]
+    return ruff_stdin_linter(argv, str(lint["cwd"]))
+
+
 def _new(before: list[dict[str, Any]], after: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Findings of `after` beyond the (code, message) multiset of `before`."""
     budget = Counter((f["code"], f["message"]) for f in before)
@@ -350,17 +361,19 @@ def build_checked_fix_patch(
 
 # ----------------------------------------------------------------------------- ruff format
 def _ruff_prefix(ctx: dict[str, Any]) -> tuple[list[str], list[str], str] | None:
-    """(the ruff the gate runs, its --config, the worktree), from the loop's lint command."""
+    """(the ruff the gate runs, its --config and --line-length, the worktree), from the loop's
+    lint command."""
     lint = ctx.get("lint")
     if not isinstance(lint, dict) or "check" not in lint.get("argv", []):
         return None
     argv = [str(a) for a in lint["argv"]]
     at = argv.index("check")
-    config = []
-    if "--config" in argv[at:]:
-        i = argv.index("--config", at)
-        config = argv[i : i + 2]
-    return argv[:at], config, str(lint["cwd"])
+    settings = []
+    for option in ("--config", "--line-length"):
+        if option in argv[at:]:
+            i = argv.index(option, at)
+            settings += argv[i : i + 2]
+    return argv[:at], settings, str(lint["cwd"])
 
 
 def format_commands(ctx: dict[str, Any]) -> list[list[str]]:
@@ -406,8 +419,13 @@ def _format_argv(ctx: dict[str, Any], options: list[str]) -> tuple[list[str], st
     found = _ruff_prefix(ctx)
     if found is None:
         return None
-    ruff, config, cwd = found
-    own = config if "--config" not in options else []
+    ruff, settings, cwd = found
+    pairs = dict(zip(settings[::2], settings[1::2], strict=True))
+    if any(o.startswith("--config") for o in options):
+        pairs = {}  # the block's own config file, which may set its own line length
+    if any(o.startswith("--line-length") for o in options):
+        pairs.pop("--line-length", None)
+    own = [x for pair in pairs.items() for x in pair]
     return [*ruff, "format", "--no-cache", *own, *options], cwd
 
 
@@ -879,7 +897,7 @@ class BuiltinProvider:
             if not mine and isinstance(lint, dict) and (work is None or work.kind != FORMAT):
                 # The loop checks only `.py` files before asking (a `.pyi` stub comes with no
                 # findings): what ruff says of the text is what the reason must be about.
-                mine = ruff_stdin_linter(list(lint["argv"]), str(lint["cwd"]))(path, text)
+                mine = project_linter(lint)(path, text)
             if keyed is not None and path not in keyed:
                 continue  # left for a later item: a half of a refused patch is tried first
             if work is not None and work.kind == FORMAT:
@@ -977,7 +995,7 @@ class BuiltinProvider:
             pick = [f for f in mine if fix_key(path, text, f, kind) not in banned]
             new, _n = _greedy(text, pick, budget, rule, kind, take)
             return new, []
-        linter = ruff_stdin_linter(list(lint["argv"]), str(lint["cwd"]))
+        linter = project_linter(lint)
 
         def fixes(t: str) -> Counter[str]:
             # A multiset: fixes of identical lines have one key, and each is a fix to count.
@@ -1018,7 +1036,7 @@ class BuiltinProvider:
             return "", f"over the per-file limit ({n} lines in 1 file)"
         lint = ctx.get("lint")
         if isinstance(lint, dict):
-            linter = ruff_stdin_linter(list(lint["argv"]), str(lint["cwd"]))
+            linter = project_linter(lint)
             new = _new(linter(path, text), linter(path, formatted))
             if new:
                 return "", f"ruff format would add a finding: {new[0]['code']} {new[0]['message']}"

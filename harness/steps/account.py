@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.gates.common import HARNESS_PYTHON, config_path
+from harness.gates.common import HARNESS_PYTHON
 from harness.gates.models import GateResult, GateRun, GateStatus
+from harness.gates.ruff import settings_argv
 from harness.gates.runner import context_for
 from harness.guard.globs import match_any
 from harness.outcome import CommandAccount, FixerCount, TargetCheck
@@ -39,8 +40,7 @@ def dry_run_argv(wt: Path, policy: Policy, m: GateMapping) -> list[str]:
     sub, options, paths, config = fixer_parts(m)
     own: list[str] = ["--config", config] if config else []
     if not own:
-        found = config_path(context_for(wt, policy, policy.gates.ruff))
-        own = ["--config", str(found)] if found is not None else []
+        own = settings_argv(context_for(wt, policy, policy.gates.ruff), given=options)
     argv = [HARNESS_PYTHON, "-m", "ruff", sub, "--no-cache", "--diff", *own, *options]
     return [*argv, *(paths or ["."])]
 
