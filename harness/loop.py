@@ -80,6 +80,7 @@ from harness.guard.mutation import MutationResult, check_patch_tests
 from harness.outcome import BlockOutcome, Revert, RunSummary, progress_entry
 from harness.policy import POLICY_FILE, GateConfig, GuardConfig, Policy
 from harness.providers.base import Message, ModelRequest, Phase, Provider, ToolSpec
+from harness.providers.builtin import notes_at_end
 from harness.record import RECORD_FORMAT, Manifest, Recorder, digest, utcnow
 from harness.schemas import (
     PHASE_TOOLS,
@@ -411,6 +412,10 @@ class Loop:
                 self.verifier.close()
                 self.verifier = None
         final = self.hold_the_contract(start, out, self.gates(f"block {block.number} end"))
+        if self.provider.name == "builtin":
+            # Its last plan counted what was left before that round's fixes and reverts.
+            ctx = block_context(block, gates, guard, final, self.policy.loop.max_todo_items)
+            out.cannot_do = notes_at_end(out.cannot_do, ctx)
         out.regressions = self.regressions(start, final, include_flaky=True)
         if any(final.results[g].status == GateStatus.ERROR for g in gates if g in final.results):
             out.status = "gate_error"

@@ -690,3 +690,22 @@ def test_blocks_start_from_the_cache_and_the_progress_log_is_one_commit(make_rep
     assert sum("progress log" in s for s in subjects) == 1
     log = branch_file(repo, summary.branch, "docs/audits/CLAUDE_PROGRESS.md")
     assert log.index("harness block 1") < log.index("harness block 2")
+
+
+def test_the_builtins_notes_are_true_of_the_blocks_end(make_repo) -> None:
+    # Two findings without a fix (E741); F841's unsafe fix takes one of them with its line.
+    # The only round's plan counted two: the block's outcome counts what is left at its end.
+    mod = "l = 1\n\n\ndef g(x):\n    l = 2\n    return x\n"
+    repo = make_repo({**FILES, "pkg/calc.py": mod})
+    policy = other_gates_off("ruff") + POLICY[POLICY.index("[gates.ruff]") :].replace(
+        '[gates.pytest]\ncov = ["pkg"]\nargs = ["-q"]\n', ""
+    )
+    summary = Loop(options(repo, BuiltinProvider(), policy=policy)).run()
+
+    out = summary.blocks[0]
+    assert subjects(repo, out.commits) == ["harness: ruff F841 in pkg/calc.py (1 unsafe fix)"]
+    assert out.status == "iteration_limit"
+    assert summary.summary["gates"]["ruff"]["details"]["by_code"] == {"E741": 1}
+    assert out.cannot_do == ["ruff: 1 finding has no automatic fix"]
+    plans = [e for e in read_events(Path(summary.run_dir)) if e["kind"] == "model_response"]
+    assert "ruff: 2 findings have no automatic fix" in json.dumps(plans[0])

@@ -13,6 +13,7 @@ from harness.guard.check import check_patch
 from harness.policy import GuardConfig, resolve_policy
 from harness.providers.base import ModelRequest
 from harness.providers.builtin import (
+    CANNOT,
     FORMAT,
     SAFE,
     UNSAFE,
@@ -23,6 +24,7 @@ from harness.providers.builtin import (
     build_fix_patch,
     item_rule,
     item_work,
+    notes_at_end,
     ruff_stdin_linter,
 )
 from tests.conftest import git
@@ -735,3 +737,32 @@ def test_ruff_format_formats_at_the_projects_black_length(make_repo) -> None:
     text = (repo / "m.py").read_text()
     assert text.startswith("result = some_function_name(\n")
     assert max(len(line) for line in text.splitlines()) <= 79
+
+
+def test_notes_at_the_blocks_end_say_what_is_left_then() -> None:
+    def finding(code: str, path: str, fix: str | None) -> dict[str, Any]:
+        return {"code": code, "path": path, "fix": {"applicability": fix} if fix else None}
+
+    planned = [
+        "mypy: " + CANNOT["mypy"],
+        "ruff: 3 findings have no automatic fix",
+        "ruff: 1 finding has only a fix ruff marks display-only (it shows it, never applies it)",
+        "ruff UP032 in a.py: each fix within the line limit would leave a new ruff finding",
+        "ruff E711 in b.py (unsafe fix): 1 fix reverted earlier in this run",
+        "ruff format: over the per-file limit (40 lines in 1 files: c.py)",
+    ]
+    end = {
+        "block": {"gates": ["ruff", "mypy"]},
+        "findings": {"ruff": [finding("E741", "a.py", None), finding("UP032", "a.py", "safe")]},
+        "lanes": [],
+    }
+    assert notes_at_end(planned, end) == [
+        "ruff: 1 finding has no automatic fix",
+        "ruff UP032 in a.py: each fix within the line limit would leave a new ruff finding",
+        "ruff format: over the per-file limit (40 lines in 1 files: c.py)",
+    ]
+    # What the plan would say of the same findings is what the end says.
+    plan = ask(BuiltinProvider(), "plan", end)
+    assert [n for n in plan["cannot_do"] if n.startswith("ruff: ")] == [
+        "ruff: 1 finding has no automatic fix"
+    ]

@@ -656,6 +656,63 @@ def _why_no_fix(text: str, findings: list[dict[str, Any]], kind: str, budget: in
     return "each fix within the line limit would leave a new ruff finding"
 
 
+def _gates_left(ctx: dict[str, Any]) -> list[str]:
+    """What this provider cannot do for each gate of the block that has something left to do:
+    a gate with no findings (no broken contract) needs no excuse."""
+    gates = list(ctx.get("block", {}).get("gates") or [])
+    findings = ctx.get("findings") or {}
+    left = {g for g in gates if findings.get(g) or g == "pytest"}
+    if ctx.get("contracts_broken"):
+        left.add("imports")
+    return [f"{g}: {CANNOT[g]}" for g in gates if g in CANNOT and g in left]
+
+
+def unfixable_notes(ctx: dict[str, Any]) -> list[str]:
+    """Why the ruff findings without a fix to propose are left, each reason with its own count:
+    a finding with a fix outside the lanes is not one with "no fix"."""
+    lanes = list(ctx.get("lanes") or [])
+    why: Counter[str] = Counter()
+    for f in ctx.get("findings", {}).get("ruff", []):
+        applicability = _applicability(f)
+        if applicability is None:
+            why["no automatic fix"] += 1
+        elif applicability not in (SAFE, UNSAFE):
+            why[f"only a fix ruff marks {applicability} (it shows it, never applies it)"] += 1
+        elif not _in_lanes(f["path"], lanes):
+            why["a fix, in a file outside this block's lanes"] += 1
+    return [
+        f"ruff: {n} finding{'s have' if n != 1 else ' has'} {w}" for w, n in sorted(why.items())
+    ]
+
+
+# The plan's notes that count or name what is left, as `_plan` writes them.
+_COUNTED = re.compile(r"^ruff: \d+ findings? ha(?:s|ve) ")
+_RULE_NOTE = re.compile(r"^ruff (?P<rule>[A-Za-z]+[0-9]+) in (?P<path>.+?)(?: \(unsafe fix\))?: ")
+
+
+def notes_at_end(planned: list[str], ctx: dict[str, Any]) -> list[str]:
+    """The last plan's `cannot_do`, made true of the block's end (`ctx`: the block context of
+    its final gate run). That plan counted what was left before its own round's fixes landed
+    and before any revert, so a block that ran out of rounds said "17 findings have no
+    automatic fix" of a tree that had 16. The counts are made again from the final findings; a
+    gate's note stays only if that gate has something left, a rule's note only if the rule
+    still has findings in that file; the other notes (a format over the limit) stand."""
+    gate_notes = {f"{g}: {why}" for g, why in CANNOT.items()}
+    gates_left = set(_gates_left(ctx))
+    findings = ctx.get("findings", {}).get("ruff", [])
+    left = {(str(f.get("code")), str(f.get("path"))) for f in findings}
+    head: list[str] = []
+    rest: list[str] = []
+    for note in planned:
+        rule = _RULE_NOTE.match(note)
+        if note in gate_notes:
+            head += [note] if note in gates_left else []
+        elif not _COUNTED.match(note) and (rule is None or (rule["rule"], rule["path"]) in left):
+            rest.append(note)
+    ruff = "ruff" in (ctx.get("block", {}).get("gates") or [])
+    return [*head, *(unfixable_notes(ctx) if ruff else []), *rest]
+
+
 class BuiltinProvider:
     name = "builtin"
     model = "builtin-rules"
@@ -771,32 +828,9 @@ class BuiltinProvider:
                 )
         return out, skipped
 
-    @staticmethod
-    def _not_fixable(ctx: dict[str, Any]) -> list[str]:
-        """Why the other ruff findings are left, each reason with its own count: a finding
-        with a fix outside the lanes is not one with "no fix"."""
-        lanes = list(ctx.get("lanes") or [])
-        why: Counter[str] = Counter()
-        for f in ctx.get("findings", {}).get("ruff", []):
-            applicability = _applicability(f)
-            if applicability is None:
-                why["no automatic fix"] += 1
-            elif applicability not in (SAFE, UNSAFE):
-                why[f"only a fix ruff marks {applicability} (it shows it, never applies it)"] += 1
-            elif not _in_lanes(f["path"], lanes):
-                why["a fix, in a file outside this block's lanes"] += 1
-        return [
-            f"ruff: {n} finding{'s have' if n != 1 else ' has'} {w}" for w, n in sorted(why.items())
-        ]
-
     def _plan(self, ctx: dict[str, Any]) -> ModelResponse:
         gates = list(ctx.get("block", {}).get("gates") or [])
-        findings = ctx.get("findings") or {}
-        # Only what is left to do: a gate with no findings (no broken contract) needs no excuse.
-        left = {g for g in gates if findings.get(g) or g == "pytest"}
-        if ctx.get("contracts_broken"):
-            left.add("imports")
-        cannot = [f"{g}: {CANNOT[g]}" for g in gates if g in CANNOT and g in left]
+        cannot = _gates_left(ctx)
         candidates, skipped = self._candidates(ctx)
         limit = ctx.get("max_lines", 20)
         steps = []
@@ -815,7 +849,7 @@ class BuiltinProvider:
         if formats:
             steps.append(f"Run ruff format on {len(formats)} files, one file per patch.")
         if "ruff" in gates:
-            cannot += self._not_fixable(ctx)
+            cannot += unfixable_notes(ctx)
         cannot += skipped
         summary = " ".join(steps) if steps else "Nothing in this block can be fixed by rules."
         plan = {"summary": summary, "steps": steps, "cannot_do": cannot}
