@@ -1439,7 +1439,7 @@ class Loop:
                 "written": {p: _file_digest(self.wt / p) for p in sorted(set(written))},
                 "inputs": inputs,
                 "setup": self.gate_setup(),
-                "policy": self.policy.model_dump(mode="json"),
+                "policy": self.judged_under(),
                 "versions": self.tool_versions(),
             }
         )
@@ -1454,6 +1454,10 @@ class Loop:
     def recorded(self, layer: str, key: str) -> Any:
         """The recorded result of a measurement with this key, or None: a run has none."""
         return None
+
+    def judged_under(self) -> dict[str, Any]:
+        """The policy as a measurement's key holds it."""
+        return self.policy.model_dump(mode="json")
 
     def checked_against(self, guard: GuardConfig | None = None) -> dict[str, Any]:
         """What a per-patch check compares with: the latest gate results, the block's start

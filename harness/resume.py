@@ -14,6 +14,9 @@ out, the commits landed, the progress-log entries, the spend). A resume:
   the unfinished block already sent is answered from the record, not by the model; the times
   and the gate results it recorded are handed back (`CatchUp`), so its commits come out as they
   were, to the byte; from the first request the record cannot answer on, the run is live.
+  A landing's checks (the guard's behaviour and mutation layers, the per-patch verifier, the
+  quick lint) are handed back too where what decides them is what it was (`ResumeLoop.recorded`):
+  a landing caught up on is not tested again.
 
 Finished blocks are never run again: their outcomes come from the record. A block a person
 quit in (`q` at a patch) was cut short, not finished: it is the one gone on with.
@@ -32,6 +35,7 @@ from typing import Any
 import git
 from pydantic import ValidationError
 
+from harness import __version__
 from harness.approve import (
     Approval,
     Approver,
@@ -53,6 +57,7 @@ from harness.policy import Policy
 from harness.providers.base import ModelRequest, ModelResponse, Provider, Usage
 from harness.providers.scripted import ScriptedProvider
 from harness.record import RECORD_FORMAT, Manifest, read_events, request_digest, request_pairs
+from harness.redact import REDACTED
 from harness.steps import StepsScript, mapping
 
 RESUMABLE = (ExitCode.INTERRUPTED, ExitCode.BUDGET)
@@ -73,6 +78,7 @@ class Interrupted:
     tail_lines: list[str]  # the unfinished block's events in this log, to be set aside
     outcomes: list[BlockOutcome]
     checkpoint: dict[str, Any]
+    tail_from: str | None = None  # the set-aside log the tail was read from, if not this one
 
     @property
     def head(self) -> str:
@@ -160,6 +166,7 @@ def load(run_dir: Path) -> Interrupted:
     # A resume killed in its turn set the block's events aside already, and may have got less
     # far than the attempt before it: the attempt that got furthest is the one to catch up on.
     after = int(events[marks[-1]]["seq"]) if marks else 0
+    tail_from = None
     for aside in sorted(run_dir.glob("events.interrupted-*.jsonl")):
         earlier = read_events(run_dir, name=aside.name)
         if (
@@ -167,7 +174,7 @@ def load(run_dir: Path) -> Interrupted:
             and int(earlier[0].get("seq", 0)) > after
             and len(request_pairs(earlier)) > len(request_pairs(tail))
         ):
-            tail = earlier
+            tail, tail_from = earlier, aside.name
     outcomes = [
         BlockOutcome.model_validate({k: v for k, v in e.items() if k not in _META})
         for e in events[:cut]
@@ -184,6 +191,7 @@ def load(run_dir: Path) -> Interrupted:
         tail_lines=tail_lines,
         outcomes=outcomes,
         checkpoint=events[marks[-1]] if marks else {},
+        tail_from=tail_from,
     )
 
 
@@ -460,9 +468,21 @@ class CatchUpApprover:
 
 class ResumeLoop(Loop):
     """The loop, going on from a checkpoint; the unfinished block's gate runs are taken from
-    the record while the tree and the gates' configuration are the recorded ones."""
+    the record while the tree and the gates' configuration are the recorded ones, and its other
+    measurements where their key is the recorded one (`recorded`).
 
-    def __init__(self, opts: RunOptions, record: Interrupted) -> None:
+    `limits` are the budget limits the resume was given in place of the recorded ones, with
+    the recorded values: a budget decides when a run stops, never how a patch is judged, so a
+    measurement's key holds the recorded value (`judged_under`)."""
+
+    def __init__(
+        self,
+        opts: RunOptions,
+        record: Interrupted,
+        *,
+        source: str | None = None,
+        limits: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__(opts)
         if isinstance(self.provider, CatchUpProvider):
             self.provider.hand_budget(self.budget)
@@ -470,6 +490,10 @@ class ResumeLoop(Loop):
         self.recorded_gates = [e for e in record.tail if e["kind"] == "gates"]
         self.reused = 0
         self._reusing = True
+        self.source = record.tail_from or source or "the record"
+        self.limits = dict(limits or {})
+        self.recorded_measures = _measures(record)
+        self.measures_reused = 0
 
     def gates(self, label: str) -> GateRun:
         if self._reusing and self.reused < len(self.recorded_gates):
@@ -485,6 +509,44 @@ class ResumeLoop(Loop):
                 return self.recorded_gate_run(label, tree, recorded["results"])
         self._reusing = False
         return super().gates(label)
+
+    def recorded(self, layer: str, key: str) -> Any:
+        """The unfinished block's result of a measurement with this key, each once and in the
+        order measured (a flaky test measured twice under one key gets both answers), or None:
+        measured again. The key holds all that decides it (`Loop.measured`): the commit's tree
+        and the written files (the patch), the gate results and the block's start it is judged
+        against, the block's guard, the gates' configuration, the policy and each tool's
+        version; a kill during a check leaves no result, and the check runs again."""
+        waiting = self.recorded_measures.get(key)
+        if not waiting:
+            return None
+        result = waiting.pop(0)
+        self.measures_reused += 1
+        # Recorded again where the run records what it measured, saying where it came from:
+        # the log reads as the uninterrupted run's, and a replay of it finds the result.
+        self.rec.event(
+            "measured", layer=layer, key=key, result=self.rec.store(result), reused=self.source
+        )
+        self.say(f"    {layer}: from the record")
+        return result
+
+    def judged_under(self) -> dict[str, Any]:
+        policy = super().judged_under()
+        policy["loop"] |= self.limits
+        return policy
+
+
+def _measures(record: Interrupted) -> dict[str, list[Any]]:
+    """The unfinished block's measurements by key, those a resume may hand back: none from
+    another version of the harness (its checks may judge differently under the same key), and
+    none whose result was redacted before it was recorded (it is not what was measured)."""
+    if record.manifest.harness_version != __version__:
+        return {}
+    found: dict[str, list[Any]] = {}
+    for e in record.tail:
+        if e["kind"] == "measured" and REDACTED not in json.dumps(e.get("result")):
+            found.setdefault(str(e["key"]), []).append(e["result"])
+    return found
 
 
 # ---------------------------------------------------------------------------------- the command
@@ -514,7 +576,9 @@ def resume(
     if pid is not None and pid != os.getpid():
         raise NotResumable(f"run {manifest.run_id} is still running (pid {pid})")
     data = record.policy.model_dump(mode="json")
-    data["loop"] |= {k: v for k, v in (budget or {}).items() if v is not None}
+    given = {k: v for k, v in (budget or {}).items() if v is not None}
+    limits = {k: data["loop"].get(k) for k in given}
+    data["loop"] |= given
     try:
         policy = Policy.model_validate(data)  # budget options are held to the policy's rules
     except ValidationError as exc:
@@ -553,5 +617,7 @@ def resume(
             ),
         ),
         record,
+        source=note["set_aside"],
+        limits=limits,
     )
     return loop.run()

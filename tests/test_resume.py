@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,8 +17,12 @@ from typing import Any
 
 import pytest
 
+from harness.providers.scripted import ScriptedProvider
 from harness.record import KILL_BEFORE, read_events
 from tests.conftest import PINNED, git, other_gates_off, write_files
+from tests.test_loop import FILES as TESTED_FILES
+from tests.test_loop import options
+from tests.test_replay import LOGGING_PYTHON, TESTED_POLICY
 
 STEPS = """# STEPS test
 
@@ -480,3 +485,99 @@ def test_the_builtin_provider_resumes_knowing_what_it_proposed(
     events = read_events(record)
     asked = [e["phase"] for e in events if e["kind"] == "model_request"]
     assert asked[:3] == ["plan", "todo", "execute"] and asked.count("todo") == asked.count("plan")
+
+
+# ------------------------------------------------------------- a landing's checks, caught up on
+
+# Two landings, each judged by the guard's behaviour and mutation layers, the per-patch verifier
+# and the quick lint; every pytest run goes through the logging interpreter.
+CHECKED = [
+    PLAN,
+    todos(("a", "pkg/calc.py"), ("b", "pkg/calc.py")),
+    patch("a", REMOVE_OS),
+    patch("b", REMOVE_SYS),
+]
+
+
+def interrupted_at_b(root: Path) -> tuple[Path, Path]:
+    """The run of CHECKED, interrupted (Ctrl-C) as item b starts, item a landed: returns
+    (record, the interpreter's log, emptied)."""
+    from harness.errors import Interrupted
+    from harness.loop import Loop
+
+    repo = root / "repo"
+    repo.mkdir(parents=True)
+    write_files(repo, TESTED_FILES)
+    for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-qm", "initial"]):
+        subprocess.run(["git", *args], cwd=repo, check=True)
+    log, python = root / "python.log", root / "python"
+    python.write_text(LOGGING_PYTHON.format(log=log, python=sys.executable))
+    python.chmod(0o755)
+
+    def ctrl_c_at_b(message: str) -> None:
+        if message.startswith("  [b]"):
+            raise KeyboardInterrupt
+
+    opts = options(
+        repo,
+        ScriptedProvider.from_responses(CHECKED),
+        policy=TESTED_POLICY.format(python=python),
+        runs_dir=root / "runs",
+    )
+    opts.progress = ctrl_c_at_b
+    with pytest.raises(Interrupted):
+        Loop(opts).run()
+    (record,) = (root / "runs").iterdir()
+    log.unlink()
+    return record, log
+
+
+def patch_checks(log: Path) -> int:
+    """The per-patch verifier's pytest runs (one per patch it checks) in the log."""
+    lines = log.read_text().splitlines()
+    return sum("--harness-report=" in line and "harness-verify-" in line for line in lines)
+
+
+def test_a_resume_takes_a_landed_patchs_checks_from_the_record_unless_their_inputs_changed(
+    tmp_path: Path,
+) -> None:
+    from harness.resume import resume as go_on
+
+    def scripted(_m: Any, _p: Any) -> ScriptedProvider:
+        return ScriptedProvider.from_responses(CHECKED)
+
+    record, log = interrupted_at_b(tmp_path / "run")
+    # The same record, its policy changed in a way no prompt shows: every key differs.
+    changed = Path(shutil.copytree(record, tmp_path / "changed" / record.name))
+    policy = json.loads((changed / "policy.json").read_text())
+    policy["gates"]["pytest"]["timeout"] += 1
+    (changed / "policy.json").write_text(json.dumps(policy))
+    aside = {e["key"]: e for e in read_events(record) if e["kind"] == "measured"}
+
+    # Reused: a's checks are handed back (a larger budget judges no patch differently); b,
+    # not checked before the interruption, is checked.
+    summary = go_on(record, scripted, budget={"max_calls": 50})
+    assert len(summary.blocks[0].commits) == 2
+    assert patch_checks(log) == 1  # b's: a's per-patch pytest run was not made again
+    measured = [e for e in read_events(record) if e["kind"] == "measured"]
+    reused = [e for e in measured if e.get("reused")]
+    assert {e["key"] for e in reused} == set(aside)
+    assert {e["reused"] for e in reused} == {"events.interrupted-1.jsonl"}
+    assert {"quick", "behaviour+verify", "mutation"} <= {e["layer"] for e in reused}
+    assert [e["result"] for e in reused] == [aside[e["key"]]["result"] for e in reused]
+    assert "behaviour+verify" in {e["layer"] for e in measured if not e.get("reused")}
+    code = landed_code(record)
+
+    # Re-verified: a's checks run again, and the run comes out the same, event for event.
+    log.unlink()
+    summary = go_on(changed, scripted)
+    assert patch_checks(log) == 2  # a's and b's
+    assert not any(e.get("reused") for e in read_events(changed) if e["kind"] == "measured")
+    assert kinds(changed) == kinds(record)
+    assert len(summary.blocks[0].commits) == 2
+    assert landed_code(record) == code  # the same branch, as the copy's resume left it
+
+
+def landed_code(record: Path) -> str:
+    manifest = json.loads((record / "manifest.json").read_text())
+    return git(Path(manifest["repo"]), "diff", "main", manifest["branch"], "--", "pkg")
