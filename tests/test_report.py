@@ -182,6 +182,51 @@ def test_a_run_with_a_refusal_and_a_revert_reports_who_decided_and_why(
     assert {r["tool"]["driver"]["properties"]["gate"] for r in log["runs"]} == {"ruff", "pytest"}
 
 
+def test_the_report_counts_requests_answers_and_http_attempts(
+    make_repo: Callable[..., Path], tmp_path: Path
+) -> None:
+    """A run through the Anthropic provider against the fake API: the plan and the todos each
+    answered at the second HTTP attempt (a 529 first), the patch at the first, and the review
+    refused outright (a 400): the run stops there (exit 4)."""
+    from tests.fakeapi import error_body, fake_api, message_body, tool_use
+    from tests.test_budget import ITEM, OVERLOADED, STEPS_ONE, _cli
+
+    repo = make_repo(FILES)
+    steps = tmp_path / "steps.md"
+    steps.write_text(STEPS_ONE)
+    policy = tmp_path / "policy.toml"
+    policy.write_text(POLICY + '\n[prices."claude-sonnet-5"]\ninput = 2.0\noutput = 10.0\n')
+    runs = tmp_path / "runs"
+    now = {"retry-after": "0"}
+    with fake_api() as api:
+        api.push(529, OVERLOADED, headers=now)
+        api.push(200, message_body([tool_use("submit_plan", {"summary": "drop os"})]))
+        api.push(529, OVERLOADED, headers=now)
+        api.push(200, message_body([tool_use("submit_todos", {"items": [ITEM]})]))
+        api.push(
+            200, message_body([tool_use("propose_patch", {"item_id": "T1", "diff": REMOVE_OS})])
+        )
+        api.push(400, error_body("invalid_request_error", "no review today"))
+        run = ["run", str(steps), "--repo", str(repo), "--policy", str(policy)]
+        proc = _cli([*run, "--runs-dir", str(runs), "--model", "claude-sonnet-5"], api)
+    assert proc.returncode == 4, proc.stderr[-3000:]
+    (run_dir,) = runs.iterdir()
+
+    (block,) = load(run_dir).blocks
+    counted = block.tokens.model_dump()
+    assert {k: counted[k] for k in ("requests", "calls", "failed", "attempts", "retries")} == {
+        "requests": 4, "calls": 3, "failed": 1, "attempts": 5, "retries": 2,
+    }  # fmt: skip
+    said = "4 model requests, 3 answered, 1 failed, 5 HTTP attempts (2 retried)"
+    out, page = report_all(run_dir, tmp_path)
+    assert f"<sub>cost: {said}, " in (out / "r.md").read_text()
+    assert f'<span data-figure="requests">{said}</span>' in page
+    assert '<span data-figure="block-1-attempts">5</span> HTTP attempt(s) (2 retried)' in page
+    shown = json.loads(harness("report", str(run_dir), "--json", cwd=tmp_path).stdout)
+    assert shown["header"]["tokens"]["retries"] == 2
+    assert shown["blocks"][0]["tokens"]["requests"] == 4
+
+
 def _append(run_dir: Path, before_kind: str, *events: dict[str, Any]) -> None:
     """Insert events before the first `before_kind` event, renumbering: a record as a newer
     harness (supervision) would write it."""

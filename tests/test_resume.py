@@ -19,6 +19,8 @@ import pytest
 
 from harness.providers.scripted import ScriptedProvider
 from harness.record import KILL_BEFORE, read_events
+from harness.report import load as load_report
+from harness.report import markdown
 from tests.conftest import PINNED, git, other_gates_off, write_files
 from tests.test_loop import FILES as TESTED_FILES
 from tests.test_loop import options
@@ -499,17 +501,13 @@ CHECKED = [
 ]
 
 
-def interrupted_at_b(root: Path) -> tuple[Path, Path]:
+def interrupted_at_b(make_repo: Callable[..., Path], root: Path) -> tuple[Path, Path]:
     """The run of CHECKED, interrupted (Ctrl-C) as item b starts, item a landed: returns
     (record, the interpreter's log, emptied)."""
     from harness.errors import Interrupted
     from harness.loop import Loop
 
-    repo = root / "repo"
-    repo.mkdir(parents=True)
-    write_files(repo, TESTED_FILES)
-    for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-qm", "initial"]):
-        subprocess.run(["git", *args], cwd=repo, check=True)
+    repo = make_repo(TESTED_FILES)
     log, python = root / "python.log", root / "python"
     python.write_text(LOGGING_PYTHON.format(log=log, python=sys.executable))
     python.chmod(0o755)
@@ -539,14 +537,14 @@ def patch_checks(log: Path) -> int:
 
 
 def test_a_resume_takes_a_landed_patchs_checks_from_the_record_unless_their_inputs_changed(
-    tmp_path: Path,
+    make_repo: Callable[..., Path], tmp_path: Path
 ) -> None:
     from harness.resume import resume as go_on
 
     def scripted(_m: Any, _p: Any) -> ScriptedProvider:
         return ScriptedProvider.from_responses(CHECKED)
 
-    record, log = interrupted_at_b(tmp_path / "run")
+    record, log = interrupted_at_b(make_repo, tmp_path)
     # The same record, its policy changed in a way no prompt shows: every key differs.
     changed = Path(shutil.copytree(record, tmp_path / "changed" / record.name))
     policy = json.loads((changed / "policy.json").read_text())
@@ -566,6 +564,10 @@ def test_a_resume_takes_a_landed_patchs_checks_from_the_record_unless_their_inpu
     assert {"quick", "behaviour+verify", "mutation"} <= {e["layer"] for e in reused}
     assert [e["result"] for e in reused] == [aside[e["key"]]["result"] for e in reused]
     assert "behaviour+verify" in {e["layer"] for e in measured if not e.get("reused")}
+    report = load_report(record)
+    assert report.header.checks_reused == len(reused)
+    said = f"| resumed | {len(reused)} check(s) taken from the interrupted session's record"
+    assert said in markdown(report)
     code = landed_code(record)
 
     # Re-verified: a's checks run again, and the run comes out the same, event for event.

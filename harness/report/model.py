@@ -13,7 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, computed_field
 
 from harness.errors import UsageError
 from harness.outcome import seed_keys
@@ -40,17 +40,48 @@ _DECISION_WORDS = ("supervis", "approv", "decision", "decided")
 
 
 class Tokens(BaseModel):
-    """What the model calls cost, summed from the recorded responses' usage."""
+    """What the model calls cost, summed from the recorded responses' usage, and how many
+    requests were sent and HTTP attempts made for them."""
 
-    calls: int = 0
+    requests: int = Field(
+        0, description="requests sent to the model (an invalid answer re-asked too)"
+    )
+    calls: int = Field(0, description="answers the model gave")
+    failed: int = Field(0, description="requests the provider failed on, retries spent")
+    attempts: int = Field(
+        0, description="HTTP attempts the answers took, failed and retried ones included"
+    )
     input_tokens: int = 0
     output_tokens: int = 0
     cache_creation_input_tokens: int = 0
     cache_read_input_tokens: int = 0
     cost_usd: float = 0.0
 
-    def add(self, usage: dict[str, Any]) -> None:
+    @computed_field(description="attempts beyond one per answer: each was billed")  # type: ignore[prop-decorator]
+    @property
+    def retries(self) -> int:
+        return max(0, self.attempts - self.calls)
+
+    @property
+    def said(self) -> str:
+        """The requests, and what went wrong with them where anything did."""
+        said = f"{self.requests} model request{'' if self.requests == 1 else 's'}"
+        if self.calls != self.requests:
+            said += f", {self.calls} answered"
+        if self.failed:
+            said += f", {self.failed} failed"
+        if self.retries:
+            said += f", {self.attempts} HTTP attempts ({self.retries} retried)"
+        return said
+
+    def plus(self, other: Tokens) -> Tokens:
+        return Tokens.model_validate(
+            {k: getattr(self, k) + getattr(other, k) for k in Tokens.model_fields}
+        )
+
+    def add(self, usage: dict[str, Any], attempts: int = 1) -> None:
         self.calls += 1
+        self.attempts += attempts
         self.input_tokens += int(usage.get("input_tokens") or 0)
         self.output_tokens += int(usage.get("output_tokens") or 0)
         self.cache_creation_input_tokens += int(usage.get("cache_creation_input_tokens") or 0)
@@ -79,6 +110,11 @@ class Header(BaseModel):
     tokens: Tokens
     goals_met: bool | None = None
     stopped: str | None = None
+    checks_reused: int = Field(
+        0,
+        description="a resumed run's checks (guard layers, per-patch verification, lint) "
+        "taken from the interrupted session's record instead of run again",
+    )
 
 
 class OtherEvent(BaseModel):
@@ -323,6 +359,7 @@ class _Reader:
         self.errors: list[str] = []
         self.final: tuple[str, dict[str, dict[str, Any]]] | None = None
         self.by_sha: dict[str, Proposal] = {}
+        self.reused = 0
 
     def read(self, events: list[dict[str, Any]]) -> None:
         for event in events:
@@ -535,9 +572,21 @@ class _Reader:
                 )
             )
 
+    def tokens(self) -> Tokens:
+        return self.block.tokens if self.block is not None else self.outside
+
+    def on_model_request(self, e: dict[str, Any]) -> None:
+        self.tokens().requests += 1
+
     def on_model_response(self, e: dict[str, Any]) -> None:
-        usage = e.get("usage") or {}
-        (self.block.tokens if self.block is not None else self.outside).add(usage)
+        self.tokens().add(e.get("usage") or {}, int(e.get("attempts") or 1))
+
+    def on_measured(self, e: dict[str, Any]) -> None:
+        if e.get("reused"):
+            self.reused += 1
+
+    def on_model_error(self, e: dict[str, Any]) -> None:
+        self.tokens().failed += 1
 
     def on_run_error(self, e: dict[str, Any]) -> None:
         self.errors.append(f"{e.get('type')}: {e.get('error')}")
@@ -560,8 +609,7 @@ def load(run_dir: Path) -> RunReport:
     reader.read(events)
     tokens = Tokens()
     for part in [reader.outside, *(b.tokens for b in reader.blocks)]:
-        for key, value in part.model_dump().items():
-            setattr(tokens, key, getattr(tokens, key) + value)
+        tokens = tokens.plus(part)
     finished: dict[str, Any] = next(
         (e for e in reversed(events) if e.get("kind") == "run_finished"), {}
     )
@@ -586,6 +634,7 @@ def load(run_dir: Path) -> RunReport:
         tokens=tokens,
         goals_met=(summary or {}).get("goals_met"),
         stopped=(summary or {}).get("stopped"),
+        checks_reused=reader.reused,
     )
     final_label, final = reader.final if reader.final else (None, {})
     seed = seed_keys(summary) if summary else {}
