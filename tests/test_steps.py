@@ -426,6 +426,34 @@ def test_path_remap_reaches_the_fixers_and_a_missing_fixer_path_is_not_nothing_t
     assert found.error is None and found.files == {"src/pkg/m.py": (0, 1)}
 
 
+def test_a_cov_target_mapped_onto_a_module_file_is_measured_by_its_import_name(
+    seed: StepsScript, make_repo: Callable[..., Path]
+) -> None:
+    # The preflight proposes `--path lukhas=six.py` for a single-module project: one mapping for
+    # the script's ruff/mypy/bandit paths and its --cov, which coverage reads as an import name.
+    mapped = remap_paths(seed, {"lukhas": "six.py", ".coveragerc": ""})
+    final = next(b for b in mapped.blocks if b.final)
+    pytest_gate = next(m for m in final.gates if m.kind == "gate" and m.gate == "pytest")
+    ruff_gate = next(m for m in final.gates if m.kind == "gate" and m.gate == "ruff")
+    assert pytest_gate.cov == ["six"] and ruff_gate.paths == ["six.py"]
+    under_src = remap_paths(seed, {"lukhas": "src/mod.py"}, "src").blocks[0].gates[0]
+    assert under_src.cov == ["mod"]
+    nested = remap_paths(seed, {"lukhas": "pkg/sub/__init__.py"}).blocks[0].gates[0]
+    assert nested.cov == ["pkg.sub"]
+    assert remap_paths(seed, {"lukhas": "src/pkg"}, "src").blocks[0].gates[0].cov == ["src/pkg"]
+    repo = make_repo(
+        {
+            "six.py": "def f(a):\n    if a:\n        return 1\n    return 2\n",
+            "test_six.py": "from six import f\n\n\ndef test_f():\n    assert f(1) == 1\n",
+        }
+    )
+    policy = parse_policy(other_gates_off("pytest") + '[gates]\npythonpath = ["."]\n')
+    run = run_gates(repo, apply_to_policy(mapped, policy), only=["pytest"], use_cache=False)
+    result = run.results["pytest"]
+    assert result.status != GateStatus.ERROR, result.error
+    assert result.coverage is not None and result.coverage.per_file == {"six.py": 75.0}
+
+
 def test_a_pytest_gates_account_says_how_many_tests_did_not_run() -> None:
     def run(outcomes: dict[str, str]) -> GateRun:
         tests = [TestCase(id=f"tests/test_a.py::{n}", outcome=o) for n, o in outcomes.items()]

@@ -136,7 +136,8 @@ def execute(
     root = Path(repo)
     resolved = resolve_policy(root, policy_file)
     policy, policy_text = resolved.policy, resolved.text
-    steps = remap_paths(load_steps(steps_file), parse_path_map(path_map or []))
+    root_dir = resolved.detected.source_root if resolved.detected else "."
+    steps = remap_paths(load_steps(steps_file), parse_path_map(path_map or []), root_dir)
     user_repo = open_repo(root)
     # Before anything is created: a script naming paths this repository lacks stops here.
     check_script_paths(steps, user_repo, user_repo.head.commit.hexsha, resolved.detected)

@@ -83,9 +83,15 @@ def _remap(value: str, mapping: dict[str, str]) -> str | None:
     return value
 
 
-def remap_paths(script: StepsScript, mapping: dict[str, str]) -> StepsScript:
+def remap_paths(
+    script: StepsScript, mapping: dict[str, str], source_root: str = "."
+) -> StepsScript:
     """The script with the paths its gate commands name rewritten: `--path lukhas=src/click`
-    points a script written for one repository at another without editing it."""
+    points a script written for one repository at another without editing it.
+
+    A --cov target mapped onto a module file (`--path lukhas=six.py`) becomes the module's
+    import name (`six`), since coverage reads a target that is not a directory as one: the
+    same mapping then serves the script's ruff, mypy and bandit paths and its --cov."""
     if not mapping:
         return script
     new = script.model_copy(deep=True)
@@ -98,11 +104,25 @@ def remap_paths(script: StepsScript, mapping: dict[str, str]) -> StepsScript:
                 block.gate_commands = [renamed.get(c, c) for c in block.gate_commands]
                 block.gates[i] = m = fixer
             m.paths = [p for p in (_remap(p, mapping) for p in m.paths) if p]
-            m.cov = [c for c in (_remap(c, mapping) for c in m.cov) if c]
+            m.cov = [
+                _cov_target(new_c, source_root) if new_c != c else c
+                for c in m.cov
+                if (new_c := _remap(c, mapping))
+            ]
             if m.config is not None:
                 m.config = _remap(m.config, mapping)
     new.final_gates = [renamed.get(c, c) for c in new.final_gates]
     return new
+
+
+def _cov_target(path: str, source_root: str) -> str:
+    if not path.endswith(".py"):
+        return path
+    root = source_root.strip("/")
+    if root not in ("", ".") and path.startswith(root + "/"):
+        path = path[len(root) + 1 :]
+    module = path.removesuffix(".py").removesuffix("/__init__")
+    return module.replace("/", ".")
 
 
 def named_paths(script: StepsScript) -> list[tuple[int, str, str]]:
