@@ -659,6 +659,8 @@ class Loop:
             if not isinstance(answer, PatchProposal):
                 return None, rejected
             if answer.action == "skip":
+                # Said as a refusal or a landing is: an item that ends in silence reads as lost.
+                self.say(f"    skipped: {answer.explanation}")
                 self.rec.event("item_skipped", item=item.id, reason=answer.explanation)
                 return None, rejected
             digest = hashlib.sha256(answer.diff.encode()).hexdigest()[:16]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -213,6 +214,18 @@ def test_rejected_patch_is_retried_with_reasons(run_loop) -> None:
     requests = [e for e in events if e["kind"] == "model_request" and e["phase"] == "execute"]
     assert "noqa" in json.dumps(requests[-1]["messages"]).lower()
     assert len(summary.blocks[0].commits) == 1
+
+
+def test_an_item_the_model_skips_is_said_on_the_console_with_its_reason(make_repo) -> None:
+    said: list[str] = []
+    skip = {"item_id": "T1", "action": "skip", "explanation": "no fix applies"}
+    responses = [plan(), todos("T1", "T2"), {"phase": "execute", "tool": "propose_patch",
+                 "input": skip}, patch("T2", REMOVE_OS)]  # fmt: skip
+    opts = options(make_repo(FILES), ScriptedProvider.from_responses(responses))
+    Loop(dataclasses.replace(opts, progress=said.append)).run()
+    at = said.index(next(m for m in said if m.startswith("  [T1]")))
+    assert said[at + 1] == "    skipped: no fix applies"
+    assert said[at + 2].startswith("  [T2]")
 
 
 def test_invalid_todo_output_is_sent_back(run_loop) -> None:
