@@ -454,6 +454,17 @@ def test_a_cov_target_mapped_onto_a_module_file_is_measured_by_its_import_name(
     assert result.coverage is not None and result.coverage.per_file == {"six.py": 75.0}
 
 
+def test_a_secrets_command_run_by_the_other_tool_says_so() -> None:
+    def run(tool: str) -> GateRun:
+        r = GateResult(gate="secrets", status=GateStatus.PASSED, tool=tool)
+        return GateRun(tree="t", results={"secrets": r})
+
+    m = map_command("gitleaks detect --no-banner --redact")
+    acc = gate_account(m, run("detect-secrets"), run("detect-secrets"), Policy(), [])
+    assert acc.result.endswith("; run as detect-secrets, not gitleaks")
+    assert "run as" not in gate_account(m, run("gitleaks"), run("gitleaks"), Policy(), []).result
+
+
 def test_a_pytest_gates_account_says_how_many_tests_did_not_run() -> None:
     def run(outcomes: dict[str, str]) -> GateRun:
         tests = [TestCase(id=f"tests/test_a.py::{n}", outcome=o) for n, o in outcomes.items()]

@@ -19,6 +19,7 @@ from harness.gates.common import HARNESS_PYTHON
 from harness.gates.models import GateResult, GateRun, GateStatus
 from harness.gates.ruff import settings_argv
 from harness.gates.runner import context_for
+from harness.gates.secrets import DETECT_SECRETS, GITLEAKS
 from harness.guard.globs import match_any
 from harness.outcome import CommandAccount, FixerCount, TargetCheck
 from harness.policy import GuardConfig, Policy
@@ -205,6 +206,10 @@ def gate_account(
     acc.result = f"{r.status.value}: {_measure(r)}"
     if was is not None and was.status != GateStatus.ERROR:
         acc.result += f" (at the block's start: {_measure(was)})"
+    named = Path(m.argv[0]).name if m.argv else ""
+    if m.gate == "secrets" and named in (GITLEAKS, DETECT_SECRETS) and named != r.tool:
+        # `gitleaks detect: passed` would read as gitleaks having looked when it is not there.
+        acc.result += f"; run as {r.tool}, not {named}"
     if m.kind == "gate" and m.gate:
         paths = getattr(policy.gates, m.gate).paths
         if m.paths and sorted(paths) != sorted(m.paths):
