@@ -454,6 +454,17 @@ def test_a_cov_target_mapped_onto_a_module_file_is_measured_by_its_import_name(
     assert result.coverage is not None and result.coverage.per_file == {"six.py": 75.0}
 
 
+def test_steps_shows_the_script_as_run_path_maps_it(
+    make_repo: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(make_repo({"src/mod.py": "X = 1\n", "tests/test_mod.py": ""}))
+    args = ["steps", "--json", str(SEED), "--path", "lukhas=src/mod.py", "--path", ".coveragerc="]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    block1 = json.loads(res.output)["blocks"][0]["gates"][0]
+    assert (block1["cov"], block1["config"]) == (["mod"], None)  # src/ is the source root here
+
+
 def test_a_secrets_command_run_by_the_other_tool_says_so() -> None:
     def run(tool: str) -> GateRun:
         r = GateResult(gate="secrets", status=GateStatus.PASSED, tool=tool)

@@ -9,8 +9,15 @@ from rich.markup import escape
 from rich.tree import Tree
 
 from harness import ui
-from harness.errors import UsageError
-from harness.steps import GateMapping, StepsScript, Target, load_steps
+from harness.errors import HarnessError, UsageError
+from harness.steps import (
+    GateMapping,
+    StepsScript,
+    Target,
+    load_steps,
+    parse_path_map,
+    remap_paths,
+)
 from harness.steps.mapping import builtin_refusal, describe, map_unplaced
 
 
@@ -114,18 +121,39 @@ def command(
     script_file: Path | None = typer.Option(
         None, "--script", help="For --provider scripted: a responses JSON file or a recorded run."
     ),
+    path_map: list[str] | None = typer.Option(
+        None,
+        "--path",
+        metavar="SCRIPT_PATH=REPO_PATH",
+        help="Show the script with its gates' paths mapped as `harness run --path` maps them, "
+        "for the repository enclosing the current directory (repeatable).",
+    ),
 ) -> None:
     """Show what was understood of a STEPS script: blocks, gates, guardrails, and what was not.
 
     Each block, gate command and target names the script line it was read from.
     """
     script = load_steps(file)
+    if path_map:
+        script = remap_paths(script, parse_path_map(path_map), _source_root())
     if map_unplaced:
         script = _mapped(script, provider, model, script_file)
     if json_:
         ui.print_json(script.model_dump(mode="json"))
         return
     ui.out.print(render(script), soft_wrap=False)
+
+
+def _source_root() -> str:
+    """Where the enclosing repository's packages import from, as `harness run` finds it: a
+    --cov target mapped onto a module file becomes its import name from there."""
+    from harness.detect import detect
+    from harness.gitutil import resolve_repo
+
+    try:
+        return detect(resolve_repo()).source_root
+    except HarnessError:
+        return "."
 
 
 def _mapped(
