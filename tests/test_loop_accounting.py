@@ -104,7 +104,7 @@ def test_every_command_of_a_joined_line_is_accounted_for_and_format_lands_within
     assert (fmt.fixer.left_lines, fmt.fixer.left_files, fmt.fixer.over_files) == (54, 2, 2)
     assert fmt.result == (
         "changed 5 lines in 1 file; not attempted: over the per-file limit "
-        "(54 lines in 2 files, 2 over the limit of 20)"
+        "(54 lines in 2 files, 2 files over the limit of 20)"
     )
     subjects = [git(repo, "log", "-1", "--format=%s", sha).strip() for sha in out.commits]
     assert any(s.startswith("harness: ruff format pkg/small.py") for s in subjects)
@@ -150,7 +150,7 @@ def test_a_whole_tree_format_over_the_limit_is_not_attempted_with_the_numbers(
     fmt = acc["ruff format pkg"]
     assert (fmt.how, fmt.status) == ("not_attempted", "left")
     assert fmt.result == (
-        "not attempted: over the per-file limit (54 lines in 2 files, 2 over the limit of 20)"
+        "not attempted: over the per-file limit (54 lines in 2 files, 2 files over the limit of 20)"
     )
     fix = acc["ruff check --fix pkg"]
     assert (fix.how, fix.status) == ("not_attempted", "left")

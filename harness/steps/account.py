@@ -147,7 +147,7 @@ def fixer_account(
     if over:
         reasons.append(
             f"over the per-file limit ({count.left_lines} lines in {_files(count.left_files)}, "
-            f"{count.over_files} over the limit of {limit})"
+            f"{_files(count.over_files)} over the limit of {limit})"
         )
     if outside:
         reasons.append(f"{_files(len(outside))} outside the block's lanes")
