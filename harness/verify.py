@@ -13,7 +13,9 @@ function: the tests that ran its body. Import-time lines reach, besides the test
 of the module (pytest-testmon's rule for module-level code), the tests whose files import it by
 name, read from their source (`_importers`); that is also the rule when coverage has no record
 of them, because the module was imported before measuring began (attrs: hypothesis's pytest
-plugin imports it), and only when neither finds a test does the whole suite run. A type stub
+plugin imports it), and only when neither finds a test does the whole suite run. In a module
+whose import coverage did record, an import-time line with no record never ran (the Python 2
+side of `if PY3:`) and selects no test. A type stub
 (.pyi) has no runtime effect: it runs only the tests that read stubs as data (non-Python test
 files a plugin collects, such as pytest-mypy-plugins' YAML; test modules or conftest.py files
 that name a type checker or a .pyi file), while ruff and mypy judge the stub itself. A
@@ -540,12 +542,13 @@ class Verifier:
         at_start = _to_start(lines, _hunks(since.stdout))
         by_line = cmap.lines[path]
         if path.endswith(".py"):
-            unrecorded = sorted(
-                n
-                for n in _module_level(cmap_text(self.repo, cmap.commit, path), at_start)
-                if n not in by_line
-            )
-            if unrecorded:
+            start_text = cmap_text(self.repo, cmap.commit, path)
+            level = _module_level(start_text, set(range(1, start_text.count("\n") + 2)))
+            unrecorded = sorted(n for n in at_start if n in level and n not in by_line)
+            # A module whose import coverage saw has other import-time lines on record: one
+            # without a record then never ran (the other side of `if PY3:`, of a platform
+            # test), and selects no test, like any line no test runs (six: its Python 2 code).
+            if unrecorded and not any(n in by_line for n in level):
                 # Import-time code with no record at all: the module was imported before
                 # coverage started (a pytest plugin importing it: attrs, by hypothesis). What
                 # its body lines record still says which tests run its code; the tests that

@@ -367,6 +367,24 @@ def test_an_import_time_line_with_no_record_selects_the_tests_that_run_or_import
     assert check.reasons == [f"test {BIG} passed at the block's start and is failed now"]
 
 
+def test_an_import_time_line_that_never_ran_selects_no_test(
+    make_repo: Callable[..., Path],
+) -> None:
+    # six's shape: coverage saw the module imported, and its Python 2 side has no record
+    # because it never ran. It is not "imported before measuring began".
+    two = "import sys\n\nif sys.version_info[0] == 2:\n    WIDE = 1\nelse:\n    WIDE = 2\n"
+    repo = make_repo({**FILES, "pkg/mod.py": two + MOD})
+    with _verifier(repo, "pytest") as v:
+        replace_in_file(repo, "pkg/mod.py", "    WIDE = 1", "    WIDE = 10")
+        check = v.check(["pkg/mod.py"])
+        git(repo, "checkout", "-q", "--", ".")
+        replace_in_file(repo, "pkg/mod.py", "    WIDE = 2", "    WIDE = 20")
+        ran = v.check(["pkg/mod.py"])
+    assert check.selection == "none" and check.tests_run == [], check.why
+    assert check.why == "pkg/mod.py: no test runs the changed lines"
+    assert ran.selection == "selected" and "run at import: 2 test(s)" in ran.why
+
+
 def test_who_imports_a_module_is_read_from_the_source() -> None:
     from harness.verify import _Names, _reexports
 
