@@ -8,6 +8,7 @@ policy values a user did not set themselves; `harness init` writes the same valu
 
 from __future__ import annotations
 
+import ast
 import configparser
 import contextlib
 import os
@@ -17,6 +18,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from pydantic import BaseModel, Field
 
 from harness import gitplain
@@ -66,6 +68,15 @@ class Detected(BaseModel):
         "sets none of its own (None: nothing to carry)",
     )
     line_length_from: str = Field("", description="where `line_length` was found")
+    python_floor: str | None = Field(
+        None,
+        description="the oldest Python (X.Y) the project declares it supports, where ruff's "
+        "own config sets no target version (None: not declared, or ruff's own)",
+    )
+    target_version: str | None = Field(
+        None, description="ruff's `--target-version` for `python_floor` (py37 at the lowest)"
+    )
+    python_floor_from: str = Field("", description="where `python_floor` was found")
     notes: list[str] = Field(default_factory=list)
 
     def tests_in_packages(self) -> list[str]:
@@ -379,6 +390,114 @@ def _line_length(
     )
 
 
+# The Pythons a declared floor is looked for among; ruff's oldest target is 3.7.
+_PYTHONS = ("2.7", *(f"3.{minor}" for minor in range(15)))
+RUFF_LOWEST_MINOR = 7
+
+
+def ruff_target_version(path: Path, *, depth: int = 0) -> tuple[str, str] | None:
+    """The `target-version` a ruff config file sets itself, following `extend`, and where;
+    None if it sets none. A pyproject.toml counts only through its [tool.ruff] table."""
+    data = _read_toml(path)
+    table = _tool(data, "ruff") if path.name == "pyproject.toml" else data
+    if not isinstance(table, dict):
+        return None
+    value = table.get("target-version")
+    if isinstance(value, str):
+        return value, f"{path.name} target-version"
+    extend = table.get("extend")
+    if isinstance(extend, str) and depth < 5:
+        return ruff_target_version(path.parent / extend, depth=depth + 1)
+    return None
+
+
+def _setup_py_requires(repo: Path) -> tuple[str | None, str]:
+    """(setup.py's `setup(python_requires=...)` string, why not) read from its syntax tree:
+    setup.py is never run, so a value it computes is not known."""
+    try:
+        tree = ast.parse((repo / "setup.py").read_bytes())
+    except OSError:
+        return None, ""
+    except (SyntaxError, ValueError):
+        return None, "setup.py does not parse"
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        func = node.func
+        name = func.id if isinstance(func, ast.Name) else getattr(func, "attr", "")
+        if name != "setup":
+            continue
+        for kw in node.keywords:
+            if kw.arg != "python_requires":
+                continue
+            if isinstance(kw.value, ast.Constant) and isinstance(kw.value.value, str):
+                return kw.value.value, ""
+            return None, "setup.py python_requires is not a string literal (not run to know it)"
+    return None, ""
+
+
+def _declared_requires(
+    repo: Path, pyproject: dict[str, Any], setup_cfg: configparser.ConfigParser
+) -> tuple[str | None, str, str]:
+    """(the project's Python specifier, where, why none) from the first of pyproject's
+    [project] requires-python, setup.cfg [options] python_requires, setup.py's setup()."""
+    project = pyproject.get("project")
+    value = project.get("requires-python") if isinstance(project, dict) else None
+    if isinstance(value, str):
+        return value, "pyproject.toml [project] requires-python", ""
+    if setup_cfg.has_option("options", "python_requires"):
+        return setup_cfg.get("options", "python_requires"), "setup.cfg [options] python_requires", ""
+    found, why = _setup_py_requires(repo)
+    return found, "setup.py python_requires" if found is not None else "", why
+
+
+def python_floor(specifier: str) -> str | None:
+    """The oldest of 2.7, 3.0 ... 3.14 the specifier allows (a minor counts if its .0 or a late
+    patch release is allowed: `>=3.5.2` still means the 3.5 language); None if none is."""
+    try:
+        spec = SpecifierSet(specifier.strip())
+    except InvalidSpecifier:
+        return None
+    return next(
+        (v for v in _PYTHONS if any(spec.contains(f"{v}{p}", prereleases=True) for p in ("", ".99"))),
+        None,
+    )
+
+
+def _python_floor(
+    repo: Path, pyproject: dict[str, Any], setup_cfg: configparser.ConfigParser, det: Detected
+) -> None:
+    """The oldest Python the project declares, for ruff where ruff's own config sets no target
+    version: ruff reads only pyproject's requires-python, so a floor declared in setup.cfg or
+    setup.py left ruff at its default target, and its pyupgrade fixes wrote f-strings into
+    code that supports 3.5."""
+    own = _own_ruff_config(repo, pyproject)
+    found = ruff_target_version(repo / own) if own else None
+    if found is not None:
+        det.notes.append(f"python floor: ruff's own target version, {found[0]} ({found[1]})")
+        return
+    spec, where, why = _declared_requires(repo, pyproject, setup_cfg)
+    if spec is None:
+        det.notes.append(
+            f"python floor: unknown, {why}" if why else "python floor: none declared "
+            "(pyproject requires-python, setup.cfg or setup.py python_requires)"
+        )
+        return
+    floor = python_floor(spec)
+    if floor is None:
+        det.notes.append(f"python floor: {where} {spec!r} allows none of 2.7, 3.0 ... 3.14")
+        return
+    major, minor = (int(x) for x in floor.split("."))
+    det.python_floor, det.python_floor_from = floor, f"{where} {spec.strip()}"
+    det.target_version = f"py3{max(minor, RUFF_LOWEST_MINOR) if major == 3 else RUFF_LOWEST_MINOR}"
+    older = (major, minor) < (3, RUFF_LOWEST_MINOR)
+    det.notes.append(
+        f"python floor: {floor} from {det.python_floor_from}; ruff is run with --target-version "
+        f"{det.target_version}"
+        + ("; older than ruff's lowest target: no pyupgrade (UP) fix is proposed" if older else "")
+    )
+
+
 def detect(repo: Path) -> Detected:
     repo = Path(repo)
     notes: list[str] = []
@@ -463,6 +582,7 @@ def detect(repo: Path) -> Detected:
         where = getattr(det, f"{tool}_config")
         det.notes.append(f"{tool}: settings from {where}" if where else f"{tool}: its defaults")
     _line_length(repo, pyproject, {"setup.cfg": setup_cfg, "tox.ini": tox_ini}, det)
+    _python_floor(repo, pyproject, setup_cfg, det)
     stubbed = _stubbed_code(repo, paths)
     if stubbed:
         more = f" and {len(stubbed) - 1} more" if len(stubbed) > 1 else ""
@@ -518,6 +638,10 @@ def defaults(det: Detected, raw: dict[str, Any]) -> dict[str, Any]:
     # A config file the policy names may set its own; the gate decides when it runs.
     if "line_length" not in ruff and det.line_length is not None:
         ruff["line_length"] = det.line_length
+    if "target_version" not in ruff and det.target_version is not None:
+        ruff["target_version"] = det.target_version
+    if "python_floor" not in ruff and det.python_floor is not None:
+        ruff["python_floor"] = det.python_floor
     pytest = gate("pytest")
     if "cov" not in pytest and det.packages:
         pytest["cov"] = list(det.packages)

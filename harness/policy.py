@@ -57,13 +57,33 @@ class RuffGateConfig(GateConfig):
         "`line-length`, detected where ruff's own config sets no line length; else ruff's own",
     )
 
+    target_version: str | None = Field(
+        None,
+        pattern=r"^py3(?:[7-9]|1[0-4])$",
+        description="`--target-version` for ruff (py37 ... py314): its check, the fixers and "
+        "`ruff format` a block runs; not given where a config file the gate is told to read "
+        "sets its own or `args` give one. Unset: py3X for the oldest Python 3.X the project "
+        "declares (pyproject's `[project] requires-python`, else setup.cfg `[options] "
+        "python_requires`, else setup.py's `setup(python_requires=...)` literal, read, never "
+        "run), py37 at the lowest, detected where ruff's own config sets no `target-version`; "
+        "else ruff's own",
+    )
+    python_floor: str | None = Field(
+        None,
+        pattern=r"^(?:2\.7|3\.(?:[0-9]|1[0-4]))$",
+        description="the oldest Python (X.Y) the project supports. Below 3.7, ruff's lowest "
+        "target, the builtin provider proposes no pyupgrade (UP) fix: ruff would write code "
+        "for 3.7 (f-strings, `super()`). Unset: detected with `target_version`",
+    )
+
     @model_serializer(mode="wrap")
     def _unset_left_out(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        # Unset, it is not written at all: a policy that sets none dumps (and so digests, in
-        # the result cache and in recorded runs) exactly as before the setting existed.
+        # Unset, they are not written at all: a policy that sets none dumps (and so digests,
+        # in the result cache and in recorded runs) exactly as before the settings existed.
         out: dict[str, Any] = handler(self)
-        if out.get("line_length", 0) is None:
-            del out["line_length"]
+        for key in ("line_length", "target_version", "python_floor"):
+            if out.get(key, 0) is None:
+                del out[key]
         return out
 
 

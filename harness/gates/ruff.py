@@ -8,7 +8,7 @@ from functools import lru_cache
 from importlib import import_module
 from typing import Any
 
-from harness.detect import ruff_line_length
+from harness.detect import ruff_line_length, ruff_target_version
 from harness.gates.common import (
     HARNESS_PYTHON,
     GateContext,
@@ -53,11 +53,26 @@ def line_length(ctx: GateContext) -> int | None:
     return n
 
 
+def target_version(ctx: GateContext) -> str | None:
+    """The policy's target version (for the project's declared Python floor, as detected)
+    where ruff has none of its own to use instead: not in the config file the gate names, not
+    in `args`."""
+    version = getattr(ctx.cfg, "target_version", None)
+    if not isinstance(version, str):
+        return None
+    if any(a == "--config" or a.startswith(("--target-version", "--config=")) for a in ctx.cfg.args):
+        return None
+    cfg_file = config_path(ctx)
+    if cfg_file is not None and ruff_target_version(cfg_file) is not None:
+        return None
+    return version
+
+
 def settings_argv(ctx: GateContext, given: Sequence[str] = ()) -> list[str]:
     """What the gate tells ruff besides the files' own settings: the config file the policy
-    names and the project's line length; `ruff format` and the fixers take them too. Not what
-    a command `given` names itself (ruff refuses an option twice), nor a length where it names
-    a config file, which may set its own."""
+    names, the project's line length and target version; `ruff format` and the fixers take
+    them too. Not what a command `given` names itself (ruff refuses an option twice), nor a
+    length or target where it names a config file, which may set its own."""
     argv: list[str] = []
     config = any(a.startswith("--config") for a in given)
     cfg_file = config_path(ctx)
@@ -66,6 +81,9 @@ def settings_argv(ctx: GateContext, given: Sequence[str] = ()) -> list[str]:
     n = line_length(ctx)
     if n is not None and not config and not any(a.startswith("--line-length") for a in given):
         argv += ["--line-length", str(n)]
+    version = target_version(ctx)
+    if version and not config and not any(a.startswith("--target-version") for a in given):
+        argv += ["--target-version", version]
     return argv
 
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.detect import RUFF_LOWEST_MINOR
 from harness.errors import ProviderError
 from harness.gitutil import change_key
 from harness.guard.globs import match_any
@@ -217,15 +218,42 @@ def ruff_stdin_linter(argv: list[str], cwd: str) -> Lint:
     return lint
 
 
+def older_than_ruff(lint: object) -> str | None:
+    """Why no pyupgrade (UP) fix is proposed, when the project supports a Python older than
+    ruff's lowest target (3.7): ruff cannot be told that target, so its UP fixes (f-strings,
+    `super()`, dropped `sys.version_info` branches) write code the project cannot run."""
+    floor = lint.get("python_floor") if isinstance(lint, dict) else None
+    if not isinstance(floor, str):
+        return None
+    try:
+        major, minor = (int(x) for x in floor.split("."))
+    except ValueError:
+        return None
+    if (major, minor) >= (3, RUFF_LOWEST_MINOR):
+        return None
+    return (
+        f"not attempted: the project supports Python {floor}, older than ruff's lowest "
+        f"target 3.{RUFF_LOWEST_MINOR}"
+    )
+
+
 def project_linter(lint: dict[str, Any]) -> Lint:
     """The linter candidate text is checked with: the gate's command, and, where it carries a
     line length (the project's flake8 or black one, or the block's), E501 at that length
     whether or not the gate selects it, so that no fix writes a line the project's own lint
-    rejects (a UP032 f-string joined onto one line can pass 79 columns)."""
+    rejects (a UP032 f-string joined onto one line can pass 79 columns). For a project older
+    than ruff's lowest target, without the UP findings, so that no fix of theirs is taken."""
     argv = [str(a) for a in lint["argv"]]
     if "--line-length" in argv:
         argv += ["--extend-select", "E501"]
-    return ruff_stdin_linter(argv, str(lint["cwd"]))
+    linter = ruff_stdin_linter(argv, str(lint["cwd"]))
+    if older_than_ruff(lint) is None:
+        return linter
+
+    def without_pyupgrade(path: str, text: str) -> list[dict[str, Any]]:
+        return [f for f in linter(path, text) if not str(f.get("code")).startswith("UP")]
+
+    return without_pyupgrade
 
 
 def _new(before: list[dict[str, Any]], after: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -361,15 +389,15 @@ def build_checked_fix_patch(
 
 # ----------------------------------------------------------------------------- ruff format
 def _ruff_prefix(ctx: dict[str, Any]) -> tuple[list[str], list[str], str] | None:
-    """(the ruff the gate runs, its --config and --line-length, the worktree), from the loop's
-    lint command."""
+    """(the ruff the gate runs, its --config, --line-length and --target-version, the
+    worktree), from the loop's lint command."""
     lint = ctx.get("lint")
     if not isinstance(lint, dict) or "check" not in lint.get("argv", []):
         return None
     argv = [str(a) for a in lint["argv"]]
     at = argv.index("check")
     settings = []
-    for option in ("--config", "--line-length"):
+    for option in ("--config", "--line-length", "--target-version"):
         if option in argv[at:]:
             i = argv.index(option, at)
             settings += argv[i : i + 2]
@@ -423,8 +451,9 @@ def _format_argv(ctx: dict[str, Any], options: list[str]) -> tuple[list[str], st
     pairs = dict(zip(settings[::2], settings[1::2], strict=True))
     if any(o.startswith("--config") for o in options):
         pairs = {}  # the block's own config file, which may set its own line length
-    if any(o.startswith("--line-length") for o in options):
-        pairs.pop("--line-length", None)
+    for option in ("--line-length", "--target-version"):
+        if any(o.startswith(option) for o in options):
+            pairs.pop(option, None)
     own = [x for pair in pairs.items() for x in pair]
     return [*ruff, "format", "--no-cache", *own, *options], cwd
 
@@ -777,10 +806,14 @@ class BuiltinProvider:
         skipped: list[str] = []
         suspects = self._suspects(ctx)
         flake8 = _flake8_config(ctx)
+        too_old = older_than_ruff(ctx.get("lint"))
         for (kind, path, rule), found in sorted(groups.items(), key=lambda kv: kv[0][0] != SAFE):
             label = f"ruff {rule} in {path}" + (" (unsafe fix)" if kind == UNSAFE else "")
             if rule == "RUF100" and flake8:
                 skipped.append(f"{label}: flake8 reads the same `# noqa` ({flake8})")
+                continue
+            if too_old and rule.startswith("UP"):
+                skipped.append(f"{label}: {too_old}")
                 continue
             text = _read(ctx, path)
             why = (
