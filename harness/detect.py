@@ -446,7 +446,8 @@ def _declared_requires(
     if isinstance(value, str):
         return value, "pyproject.toml [project] requires-python", ""
     if setup_cfg.has_option("options", "python_requires"):
-        return setup_cfg.get("options", "python_requires"), "setup.cfg [options] python_requires", ""
+        where = "setup.cfg [options] python_requires"
+        return setup_cfg.get("options", "python_requires"), where, ""
     found, why = _setup_py_requires(repo)
     return found, "setup.py python_requires" if found is not None else "", why
 
@@ -458,10 +459,10 @@ def python_floor(specifier: str) -> str | None:
         spec = SpecifierSet(specifier.strip())
     except InvalidSpecifier:
         return None
-    return next(
-        (v for v in _PYTHONS if any(spec.contains(f"{v}{p}", prereleases=True) for p in ("", ".99"))),
-        None,
+    allowed = (
+        v for v in _PYTHONS if any(spec.contains(v + p, prereleases=True) for p in ("", ".99"))
     )
+    return next(allowed, None)
 
 
 def _python_floor(
@@ -479,7 +480,9 @@ def _python_floor(
     spec, where, why = _declared_requires(repo, pyproject, setup_cfg)
     if spec is None:
         det.notes.append(
-            f"python floor: unknown, {why}" if why else "python floor: none declared "
+            f"python floor: unknown, {why}"
+            if why
+            else "python floor: none declared "
             "(pyproject requires-python, setup.cfg or setup.py python_requires)"
         )
         return

@@ -289,3 +289,90 @@ def test_the_projects_line_length_is_found_for_ruff(
     assert defaults(det, {"gates": {"ruff": {"line_length": 120}}})["gates"]["ruff"] == {
         "line_length": 120
     }
+
+
+# ------------------------------------------------------------------ the project's Python floor
+SIX_SETUP = (
+    "from setuptools import setup\n"
+    'setup(name="six", python_requires=">=2.7, !=3.0.*, !=3.1.*, !=3.2.*")\n'
+)
+FLOORS = {
+    # (files, floor, ruff's target, where; a note that says why when there is none)
+    "pyproject": (
+        {"pyproject.toml": '[project]\nname = "m"\nrequires-python = ">=3.9"\n'},
+        "3.9",
+        "py39",
+        "pyproject.toml [project] requires-python >=3.9",
+    ),
+    # cachetools 4.2.4
+    "setup.cfg": (
+        {"setup.cfg": "[metadata]\nname = m\n[options]\npython_requires = ~= 3.5\n"},
+        "3.5",
+        "py37",
+        "setup.cfg [options] python_requires ~= 3.5",
+    ),
+    # six 1.16.0: read from setup.py's syntax tree, never run
+    "setup.py": ({"setup.py": SIX_SETUP}, "2.7", "py37", "setup.py python_requires >=2.7"),
+    # pyproject's requires-python comes first.
+    "first": (
+        {
+            "pyproject.toml": '[project]\nname = "m"\nrequires-python = ">=3.8"\n',
+            "setup.cfg": "[options]\npython_requires = >=3.5\n",
+        },
+        "3.8",
+        "py38",
+        "pyproject.toml",
+    ),
+    "computed": (
+        {"setup.py": "import setuptools\nsetuptools.setup(python_requires=REQ + '.*')\n"},
+        None,
+        None,
+        "python floor: unknown, setup.py python_requires is not a string literal",
+    ),
+    "nothing-allowed": (
+        {"setup.cfg": "[options]\npython_requires = >=4\n"},
+        None,
+        None,
+        "allows none of",
+    ),
+    # ruff's own target version (through `extend` here) is left alone.
+    "ruff-own": (
+        {
+            "ruff.toml": 'extend = "base.toml"\n',
+            "base.toml": 'target-version = "py38"\n',
+            "setup.cfg": "[options]\npython_requires = >=3.5\n",
+        },
+        None,
+        None,
+        "ruff's own target version, py38 (base.toml target-version)",
+    ),
+    "none": ({"setup.py": "from setuptools import setup\nsetup()\n"}, None, None, "none declared"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(FLOORS))
+def test_the_projects_python_floor_is_found_for_ruff(
+    make_repo: Callable[..., Path], case: str
+) -> None:
+    files, floor, target, where = FLOORS[case]
+    det = detect(make_repo({**files, "m.py": "X = 1\n"}))
+    assert (det.python_floor, det.target_version) == (floor, target)
+    [note] = [n for n in det.notes if n.startswith("python floor:")]
+    filled = defaults(det, {})["gates"]["ruff"]
+    ruff = Policy.model_validate(defaults(det, {})).gates.ruff
+    if floor is None:
+        assert where in note and "--target-version" not in note
+        assert "target_version" not in filled and "python_floor" not in filled
+        assert "target_version" not in ruff.model_dump()  # an unset policy dumps as before
+        return
+    assert det.python_floor_from.startswith(where) and f"--target-version {target}" in note
+    assert (ruff.target_version, ruff.python_floor) == (target, floor)
+    assert ("no pyupgrade (UP) fix" in note) == (target == "py37" and floor != "3.7")
+    # The user's own value always wins.
+    mine = defaults(det, {"gates": {"ruff": {"target_version": "py311"}}})["gates"]["ruff"]
+    assert mine["target_version"] == "py311"
+
+
+def test_a_target_version_outside_ruffs_range_is_refused() -> None:
+    with pytest.raises(ValueError, match="target_version"):
+        Policy.model_validate({"gates": {"ruff": {"target_version": "py35"}}})

@@ -220,3 +220,64 @@ def test_a_line_length_ruff_is_given_otherwise_is_not_given_twice(tmp_path: Path
         str(tmp_path / "plain.toml"),
     ]
     assert ruff_gate.settings_argv(ctx, given=["--config", "x.toml"]) == []
+
+
+# The project's Python floor (setup.cfg, setup.py) where ruff sets no target version of its own.
+OUTDATED_ON_38 = "import sys\n\nif sys.version_info >= (3, 8):\n    X = 1\nelse:\n    X = 2\n"
+SELECT_UP036 = '[tool.ruff.lint]\nselect = ["UP036"]\n'
+OWN_PY38 = 'target-version = "py38"\n[lint]\nselect = ["UP036"]\n'
+
+
+@pytest.mark.parametrize(
+    ("files", "target"),
+    [
+        # cachetools 4.2.4: ruff's default target calls the 3.5-3.7 branch outdated.
+        ({"setup.cfg": "[options]\npython_requires = ~= 3.5\n"}, "py37"),
+        ({"setup.cfg": "[options]\npython_requires = >=3.8\n"}, "py38"),
+        # ruff's own target (py38) is left alone: the branch is outdated for it.
+        ({"setup.cfg": "[options]\npython_requires = >=3.5\n", "ruff.toml": OWN_PY38}, ""),
+        ({}, ""),
+    ],
+    ids=["floor-3.5", "floor-3.8", "ruffs-own-config", "undeclared"],
+)
+def test_the_projects_python_floor_reaches_ruff(
+    make_repo: Callable[..., Path], files: dict[str, str], target: str
+) -> None:
+    pyproject = {} if "ruff.toml" in files else {"pyproject.toml": SELECT_UP036}
+    repo = make_repo({**pyproject, **files, "m.py": OUTDATED_ON_38})
+    policy = resolve_policy(repo).policy
+    result = GATES["ruff"].run(context_for(repo, policy, policy.gates.ruff))
+    assert result.status != GateStatus.ERROR, result.reason
+    assert [f.code for f in result.findings] == ([] if target == "py37" else ["UP036"])
+    given = result.command[result.command.index("--target-version") + 1] if target else ""
+    assert ("--target-version" in result.command, given) == (bool(target), target)
+
+
+def test_a_target_version_ruff_is_given_otherwise_is_not_given_twice(tmp_path: Path) -> None:
+    (tmp_path / "own.toml").write_text('target-version = "py310"\n')
+    (tmp_path / "plain.toml").write_text('[lint]\nselect = ["E"]\n')
+
+    def argv(**cfg: object) -> list[str]:
+        ctx = GateContext(
+            repo=tmp_path, cfg=RuffGateConfig.model_validate({"target_version": "py37", **cfg})
+        )
+        return ruff_gate.check_argv(ctx)[len(ruff_gate.ruff_command()) :]
+
+    assert argv()[-2:] == ["--target-version", "py37"]
+    assert argv(config="plain.toml", line_length=79)[-6:] == [
+        "--config",
+        str(tmp_path / "plain.toml"),
+        "--line-length",
+        "79",
+        "--target-version",
+        "py37",
+    ]
+    # A config file the policy names with a target of its own, or the user's own option.
+    assert "--target-version" not in argv(config="own.toml")
+    assert argv(args=["--target-version", "py311"]).count("--target-version") == 1
+    assert "--target-version" not in argv(args=["--config", "target-version = 'py311'"])
+    # A fixer's own --target-version or --config is not given again either.
+    ctx = GateContext(repo=tmp_path, cfg=RuffGateConfig(target_version="py37"))
+    assert ruff_gate.settings_argv(ctx, given=["--target-version", "py39"]) == []
+    assert ruff_gate.settings_argv(ctx, given=["--config", "x.toml"]) == []
+    assert ruff_gate.settings_argv(ctx) == ["--target-version", "py37"]

@@ -60,7 +60,8 @@ def target_version(ctx: GateContext) -> str | None:
     version = getattr(ctx.cfg, "target_version", None)
     if not isinstance(version, str):
         return None
-    if any(a == "--config" or a.startswith(("--target-version", "--config=")) for a in ctx.cfg.args):
+    own = ("--target-version", "--config=")
+    if any(a == "--config" or a.startswith(own) for a in ctx.cfg.args):
         return None
     cfg_file = config_path(ctx)
     if cfg_file is not None and ruff_target_version(cfg_file) is not None:
