@@ -1544,11 +1544,7 @@ class Loop:
 
     def lint_command(self) -> dict[str, Any]:
         """How the ruff gate lints, so an offline provider can check candidate text the same way."""
-        ctx = context_for(self.wt, self.policy, self.policy.gates.ruff)
-        lint: dict[str, Any] = {"argv": ruff_gate.check_argv(ctx), "cwd": str(self.wt)}
-        if self.policy.gates.ruff.python_floor is not None:
-            lint["python_floor"] = self.policy.gates.ruff.python_floor  # its UP fixes, or not
-        return lint
+        return ruff_gate.lint_command(context_for(self.wt, self.policy, self.policy.gates.ruff))
 
     def read_files(self, paths: list[str]) -> tuple[dict[str, str], dict[str, str]]:
         """The whole texts of the readable paths (however large: `view` decides what the model

@@ -137,3 +137,39 @@ def test_init_writes_the_projects_line_length_and_where_it_came_from(
     resolved = resolve_policy(repo)
     assert resolved.policy.gates.ruff.line_length == 79
     assert resolved.filled == {}  # written down, not detected again
+
+
+@pytest.mark.parametrize(
+    ("declared", "lines"),
+    [
+        (
+            {"setup.cfg": "[metadata]\nname = calc\n[options]\npython_requires = ~= 3.5\n"},
+            [
+                'target_version = "py37"   # from setup.cfg [options] python_requires ~= 3.5; '
+                "ruff sets none of its own",
+                'python_floor = "3.5"   # older than ruff\'s lowest target: the builtin '
+                "proposes no pyupgrade (UP) fix",
+            ],
+        ),
+        (
+            {"setup.py": "from setuptools import setup\nsetup(python_requires='>=3.8')\n"},
+            [
+                'target_version = "py38"   # from setup.py python_requires >=3.8; '
+                "ruff sets none of its own",
+                'python_floor = "3.8"   # the oldest Python the project supports',
+            ],
+        ),
+    ],
+    ids=["setup.cfg-3.5", "setup.py-3.8"],
+)
+def test_init_writes_the_projects_target_version_and_where_it_came_from(
+    make_repo: Callable[..., Path], declared: dict[str, str], lines: list[str]
+) -> None:
+    repo = make_repo({**LAYOUTS["flat"], **declared})
+    text = render_policy(detect(repo), repo, "calc")
+    written = [x for x in text.splitlines() if x.startswith(("target_version", "python_floor"))]
+    assert written == lines
+    (repo / "harness.toml").write_text(text)
+    resolved = resolve_policy(repo)
+    assert resolved.policy.gates.ruff.target_version == lines[0].split('"')[1]
+    assert resolved.filled == {}  # written down, not detected again

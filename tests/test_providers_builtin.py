@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from harness.gates.ruff import check_argv
+from harness.gates.ruff import check_argv, lint_command
 from harness.gates.runner import context_for
 from harness.gitutil import change_key, commit_change_key, open_repo
 from harness.guard.check import check_patch
@@ -724,6 +724,37 @@ def test_no_fix_writes_a_line_over_the_projects_flake8_length(make_repo) -> None
     plain = [a for a in ctx["lint"]["argv"] if a not in ("--line-length", "79")]
     both = build_checked_fix_patch("m.py", FORMAT_CALLS, ruff_stdin_linter(plain, str(repo)), 20)
     assert max(len(line) for line in both.splitlines()) == 85  # "+" and 84 columns
+
+
+OLD_STYLE = 'class A(object):\n    pass\n\n\ndef f(x):\n    return "%s!" % x\n'
+
+
+def test_no_pyupgrade_fix_for_a_project_older_than_ruffs_lowest_target(make_repo) -> None:
+    # cachetools 4.2.4's floor: ruff's UP031 f-string and UP004 would not run on 3.5.
+    files = {"pyproject.toml": '[tool.ruff.lint]\nselect = ["UP", "F"]\n', "m.py": OLD_STYLE}
+    repo = make_repo({**files, "setup.cfg": "[options]\npython_requires = >=3.5\n"})
+    policy = resolve_policy(repo).policy
+    lint = lint_command(context_for(repo, policy, policy.gates.ruff))
+    assert lint["python_floor"] == "3.5" and lint["argv"][-2:] == ["--target-version", "py37"]
+    ctx = block_ctx(repo, lint["argv"], ["m.py"])
+    ctx["lint"] = lint
+    assert sorted(f["code"] for f in ctx["findings"]["ruff"]) == ["UP004", "UP031"]
+    provider = BuiltinProvider()
+    why = "not attempted: the project supports Python 3.5, older than ruff's lowest target 3.7"
+    cannot = ask(provider, "plan", ctx)["cannot_do"]
+    assert f"ruff UP004 in m.py: {why}" in cannot
+    assert f"ruff UP031 in m.py (unsafe fix): {why}" in cannot
+    assert ask(provider, "todo", ctx)["items"] == []
+    # An item of another provider's making (all safe fixes of the file) takes none either.
+    item = {"id": "R1", "title": "tidy m.py", "files": ["m.py"], "gate": "ruff"}
+    assert execute(provider, repo, item, ctx)["action"] == "skip"
+    # A floor ruff can express: the same fixes are proposed.
+    newer = make_repo({**files, "setup.cfg": "[options]\npython_requires = >=3.8\n"}, "newer")
+    policy = resolve_policy(newer).policy
+    lint = lint_command(context_for(newer, policy, policy.gates.ruff))
+    ctx = {**block_ctx(newer, lint["argv"], ["m.py"]), "lint": lint}
+    titles = [i["title"] for i in ask(BuiltinProvider(), "todo", ctx)["items"]]
+    assert titles == ["ruff UP004 in m.py (1 fix)", "ruff UP031 in m.py (1 unsafe fix)"]
 
 
 def test_ruff_format_formats_at_the_projects_black_length(make_repo) -> None:

@@ -95,6 +95,16 @@ def check_argv(ctx: GateContext) -> list[str]:
     return [*argv, *settings_argv(ctx), *ctx.cfg.args]
 
 
+def lint_command(ctx: GateContext) -> dict[str, Any]:
+    """How the gate lints, so an offline provider can check candidate text the same way; with
+    the project's Python floor, which decides whether ruff's pyupgrade fixes fit it."""
+    lint: dict[str, Any] = {"argv": check_argv(ctx), "cwd": str(ctx.repo)}
+    floor = getattr(ctx.cfg, "python_floor", None)
+    if isinstance(floor, str):
+        lint["python_floor"] = floor
+    return lint
+
+
 class RuffGate:
     name = NAME
 
