@@ -740,7 +740,7 @@ def test_no_pyupgrade_fix_for_a_project_older_than_ruffs_lowest_target(make_repo
     ctx["lint"] = lint
     assert sorted(f["code"] for f in ctx["findings"]["ruff"]) == ["UP004", "UP031"]
     provider = BuiltinProvider()
-    why = "not attempted: the project supports Python 3.5, older than ruff's lowest target 3.7"
+    why = "the project supports Python 3.5, older than ruff's lowest target 3.7"
     cannot = ask(provider, "plan", ctx)["cannot_do"]
     assert f"ruff UP004 in m.py: {why}" in cannot
     assert f"ruff UP031 in m.py (unsafe fix): {why}" in cannot

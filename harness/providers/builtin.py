@@ -232,7 +232,7 @@ def older_than_ruff(lint: object) -> str | None:
     if (major, minor) >= (3, RUFF_LOWEST_MINOR):
         return None
     return (
-        f"not attempted: the project supports Python {floor}, older than ruff's lowest "
+        f"the project supports Python {floor}, older than ruff's lowest "
         f"target 3.{RUFF_LOWEST_MINOR}"
     )
 
