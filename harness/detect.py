@@ -15,8 +15,9 @@ import os
 import re
 import sys
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from pydantic import BaseModel, Field
@@ -264,26 +265,38 @@ def _int_setting(value: object) -> int | None:
     return n if n > 0 else None
 
 
-def ruff_line_length(path: Path, *, depth: int = 0) -> tuple[int, str] | None:
-    """The line length a ruff config file sets itself (`line-length`, or E501's own
-    `lint.pycodestyle.max-line-length`), following `extend`, and where; None if it sets none.
-    A pyproject.toml counts only through its [tool.ruff] table, as ruff reads it."""
+T = TypeVar("T")
+
+
+def _ruff_setting(
+    path: Path, keys: tuple[tuple[str, ...], ...], read: Callable[[Any], T | None], depth: int = 0
+) -> tuple[T, str] | None:
+    """The first of `keys` (paths of nested keys) a ruff config file sets itself, as `read`
+    takes it, following `extend`, and where; None if it sets none. A pyproject.toml counts
+    only through its [tool.ruff] table, as ruff reads it."""
     data = _read_toml(path)
     table = _tool(data, "ruff") if path.name == "pyproject.toml" else data
     if not isinstance(table, dict):
         return None
-    for keys in (("line-length",), ("lint", "pycodestyle", "max-line-length"),
-                 ("pycodestyle", "max-line-length")):  # fmt: skip
+    for key_path in keys:
         node: Any = table
-        for key in keys:
+        for key in key_path:
             node = node.get(key) if isinstance(node, dict) else None
-        n = _int_setting(node) if node is not None else None
-        if n is not None:
-            return n, f"{path.name} {'.'.join(keys)}"
+        value = read(node) if node is not None else None
+        if value is not None:
+            return value, f"{path.name} {'.'.join(key_path)}"
     extend = table.get("extend")
     if isinstance(extend, str) and depth < 5:
-        return ruff_line_length(path.parent / extend, depth=depth + 1)
+        return _ruff_setting(path.parent / extend, keys, read, depth + 1)
     return None
+
+
+def ruff_line_length(path: Path) -> tuple[int, str] | None:
+    """The line length a ruff config file sets itself (`line-length`, or E501's own
+    `lint.pycodestyle.max-line-length`), and where."""
+    keys = (("line-length",), ("lint", "pycodestyle", "max-line-length"),
+            ("pycodestyle", "max-line-length"))  # fmt: skip
+    return _ruff_setting(path, keys, _int_setting)
 
 
 def _own_ruff_config(repo: Path, pyproject: dict[str, Any]) -> str | None:
@@ -395,20 +408,9 @@ _PYTHONS = ("2.7", *(f"3.{minor}" for minor in range(15)))
 RUFF_LOWEST_MINOR = 7
 
 
-def ruff_target_version(path: Path, *, depth: int = 0) -> tuple[str, str] | None:
-    """The `target-version` a ruff config file sets itself, following `extend`, and where;
-    None if it sets none. A pyproject.toml counts only through its [tool.ruff] table."""
-    data = _read_toml(path)
-    table = _tool(data, "ruff") if path.name == "pyproject.toml" else data
-    if not isinstance(table, dict):
-        return None
-    value = table.get("target-version")
-    if isinstance(value, str):
-        return value, f"{path.name} target-version"
-    extend = table.get("extend")
-    if isinstance(extend, str) and depth < 5:
-        return ruff_target_version(path.parent / extend, depth=depth + 1)
-    return None
+def ruff_target_version(path: Path) -> tuple[str, str] | None:
+    """The `target-version` a ruff config file sets itself, and where."""
+    return _ruff_setting(path, (("target-version",),), lambda v: v if isinstance(v, str) else None)
 
 
 def _setup_py_requires(repo: Path) -> tuple[str | None, str]:

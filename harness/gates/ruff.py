@@ -39,52 +39,44 @@ def ruff_command() -> tuple[str, ...]:
         return (HARNESS_PYTHON, "-m", "ruff")
 
 
-def line_length(ctx: GateContext) -> int | None:
-    """The policy's line length (the project's flake8 or black one, as detected) where ruff has
-    none of its own to use instead: not in the config file the gate names, not in `args`."""
-    n = getattr(ctx.cfg, "line_length", None)
-    if not isinstance(n, int):
-        return None
-    if any(a == "--config" or a.startswith(("--line-length", "--config=")) for a in ctx.cfg.args):
-        return None
-    cfg_file = config_path(ctx)
-    if cfg_file is not None and ruff_line_length(cfg_file) is not None:
-        return None
-    return n
+# What the policy carries to ruff where ruff has none of its own: (the policy's field, ruff's
+# option, what reads the same setting from a ruff config file).
+_CARRIED = (
+    ("line_length", "--line-length", ruff_line_length),
+    ("target_version", "--target-version", ruff_target_version),
+)
 
 
-def target_version(ctx: GateContext) -> str | None:
-    """The policy's target version (for the project's declared Python floor, as detected)
-    where ruff has none of its own to use instead: not in the config file the gate names, not
-    in `args`."""
-    version = getattr(ctx.cfg, "target_version", None)
-    if not isinstance(version, str):
-        return None
-    own = ("--target-version", "--config=")
-    if any(a == "--config" or a.startswith(own) for a in ctx.cfg.args):
-        return None
+def carried(ctx: GateContext) -> list[tuple[str, str]]:
+    """(option, value) for each setting the policy has (the project's flake8 or black line
+    length, its declared Python floor's target version, as detected) where ruff has none of its
+    own to use instead: not in the config file the gate names, not in `args`."""
+    if any(a == "--config" or a.startswith("--config=") for a in ctx.cfg.args):
+        return []
     cfg_file = config_path(ctx)
-    if cfg_file is not None and ruff_target_version(cfg_file) is not None:
-        return None
-    return version
+    out: list[tuple[str, str]] = []
+    for field, option, own in _CARRIED:
+        value = getattr(ctx.cfg, field, None)
+        if value is None or any(a.startswith(option) for a in ctx.cfg.args):
+            continue
+        if cfg_file is not None and own(cfg_file) is not None:
+            continue
+        out.append((option, str(value)))
+    return out
 
 
 def settings_argv(ctx: GateContext, given: Sequence[str] = ()) -> list[str]:
     """What the gate tells ruff besides the files' own settings: the config file the policy
-    names, the project's line length and target version; `ruff format` and the fixers take
-    them too. Not what a command `given` names itself (ruff refuses an option twice), nor a
-    length or target where it names a config file, which may set its own."""
-    argv: list[str] = []
-    config = any(a.startswith("--config") for a in given)
+    names and the settings it carries (`carried`); `ruff format` and the fixers take them too.
+    Not what a command `given` names itself (ruff refuses an option twice), nor a carried
+    setting where it names a config file, which may set its own."""
+    if any(a.startswith("--config") for a in given):
+        return []
     cfg_file = config_path(ctx)
-    if cfg_file is not None and not config:
-        argv += ["--config", str(cfg_file)]
-    n = line_length(ctx)
-    if n is not None and not config and not any(a.startswith("--line-length") for a in given):
-        argv += ["--line-length", str(n)]
-    version = target_version(ctx)
-    if version and not config and not any(a.startswith("--target-version") for a in given):
-        argv += ["--target-version", version]
+    argv = ["--config", str(cfg_file)] if cfg_file is not None else []
+    for option, value in carried(ctx):
+        if not any(a.startswith(option) for a in given):
+            argv += [option, value]
     return argv
 
 
