@@ -332,28 +332,37 @@ def _flake8_checks_e501(section: configparser.SectionProxy) -> bool:
     return not ignored or (explicit > 0 and explicit >= ignored)
 
 
+def flake8_section(
+    repo: Path, parsers: dict[str, configparser.ConfigParser] | None = None
+) -> tuple[str, configparser.SectionProxy] | None:
+    """The [flake8] section flake8 reads and where ("setup.cfg [flake8]"): the first of
+    setup.cfg, tox.ini and .flake8 that has one; None when flake8 is not configured. `parsers`:
+    files already read."""
+    for name in ("setup.cfg", "tox.ini", ".flake8"):
+        parser = parsers[name] if parsers and name in parsers else _read_ini(repo / name)
+        if parser.has_section("flake8"):
+            return f"{name} [flake8]", parser["flake8"]
+    return None
+
+
 def _flake8_line_length(
     repo: Path, parsers: dict[str, configparser.ConfigParser]
 ) -> tuple[int | None, str]:
     """(the line length the project's flake8 enforces, where); (None, why) when flake8 is not
-    configured or does not check line length. flake8 reads the first of setup.cfg, tox.ini and
-    .flake8 that has a [flake8] section."""
-    for name in ("setup.cfg", "tox.ini", ".flake8"):
-        parser = parsers[name] if name in parsers else _read_ini(repo / name)
-        if not parser.has_section("flake8"):
-            continue
-        section = parser["flake8"]
-        where = f"{name} [flake8]"
-        if not _flake8_checks_e501(section):
-            return None, f"{where} does not check E501"
-        for key in ("max-line-length", "max_line_length"):
-            if key in section:
-                n = _int_setting(section[key])
-                if n is None:
-                    return None, f"{where} {key} = {section[key]!r} is not a length"
-                return n, f"{where} {key}"
-        return FLAKE8_LINE_LENGTH, f"flake8's default ({where} sets no max-line-length)"
-    return None, ""
+    configured or does not check line length."""
+    found = flake8_section(repo, parsers)
+    if found is None:
+        return None, ""
+    where, section = found
+    if not _flake8_checks_e501(section):
+        return None, f"{where} does not check E501"
+    for key in ("max-line-length", "max_line_length"):
+        if key in section:
+            n = _int_setting(section[key])
+            if n is None:
+                return None, f"{where} {key} = {section[key]!r} is not a length"
+            return n, f"{where} {key}"
+    return FLAKE8_LINE_LENGTH, f"flake8's default ({where} sets no max-line-length)"
 
 
 def _black_line_length(pyproject: dict[str, Any]) -> int | None:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.detect import RUFF_LOWEST_MINOR
+from harness.detect import RUFF_LOWEST_MINOR, flake8_section
 from harness.errors import ProviderError
 from harness.gitutil import change_key
 from harness.guard.globs import match_any
@@ -532,19 +532,8 @@ def _flake8_config(ctx: dict[str, Any]) -> str | None:
     """Where the project configures flake8, which honours the same `# noqa` comments: one
     ruff calls unused (RUF100) may be what keeps the project's flake8 quiet."""
     found = _ruff_prefix(ctx)
-    if found is None:
-        return None
-    root = Path(found[2])
-    if (root / ".flake8").is_file():
-        return ".flake8"
-    for name in ("setup.cfg", "tox.ini"):
-        try:
-            text = (root / name).read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            continue
-        if re.search(r"^\[flake8\]", text, re.MULTILINE):
-            return f"{name} [flake8]"
-    return None
+    section = flake8_section(Path(found[2])) if found is not None else None
+    return section[0] if section is not None else None
 
 
 def _read(ctx: dict[str, Any], path: str) -> str:
