@@ -244,6 +244,17 @@ def test_end_of_input_at_the_prompt_stops_the_run_cleanly(
     assert summary["blocks"][0]["status"] == "stopped" and summary["blocks"][0]["commits"] == []
 
 
+def reject_then_approve(child: pexpect.spawn) -> None:
+    """The person's first two answers in the resume tests: reject the first patch with a
+    reason, approve the second."""
+    child.expect_exact(PROMPT)
+    child.sendline("r")
+    child.expect_exact("reason (sent to the model): ")
+    child.sendline("keep os for now")
+    child.expect_exact(PROMPT)
+    child.sendline("a")
+
+
 def resume_editing_b(record: Path, tmp_path: Path, editor: Path) -> str:
     """`harness resume --supervised` in a terminal: edit the first patch asked about, approve
     the edited one, stop at the block's end; the text before the first question."""
@@ -277,12 +288,7 @@ def test_a_supervised_run_killed_mid_block_resumes_without_asking_again(
     editor = make_editor(tmp_path)
     child = spawn(args, tmp_path, HARNESS_KILL_BEFORE="applied:1")
     try:
-        child.expect_exact(PROMPT)
-        child.sendline("r")
-        child.expect_exact("reason (sent to the model): ")
-        child.sendline("keep os for now")
-        child.expect_exact(PROMPT)
-        child.sendline("a")
+        reject_then_approve(child)
         child.expect(pexpect.EOF)
     finally:
         child.close(force=True)
@@ -311,12 +317,7 @@ def test_a_supervised_run_resumed_unattended_honours_the_record_and_says_so(
     _repo, args = setup(make_repo, tmp_path)
     child = spawn(args, tmp_path, HARNESS_KILL_BEFORE="applied:1")
     try:
-        child.expect_exact(PROMPT)
-        child.sendline("r")
-        child.expect_exact("reason (sent to the model): ")
-        child.sendline("keep os for now")
-        child.expect_exact(PROMPT)
-        child.sendline("a")
+        reject_then_approve(child)
         child.expect(pexpect.EOF)
     finally:
         child.close(force=True)
@@ -349,12 +350,7 @@ def test_a_person_who_quit_mid_block_is_asked_again_where_they_quit(
     editor = make_editor(tmp_path)
     child = spawn(args, tmp_path)
     try:
-        child.expect_exact(PROMPT)
-        child.sendline("r")
-        child.expect_exact("reason (sent to the model): ")
-        child.sendline("keep os for now")
-        child.expect_exact(PROMPT)
-        child.sendline("a")
+        reject_then_approve(child)
         child.expect_exact(PROMPT)
         child.sendline("q")
         child.expect(pexpect.EOF)
