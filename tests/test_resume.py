@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -399,11 +400,8 @@ def test_a_mapped_script_resumes_with_its_recorded_mapping(
     make_repo: Callable[..., Path], tmp_path: Path
 ) -> None:
     from harness.errors import Interrupted
-    from harness.loop import Loop, RunOptions
-    from harness.policy import parse_policy
-    from harness.providers.scripted import ScriptedProvider
+    from harness.loop import Loop
     from harness.resume import resume as go_on
-    from harness.steps import parse_steps
     from tests.test_steps_mapping import ANSWER, POLICY, SCRIPT
 
     repo = make_repo({"pkg/__init__.py": "", "pkg/calc.py": "X = 1\n"})
@@ -413,16 +411,9 @@ def test_a_mapped_script_resumes_with_its_recorded_mapping(
         if message.startswith("block 2:"):
             raise KeyboardInterrupt  # Ctrl-C as block 2 starts, block 1 finished
 
-    opts = RunOptions(
-        steps=parse_steps(SCRIPT, "m.md"),
-        steps_text=SCRIPT,
-        repo=repo,
-        policy=parse_policy(POLICY),
-        policy_text=POLICY,
-        policy_path=None,
-        provider=ScriptedProvider.from_responses([answer]),
-        runs_dir=tmp_path / "runs",
-        progress=stop_at_block_2,
+    provider = ScriptedProvider.from_responses([answer])
+    opts = replace(
+        options(repo, provider, SCRIPT, POLICY, tmp_path / "runs"), progress=stop_at_block_2
     )
     with pytest.raises(Interrupted):
         Loop(opts).run()
@@ -441,12 +432,10 @@ def test_the_builtin_provider_resumes_knowing_what_it_proposed(
     halves): the answers the record hands back are asked of it too, so it goes live as it
     would have been."""
     from harness.errors import Interrupted
-    from harness.loop import Loop, RunOptions
-    from harness.policy import parse_policy
+    from harness.loop import Loop
     from harness.providers.base import ModelRequest, ModelResponse
     from harness.providers.builtin import BuiltinProvider
     from harness.resume import resume as go_on
-    from harness.steps import parse_steps
     from tests.test_loop import FILES as CALC_FILES
     from tests.test_loop import STEPS as ONE_BLOCK
 
@@ -466,16 +455,8 @@ def test_the_builtin_provider_resumes_knowing_what_it_proposed(
         if message.startswith("  [R1]"):
             raise KeyboardInterrupt  # Ctrl-C once the todo list is answered
 
-    opts = RunOptions(
-        steps=parse_steps(ONE_BLOCK, "s.md"),
-        steps_text=ONE_BLOCK,
-        repo=repo,
-        policy=parse_policy(policy),
-        policy_text=policy,
-        policy_path=None,
-        provider=Seen(),
-        runs_dir=tmp_path / "runs",
-        progress=stop_at_the_first_item,
+    opts = replace(
+        options(repo, Seen(), ONE_BLOCK, policy, tmp_path / "runs"), progress=stop_at_the_first_item
     )
     with pytest.raises(Interrupted):
         Loop(opts).run()
