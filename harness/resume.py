@@ -29,6 +29,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -80,14 +81,19 @@ class Interrupted:
     checkpoint: dict[str, Any]
     tail_from: str | None = None  # the set-aside log the tail was read from, if not this one
 
+    @cached_property
+    def kept_events(self) -> list[dict[str, Any]]:
+        """`kept`, parsed once."""
+        return [json.loads(line) for line in self.kept]
+
     @property
     def head(self) -> str:
         return str(self.checkpoint.get("head") or self.manifest.base_commit)
 
     def recorded_responses(self) -> int:
         """Answers the model gave in the whole record: what a scripted provider has served."""
-        events = [json.loads(line) for line in self.kept]
-        return sum(1 for e in [*events, *self.tail] if e.get("kind") == "model_response")
+        events = [*self.kept_events, *self.tail]
+        return sum(1 for e in events if e.get("kind") == "model_response")
 
     def spent(self) -> Spend:
         """The spend up to the last checkpoint (without one, the calls made before the first
@@ -95,7 +101,7 @@ class Interrupted:
         charged as the catch-up hands them back or gives them up (`CatchUpProvider.owed`)."""
         spent = Spend.model_validate(self.checkpoint.get("spent") or {})
         if not self.checkpoint:
-            kept = [json.loads(line) for line in self.kept]
+            kept = self.kept_events
             for _asked, answer in request_pairs(kept):
                 spent.charge(_usage(answer))
             if kept:
@@ -210,7 +216,7 @@ _SESSION_END = ("block_started", "run_error", "budget_exhausted", "run_finished"
 
 def supervised(record: Interrupted) -> bool:
     """Whether a person decided anything in the run so far."""
-    events = [json.loads(line) for line in record.kept] + record.tail
+    events = record.kept_events + record.tail
     return any(
         e.get("kind") == "approval" and str(e.get("by", "")).startswith("person") for e in events
     )
@@ -422,9 +428,11 @@ def _unanswered(
     ]
     if not stops:
         return max(0, asked - len(pairs))
-    before = Spend.model_validate(record.checkpoint.get("spent") or {}).calls
-    if not record.checkpoint:
-        before = len(request_pairs([json.loads(line) for line in record.kept]))
+    before = (
+        Spend.model_validate(record.checkpoint.get("spent") or {}).calls
+        if record.checkpoint
+        else len(request_pairs(record.kept_events))
+    )
     answered = sum(
         int(answer.get("attempts") or 1)
         if per_attempt and answer["kind"] == "model_response"
